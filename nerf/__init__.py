@@ -1,0 +1,1 @@
+"""NeRF side of portrait3d: nerfstudio dataset, instant-NGP fit, mesh extraction and export."""

@@ -1,0 +1,21 @@
+"""Diffusion subcommands (back-view, orbit-views, convert-weights). Not built yet."""
+
+from __future__ import annotations
+
+import argparse
+
+from portrait3d.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    for name in (
+        "back-view",
+        "orbit-views",
+        "convert-weights",
+    ):
+        p = subparsers.add_parser(name, parents=[common], help="(not built yet)")
+        p.set_defaults(func=_missing, stage_name=name)
+
+
+def _missing(args: argparse.Namespace) -> None:
+    raise UserError(f"the {args.stage_name} stage is not built yet")

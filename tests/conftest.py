@@ -1,0 +1,40 @@
+"""Shared test fixtures: paths, a CLI runner, and the reference labels."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REFERENCE_LABELS = SHARED / "reference" / "panohead_dataset_example.json"
+# A copy that travels with the repository, so tests do not need ../shared.
+BUNDLED_LABELS = REPO / "tests" / "data" / "panohead_dataset_example.json"
+
+
+@pytest.fixture(scope="session")
+def reference_labels() -> dict:
+    """The released PanoHead sample labels (``{"labels": [[name, [25 floats]], ...]}``)."""
+    path = REFERENCE_LABELS if REFERENCE_LABELS.exists() else BUNDLED_LABELS
+    return json.loads(path.read_text())
+
+
+def run_cli(*args: str, cwd: str | Path | None = None, timeout: float = 600, env: dict | None = None):
+    """Run the installed ``portrait3d`` console script as a subprocess."""
+    exe = Path(sys.executable).parent / "portrait3d"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "portrait3d"]
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env, stdin=subprocess.DEVNULL
+    )
+
+
+@pytest.fixture
+def cli():
+    """The CLI runner (see :func:`run_cli`)."""
+    return run_cli

@@ -1,0 +1,54 @@
+"""The console script, run as a subprocess."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from portrait3d.cli import build_parser
+
+
+def test_help_works(cli):
+    res = cli("--help")
+    assert res.returncode == 0
+    assert "make-asset" in res.stdout and "cameras" in res.stdout
+
+
+def test_every_subcommand_has_help(cli):
+    parser = build_parser()
+    names = sorted(parser._subparsers._group_actions[0].choices)  # noqa: SLF001 - the registered subcommands
+    assert {"cameras", "preprocess", "proxy", "make-asset"} <= set(names)
+    for name in names:
+        res = cli(name, "--help")
+        assert res.returncode == 0, (name, res.stderr)
+        assert "usage: portrait3d" in res.stdout
+
+
+def test_python_dash_m(tmp_path):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "portrait3d", "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and "portrait3d" in res.stdout
+
+
+def test_cameras_command_writes_orbit(cli, tmp_path):
+    out = tmp_path / "cams.json"
+    res = cli("cameras", "--views", "32", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    labels = json.loads(out.read_text())["labels"]
+    assert len(labels) == 32 and labels[0][0] == "0000.png"
+    front = np.array(labels[0][1][:16]).reshape(4, 4)
+    back = np.array(labels[16][1][:16]).reshape(4, 4)
+    np.testing.assert_allclose(front[:3, 3], [0, 0, 2.7], atol=1e-9)
+    assert back[2, 3] == pytest.approx(-2.7)
+
+
+def test_cameras_command_bad_input(cli, tmp_path):
+    res = cli("cameras", "--views", "0", "--out", str(tmp_path / "c.json"))
+    assert res.returncode != 0
+    assert res.stderr.strip().count("\n") == 0 and "--views" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "c.json").exists()

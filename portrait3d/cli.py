@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import signal
 import sys
 import traceback
 
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     progress.set_verbosity(progress.QUIET if args.quiet else progress.VERBOSE if args.verbose else progress.NORMAL)
+    # A polite kill (SIGTERM) unwinds like Ctrl-C, so temporary files are removed.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = args.func(args)
         return int(result or 0)
@@ -71,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback only with --verbose
         _fail(args, f"internal error: {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)")
         return 1
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _fail(args: argparse.Namespace, message: str) -> None:

@@ -110,7 +110,9 @@ def hash_files(paths: Iterable[str | Path], root: str | Path | None = None) -> s
         p = Path(p)
         files.extend(sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p])
     for f in files:
-        name = str(f.relative_to(root)) if root else str(f)
+        # Files inside the run are named by their relative path; others (the
+        # user's photo) by content alone, so moving them does not redo work.
+        name = str(f.relative_to(root)) if root and f.is_relative_to(root) else ""
         digest.update(name.encode())
         digest.update(b"\0")
         if f.exists():

@@ -1,17 +1,61 @@
-"""Subcommands make-asset: photo to GLB in one command (issue 6). Not built yet."""
+"""``portrait3d make-asset``: photo in, GLB out, every stage in one command."""
 
 from __future__ import annotations
 
 import argparse
-
-from portrait3d.errors import UserError
+import os
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    for name in ("make-asset",):
-        p = subparsers.add_parser(name, parents=[common], help="(not built yet)")
-        p.set_defaults(func=_missing, stage_name=name)
+    from portrait3d.make_asset import WEIGHTS_ENV
+
+    p = subparsers.add_parser(
+        "make-asset",
+        parents=[common],
+        help="photo -> 360-degree views -> NeRF -> GLB/OBJ/PLY, turntable and report",
+        description="Run every stage on one photo. The run folder is the unit of work: rerunning the same "
+        "command skips finished stages and resumes an interrupted run.",
+    )
+    p.add_argument("photo", help="portrait photo (JPEG, PNG, WebP, BMP, TIFF)")
+    p.add_argument("--out", required=True, help="run folder (created; an existing run is resumed)")
+    p.add_argument(
+        "--generator",
+        choices=["proxy", "diffusion"],
+        default="proxy",
+        help="views from the template proxy head (no weights, CPU) or from DiffPortrait360 (default: proxy)",
+    )
+    p.add_argument("--weights", help=f"converted weights folder for --generator diffusion (default: ${WEIGHTS_ENV})")
+    p.add_argument("--conditions", help="folder of released condition renders + dataset.json (diffusion generator)")
+    p.add_argument("--views", type=int, default=32, help="views on the orbit (default: 32)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device (default: auto)")
+    p.add_argument("--preset", choices=["fast", "standard"], default="fast", help="NeRF preset (default: fast)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--allow-cpu", action="store_true", help="let the diffusion generator run on a CPU (very slow)")
+    p.add_argument("--yaw", type=float, help="manual camera yaw in degrees when no face is detected (with --pitch)")
+    p.add_argument("--pitch", type=float, help="manual camera pitch in degrees (with --yaw)")
+    p.add_argument("--force", action="store_true", help="redo every stage")
+    p.set_defaults(func=run)
 
 
-def _missing(args: argparse.Namespace) -> None:
-    raise UserError(f"the {args.stage_name} stage is not built yet")
+def run(args: argparse.Namespace) -> None:
+    from portrait3d.errors import UserError
+    from portrait3d.make_asset import WEIGHTS_ENV, MakeAssetOptions, make_asset
+
+    if (args.yaw is None) != (args.pitch is None):
+        raise UserError("--yaw and --pitch go together")
+    if not 1 <= args.views <= 256:
+        raise UserError(f"--views must be between 1 and 256, got {args.views}")
+    options = MakeAssetOptions(
+        generator=args.generator,
+        weights=args.weights or os.environ.get(WEIGHTS_ENV),
+        conditions=args.conditions,
+        views=args.views,
+        device=args.device,
+        preset=args.preset,
+        seed=args.seed,
+        allow_cpu=args.allow_cpu,
+        yaw=args.yaw,
+        pitch=args.pitch,
+        force=args.force,
+    )
+    make_asset(args.photo, args.out, options)

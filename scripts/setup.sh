@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Create or update the project's virtual environment in .venv.
+#
+#   bash scripts/setup.sh          runtime (portrait3d + nerfstudio)
+#   bash scripts/setup.sh --dev    plus test tools (pytest, ruff, the Khronos glTF validator)
+#
+# torch: on a machine with an NVIDIA driver the CUDA build is installed, elsewhere
+# the CPU build; either way the installed version is then pinned in
+# .venv/constraints.txt so that no later install (nerfstudio, ...) replaces it.
+# Set TORCH_VERSION to choose another torch; PIP_INDEX_URL / PIP_EXTRA_INDEX_URL
+# as usual to pick where wheels come from. Re-running is cheap: nothing is
+# reinstalled unless pyproject.toml or this script changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+python=${PYTHON:-python3}
+torch_version=${TORCH_VERSION:-2.13.0}
+say() { echo "[setup] $*" >&2; }
+
+# 1. System libraries: open3d needs libusb at import time.
+if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing libusb-1.0-0 (needed by open3d)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null
+  else
+    say "open3d needs the system library libusb-1.0 (Debian/Ubuntu: sudo apt-get install libusb-1.0-0)"; exit 1
+  fi
+fi
+
+# 2. The virtual environment.
+[[ -x .venv/bin/python ]] || { say "creating .venv"; "$python" -m venv .venv; }
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+stamp=.venv/.portrait3d-setup
+want="$(cat pyproject.toml "$0" | sha256sum | cut -c1-16) dev=$dev"
+if [[ -f $stamp && "$(cat $stamp)" == "$want" ]] || [[ -f $stamp && $dev == 0 && "$(cat $stamp)" == "${want% dev=0} dev=1" ]]; then
+  say "environment up to date"
+  exit 0
+fi
+
+# 3. torch first, CPU or CUDA, then pin exactly what was installed.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+    say "NVIDIA GPU found: installing the CUDA build of torch $torch_version"
+  else
+    say "no NVIDIA GPU: installing the CPU build of torch $torch_version"
+  fi
+  "${pip[@]}" install "torch==$torch_version"
+fi
+.venv/bin/python -c "import torch; print(f'torch=={torch.__version__}')" > .venv/constraints.txt
+say "pinned $(cat .venv/constraints.txt)"
+
+# 4. The project, its NeRF extra (nerfstudio) and, with --dev, the test tools.
+extras=nerf
+[[ $dev == 1 ]] && extras=nerf,dev
+say "installing portrait3d[$extras] (a few minutes the first time)"
+"${pip[@]}" install -c .venv/constraints.txt -e ".[$extras]"
+
+# 5. Test tool outside Python: the Khronos glTF validator (npm), if npm is there.
+if [[ $dev == 1 ]]; then
+  if command -v npm >/dev/null; then
+    [[ -d .tools/node_modules/gltf-validator ]] || {
+      say "installing gltf-validator (npm) into .tools/"
+      npm install --silent --no-audit --no-fund --prefix .tools gltf-validator@2.0.0-dev.3.10 >/dev/null
+    }
+  else
+    say "npm not found: the glTF validator test will be skipped"
+  fi
+fi
+echo "$want" > $stamp
+say "done: use .venv/bin/portrait3d"

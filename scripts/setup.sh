@@ -46,7 +46,7 @@ if [[ -f $stamp && "$(cat $stamp)" == "$want" ]] || [[ -f $stamp && $dev == 0 &&
 fi
 
 # 3. torch first, CPU or CUDA, then pin exactly what was installed.
-if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+if ! .venv/bin/python -c "import importlib.metadata as m; m.version('torch')" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
     say "NVIDIA GPU found: installing the CUDA build of torch $torch_version"
   else
@@ -54,7 +54,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
   "${pip[@]}" install "torch==$torch_version"
 fi
-.venv/bin/python -c "import torch; print(f'torch=={torch.__version__}')" > .venv/constraints.txt
+.venv/bin/python -c "import importlib.metadata as m; print('torch==' + m.version('torch'))" > .venv/constraints.txt
 say "pinned $(cat .venv/constraints.txt)"
 
 # 4. The project, its NeRF extra (nerfstudio) and, with --dev, the test tools.

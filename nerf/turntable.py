@@ -1,0 +1,116 @@
+"""The ``render-turntable`` stage: the textured head mesh seen from a full circle of cameras.
+
+Writes ``RUN/turntable.mp4`` (H.264 through imageio-ffmpeg) or, where no
+encoder is available, ``RUN/turntable.gif``. Frames are ray-cast on the CPU with
+the shared :class:`portrait3d.render.MeshRenderer` (a fraction of a second each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from portrait3d import cameras, progress
+from portrait3d.errors import UserError
+from portrait3d.run import Run, atomic_path, execute
+
+from .export import GLB_NAME, MESH_DIR, read_glb_json
+
+STAGE = "render-turntable"
+
+
+@dataclass
+class TurntableConfig:
+    """Options of the turntable."""
+
+    frames: int = 72
+    """Frames in one revolution (yaw steps of 360 / frames degrees, frame 0 frontal)."""
+    size: int = 512
+    """Frame width and height in pixels (rounded up to a multiple of 16 for the video encoder)."""
+    pitch: float = 10.0
+    """Camera elevation in degrees."""
+    fps: int = 24
+    """Frames per second of the video."""
+    background: tuple[int, int, int] = (255, 255, 255)
+    """Background colour (RGB)."""
+
+
+def video_encoder_available() -> bool:
+    """True when imageio can write MP4 (an ffmpeg binary from imageio-ffmpeg or the system)."""
+    try:
+        import imageio_ffmpeg
+
+        return bool(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError):
+        return False
+
+
+def output_name() -> str:
+    """``turntable.mp4``, or ``turntable.gif`` without a video encoder."""
+    return "turntable.mp4" if video_encoder_available() else "turntable.gif"
+
+
+def load_head_mesh(path: str | Path) -> trimesh.Trimesh:
+    """Load ``head.glb`` back into PanoHead units (undoing the metres scale recorded in its extras)."""
+    path = Path(path)
+    try:
+        scale = float(read_glb_json(path)["asset"]["extras"]["portrait3d"]["metres_per_unit"])
+        mesh = trimesh.load(path, force="mesh")
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise UserError(f"{path}: not a head mesh written by export-mesh ({exc})") from exc
+    mesh.vertices = np.asarray(mesh.vertices) / scale
+    return mesh
+
+
+def render_frames(mesh: trimesh.Trimesh, config: TurntableConfig):
+    """Yield (S, S, 3) uint8 frames of ``mesh`` (PanoHead units) over the background."""
+    from portrait3d.render import MeshRenderer
+
+    renderer = MeshRenderer(mesh)
+    size = -(-config.size // 16) * 16
+    background = np.asarray(config.background, dtype=np.float64)
+    for cam in cameras.orbit(config.frames, pitch=config.pitch):
+        rgba = renderer.render_rgba(cam, size).astype(np.float64)
+        alpha = rgba[..., 3:] / 255.0
+        yield np.round(rgba[..., :3] * alpha + background * (1.0 - alpha)).astype(np.uint8)
+
+
+def write_turntable(mesh: trimesh.Trimesh, path: str | Path, config: TurntableConfig) -> Path:
+    """Render the turntable of ``mesh`` (PanoHead units) to ``path`` (.mp4 or .gif), atomically."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    frames = progress.bar(render_frames(mesh, config), total=config.frames, desc="turntable")
+    with atomic_path(path) as tmp:
+        if path.suffix == ".mp4":
+            writer = imageio.get_writer(tmp, format="FFMPEG", fps=config.fps, codec="libx264", quality=8)
+        else:
+            writer = imageio.get_writer(tmp, format="GIF", duration=1000.0 / config.fps, loop=0)
+        with writer:
+            for frame in frames:
+                writer.append_data(frame)
+    return path
+
+
+def render_turntable(run: Run, config: TurntableConfig, force: bool = False) -> dict:
+    """Run the ``render-turntable`` stage: reads ``mesh/head.glb``, writes ``turntable.mp4`` (or ``.gif``).
+
+    Returns:
+        Information for ``report.json`` (the file written, frames, size).
+    """
+    if config.frames < 1:
+        raise UserError(f"--frames: at least 1, got {config.frames}")
+    if not 16 <= config.size <= 4096:
+        raise UserError(f"--size: between 16 and 4096 pixels, got {config.size}")
+    glb = f"{MESH_DIR}/{GLB_NAME}"
+    run.require(glb, hint="run `portrait3d export-mesh RUN` first")
+    name = output_name()
+
+    def stage(run: Run, config: TurntableConfig) -> dict:
+        write_turntable(load_head_mesh(run.path(glb)), run.path(name), config)
+        return {"file": name, "frames": config.frames, "size": -(-config.size // 16) * 16}
+
+    return execute(run, STAGE, stage, config, [glb], [name], force=force)

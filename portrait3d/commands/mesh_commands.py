@@ -1,0 +1,79 @@
+"""``portrait3d export-mesh`` and ``portrait3d render-turntable``: the asset from a fitted NeRF."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register_mesh_commands(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add the ``export-mesh`` and ``render-turntable`` subcommands."""
+    p = subparsers.add_parser(
+        "export-mesh",
+        parents=[common],
+        help="textured head mesh (GLB, OBJ, PLY) from the fitted NeRF",
+        description="Extract the head surface from the NeRF density (marching cubes), keep the largest part, "
+        "close small holes, smooth, decimate, unwrap UVs and bake a texture. Writes RUN/mesh/head.glb "
+        "(glTF 2.0, +Y up, facing +Z, metres), head.obj + head.mtl + head_texture.png and head.ply.",
+    )
+    p.add_argument("run", metavar="RUN", help="run folder with nerf/ (from fit-nerf) and views/")
+    p.add_argument("--triangles", type=int, default=50_000, help="triangle budget (default: 50000)")
+    p.add_argument("--texture", type=int, default=2048, help="texture size in pixels (default: 2048)")
+    p.add_argument("--resolution", type=int, default=192, help="marching-cubes cells per axis (default: 192)")
+    p.add_argument(
+        "--threshold", type=float, default=None, help="density iso-level of the surface (default: the mesh default)"
+    )
+    p.add_argument(
+        "--texture-source",
+        choices=("views", "field"),
+        default="views",
+        help="views: project the run's views (default); field: query the NeRF's colour",
+    )
+    p.add_argument(
+        "--scale", type=float, default=None, help="metres per PanoHead world unit in the files (default: 0.4)"
+    )
+    p.add_argument("--force", action="store_true", help="run even if the stage is up to date")
+    p.set_defaults(func=run_export_mesh)
+
+    p = subparsers.add_parser(
+        "render-turntable",
+        parents=[common],
+        help="video of the textured mesh turning around (RUN/turntable.mp4)",
+        description="Render RUN/mesh/head.glb from a full circle of cameras into RUN/turntable.mp4 "
+        "(RUN/turntable.gif where no video encoder is installed).",
+    )
+    p.add_argument("run", metavar="RUN", help="run folder with mesh/head.glb (from export-mesh)")
+    p.add_argument("--frames", type=int, default=72, help="frames per revolution (default: 72)")
+    p.add_argument("--size", type=int, default=512, help="frame size in pixels (default: 512)")
+    p.add_argument("--pitch", type=float, default=10.0, help="camera elevation in degrees (default: 10)")
+    p.add_argument("--fps", type=int, default=24, help="frames per second (default: 24)")
+    p.add_argument("--force", action="store_true", help="run even if the stage is up to date")
+    p.set_defaults(func=run_render_turntable)
+
+
+def run_export_mesh(args: argparse.Namespace) -> None:
+    """Handler of ``export-mesh``."""
+    from nerf.export import METRES_PER_UNIT, ExportConfig, export_mesh
+    from nerf.mesh import BakeConfig, MeshConfig
+    from portrait3d.run import Run
+
+    run = Run(args.run, create=False)
+    mesh = MeshConfig(triangles=args.triangles, resolution=args.resolution)
+    if args.threshold is not None:
+        mesh.threshold = args.threshold
+    config = ExportConfig(
+        mesh=mesh,
+        bake=BakeConfig(texture_size=args.texture),
+        texture_source=args.texture_source,
+        metres_per_unit=METRES_PER_UNIT if args.scale is None else args.scale,
+    )
+    export_mesh(run, config, force=args.force)
+
+
+def run_render_turntable(args: argparse.Namespace) -> None:
+    """Handler of ``render-turntable``."""
+    from nerf.turntable import TurntableConfig, render_turntable
+    from portrait3d.run import Run
+
+    run = Run(args.run, create=False)
+    config = TurntableConfig(frames=args.frames, size=args.size, pitch=args.pitch, fps=args.fps)
+    render_turntable(run, config, force=args.force)

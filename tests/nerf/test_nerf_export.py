@@ -1,0 +1,163 @@
+"""The export-mesh and render-turntable stages on a known scene: files, loaders, validator, accuracy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+
+from nerf.analytic import MeshField, coloured_ellipsoid
+from nerf.export import ExportConfig, export_mesh, read_glb_json
+from nerf.mesh import BakeConfig, MeshConfig
+from nerf.metrics import chamfer_fscore, psnr
+from nerf.turntable import TurntableConfig, load_head_mesh, render_turntable
+from portrait3d import cameras
+from portrait3d.errors import UserError
+from portrait3d.render import MeshRenderer
+from portrait3d.run import Run, atomic_save_image
+
+REPO = Path(__file__).resolve().parents[2]
+SCALE = 0.5
+CONFIG = ExportConfig(
+    mesh=MeshConfig(resolution=48, threshold=50.0, triangles=3000),
+    bake=BakeConfig(texture_size=256),
+    metres_per_unit=SCALE,
+)
+
+
+def _write_views(run: Run, mesh: trimesh.Trimesh, size: int = 128) -> None:
+    renderer = MeshRenderer(mesh)
+    named = {}
+    for i, cam in enumerate(cameras.orbit(8, pitches=[-25.0, 25.0])):
+        name = f"{cameras.view_name(i)}.png"
+        atomic_save_image(run.path("views", name), renderer.render_rgba(cam, size))
+        named[name] = cam
+    cameras.write_labels(run.path("views", "cameras.json"), named)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A run with views of the coloured ellipsoid, exported from the ellipsoid's own field."""
+    truth = coloured_ellipsoid(subdivisions=4)
+    run = Run(tmp_path_factory.mktemp("export") / "run")
+    _write_views(run, truth)
+    field = MeshField(truth)
+    info = export_mesh(run, CONFIG, field_model=field)
+    return run, truth, field, info
+
+
+def test_export_writes_the_files_with_the_scale(exported):
+    run, _, _, info = exported
+    for name in info["files"]:
+        assert run.path(name).stat().st_size > 0
+    assert info["metres_per_unit"] == SCALE and info["units"] == "metres"
+    assert info["triangles"] <= 3000 and info["watertight"]
+    # 0.44 units wide at 0.5 m per unit.
+    assert info["size_m"][0] == pytest.approx(0.44 * SCALE, rel=0.03)
+    extras = read_glb_json(run.path("mesh", "head.glb"))["asset"]["extras"]["portrait3d"]
+    assert extras["metres_per_unit"] == SCALE and extras["up"] == "+Y"
+    assert not list(run.path("mesh").glob(".tmp-*")) and not list(run.root.glob(".tmp-*"))
+
+
+def test_export_is_skipped_when_up_to_date_and_redone_when_options_change(exported):
+    run, _, field, _ = exported
+    assert export_mesh(run, CONFIG, field_model=field)["skipped"]
+    with pytest.raises(UserError, match="--triangles"):
+        export_mesh(run, ExportConfig(mesh=MeshConfig(triangles=10)), field_model=field)
+
+
+def test_trimesh_loads_all_three_files_in_metres(exported):
+    run, truth, _, _ = exported
+    expected = np.asarray(truth.bounds) * SCALE
+    for name, visual in (("head.glb", "texture"), ("head.obj", "texture"), ("head.ply", "vertex")):
+        mesh = trimesh.load(run.path("mesh", name), force="mesh")
+        np.testing.assert_allclose(mesh.bounds, expected, atol=0.01 * SCALE)
+        assert mesh.visual.kind == visual
+    obj = trimesh.load(run.path("mesh", "head.obj"), force="mesh")
+    assert obj.visual.material.image.size == (256, 256)  # the MTL's texture path resolved
+
+
+def test_open3d_loads_all_three_files(exported):
+    o3d = pytest.importorskip("open3d")
+    run, _, _, info = exported
+    for name in ("head.glb", "head.obj"):
+        mesh = o3d.io.read_triangle_mesh(str(run.path("mesh", name)), True)
+        assert len(mesh.triangles) == info["triangles"]
+        assert mesh.has_triangle_uvs() and mesh.has_textures()
+    ply = o3d.io.read_triangle_mesh(str(run.path("mesh", "head.ply")))
+    assert len(ply.triangles) == info["triangles"] and ply.has_vertex_colors()
+    mtl = run.path("mesh", "head.mtl").read_text()
+    texture = next(line.split(maxsplit=1)[1] for line in mtl.splitlines() if line.startswith("map_Kd"))
+    assert (run.path("mesh") / texture).is_file()
+
+
+def test_exported_geometry_and_texture_match_the_truth(exported):
+    run, truth, _, _ = exported
+    mesh = load_head_mesh(run.path("mesh", "head.glb"))  # back in PanoHead units
+    scores = chamfer_fscore(mesh, truth, samples=20_000)
+    assert scores["chamfer_pct_diag"] < 0.3
+    assert scores["fscore"] > 0.99
+    # Cameras between the views: the GLB's texture (flipped v in glTF) must land where the truth's colours are.
+    for cam in cameras.orbit(3, pitch=10.0):
+        got = MeshRenderer(mesh).render_rgba(cam, 96).astype(np.float64) / 255
+        want = MeshRenderer(truth).render_rgba(cam, 96).astype(np.float64) / 255
+        both = (got[..., 3] > 0) & (want[..., 3] > 0)
+        assert psnr(got[..., :3], want[..., :3], both) > 32.0
+
+
+def _validator() -> tuple[str, dict] | None:
+    node = shutil.which("node")
+    candidates = [REPO / ".tools" / "node_modules", *map(Path, os.environ.get("NODE_PATH", "").split(os.pathsep))]
+    modules = next((p for p in candidates if str(p) != "." and (p / "gltf-validator").is_dir()), None)
+    if node is None or modules is None:
+        return None
+    return node, {**os.environ, "NODE_PATH": str(modules)}
+
+
+def test_glb_passes_the_khronos_validator(exported):
+    found = _validator()
+    if found is None:
+        pytest.skip("node or the gltf-validator npm package is missing (npm install --prefix .tools gltf-validator)")
+    node, env = found
+    run = exported[0]
+    proc = subprocess.run(
+        [node, str(REPO / "scripts" / "validate_gltf.mjs"), str(run.path("mesh", "head.glb"))],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    report = json.loads(proc.stdout)[0]
+    assert report["issues"]["numErrors"] == 0, report["issues"]["messages"]
+    assert report["issues"]["numWarnings"] == 0, report["issues"]["messages"]
+    assert proc.returncode == 0
+
+
+def test_turntable_shows_the_front_first(exported):
+    import imageio.v3 as iio
+
+    run = exported[0]
+    info = render_turntable(run, TurntableConfig(frames=4, size=64, pitch=0.0))
+    frames = iio.imread(run.path(info["file"]))
+    assert frames.shape[:3] == (4, 64, 64)
+    # Frame 0 looks at the face (+z: blue), frame 1 at yaw 90 (+x: red).
+    front, side = frames[0, 32, 32].astype(int), frames[1, 32, 32].astype(int)
+    assert front[2] > 200 and front[2] > front[0] + 60
+    assert side[0] > 200 and side[0] > side[2] + 60
+    assert tuple(frames[0, 0, 0]) == pytest.approx((255, 255, 255), abs=12)  # background
+
+
+def test_missing_inputs_are_one_line_errors(tmp_path):
+    run = Run(tmp_path / "empty")
+    with pytest.raises(UserError, match="missing nerf"):
+        export_mesh(run, CONFIG)
+    with pytest.raises(UserError, match="missing mesh/head.glb"):
+        render_turntable(run, TurntableConfig())
+    with pytest.raises(UserError, match="missing views/cameras.json"):
+        export_mesh(run, CONFIG, field_model=MeshField(coloured_ellipsoid(subdivisions=2)))

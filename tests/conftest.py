@@ -15,6 +15,7 @@ SHARED = REPO.parent / "shared"
 REFERENCE_LABELS = SHARED / "reference" / "panohead_dataset_example.json"
 # A copy that travels with the repository, so tests do not need ../shared.
 BUNDLED_LABELS = REPO / "tests" / "data" / "panohead_dataset_example.json"
+SAMPLE_PHOTO = REPO / "data" / "samples" / "astronaut.jpg"
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +33,12 @@ def run_cli(*args: str, cwd: str | Path | None = None, timeout: float = 600, env
     return subprocess.run(
         [*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env, stdin=subprocess.DEVNULL
     )
+
+
+@pytest.fixture(scope="session")
+def sample_photo() -> Path:
+    """The bundled public-domain sample portrait (``skimage.data.astronaut()``)."""
+    return SAMPLE_PHOTO
 
 
 @pytest.fixture

@@ -553,9 +553,9 @@ def build_components(
 
 
 def convert_checkpoint(
-    path: str | Path, out_dir: str | Path, motion: bool, options: ConvertOptions = ConvertOptions()
+    path: str | Path, out_dir: str | Path, motion: bool, options: ConvertOptions = ConvertOptions(), label: str = ""
 ) -> None:
-    """Convert one released file into the pipeline folder ``out_dir`` (new or empty)."""
+    """Convert one released file into the pipeline folder ``out_dir`` (new or empty); ``label`` names it in logs."""
     from portrait3d.diffusion.pipelines import BackViewPipeline, Portrait360Pipeline
 
     source = Path(path).name
@@ -565,7 +565,7 @@ def convert_checkpoint(
     components = build_components(state, options.layout, motion, source, options.dtype)
     pipeline_class = Portrait360Pipeline if motion else BackViewPipeline
     pipeline = pipeline_class(**components)
-    progress.info(f"writing {out_dir}")
+    progress.info(f"writing {label or out_dir}")
     pipeline.save_pretrained(str(out_dir), safe_serialization=True)
 
 
@@ -592,8 +592,8 @@ def convert_weights(
             raise UserError(f"{name} {path}: no such file")
     out = Path(out)
     with atomic_dir(out) as tmp:
-        convert_checkpoint(orbit, tmp, motion=True, options=options)
-        convert_checkpoint(back_view, tmp / "back_view", motion=False, options=options)
+        convert_checkpoint(orbit, tmp, motion=True, options=options, label=str(out))
+        convert_checkpoint(back_view, tmp / "back_view", motion=False, options=options, label=str(out / "back_view"))
     progress.info(f"converted weights written to {out}")
     return out
 
@@ -601,3 +601,60 @@ def convert_weights(
 def parameter_count(keys: dict[str, tuple[int, ...]]) -> int:
     """Number of values in a ``{name: shape}`` table."""
     return sum(math.prod(shape) for shape in keys.values())
+
+
+def load_layout(path: str | Path | None) -> CheckpointLayout:
+    """The model sizes from a JSON file (a :meth:`CheckpointLayout.to_dict` dump); None gives the release sizes."""
+    import json
+
+    if path is None:
+        return CheckpointLayout()
+    try:
+        return CheckpointLayout.from_dict(json.loads(Path(path).read_text()))
+    except OSError as exc:
+        raise UserError(f"--layout {path}: cannot read it ({exc.strerror or exc})") from exc
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise UserError(f"--layout {path}: not a checkpoint layout JSON ({exc})") from exc
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def register_convert_command(subparsers, common) -> None:
+    """Add ``portrait3d convert-weights`` to the CLI (``subparsers`` of the main parser, ``common`` options)."""
+    p = subparsers.add_parser(
+        "convert-weights",
+        parents=[common],
+        help="convert the released DiffPortrait360 checkpoints into a local diffusers weights folder",
+        description="Check the released LDM-style checkpoints against the reference layout and write one "
+        "diffusers folder: the Portrait360Pipeline in OUT and the BackViewPipeline in OUT/back_view "
+        "(safetensors, configs, model_index.json, the precomputed empty-prompt embedding). Nothing is downloaded.",
+    )
+    p.add_argument("--orbit", required=True, help="orbit-view model checkpoint (model_state-340000.th)")
+    p.add_argument("--back-view", required=True, help="back-view model checkpoint (back_head-230000.th)")
+    p.add_argument("--out", required=True, help="weights folder to write (replaced only when conversion succeeds)")
+    p.add_argument(
+        "--dtype",
+        choices=("keep", "float16", "float32"),
+        default="keep",
+        help="storage dtype of the converted weights (default: keep the checkpoint's)",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out folder")
+    p.add_argument(
+        "--layout",
+        default=None,
+        help="JSON file with the model sizes (CheckpointLayout); default: the released SD 1.5 sizes",
+    )
+    p.set_defaults(func=run_convert_command)
+
+
+def run_convert_command(args) -> None:
+    """Handler of ``portrait3d convert-weights``."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise UserError(f"--out {out}: folder exists and is not empty; pass --force to replace it")
+    options = ConvertOptions(layout=load_layout(args.layout), dtype=args.dtype)
+    convert_weights(args.orbit, args.back_view, out, options)

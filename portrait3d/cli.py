@@ -32,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_mutually_exclusive_group()
-    group.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    group.add_argument("-v", "--verbose", action="store_true", help="print more, and tracebacks on errors")
+    # SUPPRESS: a flag given before the subcommand must survive the subcommand's own copy of it.
+    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print errors only")
+    group.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="print more, and tracebacks on errors"
+    )
 
     parser = argparse.ArgumentParser(
         prog="portrait3d",
@@ -52,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.quiet, args.verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    if args.quiet and args.verbose:
+        parser.error("--quiet and --verbose exclude each other")
     progress.set_verbosity(progress.QUIET if args.quiet else progress.VERBOSE if args.verbose else progress.NORMAL)
     # A polite kill (SIGTERM) unwinds like Ctrl-C, so temporary files are removed.
     signal.signal(signal.SIGTERM, _interrupt)

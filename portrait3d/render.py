@@ -99,7 +99,9 @@ class MeshRenderer:
             tex_uv = (np.asarray(uv)[faces] * bary).sum(axis=1)
             out[mask] = sample_texture(np.asarray(image.convert("RGB")), tex_uv)
         else:
-            vc = np.asarray(visual.to_color().vertex_colors if visual.kind != "vertex" else visual.vertex_colors)
+            # A plain ColorVisuals (no colours set, or face colours) has no to_color(); its vertex_colors work.
+            colour_visual = isinstance(visual, trimesh.visual.ColorVisuals)
+            vc = np.asarray(visual.vertex_colors if colour_visual else visual.to_color().vertex_colors)
             out[mask] = (vc[faces, :3].astype(np.float64) / 255.0 * bary).sum(axis=1)
         return out
 

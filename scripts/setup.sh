@@ -63,7 +63,14 @@ extras=nerf
 say "installing portrait3d[$extras] (a few minutes the first time)"
 "${pip[@]}" install -c .venv/constraints.txt -e ".[$extras]"
 
-# 5. Test tool outside Python: the Khronos glTF validator (npm), if npm is there.
+# 5. Face models: mediapipe 0.10.21 ships the face detector, face landmark and
+# selfie segmentation .tflite files that preprocess runs with OpenCV's own
+# TFLite reader. portrait3d never imports mediapipe itself, and its declared
+# protobuf>=4.25 would break nerfstudio (protobuf<=3.20.3), so only the wheel's
+# files are installed, without its dependencies.
+"${pip[@]}" install --no-deps mediapipe==0.10.21
+
+# 6. Test tool outside Python: the Khronos glTF validator (npm), if npm is there.
 if [[ $dev == 1 ]]; then
   if command -v npm >/dev/null; then
     [[ -d .tools/node_modules/gltf-validator ]] || {

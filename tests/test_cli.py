@@ -52,3 +52,11 @@ def test_cameras_command_bad_input(cli, tmp_path):
     assert res.stderr.strip().count("\n") == 0 and "--views" in res.stderr
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "c.json").exists()
+
+
+def test_quiet_flag_before_or_after_subcommand(cli, tmp_path):
+    for args in (["-q", "cameras"], ["cameras", "-q"]):
+        res = cli(*args, "--views", "4", "--out", str(tmp_path / "c.json"))
+        assert res.returncode == 0 and res.stderr == "", (args, res.stderr)
+    res = cli("cameras", "--views", "4", "--out", str(tmp_path / "c.json"))
+    assert "wrote 4 cameras" in res.stderr

@@ -1,17 +1,48 @@
-"""Subcommands preprocess: crop the photo, estimate the camera, segment the head (issue 3). Not built yet."""
+"""``portrait3d preprocess``: crop the photo, estimate the camera, segment the head."""
 
 from __future__ import annotations
 
 import argparse
 
-from portrait3d.errors import UserError
-
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    for name in ("preprocess",):
-        p = subparsers.add_parser(name, parents=[common], help="(not built yet)")
-        p.set_defaults(func=_missing, stage_name=name)
+    p = subparsers.add_parser(
+        "preprocess",
+        parents=[common],
+        help="crop a portrait photo, estimate its camera and mask the head",
+        description="Detect the face in PHOTO and write RUN/input/aligned.png (512x512, PanoHead framing), "
+        "RUN/input/mask.png and RUN/input/camera.json (PanoHead label, yaw/pitch/roll, landmarks). "
+        "For faces the detector misses (animals, cartoons) give --centred-crop with --yaw and --pitch.",
+    )
+    p.add_argument("photo", metavar="PHOTO", help="JPEG, PNG, WebP, BMP or TIFF portrait")
+    p.add_argument("--out", required=True, metavar="RUN", help="run folder (created if missing)")
+    p.add_argument("--yaw", type=float, default=None, help="camera yaw in degrees, instead of the estimate")
+    p.add_argument("--pitch", type=float, default=None, help="camera pitch in degrees, instead of the estimate")
+    p.add_argument(
+        "--centred-crop",
+        action="store_true",
+        help="no face detection: crop the largest centred square (camera from --yaw/--pitch, default 0)",
+    )
+    p.add_argument("--force", action="store_true", help="redo the stage even if it is up to date")
+    p.set_defaults(func=run)
 
 
-def _missing(args: argparse.Namespace) -> None:
-    raise UserError(f"the {args.stage_name} stage is not built yet")
+def run(args: argparse.Namespace) -> None:
+    import math
+
+    from portrait3d import progress
+    from portrait3d.errors import UserError
+    from portrait3d.preprocess import PreprocessOptions, preprocess
+
+    for name in ("yaw", "pitch"):
+        value = getattr(args, name)
+        if value is not None and not math.isfinite(value):
+            raise UserError(f"--{name} must be a finite number of degrees, got {value}")
+    if args.pitch is not None and abs(args.pitch) >= 90:
+        raise UserError(f"--pitch must be between -90 and 90 degrees, got {args.pitch:g}")
+    options = PreprocessOptions(yaw=args.yaw, pitch=args.pitch, centred_crop=args.centred_crop)
+    info = preprocess(args.photo, args.out, options, force=args.force)
+    progress.info(
+        f"camera: yaw {info['yaw']:.1f}, pitch {info['pitch']:.1f}, roll {info['roll']:.1f} degrees"
+        f"{' (manual)' if info['manual'] else ''}; wrote {args.out}/input/"
+    )

@@ -15,7 +15,9 @@ Converted weights layout (written by ``portrait3d convert-weights``, read offlin
 
     WEIGHTS/                    Portrait360Pipeline folder (model_index.json)
       unet/                     MultiViewUNet (SD UNet + view modules)
-      reference_unet/           UNet2DConditionModel (appearance reference)
+      reference_unet/           UNet2DConditionModel (appearance reference; only its transformer-block inputs are
+                                used: the checkpoint's ``control_model`` has no output layer, so conv_norm_out /
+                                conv_out are placeholders whatever the converter puts there)
       controlnet/               ControlNetModel (camera control, RGB condition image in [-1, 1])
       vae/                      AutoencoderKL (scaling_factor 0.18215)
       scheduler/                DDIMScheduler, SD 1.5 settings (see ``pipelines.release_scheduler``)
@@ -23,31 +25,29 @@ Converted weights layout (written by ``portrait3d convert-weights``, read offlin
       back_view/                BackViewPipeline folder: same component names, ``unet`` a UNet2DConditionModel
 """
 
+from __future__ import annotations
+
 import importlib
-import sys
+from typing import TYPE_CHECKING
 
+from portrait3d.diffusion import _compat  # noqa: F401 - must run before diffusers is imported
 
-def _hide_broken_torchvision() -> None:
-    """Make transformers/diffusers treat an unloadable torchvision as absent.
+if TYPE_CHECKING:
+    from portrait3d.diffusion.reference import ReferenceBank, install_reference_processors
+    from portrait3d.diffusion.unet import MultiViewUNet
+    from portrait3d.diffusion.view_attention import ViewConsistencyModule
 
-    The CPU torch wheel cannot load the PyPI torchvision (``operator torchvision::nms does not exist``), and
-    transformers imports torchvision whenever it finds it installed, which breaks ``import diffusers`` models.
-    A ``None`` entry in ``sys.modules`` makes ``importlib.util.find_spec`` report it missing.
-    """
-    if "torchvision" in sys.modules:
-        return
-    try:
-        importlib.import_module("torchvision")
-    except Exception:  # noqa: BLE001 - any failure to load means "not usable here"
-        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-            del sys.modules[name]
-        sys.modules["torchvision"] = None
-
-
-_hide_broken_torchvision()
-
-from portrait3d.diffusion.reference import ReferenceBank, install_reference_processors
-from portrait3d.diffusion.unet import MultiViewUNet
-from portrait3d.diffusion.view_attention import ViewConsistencyModule
-
+_EXPORTS = {
+    "MultiViewUNet": "portrait3d.diffusion.unet",
+    "ReferenceBank": "portrait3d.diffusion.reference",
+    "ViewConsistencyModule": "portrait3d.diffusion.view_attention",
+    "install_reference_processors": "portrait3d.diffusion.reference",
+}
 __all__ = ["MultiViewUNet", "ReferenceBank", "ViewConsistencyModule", "install_reference_processors"]
+
+
+def __getattr__(name: str):
+    # Lazy, so that the CLI and the stage checks do not pay for importing diffusers.
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

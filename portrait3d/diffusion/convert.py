@@ -29,9 +29,7 @@ the same conventions and every tensor is accounted for (strict loads, no leftove
 
 from __future__ import annotations
 
-import math
-import pickle
-import zipfile
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,18 +109,18 @@ def _load_torch(path: Path, is_zip: bool) -> object:
     try:
         # Zip-format checkpoints can be memory-mapped; the legacy format cannot.
         return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
-    except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
+    except Exception as exc:  # noqa: BLE001 - torch.load signals bad files with many exception types
+        text = str(exc)
+        needs_code = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if needs_code:
             raise UserError(
-                f"{path}: this pickle needs Python code to load (it holds objects, not just tensors); refusing to "
-                "run it. Re-save it as a plain state dict (torch.save(model.state_dict(), ...)) or as safetensors"
+                f"{path}: this pickle needs Python code to load ({needs_code.group(1)}); refusing to run it. "
+                "Re-save it as a plain state dict (torch.save(model.state_dict(), ...)) or as safetensors"
             ) from exc
-        raise UserError(f"{path}: not a PyTorch checkpoint ({exc})") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if is_zip:
+            message = text.strip().splitlines()[0][:160] if text.strip() else type(exc).__name__
             raise UserError(f"{path}: truncated or corrupt checkpoint ({message})") from exc
-        raise UserError(f"{path}: not a PyTorch checkpoint ({message})") from exc
+        raise UserError(f"{path}: not a PyTorch checkpoint, or truncated (torch.load: {type(exc).__name__})") from exc
 
 
 def check_keys(
@@ -153,13 +151,21 @@ def check_keys(
         problems.append(f"{len(wrong)} keys with the wrong shape (e.g. {'; '.join(wrong[:_SHOW])})")
     if problems:
         raise UserError(
-            f"{source}: does not match the expected checkpoint layout ({len(state)} keys, {len(expected)} expected): "
-            + "; ".join(problems)
+            f"{source}: does not match the expected checkpoint layout "
+            f"({len(state)} keys, {len(expected) - len(optional - set(state))} expected): " + "; ".join(problems)
         )
 
 
 def check_checkpoint(state: dict[str, torch.Tensor], layout: CheckpointLayout, motion: bool, source: str) -> None:
     """Check names, shapes and the fixed buffers (DDPM schedule, view-position tables, CLIP position ids)."""
+    has_views = any(k.startswith(ldm_keys.UNET_PREFIX) and _is_motion(k) for k in state)
+    if has_views != motion and any(k.startswith(ldm_keys.UNET_PREFIX) for k in state):
+        raise UserError(
+            f"{source}: holds view (motion) modules, so it is the orbit model: pass it as --orbit"
+            if has_views
+            else f"{source}: holds no view (motion) modules, so it is not the orbit model (the back-view model "
+            "goes to --back-view)"
+        )
     expected = ldm_keys.checkpoint_keys(layout, motion, position_ids=True)
     check_keys(state, expected, source, optional=[ldm_keys.CLIP_POSITION_IDS])
     schedule = ldm_keys.ddpm_schedule(layout.num_timesteps, LINEAR_START, LINEAR_END)
@@ -252,8 +258,9 @@ def vae_prefix_map(layout: VaeLayout) -> dict[str, _Target]:
     for level in range(levels):
         up = levels - 1 - level
         for j in range(layout.num_res_blocks + 1):
-            m[f"encoder.down.{level}.block.{j}"] = _Target(f"encoder.down_blocks.{level}.resnets.{j}", _VAE_RESNET_INNER)
-            m[f"decoder.up.{level}.block.{j}"] = _Target(f"decoder.up_blocks.{up}.resnets.{j}", _VAE_RESNET_INNER)
+            down_resnet, up_resnet = f"encoder.down_blocks.{level}.resnets.{j}", f"decoder.up_blocks.{up}.resnets.{j}"
+            m[f"encoder.down.{level}.block.{j}"] = _Target(down_resnet, _VAE_RESNET_INNER)
+            m[f"decoder.up.{level}.block.{j}"] = _Target(up_resnet, _VAE_RESNET_INNER)
         m[f"encoder.down.{level}.downsample.conv"] = _Target(f"encoder.down_blocks.{level}.downsamplers.0.conv")
         m[f"decoder.up.{level}.upsample.conv"] = _Target(f"decoder.up_blocks.{up}.upsamplers.0.conv")
     m["quant_conv"] = _Target("quant_conv")
@@ -517,9 +524,7 @@ def build_components(
             f"{source}: UNet with view modules",
         )
     else:
-        unet = load_strict(
-            lambda: UNet2DConditionModel(**unet_config(u)), _cast(unet_state, dtype), f"{source}: UNet"
-        )
+        unet = load_strict(lambda: UNet2DConditionModel(**unet_config(u)), _cast(unet_state, dtype), f"{source}: UNet")
     progress.info(f"{source}: converting the reference UNet, ControlNet and VAE")
     reference = convert_reference_unet(_strip(state, ldm_keys.REFERENCE_PREFIX), u, source)
     reference_unet = load_strict(
@@ -591,16 +596,14 @@ def convert_weights(
         if not Path(path).is_file():
             raise UserError(f"{name} {path}: no such file")
     out = Path(out)
+    # Check both files before the long conversion (cheap: zip checkpoints are memory-mapped).
+    for path, motion in ((orbit, True), (back_view, False)):
+        check_checkpoint(load_checkpoint(path), options.layout, motion, str(path))
     with atomic_dir(out) as tmp:
         convert_checkpoint(orbit, tmp, motion=True, options=options, label=str(out))
         convert_checkpoint(back_view, tmp / "back_view", motion=False, options=options, label=str(out / "back_view"))
     progress.info(f"converted weights written to {out}")
     return out
-
-
-def parameter_count(keys: dict[str, tuple[int, ...]]) -> int:
-    """Number of values in a ``{name: shape}`` table."""
-    return sum(math.prod(shape) for shape in keys.values())
 
 
 def load_layout(path: str | Path | None) -> CheckpointLayout:
@@ -615,46 +618,3 @@ def load_layout(path: str | Path | None) -> CheckpointLayout:
         raise UserError(f"--layout {path}: cannot read it ({exc.strerror or exc})") from exc
     except (ValueError, TypeError, AttributeError) as exc:
         raise UserError(f"--layout {path}: not a checkpoint layout JSON ({exc})") from exc
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Command line
-
-
-def register_convert_command(subparsers, common) -> None:
-    """Add ``portrait3d convert-weights`` to the CLI (``subparsers`` of the main parser, ``common`` options)."""
-    p = subparsers.add_parser(
-        "convert-weights",
-        parents=[common],
-        help="convert the released DiffPortrait360 checkpoints into a local diffusers weights folder",
-        description="Check the released LDM-style checkpoints against the reference layout and write one "
-        "diffusers folder: the Portrait360Pipeline in OUT and the BackViewPipeline in OUT/back_view "
-        "(safetensors, configs, model_index.json, the precomputed empty-prompt embedding). Nothing is downloaded.",
-    )
-    p.add_argument("--orbit", required=True, help="orbit-view model checkpoint (model_state-340000.th)")
-    p.add_argument("--back-view", required=True, help="back-view model checkpoint (back_head-230000.th)")
-    p.add_argument("--out", required=True, help="weights folder to write (replaced only when conversion succeeds)")
-    p.add_argument(
-        "--dtype",
-        choices=("keep", "float16", "float32"),
-        default="keep",
-        help="storage dtype of the converted weights (default: keep the checkpoint's)",
-    )
-    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out folder")
-    p.add_argument(
-        "--layout",
-        default=None,
-        help="JSON file with the model sizes (CheckpointLayout); default: the released SD 1.5 sizes",
-    )
-    p.set_defaults(func=run_convert_command)
-
-
-def run_convert_command(args) -> None:
-    """Handler of ``portrait3d convert-weights``."""
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise UserError(f"--out {out}: folder exists and is not empty; pass --force to replace it")
-    options = ConvertOptions(layout=load_layout(args.layout), dtype=args.dtype)
-    convert_weights(args.orbit, args.back_view, out, options)

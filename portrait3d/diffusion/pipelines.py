@@ -122,7 +122,7 @@ class _ReferencePipeline(DiffusionPipeline):
             prepared.append(self.image_processor.preprocess(image, height=height, width=width))
         return torch.cat(prepared).to(self._execution_device, torch.float32)
 
-    def encode(self, images: torch.Tensor, generator: torch.Generator | None, batch: int = 8) -> torch.Tensor:
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None, batch: int = 2) -> torch.Tensor:
         """(N, 3, H, W) in [-1, 1] -> (N, 4, H/8, W/8) scaled latents, sampled from the posterior as the reference."""
         latents = []
         for chunk in images.split(batch):

@@ -196,8 +196,6 @@ def install_reference_processors(unet: UNet2DConditionModel, mode: str) -> int:
         raise ValueError(f"mode must be 'write' or 'read', not {mode!r}")
     kind = ReferenceWriteProcessor if mode == "write" else ReferenceReadProcessor
     order = {name: i for i, name in enumerate(self_attention_names(unet))}
-    processors = {
-        name: kind(order[name]) if name in order else PlainAttnProcessor() for name in unet.attn_processors
-    }
+    processors = {name: kind(order[name]) if name in order else PlainAttnProcessor() for name in unet.attn_processors}
     unet.set_attn_processor(processors)
     return len(order)

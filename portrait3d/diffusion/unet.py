@@ -131,7 +131,8 @@ class MultiViewUNet(ModelMixin, ConfigMixin):
         """A MultiViewUNet whose SD part is a copy of ``unet``'s weights (view modules freshly initialised)."""
         model = cls(unet_config=_plain_config(unet.config), **view_kwargs)
         model.unet.load_state_dict(unet.state_dict())
-        return model.to(device=unet.device, dtype=unet.dtype)
+        model.to(unet.device)
+        return model if unet.dtype == torch.float32 else model.to(dtype=unet.dtype)
 
     def _transformer(self, attn: nn.Module | None, h: torch.Tensor, context: torch.Tensor, kwargs: dict):
         if attn is None:
@@ -189,7 +190,8 @@ class MultiViewUNet(ModelMixin, ConfigMixin):
 
         if down_block_additional_residuals is not None:
             if len(down_block_additional_residuals) != len(skips):
-                raise ValueError(f"expected {len(skips)} ControlNet residuals, got {len(down_block_additional_residuals)}")
+                count = len(down_block_additional_residuals)
+                raise ValueError(f"expected {len(skips)} ControlNet residuals, got {count}")
             skips = [_add_to_tail(s, r, unconditional_count) for s, r in zip(skips, down_block_additional_residuals)]
 
         mid = unet.mid_block

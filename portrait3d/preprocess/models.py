@@ -54,7 +54,7 @@ def model_dir() -> Path:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(relative: str) -> cv2.dnn.Net:
     path = model_dir() / relative
     if not path.is_file():
@@ -67,6 +67,31 @@ def _load(relative: str) -> cv2.dnn.Net:
     finally:
         if previous is not None:
             cv2.setLogLevel(previous)
+
+
+def warp(
+    image: np.ndarray, matrix: np.ndarray, size: int, flags: int = cv2.INTER_LINEAR, border: int = cv2.BORDER_CONSTANT
+) -> np.ndarray:
+    """``cv2.warpAffine`` to a ``size`` square that does not alias when it shrinks.
+
+    A warp that shrinks more than twofold first downsizes the image with area
+    averaging (``warpAffine`` alone samples, which turns fine detail into noise).
+
+    Args:
+        image: (H, W[, C]) image.
+        matrix: (2, 3) affine from image pixels to output pixels.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    if scale < 0.5:
+        factor = 2.0 * scale
+        small = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        # Pixel centres: old = (new + 0.5) / f - 0.5 in each axis (f from the sizes actually made).
+        f = np.array([small.shape[1] / image.shape[1], small.shape[0] / image.shape[0]])
+        linear = matrix[:, :2] / f
+        shift = matrix[:, 2] + matrix[:, :2] @ (0.5 / f - 0.5)
+        image, matrix = small, np.concatenate([linear, shift[:, None]], axis=1)
+    return cv2.warpAffine(image, matrix, (size, size), flags=flags, borderMode=border)
 
 
 def _forward(net: cv2.dnn.Net, image: np.ndarray) -> list[np.ndarray]:
@@ -114,12 +139,12 @@ def _blazeface_anchors() -> np.ndarray:
 
 
 def _letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, np.ndarray]:
-    """Pad an image to a centred square and resize it; returns (square, scale, offset) with src = sq / scale - offset."""
+    """Pad to a centred square and resize; returns (square, scale, offset) with src = square / scale - offset."""
     h, w = image.shape[:2]
     side = max(h, w)
     offset = np.array([(side - w) / 2.0, (side - h) / 2.0])
     matrix = np.array([[size / side, 0.0, offset[0] * size / side], [0.0, size / side, offset[1] * size / side]])
-    square = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_AREA, borderValue=(0, 0, 0))
+    square = warp(image, matrix, size)
     return square, size / side, offset
 
 
@@ -151,7 +176,7 @@ def _detect_square(image: np.ndarray, threshold: float) -> list[FaceDetection]:
     """BlazeFace on one image (letterboxed to 128x128)."""
     square, scale, offset = _letterbox(image, 128)
     scores_raw, raw = _forward(_load(_DETECTOR), square.astype(np.float32) / 127.5 - 1.0)
-    scores = 1.0 / (1.0 + np.exp(-np.clip(scores_raw.reshape(-1), -100, 100)))
+    scores = 1.0 / (1.0 + np.exp(-np.clip(scores_raw.reshape(-1).astype(np.float64), -100, 100)))
     raw = raw.reshape(-1, 16)
     keep = scores >= threshold
     if not keep.any():
@@ -233,7 +258,7 @@ def _roi_matrix(centre: np.ndarray, size: float, angle: float, out: int) -> np.n
 
 def _landmarks_in_roi(image: np.ndarray, centre: np.ndarray, size: float, angle: float) -> FaceLandmarks:
     matrix = _roi_matrix(centre, size, angle, 192)
-    crop = cv2.warpAffine(image, matrix, (192, 192), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    crop = warp(image, matrix, 192, border=cv2.BORDER_REPLICATE)
     flag, raw = _forward(_load(_LANDMARKER), crop.astype(np.float32) / 255.0)
     if flag.size == 1404:  # output order is not guaranteed across OpenCV versions
         flag, raw = raw, flag

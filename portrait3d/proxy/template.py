@@ -3,10 +3,12 @@
 The template is built by this project (no third-party asset): smooth unions of
 ellipsoids and capsules (cranium, face, jaw, chin, nose, lips, cheeks, ears,
 neck) with eye sockets carved in, turned into a triangle mesh by marching
-cubes. World frame and size follow PanoHead: y up, the face looks toward +z,
-the head is centred at the origin, and the outer eye corners are 0.15 units
-apart, so the crown-to-chin height (about 0.37 units) fills about 60 % of the
-0.63-unit frame of a PanoHead camera.
+cubes. It is modelled in "model units" (outer eye corners 0.15 apart, an
+average adult face) and then scaled and placed in the PanoHead world (y up,
+the face looks toward +z, head centre at the origin) by the face measure that
+the preprocess crop uses (:func:`model_to_world`), so that the head seen
+through the crop's camera covers the photo's face. The crown-to-chin height
+then fills about 80 % of the 0.63-unit frame, as in PanoHead's crops.
 
 Named points of the template (``KEYPOINTS``) carry the indices of the
 mediapipe face-mesh landmarks at the same place on a face, which is how the
@@ -21,11 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
-EYE_CORNER_DISTANCE = 0.15
-"""Distance between the outer eye corners of the template (world units)."""
-
 NECK_BOTTOM = -0.40
-"""Height of the flat cut that closes the neck (below the frame of an orbit camera at pitch 0)."""
+"""Height (model units) of the flat cut that closes the neck, below the frame of an orbit camera at pitch 0."""
+_EYE_DEPTH = 0.11
+"""Depth (model z) of the eye corners on the template surface."""
 
 # Front view positions (x, y) of named face points; z is found on the surface.
 # Proportions follow an average adult face measured in eye-corner distances.
@@ -42,8 +43,8 @@ _FRONT_POINTS: dict[str, tuple[float, float]] = {
     "left_eye_inner": (0.029, 0.035),
     "mouth_right": (-0.054, -0.062),
     "mouth_left": (0.054, -0.062),
-    "jaw_right": (-0.092, -0.086),
-    "jaw_left": (0.092, -0.086),
+    "jaw_right": (-0.085, -0.086),
+    "jaw_left": (0.085, -0.086),
     "cheek_right": (-0.108, 0.010),
     "cheek_left": (0.108, 0.010),
 }
@@ -76,11 +77,13 @@ class TemplateHead:
     Attributes:
         mesh: closed triangle mesh, world units.
         hair: (V,) float in [0, 1], how much each vertex lies in the hair region.
+        ears: (V,) float in [0, 1], how much each vertex belongs to an ear (the photo sees ears badly).
         keypoints: name -> (3,) surface point (see ``MEDIAPIPE_INDEX``).
     """
 
     mesh: trimesh.Trimesh
     hair: np.ndarray
+    ears: np.ndarray
     keypoints: dict[str, np.ndarray]
 
 
@@ -113,13 +116,14 @@ def _smooth_subtract(d: np.ndarray, cut: np.ndarray, k: float) -> np.ndarray:
 
 
 def head_sdf(points: np.ndarray) -> np.ndarray:
-    """Signed distance (negative inside) of the template head: (N, 3) -> (N,)."""
+    """Signed distance (negative inside) of the template head in model units: (N, 3) -> (N,)."""
     p = points
-    cranium = _ellipsoid(p, (0.0, 0.045, -0.035), (0.132, 0.165, 0.175))
+    cranium = _ellipsoid(p, (0.0, 0.045, -0.025), (0.132, 0.165, 0.158))
     # The face narrows toward the jaw: squeeze x more the lower the point.
-    taper = 1.0 + 0.45 * np.clip((-0.02 - p[:, 1]) / 0.13, 0.0, 1.0)
+    t = np.clip((-0.02 - p[:, 1]) / 0.13, 0.0, 1.0)
+    taper = 1.0 + 0.3 * t * t * (3.0 - 2.0 * t)
     face_p = p * np.stack([taper, np.ones_like(taper), np.ones_like(taper)], axis=-1)
-    face = _ellipsoid(face_p, (0.0, -0.02, 0.02), (0.108, 0.13, 0.10))
+    face = _ellipsoid(face_p, (0.0, -0.02, 0.02), (0.116, 0.13, 0.10))
     d = _smooth_union(cranium, face, 0.04)
     d = _smooth_union(d, _ellipsoid(p, (0.0, -0.122, 0.072), (0.042, 0.034, 0.042)), 0.02)  # chin
     for side in (-1.0, 1.0):
@@ -128,13 +132,12 @@ def head_sdf(points: np.ndarray) -> np.ndarray:
     d = _smooth_subtract(d, _ellipsoid(p, (0.047, 0.036, 0.128), (0.03, 0.016, 0.022)), 0.012)
     d = _smooth_union(d, _capsule(p, (0.0, 0.04, 0.118), (0.0, -0.018, 0.163), 0.010, 0.013), 0.012)  # nose
     d = _smooth_union(d, _ellipsoid(p, (0.0, -0.025, 0.140), (0.026, 0.014, 0.022)), 0.008)  # nostrils
-    d = _smooth_union(d, _ellipsoid(p, (0.0, -0.074, 0.112), (0.043, 0.024, 0.024)), 0.012)  # lips
+    d = _smooth_union(d, _ellipsoid(p, (0.0, -0.074, 0.106), (0.04, 0.022, 0.02)), 0.012)  # lips
     for side in (-1.0, 1.0):
         ear = _ellipsoid(p, (side * 0.128, 0.012, -0.025), (0.022, 0.042, 0.027))
         d = _smooth_union(d, ear, 0.012)
-    neck = (np.linalg.norm((p[:, [0, 2]] - [0.0, -0.04]) / [0.066, 0.072], axis=-1) - 1.0) * 0.066
+    neck = _capsule(p * [1.0, 1.0, 0.92], (0.0, NECK_BOTTOM - 0.1, -0.035), (0.0, -0.05, -0.035), 0.08, 0.072)
     neck = np.maximum(neck, NECK_BOTTOM - p[:, 1])  # flat bottom
-    neck = np.maximum(neck, p[:, 1] - 0.0)  # top hidden inside the head
     return _smooth_union(d, neck, 0.045)
 
 
@@ -144,47 +147,97 @@ def _hairline(azimuth_deg: np.ndarray) -> np.ndarray:
                      [0.118, 0.112, 0.085, 0.065, 0.055, -0.055, -0.085])  # fmt: skip
 
 
+def ear_weight(points: np.ndarray) -> np.ndarray:
+    """How much each template point (model units) belongs to an ear or its root: (N, 3) -> (N,) in [0, 1]."""
+    distance = np.full(len(points), np.inf)
+    for side in (-1.0, 1.0):
+        scaled = (points - [side * 0.128, 0.012, -0.025]) / [0.04, 0.052, 0.037]
+        distance = np.minimum(distance, np.linalg.norm(scaled, axis=-1))
+    return np.clip((1.1 - distance) / 0.2, 0.0, 1.0)
+
+
 def hair_weight(points: np.ndarray, softness: float = 0.012) -> np.ndarray:
-    """How much each template point lies under the hair: (N, 3) -> (N,) in [0, 1].
+    """How much each template point (model units) lies under the hair: (N, 3) -> (N,) in [0, 1].
 
     Hair covers the skull above a hairline that runs over the forehead, above
     the ears and down to the nape; ears and the front of the face stay skin.
     """
     azimuth = np.degrees(np.arctan2(points[:, 0], points[:, 2]))
     above = (points[:, 1] - _hairline(azimuth)) / softness
-    weight = np.clip(0.5 + 0.5 * above, 0.0, 1.0)
-    ear_distance = np.minimum(
-        np.linalg.norm((points - [0.128, 0.012, -0.025]) / [0.05, 0.05, 0.04], axis=-1),
-        np.linalg.norm((points - [-0.128, 0.012, -0.025]) / [0.05, 0.05, 0.04], axis=-1),
-    )
-    return weight * np.clip((ear_distance - 0.8) / 0.3, 0.0, 1.0)
+    return np.clip(0.5 + 0.5 * above, 0.0, 1.0) * (1.0 - ear_weight(points))
+
+
+def model_to_world() -> tuple[float, np.ndarray]:
+    """Scale and offset that place the model-unit template in the PanoHead world.
+
+    The face is sized and placed by the same measure the preprocess crop uses
+    (``max(2 |eye_to_eye|, 1.8 |eye_to_mouth|)`` and the face centre
+    ``eye_mid + 0.1 eye_to_mouth``, measured on PanoHead's published crops),
+    so a head seen through the crop's camera lands where the photo's face is.
+    """
+    from portrait3d.preprocess.alignment import FACE_CENTRE, FACE_SCALE
+
+    front = {n: np.array([x, y, 0.0]) for n, (x, y) in _FRONT_POINTS.items()}
+    right_eye = (front["right_eye_outer"] + front["right_eye_inner"]) / 2
+    left_eye = (front["left_eye_outer"] + front["left_eye_inner"]) / 2
+    eye_mid = (right_eye + left_eye) / 2
+    eye_to_mouth = (front["mouth_right"] + front["mouth_left"]) / 2 - eye_mid
+    model_scale = max(2.0 * np.linalg.norm(left_eye - right_eye), 1.8 * np.linalg.norm(eye_to_mouth))
+    scale = float(FACE_SCALE / model_scale)
+    centre = eye_mid + 0.1 * eye_to_mouth
+    centre[2] = _EYE_DEPTH
+    return scale, np.asarray(FACE_CENTRE, dtype=float) - scale * centre
 
 
 @functools.lru_cache(maxsize=4)
-def template_head(voxel: float = 0.004) -> TemplateHead:
-    """Build the template head by marching cubes over its distance field.
+def template_head(voxel: float = 0.005) -> TemplateHead:
+    """Build the template head by marching cubes over its distance field, in world units.
 
     Args:
-        voxel: grid spacing in world units (0.004 gives about 60k vertices).
+        voxel: grid spacing in world units (0.005 gives about 60k vertices).
     """
     import mcubes
 
-    lo = np.array([-0.19, NECK_BOTTOM - 0.02, -0.24])
-    hi = np.array([0.19, 0.25, 0.24])
-    axes = [np.arange(a, b + voxel, voxel) for a, b in zip(lo, hi)]
-    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-    sdf = head_sdf(grid.reshape(-1, 3)).reshape(grid.shape[:3])
+    scale, offset = model_to_world()
+    step = voxel / scale
+    lo = np.array([-0.19, NECK_BOTTOM - 0.02, -0.22])
+    hi = np.array([0.19, 0.25, 0.22])
+    axes = [np.arange(a, b + step, step) for a, b in zip(lo, hi)]
+    sdf = _narrow_band_sdf(axes, step)
     verts, faces = mcubes.marching_cubes(-sdf, 0.0)
-    verts = lo + verts * voxel
-    # marching cubes orients triangles by the field's gradient; make normals point outward.
-    mesh = trimesh.Trimesh(verts, faces[:, ::-1], process=True)
-    if mesh.volume < 0:
-        mesh.invert()
+    verts = lo + verts * step
+    mesh = trimesh.Trimesh(verts, faces, process=True)
     parts = mesh.split(only_watertight=False)
     if len(parts) > 1:
         mesh = max(parts, key=lambda m: len(m.faces))
-    keypoints = _surface_keypoints(mesh)
-    return TemplateHead(mesh=mesh, hair=hair_weight(np.asarray(mesh.vertices)), keypoints=keypoints)
+    if mesh.volume < 0:  # outward normals
+        mesh.invert()
+    model_vertices = np.asarray(mesh.vertices)
+    hair, ears = hair_weight(model_vertices), ear_weight(model_vertices)
+    keypoints = {n: p * scale + offset for n, p in _surface_keypoints(mesh).items()}
+    mesh.apply_transform(trimesh.transformations.scale_and_translate(scale, offset))
+    return TemplateHead(mesh=mesh, hair=hair, ears=ears, keypoints=keypoints)
+
+
+def _narrow_band_sdf(axes: list[np.ndarray], step: float, block: int = 4) -> np.ndarray:
+    """The head's distance field on a grid, exact only near the surface (where marching cubes looks).
+
+    The field is first sampled every ``block`` cells; fine samples are taken
+    only in blocks whose coarse value is near zero, the rest keep the coarse
+    value (its sign is all marching cubes needs there).
+    """
+    shape = tuple(len(a) for a in axes)
+    coarse_axes = [a[::block] for a in axes]
+    coarse_grid = np.stack(np.meshgrid(*coarse_axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    coarse = head_sdf(coarse_grid).reshape(tuple(len(a) for a in coarse_axes))
+    sdf = coarse.repeat(block, 0).repeat(block, 1).repeat(block, 2)[: shape[0], : shape[1], : shape[2]]
+    # The ellipsoid distances are approximate (off by up to their axis ratio): keep a wide band.
+    near = np.abs(sdf) < 3.0 * block * step
+    index = np.nonzero(near)
+    points = np.stack([axes[k][index[k]] for k in range(3)], axis=-1)
+    sdf = sdf.copy()
+    sdf[index] = head_sdf(points)
+    return sdf
 
 
 def _surface_keypoints(mesh: trimesh.Trimesh) -> dict[str, np.ndarray]:
@@ -199,6 +252,6 @@ def _surface_keypoints(mesh: trimesh.Trimesh) -> dict[str, np.ndarray]:
     names = list(_FRONT_POINTS)
     rays = np.array([[x, y, 1.0, 0.0, 0.0, -1.0] for x, y in _FRONT_POINTS.values()], dtype=np.float32)
     t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
-    if False and not np.all(np.isfinite(t)):
+    if not np.all(np.isfinite(t)):
         raise RuntimeError("template keypoint off the head surface")
     return {n: rays[i, :3].astype(float) + t[i] * np.array([0.0, 0.0, -1.0]) for i, n in enumerate(names)}

@@ -1,0 +1,300 @@
+"""Run-folder stages of the diffusion generator: ``back_view`` and ``orbit_views``.
+
+back view   reads ``input/aligned.png`` and the back (180-degree) condition render
+            (``proxy/conditions/`` + ``proxy/cameras.json``, or ``--conditions DIR`` with its ``dataset.json``);
+            writes ``views/back.png``.
+orbit views reads ``input/aligned.png``, ``views/back.png``, one condition render per camera of the label file,
+            and initial images of the same names (``proxy/views/`` by default) for 3D-aware initial noise;
+            writes ``views/NNNN.png`` (orbit order) and ``views/cameras.json`` (PanoHead labels of those files).
+
+Weights: ``WEIGHTS/`` (Portrait360Pipeline) and ``WEIGHTS/back_view/`` (BackViewPipeline), written by
+``portrait3d convert-weights``; never downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from portrait3d import cameras, progress
+from portrait3d.errors import UserError
+from portrait3d.run import Run, atomic_save_image, execute
+
+FRONT = "input/aligned.png"
+BACK = "views/back.png"
+VIEWS = "views"
+PROXY_CONDITIONS = "proxy/conditions"
+PROXY_CAMERAS = "proxy/cameras.json"
+PROXY_VIEWS = "proxy/views"
+LABEL_FILE = "dataset.json"
+"""Name of the label file inside a ``--conditions`` folder (as in the released ``sphere32`` renders)."""
+BACK_VIEW_SUBFOLDER = "back_view"
+CONVERT_HINT = (
+    "convert the released checkpoints with `portrait3d convert-weights --orbit model_state-340000.th "
+    "--back-view back_head-230000.th --out {root}`"
+)
+_COMPONENTS = ("unet", "reference_unet", "controlnet", "vae", "scheduler", "prompt_embeds")
+
+
+@dataclass
+class DiffusionOptions:
+    """Options shared by both diffusion stages."""
+
+    weights: str
+    """Converted weights folder (``portrait3d convert-weights --out``)."""
+    device: str = "auto"
+    """Torch device: ``auto`` (CUDA when available), ``cuda``, ``cuda:1``, ``cpu``..."""
+    seed: int = 0
+    """Seed of the noise generator."""
+    steps: int = 50
+    """DDIM steps (50 as released)."""
+    guidance: float = 3.0
+    """Classifier-free guidance scale (3 as released)."""
+    eta: float = 0.5
+    """DDIM eta (0.5 as released)."""
+    size: int = 512
+    """Output size in pixels (512 as released; a multiple of 8)."""
+    allow_cpu: bool = False
+    """Run on the CPU when no GPU is there (hours at full size)."""
+    conditions: str | None = None
+    """Folder of condition renders with a ``dataset.json``; default: the proxy stage's renders."""
+
+
+@dataclass
+class OrbitOptions(DiffusionOptions):
+    """Options of the orbit-views stage."""
+
+    window: int = 8
+    """Views denoised together (8 as released)."""
+    initial: str | None = "auto"
+    """Folder of initial images named like the condition renders; ``auto``: ``proxy/views`` when the proxy
+    conditions are used; ``none``: start from Gaussian noise."""
+
+
+# --- weights and device ---------------------------------------------------------------------------------------
+def check_weights(folder: Path, root: Path, pipeline_class: str) -> None:
+    """Fail with one line if ``folder`` is not a complete converted pipeline folder of ``pipeline_class``."""
+    hint = CONVERT_HINT.format(root=root)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: weights folder not found; {hint}")
+    index = folder / "model_index.json"
+    if not index.is_file():
+        unconverted = sorted(p.name for p in folder.glob("*.th"))
+        what = f"holds unconverted checkpoints ({', '.join(unconverted)})" if unconverted else "has no model_index.json"
+        raise UserError(f"{folder}: {what}; {hint}")
+    try:
+        declared = json.loads(index.read_text()).get("_class_name")
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise UserError(f"{index}: not a valid model_index.json ({exc}); {hint}") from exc
+    if declared != pipeline_class:
+        raise UserError(f"{index}: holds a {declared} pipeline, expected {pipeline_class}; {hint}")
+    missing = []
+    for name in _COMPONENTS:
+        sub = folder / name
+        config = "scheduler_config.json" if name == "scheduler" else "config.json"
+        if not (sub / config).is_file():
+            missing.append(f"{name}/{config}")
+        elif name != "scheduler" and not any(sub.glob("*.safetensors")) and not any(sub.glob("*.bin")):
+            missing.append(f"{name}/ weights")
+    if missing:
+        raise UserError(f"{folder}: incomplete weights, missing {', '.join(missing)}; {hint}")
+
+
+def resolve_device(device: str, allow_cpu: bool):
+    """The torch device to run on; refuses the CPU unless allowed."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise UserError(f"--device: {exc}") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine")
+    if resolved.type == "cpu" and not allow_cpu:
+        raise UserError(
+            "--device: no GPU here; the diffusion generator takes hours on a CPU "
+            "(pass --allow-cpu to run anyway, or use the proxy generator)"
+        )
+    return resolved
+
+
+def load(kind: str, options: DiffusionOptions):
+    """Load the BackViewPipeline (``kind="back_view"``) or Portrait360Pipeline (``"orbit"``) offline."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from portrait3d.diffusion.pipelines import BackViewPipeline, Portrait360Pipeline
+
+    root = Path(options.weights)
+    pipeline_class = BackViewPipeline if kind == "back_view" else Portrait360Pipeline
+    folder = root / BACK_VIEW_SUBFOLDER if kind == "back_view" else root
+    check_weights(folder, root, pipeline_class.__name__)
+    device = resolve_device(options.device, options.allow_cpu)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    try:
+        pipeline = pipeline_class.from_pretrained(str(folder), local_files_only=True, dtype=dtype)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{folder}: cannot load the weights ({first}); {CONVERT_HINT.format(root=root)}") from exc
+    return pipeline.to(device)
+
+
+# --- inputs -----------------------------------------------------------------------------------------------------
+def condition_set(run: Run, options: DiffusionOptions) -> tuple[Path, dict[str, cameras.Camera]]:
+    """(folder of condition images, named cameras in orbit order) from ``--conditions`` or the proxy stage."""
+    if options.conditions:
+        folder = Path(options.conditions)
+        labels = folder / LABEL_FILE
+        if not labels.is_file():
+            raise UserError(f"--conditions {folder}: no {LABEL_FILE} with the cameras of the renders")
+    else:
+        run.require(PROXY_CAMERAS, PROXY_CONDITIONS, hint="run `portrait3d proxy` first")
+        folder, labels = run.path(PROXY_CONDITIONS), run.path(PROXY_CAMERAS)
+    named = cameras.read_labels(labels)
+    if not named:
+        raise UserError(f"{labels}: no cameras")
+    missing = [name for name in named if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"{folder}: missing condition image(s) {', '.join(missing[:5])} ({len(missing)} in all)")
+    return folder, named
+
+
+def back_camera_name(named: dict[str, cameras.Camera]) -> str:
+    """Name of the camera closest to straight behind the head (world -z, level): view 16 of ``sphere32``."""
+
+    def behindness(cam: cameras.Camera) -> float:
+        direction = cam.position / max(np.linalg.norm(cam.position), 1e-9)
+        return float(direction[2])
+
+    return min(named, key=lambda name: behindness(named[name]))
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 (alpha dropped)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise UserError(f"{path}: cannot read the image ({exc})") from exc
+
+
+def _generator(seed: int, device):
+    import torch
+
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+# --- stages -------------------------------------------------------------------------------------------------
+def _check_options(options: DiffusionOptions) -> None:
+    if options.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {options.steps}")
+    if options.guidance < 1:
+        raise UserError(f"--guidance must be at least 1, got {options.guidance}")
+    if not 0 <= options.eta <= 1:
+        raise UserError(f"--eta must lie in [0, 1], got {options.eta}")
+    if options.size < 8 or options.size % 8:
+        raise UserError(f"--size must be a positive multiple of 8, got {options.size}")
+    if isinstance(options, OrbitOptions) and not 1 <= options.window <= 32:
+        raise UserError(f"--window must lie in 1..32, got {options.window}")
+
+
+def _run_back_view(run: Run, options: DiffusionOptions) -> dict:
+    folder, named = condition_set(run, options)
+    name = back_camera_name(named)
+    pipeline = load("back_view", options)
+    progress.info(f"back view from condition {folder / name}")
+    image = pipeline(
+        read_rgb(run.path(FRONT)),
+        read_rgb(folder / name),
+        num_inference_steps=options.steps,
+        guidance_scale=options.guidance,
+        eta=options.eta,
+        generator=_generator(options.seed, pipeline.device),
+        height=options.size,
+        width=options.size,
+    ).images[0]
+    atomic_save_image(run.path(BACK), image)
+    return {"condition": name, "device": str(pipeline.device)}
+
+
+def _initial_folder(run: Run, options: OrbitOptions) -> Path | None:
+    if options.initial in (None, "none"):
+        return None
+    if options.initial == "auto":
+        return None if options.conditions else run.path(PROXY_VIEWS)
+    return Path(options.initial)
+
+
+def _run_orbit_views(run: Run, options: OrbitOptions) -> dict:
+    folder, named = condition_set(run, options)
+    initial_folder = _initial_folder(run, options)
+    initial = None
+    if initial_folder is not None:
+        missing = [n for n in named if not (initial_folder / n).is_file()]
+        if missing:
+            raise UserError(
+                f"{initial_folder}: missing initial image(s) {', '.join(missing[:5])} ({len(missing)} in all); "
+                "pass --initial none to start from Gaussian noise"
+            )
+        initial = [read_rgb(initial_folder / n) for n in named]
+    pipeline = load("orbit", options)
+    images = pipeline(
+        read_rgb(run.path(FRONT)),
+        read_rgb(run.path(BACK)),
+        [read_rgb(folder / n) for n in named],
+        initial,
+        num_inference_steps=options.steps,
+        guidance_scale=options.guidance,
+        eta=options.eta,
+        generator=_generator(options.seed, pipeline.device),
+        window_size=options.window,
+        height=options.size,
+        width=options.size,
+    ).images
+    written = {}
+    for index, (image, camera) in enumerate(zip(images, named.values())):
+        file = f"{cameras.view_name(index)}.png"
+        atomic_save_image(run.path(VIEWS, file), image)
+        written[file] = camera
+    cameras.write_labels(run.path(VIEWS, "cameras.json"), written)
+    return {"views": len(written), "initial_noise": initial is not None, "device": str(pipeline.device)}
+
+
+def _orbit_outputs(count: int) -> list[str]:
+    return [f"{VIEWS}/{cameras.view_name(i)}.png" for i in range(count)] + [f"{VIEWS}/cameras.json"]
+
+
+def back_view(run: Run, options: DiffusionOptions, force: bool = False) -> dict:
+    """Stage: generate ``views/back.png`` with the BackViewPipeline. Returns the stage information."""
+    _check_options(options)
+    run.require(FRONT, hint="run `portrait3d preprocess` first")
+    folder, named = condition_set(run, options)
+    inputs = [FRONT]
+    condition = folder / back_camera_name(named)
+    if not options.conditions:
+        inputs += [str(condition.relative_to(run.root)), PROXY_CAMERAS]
+    return execute(run, "back_view", _run_back_view, options, inputs, [BACK], force)
+
+
+def orbit_views(run: Run, options: OrbitOptions, force: bool = False) -> dict:
+    """Stage: generate ``views/NNNN.png`` + ``views/cameras.json`` with the Portrait360Pipeline."""
+    _check_options(options)
+    run.require(FRONT, hint="run `portrait3d preprocess` first")
+    run.require(BACK, hint="run `portrait3d back-view` first")
+    _, named = condition_set(run, options)
+    inputs = [FRONT, BACK]
+    if not options.conditions:
+        inputs += [PROXY_CONDITIONS, PROXY_CAMERAS]
+    initial_folder = _initial_folder(run, options)
+    if initial_folder is not None and initial_folder == run.path(PROXY_VIEWS) and initial_folder.exists():
+        inputs.append(PROXY_VIEWS)
+    return execute(run, "orbit_views", _run_orbit_views, options, inputs, _orbit_outputs(len(named)), force)

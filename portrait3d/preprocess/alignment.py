@@ -1,0 +1,217 @@
+"""Head pose from face-mesh landmarks, the PanoHead crop, and the landmark record.
+
+Head frame (= PanoHead world): origin at the head's centre, x toward the
+subject's left (image right in a frontal photo), y up, z out of the face.
+
+Pose. The 468 landmarks carry a depth (``z``, same pixel scale as ``x``) so the
+head's axes can be read off them directly: x from the symmetric pairs
+(subject's left minus right), up from the midline (chin to forehead, made
+orthogonal to x), forward = x cross up. Those three columns are the head-to-
+camera rotation in OpenCV camera axes, which is exactly how the PanoHead camera
+sees the world axes, so the camera follows without any fitted face model. The
+yaw is then scaled by :data:`YAW_GAIN` (the landmark model's measured pull
+toward a frontal face).
+
+Crop. PanoHead's own cropping (3DDFA_V2 + an FFHQ-style quad, then a 3DDFA
+scale and shift) sizes the face by ``max(2 |eye_to_eye|, 1.8 |eye_to_mouth|)``
+and keeps the head's centre, not the face, at a fixed place as the head turns.
+The constants below were measured on the crops published with PanoHead. Here
+the lengths are measured in 3D (so they do not shrink with yaw) and the face
+centre is placed where :data:`FACE_CENTRE` projects through the estimated
+camera, which keeps the head centre at the image centre for every pose.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from portrait3d.cameras import PANOHEAD_FOCAL, PANOHEAD_RADIUS, Camera, camera_from_angles
+
+ALIGNED_SIZE = 512
+"""Side of ``aligned.png`` in pixels."""
+FOCAL_PX = PANOHEAD_FOCAL * ALIGNED_SIZE
+"""PanoHead focal length in ``aligned.png`` pixels."""
+
+# Framing measured on the four crops published with PanoHead (3DDFA_V2_cropping/crop_samples/img/
+# man.jpg, woman.jpg and dataset/testdata_img/000134.jpg, 000157.jpg, resized to 512): with their
+# labels' yaw and pitch, the face centre sits at (256, 243.5) + 109 px x (-sin yaw, sin pitch) and
+# max(2 |eye_to_eye|, 1.8 |eye_to_mouth|) spans 252 px (spread +-5 px over the four).
+FACE_DEPTH = 0.128
+"""How far the face centre sits in front of the head centre (world units; the 109 px above)."""
+_FACE_PX_PER_UNIT = FOCAL_PX / (PANOHEAD_RADIUS - FACE_DEPTH)
+FACE_SCALE = 252.2 / _FACE_PX_PER_UNIT
+"""World length of ``max(2 |eye_to_eye|, 1.8 |eye_to_mouth|)`` (3D lengths, so the same at every pose)."""
+FACE_CENTRE = np.array([0.0, 12.5 / _FACE_PX_PER_UNIT, FACE_DEPTH])
+"""World position of the face centre ``eye_mid + 0.1 eye_to_mouth`` (12.5 px above the image centre)."""
+
+# 468-point face mesh indices (MediaPipe topology). "right" = the subject's right.
+RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
+LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
+MOUTH_CORNERS = (61, 291)
+# Symmetric pairs (subject's right, subject's left): eyes, brows, nose wings, mouth, cheeks, jaw.
+SYMMETRIC_PAIRS = (
+    (33, 263),
+    (133, 362),
+    (159, 386),
+    (145, 374),
+    (70, 300),
+    (105, 334),
+    (107, 336),
+    (129, 358),
+    (98, 327),
+    (61, 291),
+    (40, 270),
+    (91, 321),
+    (234, 454),
+    (93, 323),
+    (132, 361),
+    (58, 288),
+    (172, 397),
+    (136, 365),
+    (150, 379),
+    (149, 378),
+)
+YAW_GAIN = 1.3
+"""MediaPipe's landmarks read a turned face as turned less than it is: on renders of two textured
+head models at known yaw (up to 45 degrees; the proxy head and a landmark-surface head) the
+least-squares gain from raw to true yaw was 1.35 and 1.27, so the raw yaw is multiplied by
+their mean. On the PanoHead crops (|yaw| <= 13) the yaw error stays within 2.7 degrees."""
+FOREHEAD_MIDLINE = (10, 151, 9)
+CHIN_MIDLINE = (152, 175, 199)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def head_rotation(points: np.ndarray) -> np.ndarray:
+    """Head-to-camera rotation from 3D face-mesh landmarks.
+
+    Args:
+        points: (468, 3) landmarks in OpenCV camera axes (x right, y down, z away
+            from the camera), any common scale.
+    Returns:
+        (3, 3) rotation whose columns are the head's x (subject's left), y (up)
+        and z (out of the face) axes in camera coordinates.
+    """
+    right = points[[r for r, _ in SYMMETRIC_PAIRS]]
+    left = points[[le for _, le in SYMMETRIC_PAIRS]]
+    x_axis = _unit((left - right).sum(0))
+    up = points[list(FOREHEAD_MIDLINE)].mean(0) - points[list(CHIN_MIDLINE)].mean(0)
+    y_axis = _unit(up - np.dot(up, x_axis) * x_axis)
+    z_axis = np.cross(x_axis, y_axis)
+    return _debias(np.stack([x_axis, y_axis, z_axis], axis=1))
+
+
+def _debias(rotation: np.ndarray) -> np.ndarray:
+    """Scale the yaw of a head-to-camera rotation by :data:`YAW_GAIN`, keeping pitch and roll."""
+    angles = camera_from_rotation(rotation).angles(target=(0.0, 0.0, 0.0))
+    corrected = camera_from_angles(angles.yaw * YAW_GAIN, angles.pitch, angles.roll)
+    return corrected.cam2world[:3, :3].T
+
+
+def camera_from_rotation(rotation: np.ndarray) -> Camera:
+    """The PanoHead camera that sees the head with ``rotation`` (head-to-camera, OpenCV axes).
+
+    The camera looks at the head centre (the world origin) from PanoHead's distance.
+    """
+    cam2world = np.eye(4)
+    cam2world[:3, :3] = rotation.T
+    cam2world[:3, 3] = -PANOHEAD_RADIUS * rotation.T[:, 2]
+    return Camera(cam2world)
+
+
+def face_centre_and_scale(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """``eye_mid + 0.1 eye_to_mouth`` (3,) and ``max(2 |eye_to_eye|, 1.8 |eye_to_mouth|)``, both in 3D."""
+    right_eye = points[list(RIGHT_EYE)].mean(0)
+    left_eye = points[list(LEFT_EYE)].mean(0)
+    mouth = points[list(MOUTH_CORNERS)].mean(0)
+    eye_mid = (right_eye + left_eye) / 2.0
+    eye_to_mouth = mouth - eye_mid
+    scale = max(2.0 * np.linalg.norm(left_eye - right_eye), 1.8 * np.linalg.norm(eye_to_mouth))
+    return eye_mid + 0.1 * eye_to_mouth, float(scale)
+
+
+def roll_free(rotation: np.ndarray) -> tuple[np.ndarray, float]:
+    """Rotate the image about the optical axis so that the camera has no roll.
+
+    Returns:
+        ``(q, angle)``: (2, 2) image rotation to apply to pixel offsets and its
+        angle in radians.
+    """
+    # The camera's x axis must stay horizontal in the world: row 0 of the
+    # world-to-camera rotation (= rotation) must have no world-y component.
+    angle = math.atan2(-rotation[0, 1], -rotation[1, 1])
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, -s], [s, c]]), angle
+
+
+@dataclass
+class Alignment:
+    """The crop of a photo and the camera that sees it.
+
+    Attributes:
+        matrix: (2, 3) affine from source pixels to ``aligned.png`` pixels (a similarity).
+        camera: the PanoHead camera of ``aligned.png``.
+        landmarks: (468, 3) landmarks in ``aligned.png`` pixels; ``z`` as documented in
+            :mod:`portrait3d.preprocess` (depth from the head-centre plane, in pixels
+            at that plane, positive away from the camera).
+    """
+
+    matrix: np.ndarray
+    camera: Camera
+    landmarks: np.ndarray
+
+
+def align(points: np.ndarray, yaw: float | None = None, pitch: float | None = None) -> Alignment:
+    """PanoHead crop and camera from the landmarks of one face.
+
+    The crop levels the eyes, so the camera has no roll.
+
+    Args:
+        points: (468, 3) landmarks in source pixels (``z`` in the same pixel scale).
+        yaw, pitch: degrees that replace the estimated ones (the crop follows them).
+    """
+    rotation = head_rotation(points)
+    q, _ = roll_free(rotation)
+    rolled = rotation.copy()
+    rolled[:2] = q @ rotation[:2]
+    camera = camera_from_rotation(rolled)
+    if yaw is not None or pitch is not None:
+        estimated = camera.angles(target=(0.0, 0.0, 0.0))
+        camera = camera_from_angles(estimated.yaw if yaw is None else yaw, estimated.pitch if pitch is None else pitch)
+    # The landmark depth is compressed like the yaw (see YAW_GAIN); undo it for the 3D lengths.
+    centre_src, scale_src = face_centre_and_scale(points * np.array([1.0, 1.0, YAW_GAIN]))
+    centre_src = face_centre_and_scale(points)[0]
+    (target,), (depth,) = camera.project(FACE_CENTRE[None], ALIGNED_SIZE, ALIGNED_SIZE)
+    k = FOCAL_PX * FACE_SCALE / depth / scale_src
+    linear = k * q
+    matrix = np.concatenate([linear, (target - linear @ centre_src[:2])[:, None]], axis=1)
+
+    xy = points[:, :2] @ linear.T + matrix[:, 2]
+    # Depth along the optical axis, world units: the face centre's depth plus the
+    # landmark's depth offset (pixels at the face, k * z) converted at that depth.
+    depth_world = depth + (points[:, 2] - centre_src[2]) * k * depth / FOCAL_PX
+    z = (depth_world - PANOHEAD_RADIUS) * FOCAL_PX / PANOHEAD_RADIUS
+    landmarks = np.concatenate([xy, z[:, None]], axis=1)
+    return Alignment(matrix, camera, landmarks)
+
+
+def landmarks_to_world(landmarks: np.ndarray, camera: Camera, size: int = ALIGNED_SIZE) -> np.ndarray:
+    """World positions of ``camera.json`` landmarks (the inverse of the recorded ``x, y, z``).
+
+    Args:
+        landmarks: (N, 3) ``x, y`` pixels in the ``size``-pixel aligned image and ``z``
+            (see :mod:`portrait3d.preprocess`).
+        camera: the camera of ``camera.json``.
+    Returns:
+        (N, 3) world points.
+    """
+    fx, fy, cx, cy = camera.pixel_intrinsics(size, size)
+    radius = float(np.linalg.norm(camera.position - camera.look_at_point()))
+    depth = radius + landmarks[:, 2] * radius / fx
+    cam = np.stack([(landmarks[:, 0] - cx) / fx * depth, (landmarks[:, 1] - cy) / fy * depth, depth], axis=-1)
+    return cam @ camera.cam2world[:3, :3].T + camera.cam2world[:3, 3]

@@ -1,0 +1,115 @@
+"""Read a photo safely: checks before decoding, any pixel mode to 8-bit RGB, EXIF orientation."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from portrait3d.errors import UserError
+
+SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF")
+"""Pillow format names accepted (MPO is the multi-picture JPEG of many phones)."""
+
+
+@dataclass
+class Photo:
+    """A decoded photo.
+
+    Attributes:
+        rgb: (H, W, 3) uint8, EXIF orientation applied, transparency composited.
+        alpha: (H, W) uint8 alpha where the file had real transparency, else None.
+        path: the file it came from.
+        sha256: hex digest of the file's bytes.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    path: Path
+    sha256: str
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+
+def read_photo(path: str | Path, max_megapixels: float = 100.0, background: int = 255) -> Photo:
+    """Decode a photo or fail with a one-line :class:`UserError` naming the file.
+
+    Args:
+        path: JPEG, PNG, WebP, BMP or TIFF file.
+        max_megapixels: larger images are refused from their header, before any
+            pixel is decoded (decompression bombs).
+        background: grey level that transparent pixels are composited over.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not an image file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if not data:
+        raise UserError(f"{path}: empty file")
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise UserError(f"{path}: image is too large (over {max_megapixels:g} megapixels)") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise UserError(f"{path}: not an image (or a format that cannot be read)") from exc
+    if image.format not in SUPPORTED_FORMATS:
+        raise UserError(f"{path}: {image.format} images are not supported; use JPEG, PNG, WebP, BMP or TIFF")
+    width, height = image.size
+    if width * height > max_megapixels * 1e6:
+        raise UserError(
+            f"{path}: image is {width}x{height} ({width * height / 1e6:.0f} megapixels), "
+            f"over the {max_megapixels:g} megapixel limit"
+        )
+    if width < 1 or height < 1:
+        raise UserError(f"{path}: image has no pixels")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as exc:
+        raise UserError(f"{path}: image is too large (over {max_megapixels:g} megapixels)") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UserError(f"{path}: truncated or corrupt image ({exc})") from exc
+    rgb, alpha = _to_rgb(image, background)
+    return Photo(rgb, alpha, path, hashlib.sha256(data).hexdigest())
+
+
+def _to_rgb(image: Image.Image, background: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """8-bit RGB and, where the image is transparent somewhere, its 8-bit alpha."""
+    mode = image.mode
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # 16-bit or float greyscale: Pillow's own conversion to "L" clips instead of scaling.
+        grey = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if grey.max() > 255 else 255.0
+        grey8 = np.clip(np.round(grey / top * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey8[..., None], 3, axis=-1), None
+    if mode == "P" and "transparency" in image.info or mode in ("LA", "La", "PA"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "RGBa"):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
+        alpha = rgba[..., 3:] / 255.0
+        rgb = rgba[..., :3] * alpha + background * (1.0 - alpha)
+        alpha8 = rgba[..., 3].astype(np.uint8)
+        return np.clip(np.round(rgb), 0, 255).astype(np.uint8), (alpha8 if alpha8.min() < 250 else None)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), None

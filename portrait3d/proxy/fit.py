@@ -1,0 +1,139 @@
+"""Fit the template head to the face landmarks of the aligned photo.
+
+The camera comes from the preprocess stage, so the head keeps its pose (the
+world frame is the head's frame). What the landmarks decide is the head's
+scale and position in the image plane, then the face shape: each named
+template point is moved, in the image plane of the input camera, onto its
+landmark, and a smooth radial-basis warp carries the surrounding surface
+along, so that the eyes, nose and mouth of the geometry sit where the texture
+puts them. The warp fades out within a few centimetres of the face, so the
+skull, ears and neck keep the template's shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from portrait3d.cameras import Camera
+from portrait3d.proxy.template import MEDIAPIPE_INDEX, TemplateHead
+
+
+@dataclass
+class FitResult:
+    """What the fit did.
+
+    Attributes:
+        vertices: (V, 3) fitted vertex positions (same faces as the template).
+        keypoints: name -> (3,) fitted keypoint positions.
+        scale: uniform scale applied about the origin.
+        shift: (3,) world translation applied after scaling.
+        residual_px: mean landmark distance in pixels before the shape warp (after scale and shift).
+        used: number of landmarks used (0 when none were given).
+    """
+
+    vertices: np.ndarray
+    keypoints: dict[str, np.ndarray]
+    scale: float = 1.0
+    shift: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    residual_px: float | None = None
+    used: int = 0
+
+
+def landmark_targets(landmarks: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Named 2D targets (pixels) from mediapipe face-mesh landmarks: (N >= 468, 2+) -> name -> (2,)."""
+    if landmarks is None:
+        return {}
+    pts = np.asarray(landmarks, dtype=np.float64)
+    return {name: pts[i, :2] for name, i in MEDIAPIPE_INDEX.items() if i < len(pts) and np.all(np.isfinite(pts[i, :2]))}
+
+
+def fit_template(
+    template: TemplateHead,
+    camera: Camera,
+    image_size: int,
+    landmarks: np.ndarray | None,
+    max_scale_change: float = 0.25,
+    max_offset: float = 0.03,
+    warp_radius: float = 0.045,
+) -> FitResult:
+    """Fit ``template`` so that its named points project onto ``landmarks``.
+
+    Args:
+        template: the template head.
+        camera: the input camera (PanoHead label of the aligned photo).
+        image_size: width and height of the aligned photo in pixels.
+        landmarks: (N, 2 or 3) mediapipe face-mesh landmarks in aligned-photo
+            pixels, or None to keep the template as it is.
+        max_scale_change: the scale stays within 1 -/+ this.
+        max_offset: largest shape displacement of one keypoint (world units).
+        warp_radius: width of the Gaussian radial basis of the shape warp (world units).
+    """
+    vertices = np.asarray(template.mesh.vertices, dtype=np.float64)
+    targets = landmark_targets(landmarks)
+    names = [n for n in template.keypoints if n in targets]
+    if len(names) < 4:
+        return FitResult(vertices.copy(), dict(template.keypoints))
+    key3d = np.stack([template.keypoints[n] for n in names])
+    goal = np.stack([targets[n] for n in names])
+
+    # 1. Scale and shift in the image plane (weak perspective about the image of the origin).
+    origin_px, _ = camera.project(np.zeros((1, 3)), image_size, image_size)
+    proj, _ = camera.project(key3d, image_size, image_size)
+    rel = proj - origin_px
+    a = np.zeros((2 * len(names), 3))
+    a[0::2, 0], a[1::2, 0] = rel[:, 0], rel[:, 1]
+    a[0::2, 1], a[1::2, 2] = 1.0, 1.0
+    b = (goal - origin_px).reshape(-1)
+    (scale, dx, dy), *_ = np.linalg.lstsq(a, b, rcond=None)
+    scale = float(np.clip(scale, 1.0 - max_scale_change, 1.0 + max_scale_change))
+    focal_px = camera.intrinsics[0, 0] * image_size
+    distance = float(np.linalg.norm(camera.position))
+    shift = (dx * camera.cam2world[:3, 0] + dy * camera.cam2world[:3, 1]) * distance / focal_px
+    shift = np.clip(shift, -0.1, 0.1)
+    vertices = vertices * scale + shift
+    key3d = key3d * scale + shift
+    fitted_keys = {n: np.asarray(p) * scale + shift for n, p in template.keypoints.items()}
+
+    # 2. Shape: move each keypoint in the camera's image plane onto its landmark.
+    proj, depth = camera.project(key3d, image_size, image_size)
+    residual = goal - proj
+    offsets = (residual[:, :1] * camera.cam2world[:3, 0] + residual[:, 1:] * camera.cam2world[:3, 1]) * (
+        depth[:, None] / focal_px
+    )
+    lengths = np.linalg.norm(offsets, axis=1, keepdims=True)
+    offsets *= np.minimum(1.0, max_offset / np.maximum(lengths, 1e-12))
+    # Landmarks on a side the camera sees at a grazing angle are guesses: let those keypoints stay.
+    offsets *= _facing_weight(template, names, camera, key3d)[:, None]
+    warp = _gaussian_rbf(key3d, offsets, warp_radius)
+    vertices = vertices + warp(vertices)
+    fitted_keys = {n: p + warp(p[None])[0] for n, p in fitted_keys.items()}
+    return FitResult(
+        vertices=vertices,
+        keypoints=fitted_keys,
+        scale=scale,
+        shift=tuple(float(s) for s in shift),
+        residual_px=float(np.linalg.norm(residual, axis=1).mean()),
+        used=len(names),
+    )
+
+
+def _facing_weight(template: TemplateHead, names: list[str], camera: Camera, points: np.ndarray) -> np.ndarray:
+    """1 where the camera sees a keypoint's surface squarely, falling to 0 at grazing angles: (K,)."""
+    _, nearest = template.mesh.kdtree.query(np.stack([template.keypoints[n] for n in names]))
+    normals = np.asarray(template.mesh.vertex_normals)[nearest]
+    to_camera = camera.position - points
+    to_camera /= np.linalg.norm(to_camera, axis=1, keepdims=True)
+    return np.clip((np.sum(normals * to_camera, axis=1) - 0.25) / 0.35, 0.0, 1.0)
+
+
+def _gaussian_rbf(centres: np.ndarray, values: np.ndarray, radius: float, regularisation: float = 1e-3):
+    """Interpolating Gaussian radial-basis field: ``f(centres) ~= values``; returns ``f: (M, 3) -> (M, 3)``."""
+
+    def kernel(x: np.ndarray) -> np.ndarray:
+        d2 = ((x[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+        return np.exp(-0.5 * d2 / radius**2)
+
+    weights = np.linalg.solve(kernel(centres) + regularisation * np.eye(len(centres)), values)
+    return lambda x: kernel(np.asarray(x, dtype=np.float64)) @ weights

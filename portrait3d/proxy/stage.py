@@ -1,0 +1,208 @@
+"""The ``proxy`` stage: fit and texture the template head, render it at the orbit cameras.
+
+Reads ``input/aligned.png``, ``input/camera.json`` and (when present)
+``input/mask.png``; writes ``proxy/`` as one folder, atomically:
+
+- ``proxy/views/NNNN.png``: textured RGBA renders, one per orbit camera;
+- ``proxy/conditions/NNNN.png``: untextured shaded RGB renders (the camera
+  conditions of the diffusion path);
+- ``proxy/cameras.json``: the orbit cameras as PanoHead labels (``0000.png`` ...);
+- ``proxy/head.ply``: the closed head with vertex colours;
+- ``proxy/texture.png``: the head's texture (longitude/latitude layout).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from portrait3d import cameras, progress
+from portrait3d.errors import UserError
+from portrait3d.proxy.head import ProxyHead, build_head
+from portrait3d.render import MeshRenderer
+from portrait3d.run import Run, atomic_dir
+
+STAGE = "proxy"
+INPUTS = ("input/aligned.png", "input/camera.json", "input/mask.png")
+"""Run files the stage reads (the mask is optional)."""
+OUTPUTS = ("proxy/views", "proxy/conditions", "proxy/cameras.json", "proxy/head.ply")
+TEMPLATE_PROVENANCE = "procedural head built by portrait3d (portrait3d/proxy/template.py), Apache-2.0"
+
+
+@dataclass
+class ProxyOptions:
+    """Options of the proxy stage."""
+
+    views: int = cameras.RELEASE_NUM_VIEWS
+    """Number of orbit cameras, evenly spaced in yaw (view 0 frontal, view N/2 the back)."""
+    size: int = 512
+    """Width and height of every render in pixels."""
+    pitch: float = 0.0
+    """Elevation of the orbit cameras in degrees."""
+    texture_width: int = 2048
+    """Width of the head texture in texels (its height is half)."""
+    voxel: float = 0.005
+    """Grid spacing of the template's marching cubes (world units); smaller is finer and slower."""
+    fit_landmarks: bool = True
+    """Fit the template's scale, position and face shape to the photo's landmarks when there are any."""
+    supersample: int = 1
+    """Rays per pixel along each axis (2 smooths the outline, at four times the render time)."""
+
+
+@dataclass
+class ProxyInputs:
+    """What the proxy stage reads from a run folder.
+
+    Attributes:
+        photo: (S, S, 3) uint8 aligned photo.
+        mask: (S, S) uint8 foreground (255 = head and shoulders), or None.
+        camera: the photo's camera.
+        landmarks: (N, 3) landmarks in photo pixels, or None.
+        landmark_format: e.g. ``mediapipe-478``, or None.
+    """
+
+    photo: np.ndarray
+    mask: np.ndarray | None
+    camera: cameras.Camera
+    landmarks: np.ndarray | None
+    landmark_format: str | None
+
+
+def read_inputs(run: Run) -> ProxyInputs:
+    """Read (and check) the preprocess outputs of ``run``."""
+    from PIL import Image
+
+    run.require("input/aligned.png", "input/camera.json", hint="run `portrait3d preprocess PHOTO --out RUN` first")
+    aligned, camera_path, mask_path = (run.path(p) for p in INPUTS)
+    try:
+        photo = np.asarray(Image.open(aligned).convert("RGB"))
+        mask = np.asarray(Image.open(mask_path).convert("L")) if mask_path.exists() else None
+    except OSError as exc:
+        raise UserError(f"{aligned.parent}: cannot read the aligned photo or mask ({exc})") from exc
+    if photo.shape[0] != photo.shape[1] or photo.shape[0] < 16:
+        raise UserError(f"{aligned}: expected a square crop, got {photo.shape[1]}x{photo.shape[0]}")
+    if mask is not None and mask.shape != photo.shape[:2]:
+        raise UserError(f"{mask_path}: size {mask.shape[::-1]} differs from aligned.png {photo.shape[1::-1]}")
+    try:
+        record = json.loads(camera_path.read_text())
+        camera = cameras.Camera.from_label(record["label"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{camera_path}: not a camera record with a 25-float 'label' ({exc})") from exc
+    landmarks, fmt = _landmarks(record.get("landmarks"), camera_path)
+    return ProxyInputs(photo, mask, camera, landmarks, fmt)
+
+
+def _landmarks(entry, path: Path) -> tuple[np.ndarray | None, str | None]:
+    """Landmarks of a camera record when they are mediapipe face-mesh points, else None."""
+    if not entry:
+        return None, None
+    fmt = str(entry.get("format", "")) if isinstance(entry, dict) else ""
+    try:
+        points = np.asarray(entry["points"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: 'landmarks' has no readable 'points' ({exc})") from exc
+    if not fmt.startswith("mediapipe") or points.ndim != 2 or len(points) < 468 or points.shape[1] < 2:
+        progress.info(f"[proxy] landmarks of format {fmt!r} are not mediapipe face-mesh points; template not fitted")
+        return None, fmt or None
+    return points, fmt
+
+
+def proxy_head(inputs: ProxyInputs, options: ProxyOptions | None = None) -> ProxyHead:
+    """The fitted, textured head of a run's inputs (see :class:`ProxyHead`)."""
+    options = options or ProxyOptions()
+    return build_head(
+        inputs.photo,
+        inputs.camera,
+        inputs.mask,
+        inputs.landmarks if options.fit_landmarks else None,
+        voxel=options.voxel,
+        texture_width=options.texture_width,
+    )
+
+
+def proxy_mesh(run: str | Path | Run, options: ProxyOptions | None = None) -> trimesh.Trimesh:
+    """The textured proxy head of a run as a ``trimesh.Trimesh`` (UVs + texture image), ready to render."""
+    run = run if isinstance(run, Run) else Run(run, create=False)
+    return proxy_head(read_inputs(run), options).textured
+
+
+def orbit_cameras(options: ProxyOptions) -> list[cameras.Camera]:
+    """The orbit cameras the stage renders at."""
+    return cameras.orbit(options.views, pitch=options.pitch)
+
+
+def build_proxy(run: Run, options: ProxyOptions) -> dict:
+    """Run the proxy stage on ``run`` (the ``fn`` of :func:`portrait3d.run.execute`); returns its info."""
+    from portrait3d.run import atomic_save_image, atomic_write_bytes
+
+    check_options(options)
+    inputs = read_inputs(run)
+    if inputs.landmarks is None:
+        progress.info("[proxy] no face landmarks: the template keeps its average face shape")
+    head = proxy_head(inputs, options)
+    cams = orbit_cameras(options)
+    textured, plain = MeshRenderer(head.textured), MeshRenderer(head.geometry)
+    # PNG compression level 1: four times faster to write than the default, files about 20 % larger.
+    with atomic_dir(run.path("proxy")) as tmp:
+        (tmp / "views").mkdir()
+        (tmp / "conditions").mkdir()
+        for i, cam in enumerate(progress.bar(cams, desc="proxy views")):
+            name = f"{cameras.view_name(i)}.png"
+            view, condition = render_view(textured, plain, cam, options.size, options.supersample)
+            _save_png(tmp / "views" / name, view)
+            _save_png(tmp / "conditions" / name, condition)
+        cameras.write_labels(tmp / "cameras.json", {f"{cameras.view_name(i)}.png": c for i, c in enumerate(cams)})
+        atomic_write_bytes(tmp / "head.ply", trimesh.exchange.ply.export_ply(head.geometry, encoding="binary"))
+        atomic_save_image(tmp / "texture.png", head.texture)
+    return {**head.info, "views": len(cams), "size": options.size, "template": TEMPLATE_PROVENANCE}
+
+
+def render_view(
+    textured: MeshRenderer, plain: MeshRenderer, camera: cameras.Camera, size: int, supersample: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """One proxy view and its condition image: (size, size, 4) RGBA and (size, size, 3) RGB, uint8."""
+    import cv2
+
+    big = size * supersample
+    rgba, shaded = textured.render_rgba(camera, big), plain.render_shaded(camera, big)
+    if supersample == 1:
+        return rgba, shaded
+    # Average the rays of each pixel; colours are averaged over the covered rays only (alpha-weighted).
+    alpha = rgba[..., 3:].astype(np.float32) / 255.0
+    premultiplied = np.concatenate([rgba[..., :3] * alpha, alpha * 255.0], axis=-1)
+    small = cv2.resize(premultiplied, (size, size), interpolation=cv2.INTER_AREA)
+    cover = small[..., 3:] / 255.0
+    small[..., :3] = np.where(cover > 0, small[..., :3] / np.maximum(cover, 1e-6), 0.0)
+    condition = cv2.resize(shaded, (size, size), interpolation=cv2.INTER_AREA)
+    return np.clip(np.round(small), 0, 255).astype(np.uint8), condition
+
+
+def _save_png(path: Path, image: np.ndarray) -> None:
+    """Write a uint8 image as a quickly compressed PNG, atomically."""
+    import io
+
+    from PIL import Image
+
+    from portrait3d.run import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def check_options(options: ProxyOptions) -> None:
+    """Refuse options out of range with a one-line :class:`UserError`."""
+    if options.views < 1:
+        raise UserError(f"--views must be at least 1, got {options.views}")
+    if not 16 <= options.size <= 4096:
+        raise UserError(f"--size must be between 16 and 4096 pixels, got {options.size}")
+    if not 256 <= options.texture_width <= 8192:
+        raise UserError(f"--texture-width must be between 256 and 8192, got {options.texture_width}")
+    if not 1 <= options.supersample <= 4:
+        raise UserError(f"--supersample must be between 1 and 4, got {options.supersample}")
+    if not 0.001 <= options.voxel <= 0.02:
+        raise UserError(f"--voxel must be between 0.001 and 0.02 world units, got {options.voxel}")

@@ -1,0 +1,111 @@
+"""Camera accuracy (issue 3 item 3): render a textured head at known yaw/pitch and estimate it back.
+
+The head: the sample photo's 468 landmarks lifted to 3D with its estimated
+camera (a face surface with the photo's depth), in front of an ellipsoidal
+skull centred on the head centre, both textured by projecting the aligned
+photo. The scene's world frame is the estimator's reading of the photo, so the
+render at yaw 0, pitch 0 carries that reading's own error; the accuracy test
+therefore also checks that error is small, then compares the other poses
+after removing it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from portrait3d.cameras import camera_from_angles
+from portrait3d.preprocess import alignment, landmarks_to_world, models
+from portrait3d.preprocess.decode import read_photo
+from portrait3d.preprocess.pipeline import PreprocessOptions, analyse, warp_crop
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data" / "samples" / "astronaut.jpg"
+POSES = [
+    (-40, 15), (40, -15), (-30, -20), (30, 20), (15, -10), (-20, 10),
+    (30, -20), (-30, 20), (0, 20), (0, -20), (45, -20), (-45, 20),
+]  # fmt: skip
+BACKGROUND = 200
+
+
+def build_head_scene() -> tuple[trimesh.Trimesh, trimesh.Trimesh]:
+    """(face+skull textured mesh, skull-only mesh) in PanoHead world units."""
+    from scipy.spatial import Delaunay
+
+    result = analyse(read_photo(SAMPLE), PreprocessOptions())
+    camera = camera_from_angles(result.record["yaw"], result.record["pitch"], result.record["roll"])
+    points = np.asarray(result.record["landmarks"]["points"])
+    face = landmarks_to_world(points, camera)
+    skull = trimesh.creation.icosphere(subdivisions=5)
+    skull.vertices = skull.vertices * np.array([0.16, 0.21, 0.11]) + np.array([0.0, 0.03, 0.0])
+    vertices = np.concatenate([face, skull.vertices])
+    faces = np.concatenate([Delaunay(points[:, :2]).simplices, skull.faces + len(face)])
+    uv_px, _ = camera.project(vertices, 512, 512)
+    uv = np.stack([uv_px[:, 0] / 512, 1.0 - uv_px[:, 1] / 512], axis=-1)
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    mesh.visual = trimesh.visual.TextureVisuals(uv=uv, image=Image.fromarray(result.aligned))
+    return mesh, skull
+
+
+@pytest.fixture(scope="module")
+def head_scene():
+    return build_head_scene()
+
+
+def _render(renderer, yaw: float, pitch: float) -> tuple[np.ndarray, np.ndarray]:
+    rgba = renderer.render_rgba(camera_from_angles(yaw, pitch), 512).astype(np.float64)
+    alpha = rgba[..., 3:] / 255.0
+    return np.round(rgba[..., :3] * alpha + BACKGROUND * (1 - alpha)).astype(np.uint8), alpha[..., 0] > 0.5
+
+
+def _estimate(image: np.ndarray) -> alignment.Alignment:
+    faces = models.detect_faces(image)
+    assert faces, "no face found in the render"
+    return alignment.align(models.face_landmarks(image, faces[0]).points)
+
+
+def test_camera_estimate_of_renders(head_scene):
+    from portrait3d.render import MeshRenderer
+
+    renderer = MeshRenderer(head_scene[0])
+    zero = _estimate(_render(renderer, 0, 0)[0]).camera.angles(target=(0, 0, 0))
+    assert abs(zero.yaw) <= 3 and abs(zero.pitch) <= 3, zero
+    errors = []
+    for yaw, pitch in POSES:
+        got = _estimate(_render(renderer, yaw, pitch)[0]).camera.angles(target=(0, 0, 0))
+        errors.append((got.yaw - zero.yaw - yaw, got.pitch - zero.pitch - pitch))
+    errors = np.array(errors)
+    worst = np.abs(errors).max(axis=0)
+    assert worst[0] <= 5.0 and worst[1] <= 5.0, dict(zip(POSES, np.round(errors, 1).tolist()))
+
+
+def test_crop_keeps_the_head_in_place_across_yaws(head_scene):
+    """The skull's box in the aligned crop stays put as the head turns (the crop follows the head centre)."""
+    import cv2
+
+    from portrait3d.render import MeshRenderer
+
+    renderer, skull_renderer = MeshRenderer(head_scene[0]), MeshRenderer(head_scene[1])
+    boxes = []
+    for yaw in (-40, -20, 0, 20, 40):
+        image, _ = _render(renderer, yaw, 0)
+        matrix = _estimate(image).matrix
+        skull = skull_renderer.render_rgba(camera_from_angles(yaw, 0), 512)[..., 3]
+        crop = cv2.warpAffine(skull, matrix, (512, 512)) > 127
+        aligned = warp_crop(image, matrix)
+        assert aligned.shape == (512, 512, 3)
+        ys, xs = np.nonzero(crop)
+        boxes.append((xs.min(), xs.max(), ys.min(), ys.max()))
+    boxes = np.array(boxes, dtype=np.float64)
+    centres = np.stack([(boxes[:, 0] + boxes[:, 1]) / 2, (boxes[:, 2] + boxes[:, 3]) / 2], axis=1)
+    heights = boxes[:, 3] - boxes[:, 2]
+    spread = np.ptp(centres, axis=0)
+    # Measured: the centre moves by up to ~15 px and the size by ~4% between yaw -40 and 40
+    # (the residual yaw error moves the projected head centre).
+    assert spread.max() <= 16.0 and np.ptp(heights) <= 0.05 * heights.mean(), boxes.tolist()
+    # The head centre (world origin) lands near the crop centre.
+    assert np.all(np.abs(centres - 256) <= 40), centres.tolist()

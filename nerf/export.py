@@ -59,38 +59,59 @@ class ExportConfig:
 
 
 # --- the stage -----------------------------------------------------------------------
+OUTPUTS = [f"{MESH_DIR}/{name}" for name in (GLB_NAME, OBJ_NAME, MTL_NAME, TEXTURE_NAME, PLY_NAME)]
+"""Run-relative files the stage writes."""
+
+
 def export_mesh(run: Run, config: ExportConfig, field_model=None, force: bool = False) -> dict:
     """Run the ``export-mesh`` stage (skipped when its inputs and options did not change).
 
     Args:
-        run: the run folder; reads ``nerf/`` (through ``nerf.fit.load_field``) and,
-            for ``texture_source="views"``, ``views/NNNN.png`` + ``views/cameras.json``.
+        run: the run folder; reads ``nerf/`` (through ``nerf.fit.load_field``) and
+            ``views/NNNN.png`` + ``views/cameras.json`` (texture, automatic threshold).
         config: options.
         field_model: a field to use instead of loading ``nerf/`` (tests, benchmarks); it
             needs ``density(points)`` and, for colour queries, ``rgb(points, view_dirs)``.
         force: run even if the stage record matches.
     Returns:
-        Information for ``report.json``: scale, counts, files, bake source.
+        Information for ``report.json`` (see :func:`build_and_write`), plus ``seconds`` and ``skipped``.
     """
+    inputs = stage_inputs(run, config, needs_nerf=field_model is None)
+    return execute(run, STAGE, stage_function(field_model), config, inputs, OUTPUTS, force=force)
+
+
+def stage_inputs(run: Run, config: ExportConfig, needs_nerf: bool = True) -> list[str]:
+    """Check the options and the run's files; the run-relative inputs to hash for ``run.execute``."""
     _check_config(config)
     inputs = []
-    if field_model is None:
+    if needs_nerf:
         run.require("nerf", hint="run `portrait3d fit-nerf RUN` first")
         inputs.append("nerf")
     if config.texture_source == "views":
         run.require("views/cameras.json", hint="the views texture needs the run's views and their cameras")
+    if run.path("views", "cameras.json").exists():  # texture and automatic threshold
         inputs.append("views")
-    outputs = [f"{MESH_DIR}/{name}" for name in (GLB_NAME, OBJ_NAME, MTL_NAME, TEXTURE_NAME, PLY_NAME)]
+    return inputs
+
+
+def stage_function(field_model=None):
+    """``fn(run, config) -> info`` for ``run.execute``: loads ``nerf/`` unless ``field_model`` is given."""
 
     def stage(run: Run, config: ExportConfig) -> dict:
         model = field_model if field_model is not None else _load_field(run)
         return build_and_write(run, config, model)
 
-    return execute(run, STAGE, stage, config, inputs, outputs, force=force)
+    return stage
 
 
 def build_and_write(run: Run, config: ExportConfig, model) -> dict:
-    """Extract, texture and write the mesh files of ``model`` into ``run/mesh``."""
+    """Extract, texture and write the mesh files of ``model`` into ``run/mesh``.
+
+    Returns:
+        ``units``, ``scale_to_metres`` (= ``metres_per_unit``, metres per PanoHead unit), axes,
+        ``triangles``, ``vertices``, ``watertight``, ``density_threshold``, ``size_m`` (x, y, z extent),
+        ``texture_size``, ``texture_source``, ``texels_seen_by_views``, ``files`` and timings.
+    """
     import dataclasses
     import time
 
@@ -103,8 +124,9 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
     mesh_config = config.mesh
     if mesh_config.bounds is None:
         mesh_config = dataclasses.replace(mesh_config, bounds=field_bounds(model))
+    views = read_views(run) if run.path("views", "cameras.json").exists() else None
     try:
-        surface = meshing.surface_from_field(density_function(model), mesh_config)
+        surface, threshold = meshing.surface_from_field(density_function(model), mesh_config, views)
     except ValueError as exc:
         raise UserError(f"{run.path('nerf')}: cannot extract a surface ({exc}); try another --threshold") from exc
     timings["surface_s"] = time.perf_counter() - start
@@ -118,13 +140,10 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
     start = time.perf_counter()
     colour_fn = rgb_function(model)
     if config.texture_source == "views":
-        colours, weight = meshing.bake_from_views(uvmesh, texels, read_views(run), config.bake)
+        colours, weight = meshing.bake_from_views(uvmesh, texels, views, config.bake)
         known = weight > 0
         if colour_fn is not None and not known.all():
-            sub = meshing.Texels(
-                texels.rows[~known], texels.cols[~known], texels.points[~known], texels.normals[~known], texels.covered
-            )
-            colours[~known] = meshing.bake_from_field(sub, colour_fn)
+            colours[~known] = meshing.bake_from_field(texels.subset(~known), colour_fn)
             known[:] = True
         seen_fraction = float(np.mean(weight > 0))
     else:
@@ -148,14 +167,16 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
     progress.info(f"mesh: {len(surface.faces)} triangles, {size}² texture, {(hi - lo)[0]:.3f} m wide")
     return {
         **extras,
+        "scale_to_metres": scale,
         "triangles": int(len(surface.faces)),
         "vertices": int(len(surface.vertices)),
         "watertight": bool(surface.is_watertight),
+        "density_threshold": round(threshold, 4),
         "size_m": [round(float(v), 4) for v in hi - lo],
         "texture_size": size,
         "texture_source": config.texture_source,
         "texels_seen_by_views": round(seen_fraction, 4),
-        "files": [f"{MESH_DIR}/{n}" for n in (GLB_NAME, OBJ_NAME, MTL_NAME, TEXTURE_NAME, PLY_NAME)],
+        "files": list(OUTPUTS),
         **{k: round(v, 3) for k, v in timings.items()},
     }
 
@@ -205,10 +226,11 @@ def rgb_function(model):
 
 
 def field_bounds(model) -> tuple[float, ...]:
-    """The cube a field covers (``model.config.half_extent``), else the default search box."""
+    """The cube a field covers (``model.config[.field].half_extent``), else the default search box."""
     from .mesh import DEFAULT_BOUNDS
 
-    half = getattr(getattr(model, "config", None), "half_extent", None)
+    config = getattr(model, "config", None)
+    half = getattr(config, "half_extent", None) or getattr(getattr(config, "field", None), "half_extent", None)
     return DEFAULT_BOUNDS if half is None else (-half, -half, -half, half, half, half)
 
 
@@ -336,14 +358,18 @@ def write_glb(path: Path, uvmesh: UVMesh, texture: np.ndarray, scale: float, ext
                 ],
             }
         ],
+        # The texture already holds the lighting of the views: viewers that know KHR_materials_unlit
+        # show it as it is; the others fall back to a rough, non-metallic PBR material.
+        "extensionsUsed": ["KHR_materials_unlit"],
         "materials": [
             {
                 "name": "head",
                 "pbrMetallicRoughness": {
                     "baseColorTexture": {"index": 0},
                     "metallicFactor": 0.0,
-                    "roughnessFactor": 0.8,
+                    "roughnessFactor": 0.9,
                 },
+                "extensions": {"KHR_materials_unlit": {}},
             }
         ],
         "textures": [{"sampler": 0, "source": 0}],
@@ -392,4 +418,3 @@ def write_obj(
     lines.append("usemtl head")
     lines += [f"f {a}/{a}/{a} {b}/{b}/{b} {c}/{c}/{c}" for a, b, c in faces]
     obj_path.write_text("\n".join(lines) + "\n")
-

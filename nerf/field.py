@@ -1,7 +1,7 @@
 """The instant-NGP radiance field: a multiresolution hash grid and two small MLPs.
 
-Pure torch, so that it trains on a CPU; on CUDA the hash grid and the MLPs use
-tinycudann when it is installed (:func:`tcnn_available`). Points are in
+Pure torch, so that it trains on a CPU; on CUDA the hash grid uses tinycudann
+when it is installed (:func:`tcnn_available`); the MLPs are torch everywhere. Points are in
 PanoHead world coordinates; the field maps the cube ``[-half_extent,
 half_extent]^3`` onto the grid and is empty outside it.
 """
@@ -16,8 +16,6 @@ from torch import nn
 
 # Spatial hash primes of the instant-NGP paper (one per axis; the first is 1 so that x stays coherent).
 _HASH_PRIMES = (1, 2654435761, 805459861)
-# The 8 corners of a unit cell, (8, 3), as 0/1 offsets.
-_CORNERS = torch.tensor([[(c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)], dtype=torch.long)
 
 
 def tcnn_available() -> bool:
@@ -53,13 +51,17 @@ class FieldConfig:
     """Hash grid and MLPs: "torch", "tcnn" (tinycudann, CUDA only) or "auto" (tcnn when available on CUDA)."""
 
 
+# Densities stay below exp(20): far beyond opaque at any step size, and no overflow in float32 sums.
+_MAX_LOG_DENSITY = 20.0
+
+
 class _TruncExp(torch.autograd.Function):
     """exp with its gradient clamped, as in instant-NGP (keeps early steps stable)."""
 
     @staticmethod
     def forward(ctx, x):  # type: ignore[override]
         ctx.save_for_backward(x)
-        return torch.exp(x)
+        return torch.exp(x.clamp(max=_MAX_LOG_DENSITY))
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
@@ -70,6 +72,31 @@ class _TruncExp(torch.autograd.Function):
 def trunc_exp(x: torch.Tensor) -> torch.Tensor:
     """exp(x) with a gradient clamped at exp(15)."""
     return _TruncExp.apply(x)
+
+
+class _WeightedGather(torch.autograd.Function):
+    """``sum_k weights[i, k] * table[index[i, k]]`` with a scatter-add backward.
+
+    torch's own ``embedding_bag`` backward sorts the indices, which dominates a
+    CPU training step; ``index_add_`` does the same accumulation without sorting.
+    """
+
+    @staticmethod
+    def forward(ctx, table, index, weights):  # type: ignore[override]
+        ctx.save_for_backward(index, weights)
+        ctx.table_shape = table.shape
+        return torch.nn.functional.embedding_bag(index, table, per_sample_weights=weights, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        index, weights = ctx.saved_tensors
+        contributions = (weights[..., None] * grad[:, None, :]).reshape(-1, grad.shape[-1])
+        grad_table = torch.zeros(ctx.table_shape, dtype=grad.dtype, device=grad.device)
+        grad_table.index_add_(0, index.reshape(-1).long(), contributions)  # int64: the int32 path is much slower
+        grad_weights = None
+        if ctx.needs_input_grad[2]:
+            raise NotImplementedError("gradients with respect to the interpolation weights are not needed")
+        return grad_table, None, grad_weights
 
 
 class HashGrid(nn.Module):
@@ -92,6 +119,8 @@ class HashGrid(nn.Module):
         growth = math.exp((math.log(max_resolution) - math.log(base_resolution)) / max(num_levels - 1, 1))
         resolutions = [int(math.floor(base_resolution * growth**level)) for level in range(num_levels)]
         table_size = 2**log2_hashmap_size
+        if (max_resolution + 2) * table_size >= 2**31:
+            raise ValueError("max_resolution * 2**log2_hashmap_size must stay below 2**31 (int32 hashing)")
         sizes, dense = [], []
         for res in resolutions:
             vertices = (res + 1) ** 3
@@ -101,9 +130,12 @@ class HashGrid(nn.Module):
         for size in sizes[:-1]:
             offsets.append(offsets[-1] + size)
         self.output_dim = num_levels * features_per_level
+        self.table_size = table_size
         self.register_buffer("resolutions", torch.tensor(resolutions, dtype=torch.float32), persistent=False)
-        self.register_buffer("sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)
-        self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.long), persistent=False)
+        self.register_buffer("strides", torch.tensor([r + 1 for r in resolutions], dtype=torch.int32), persistent=False)
+        self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.int32), persistent=False)
+        primes = [p % table_size for p in _HASH_PRIMES]
+        self.register_buffer("hash_primes", torch.tensor(primes, dtype=torch.int32), persistent=False)
         self.register_buffer("dense", torch.tensor(dense), persistent=False)
         self.table = nn.Parameter(torch.empty(sum(sizes), features_per_level).uniform_(-1e-4, 1e-4))
 
@@ -115,23 +147,31 @@ class HashGrid(nn.Module):
         Returns:
             (N, num_levels * features_per_level) features.
         """
+        n, levels = x.shape[0], self.resolutions.shape[0]
         pos = x[:, None, :] * self.resolutions[None, :, None]  # (N, L, 3)
-        cell = torch.floor(pos)
+        cell = torch.minimum(torch.floor(pos), self.resolutions[None, :, None] - 1.0)  # x = 1 stays in the last cell
         frac = pos - cell
-        corners = cell.long()[:, :, None, :] + _CORNERS.to(x.device)[None, None]  # (N, L, 8, 3)
-        stride = (self.resolutions.long() + 1)[None, :, None]  # (1, L, 1)
-        dense_index = corners[..., 0] + corners[..., 1] * stride + corners[..., 2] * stride * stride
-        hashed = corners[..., 0] * _HASH_PRIMES[0]
-        hashed = hashed ^ (corners[..., 1] * _HASH_PRIMES[1])
-        hashed = hashed ^ (corners[..., 2] * _HASH_PRIMES[2])
-        index = torch.where(self.dense[None, :, None], dense_index, hashed) % self.sizes[None, :, None]
-        index = index + self.offsets[None, :, None]  # (N, L, 8)
-        bits = _CORNERS.to(x.device).to(x.dtype)  # (8, 3)
-        weights = torch.prod(
-            frac[:, :, None, :] * bits[None, None] + (1.0 - frac[:, :, None, :]) * (1.0 - bits[None, None]), dim=-1
-        )  # (N, L, 8)
-        features = self.table[index]  # (N, L, 8, F)
-        return (features * weights[..., None]).sum(dim=2).reshape(x.shape[0], -1)
+        low = cell.int()
+        # Per axis, the two corner coordinates (N, L, 3, 2) and their linear-interpolation weights.
+        corner = torch.stack([low, low + 1], dim=-1)
+        weight = torch.stack([1.0 - frac, frac], dim=-1)
+        # Table sizes are powers of two (hashed levels) or exact (dense levels), so the index stays in
+        # int32: the low bits of x * prime only depend on the low bits of the prime.
+        primes = self.hash_primes[None, None, :, None]
+        hashed = corner * primes
+        hashed = (hashed[:, :, 0, :, None, None] ^ hashed[:, :, 1, None, :, None] ^ hashed[:, :, 2, None, None, :]) & (
+            self.table_size - 1
+        )
+        stride = self.strides[None, :, None, None, None]
+        dense = corner[:, :, 0, :, None, None] + stride * (
+            corner[:, :, 1, None, :, None] + stride * corner[:, :, 2, None, None, :]
+        )
+        index = (
+            torch.where(self.dense[None, :, None, None, None], dense, hashed) + self.offsets[None, :, None, None, None]
+        )
+        w = weight[:, :, 0, :, None, None] * weight[:, :, 1, None, :, None] * weight[:, :, 2, None, None, :]
+        features = _WeightedGather.apply(self.table, index.reshape(n * levels, 8).long(), w.reshape(n * levels, 8))
+        return features.reshape(n, -1)
 
 
 def spherical_harmonics(directions: torch.Tensor) -> torch.Tensor:
@@ -230,17 +270,23 @@ class NGPField(nn.Module):
         """Volume density (1 / world unit) at world points: (N, 3) -> (N,)."""
         return self._geometry(points)[0]
 
-    def forward(self, points: torch.Tensor, view_dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, points: torch.Tensor, view_dirs: torch.Tensor | None = None, dir_encoding: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Density and colour.
 
         Args:
             points: (N, 3) world points.
             view_dirs: (N, 3) unit directions from the camera toward the points.
+            dir_encoding: (N, 16) ``spherical_harmonics(view_dirs)`` instead of ``view_dirs``
+                (samples of one ray share it, so renderers compute it once per ray).
         Returns:
             ``(density (N,), rgb (N, 3) in [0, 1])``.
         """
         density, geo = self._geometry(points)
-        rgb = torch.sigmoid(self.color_mlp(torch.cat([geo, spherical_harmonics(view_dirs)], dim=-1)))
+        if dir_encoding is None:
+            dir_encoding = spherical_harmonics(view_dirs)
+        rgb = torch.sigmoid(self.color_mlp(torch.cat([geo, dir_encoding], dim=-1)))
         return density, rgb
 
     def rgb(self, points: torch.Tensor, view_dirs: torch.Tensor) -> torch.Tensor:

@@ -21,10 +21,12 @@ from portrait3d.cameras import Camera
 
 DensityFn = Callable[[np.ndarray], np.ndarray]
 """(N, 3) float world points -> (N,) float densities."""
-DEFAULT_BOUNDS = (-0.6, -0.6, -0.6, 0.6, 0.6, 0.6)
-"""Search box when neither the options nor the field give one: a PanoHead head with room to spare."""
 RgbFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """((N, 3) points, (N, 3) unit view directions) -> (N, 3) colours in [0, 1]."""
+DEFAULT_BOUNDS = (-0.6, -0.6, -0.6, 0.6, 0.6, 0.6)
+"""Search box when neither the options nor the field give one: a PanoHead head with room to spare."""
+DEFAULT_THRESHOLD = 10.0
+"""Iso-level when neither the options nor the views give one: 10 / unit makes a 0.1-unit slab 63% opaque."""
 
 
 @dataclass
@@ -33,13 +35,18 @@ class MeshConfig:
 
     resolution: int = 192
     """Marching-cubes grid cells per axis over ``bounds``."""
-    threshold: float = 10.0
-    """Density iso-level of the surface (the field's density units, 1/world unit)."""
+    threshold: float | None = None
+    """Density iso-level of the surface (the field's density units, 1/world unit); None: the level
+    whose silhouettes best match the views' masks (:func:`choose_threshold`)."""
     bounds: tuple[float, float, float, float, float, float] | None = None
     """Box searched for the surface: (xmin, ymin, zmin, xmax, ymax, zmax) in PanoHead units;
     None: the field's own cube (``field.config.half_extent``) or :data:`DEFAULT_BOUNDS`."""
     triangles: int = 50_000
     """Triangle budget after decimation."""
+    grid_blur: float = 0.005
+    """Sigma (PanoHead units) of a Gaussian blur of the density grid before marching cubes; removes the
+    hash grid's high-frequency noise, which would otherwise give a bumpy surface and many UV charts.
+    0.005 is about one cell of a 192³ grid over the unit cube and 1 mm on the head; 0 disables."""
     smooth_iterations: int = 10
     """Taubin smoothing passes (volume-preserving) before decimation; 0 disables."""
     max_hole_edges: int = 64
@@ -107,7 +114,7 @@ def extract_mesh(
     density_fn: DensityFn,
     bounds: Sequence[float] = DEFAULT_BOUNDS,
     resolution: int = MeshConfig.resolution,
-    threshold: float = MeshConfig.threshold,
+    threshold: float = DEFAULT_THRESHOLD,
     chunk: int = MeshConfig.chunk,
 ) -> trimesh.Trimesh:
     """Marching cubes on the density field: the iso-surface ``density == threshold``.
@@ -115,18 +122,23 @@ def extract_mesh(
     Returns:
         The raw surface in world units with outward-facing triangles.
     """
+    return mesh_from_grid(density_grid(density_fn, bounds, resolution, chunk), bounds, threshold)
+
+
+def mesh_from_grid(grid: np.ndarray, bounds: Sequence[float], threshold: float) -> trimesh.Trimesh:
+    """Marching cubes on a density grid from :func:`density_grid`: (R+1, R+1, R+1) -> mesh in world units."""
     import mcubes
 
-    grid = density_grid(density_fn, bounds, resolution, chunk)
     if not (grid.max() > threshold):
-        raise ValueError(f"no density above the threshold {threshold} inside the bounds (max {grid.max():.3g})")
+        raise ValueError(f"no density above the threshold {threshold:.3g} inside the bounds (max {grid.max():.3g})")
+    grid = grid.copy()
     # Close the surface where it leaves the box, so that cut-off necks still give a closed mesh.
     grid[[0, -1], :, :] = 0.0
     grid[:, [0, -1], :] = 0.0
     grid[:, :, [0, -1]] = 0.0
     verts, faces = mcubes.marching_cubes(grid, threshold)
     lo, hi = np.asarray(bounds[:3], dtype=np.float64), np.asarray(bounds[3:], dtype=np.float64)
-    verts = lo + verts * (hi - lo) / resolution
+    verts = lo + verts * (hi - lo) / (np.asarray(grid.shape) - 1)
     mesh = trimesh.Trimesh(verts, faces.astype(np.int64), process=True)
     # Where the iso-level passes exactly through grid corners marching cubes makes zero-area triangles.
     mesh.update_faces(mesh.nondegenerate_faces())
@@ -135,6 +147,70 @@ def extract_mesh(
     if mesh.volume < 0:  # the density is high inside: make the normals point out
         mesh.invert()
     return mesh
+
+
+def choose_threshold(
+    grid: np.ndarray, bounds: Sequence[float], views: Sequence[View], size: int = 64, max_views: int = 16
+) -> tuple[float, float]:
+    """The iso-level whose silhouettes best match the views' alpha masks.
+
+    The surface ``density == t`` covers a pixel exactly when the largest
+    density along the ray through the pixel centre exceeds ``t``; so one
+    max-along-the-ray image per view gives the silhouette at every candidate
+    level at once, and the level with the best intersection-over-union
+    against ``alpha > 0.5`` (pooled over the views) wins.
+
+    Args:
+        grid: (R+1, R+1, R+1) densities from :func:`density_grid`.
+        bounds: the grid's box.
+        views: RGBA views with cameras (alpha = the head's mask).
+        size: silhouettes are compared at this resolution.
+        max_views: use at most this many views, evenly spread.
+    Returns:
+        ``(threshold, iou)``.
+    """
+    from PIL import Image
+    from scipy import ndimage
+
+    lo, hi = np.asarray(bounds[:3], dtype=np.float64), np.asarray(bounds[3:], dtype=np.float64)
+    cells = np.asarray(grid.shape) - 1
+    step = 0.5 * float(np.min((hi - lo) / cells))
+    peak_density = float(grid.max())
+    chosen = list(views)[:: max(1, -(-len(views) // max_views))]
+    ray_max, masks = [], []
+    for view in progress.bar(chosen, desc="choose threshold"):
+        masks.append(np.asarray(Image.fromarray(view.image[..., 3]).resize((size, size), Image.BOX)).ravel() > 127)
+        origins, dirs = view.camera.rays(size, size)
+        origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+        near, far = _box_interval(origins, dirs, lo, hi)
+        t = np.arange(max(float(near[near < far].min(initial=0.0)), 0.0), float(far.max(initial=0.0)), step)
+        peak = np.zeros(len(origins))
+        for start in range(0, len(origins), 256):
+            sl = slice(start, start + 256)
+            pts = origins[sl, None, :] + dirs[sl, None, :] * t[None, :, None]  # (rays, samples, 3)
+            coords = ((pts - lo) / (hi - lo) * cells).reshape(-1, 3).T
+            values = ndimage.map_coordinates(grid, coords, order=1, mode="constant", cval=0.0)
+            peak[sl] = values.reshape(pts.shape[:2]).max(axis=1)
+        ray_max.append(peak)
+    peaks, alpha = np.concatenate(ray_max), np.concatenate(masks)
+    candidates = np.geomspace(1e-3 * peak_density, peak_density, 512)[:-1]
+    silhouettes = peaks[None, :] > candidates[:, None]  # (T, pixels)
+    iou = np.sum(silhouettes & alpha, axis=1) / np.maximum(np.sum(silhouettes | alpha, axis=1), 1)
+    # Pixels are coarse, so a range of levels ties; its middle is the least biased choice.
+    ties = np.flatnonzero(iou >= iou.max() - 1e-9)
+    best = int(ties[len(ties) // 2])
+    return float(candidates[best]), float(iou[best])
+
+
+def _box_interval(
+    origins: np.ndarray, dirs: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Entry and exit distances of rays through an axis-aligned box: (N, 3) x2 -> (N,), (N,); near >= far: a miss."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t0, t1 = (lo - origins) / dirs, (hi - origins) / dirs
+    near = np.nanmax(np.minimum(t0, t1), axis=1)
+    far = np.nanmin(np.maximum(t0, t1), axis=1)
+    return near, far
 
 
 def keep_largest_component(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
@@ -212,11 +288,35 @@ def decimate(mesh: trimesh.Trimesh, triangles: int) -> trimesh.Trimesh:
     return trimesh.Trimesh(np.asarray(simple.vertices), np.asarray(simple.triangles, dtype=np.int64), process=True)
 
 
-def surface_from_field(density_fn: DensityFn, config: MeshConfig) -> trimesh.Trimesh:
-    """The whole geometry pipeline: extract, keep the head, close small holes, smooth, decimate."""
+def surface_from_field(
+    density_fn: DensityFn, config: MeshConfig, views: Sequence[View] | None = None
+) -> tuple[trimesh.Trimesh, float]:
+    """The whole geometry pipeline: extract, keep the head, close small holes, smooth, decimate.
+
+    Args:
+        density_fn: the field's density.
+        config: options; ``threshold=None`` picks the level from the views' masks
+            (:func:`choose_threshold`), or :data:`DEFAULT_THRESHOLD` without views.
+        views: RGBA views with cameras, for the automatic threshold.
+    Returns:
+        ``(mesh, threshold)``: the clean surface and the iso-level used.
+    """
     if config.resolution < 8:
         raise ValueError("the marching-cubes resolution must be at least 8")
-    mesh = extract_mesh(density_fn, config.bounds or DEFAULT_BOUNDS, config.resolution, config.threshold, config.chunk)
+    bounds = config.bounds or DEFAULT_BOUNDS
+    grid = density_grid(density_fn, bounds, config.resolution, config.chunk)
+    if config.grid_blur > 0:
+        from scipy import ndimage
+
+        cell = (np.asarray(bounds[3:]) - np.asarray(bounds[:3])) / config.resolution
+        grid = ndimage.gaussian_filter(grid, config.grid_blur / cell, mode="constant")
+    threshold = config.threshold
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLD
+        if views and any((v.image[..., 3] < 255).any() for v in views):
+            threshold, iou = choose_threshold(grid, bounds, views)
+            progress.info(f"density threshold {threshold:.3g} (silhouette IoU {iou:.3f} against the views)")
+    mesh = mesh_from_grid(grid, bounds, threshold)
     progress.debug(f"marching cubes: {len(mesh.faces)} faces")
     mesh = keep_largest_component(mesh)
     mesh = close_small_holes(mesh, config.max_hole_edges)
@@ -225,7 +325,7 @@ def surface_from_field(density_fn: DensityFn, config: MeshConfig) -> trimesh.Tri
     mesh = decimate(mesh, config.triangles)
     mesh.remove_unreferenced_vertices()
     progress.debug(f"cleaned mesh: {len(mesh.faces)} faces, watertight={mesh.is_watertight}")
-    return mesh
+    return mesh, float(threshold)
 
 
 # --- UVs -------------------------------------------------------------------------
@@ -268,6 +368,10 @@ class Texels:
     points: np.ndarray
     normals: np.ndarray
     covered: np.ndarray
+
+    def subset(self, mask: np.ndarray) -> Texels:
+        """The texels where the (M,) bool ``mask`` is True (``covered`` unchanged)."""
+        return Texels(self.rows[mask], self.cols[mask], self.points[mask], self.normals[mask], self.covered)
 
 
 def rasterize_uv(uvmesh: UVMesh, size: int) -> Texels:
@@ -325,18 +429,18 @@ def bake_from_views(
         h, w = view.image.shape[:2]
         cam = view.camera
         to_camera = cam.position - texels.points
-        to_camera /= np.linalg.norm(to_camera, axis=1, keepdims=True)
-        cos = np.sum(texels.normals * to_camera, axis=1)
-        uv, depth = cam.project(texels.points, w, h)
-        inside = (cos > 0.05) & (depth > 0) & np.all((uv >= 0) & (uv < [w, h]), axis=1)
-        idx = np.flatnonzero(inside)
+        cos = np.sum(texels.normals * to_camera, axis=1) / np.linalg.norm(to_camera, axis=1)
+        idx = np.flatnonzero(cos > 0.05)  # facing the camera
+        uv, depth = cam.project(texels.points[idx], w, h)
+        keep = (depth > 0) & np.all((uv >= 0) & (uv < [w, h]), axis=1)
+        idx, uv, depth = idx[keep], uv[keep], depth[keep]
         if len(idx) == 0:
             continue
         depth_map = renderer.render_depth(cam, (w, h))
-        px = np.clip(uv[idx].astype(np.int64), 0, [w - 1, h - 1])
-        visible = np.abs(depth_map[px[:, 1], px[:, 0]] - depth[idx]) < config.depth_tolerance
-        idx = idx[visible]
-        rgba = _bilinear(view.image.astype(np.float64) / 255.0, uv[idx])
+        px = np.clip(uv.astype(np.int64), 0, [w - 1, h - 1])
+        visible = np.abs(depth_map[px[:, 1], px[:, 0]] - depth) < config.depth_tolerance
+        idx, uv = idx[visible], uv[visible]
+        rgba = _bilinear(view.image.astype(np.float64) / 255.0, uv)
         wgt = np.power(cos[idx], config.angle_power) * rgba[:, 3]
         total[idx] += rgba[:, :3] * wgt[:, None]
         weight[idx] += wgt

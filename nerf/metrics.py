@@ -82,3 +82,35 @@ def ssim(image: np.ndarray, reference: np.ndarray) -> float:
             use_sample_covariance=False,
         )
     )
+
+
+def composite(rgba: np.ndarray, background: float = 1.0) -> np.ndarray:
+    """(H, W, 4) uint8 or float RGBA -> (H, W, 3) float RGB in [0, 1] over a grey level ``background``."""
+    x = np.asarray(rgba, dtype=np.float64)
+    if np.asarray(rgba).dtype == np.uint8:
+        x = x / 255.0
+    alpha = x[..., 3:]
+    return x[..., :3] * alpha + background * (1.0 - alpha)
+
+
+def mesh_render_scores(mesh: trimesh.Trimesh, references: list, background: float = 1.0) -> dict:
+    """Render a textured mesh at reference views and compare.
+
+    Args:
+        mesh: textured or vertex-coloured mesh in PanoHead units.
+        references: ``(camera, rgba)`` pairs; rgba (H, W, 4) uint8 ground-truth renders.
+        background: grey level both images are composited over.
+    Returns:
+        Mean ``psnr`` (dB) and ``ssim`` over the views, and per-view ``psnr_views``.
+    """
+    from portrait3d.render import MeshRenderer
+
+    renderer = MeshRenderer(mesh)
+    psnrs, ssims = [], []
+    for camera, rgba in references:
+        h, w = rgba.shape[:2]
+        got = composite(renderer.render_rgba(camera, (w, h)), background)
+        want = composite(rgba, background)
+        psnrs.append(psnr(got, want))
+        ssims.append(ssim(got, want))
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "psnr_views": [round(p, 2) for p in psnrs]}

@@ -20,7 +20,13 @@ import math
 import torch
 from torch import nn
 
+from nerf.field import spherical_harmonics
 from portrait3d.cameras import Camera
+
+CACHED_OPTICAL_DEPTH_CAP = 0.5
+"""Most optical depth one step may add when estimating which steps are hidden."""
+MIN_TRANSMITTANCE = 1e-3
+"""Steps whose estimated transmittance falls below this are skipped (with the cap: after 14 occupied steps)."""
 
 
 class OccupancyGrid(nn.Module):
@@ -39,6 +45,12 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("occupied", torch.ones(shape, dtype=torch.bool))
         self.register_buffer("hull", torch.ones(shape, dtype=torch.bool))
         self.register_buffer("density_ema", torch.zeros(shape))
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    @property
+    def tracks_density(self) -> bool:
+        """True once :meth:`update` has run: ``occupied`` and ``density_ema`` follow the field."""
+        return bool(self.updates > 0)
 
     @property
     def voxel_size(self) -> float:
@@ -65,42 +77,51 @@ class OccupancyGrid(nn.Module):
         return self.occupied.reshape(-1)[index] & inside
 
     @torch.no_grad()
-    def carve(self, cameras: list[Camera], masks: torch.Tensor, dilate_px: int = 2) -> None:
+    def carve(self, cameras: list[Camera], masks: torch.Tensor, dilate_px: int = 2, coarsen: int = 2) -> None:
         """Initialise the grid as the visual hull of foreground masks.
+
+        A voxel stays if its centre projects inside every mask (grown by the
+        voxel's projected half diagonal plus ``dilate_px``) of the views that
+        see it; the hull is carved on a grid ``coarsen`` times coarser and then
+        upsampled, which only makes it more conservative.
 
         Args:
             cameras: one camera per mask.
             masks: (V, H, W) bool foreground masks.
-            dilate_px: grow each mask by this many pixels first, so that thin
-                parts and small calibration errors are not carved away.
+            dilate_px: extra growth of each mask, for thin parts and small calibration errors.
+            coarsen: carve at ``resolution // coarsen`` voxels per side.
         """
-        v, h, w = masks.shape
-        grown = masks.float()[:, None]
-        if dilate_px > 0:
-            k = 2 * dilate_px + 1
-            grown = torch.nn.functional.max_pool2d(grown, k, stride=1, padding=dilate_px)
-        grown = grown[:, 0] > 0.5
-        # A voxel's half diagonal, so that voxels the surface only grazes survive.
-        slack = 0.5 * math.sqrt(3.0) * self.voxel_size
-        centres = self.voxel_centres().reshape(-1, 3).double()
-        keep = torch.ones(centres.shape[0], dtype=torch.bool, device=centres.device)
-        for cam, mask in zip(cameras, grown):
-            w2c = torch.as_tensor(cam.world2cam, dtype=torch.float64, device=centres.device)
-            k_mat = torch.as_tensor(cam.intrinsic_matrix(w, h), dtype=torch.float64, device=centres.device)
+        _, h, w = masks.shape
+        coarse = max(self.resolution // coarsen, 1)
+        size = 2.0 * self.half_extent / coarse
+        axis = (torch.arange(coarse, device=masks.device, dtype=torch.float32) + 0.5) * size - self.half_extent
+        centres = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
+        keep = torch.ones(centres.shape[0], dtype=torch.bool, device=masks.device)
+        half_diagonal = 0.5 * math.sqrt(3.0) * size
+        for cam, mask in zip(cameras, masks):
+            w2c = torch.as_tensor(cam.world2cam, dtype=torch.float32, device=masks.device)
+            k_mat = cam.intrinsic_matrix(w, h)
             cam_pts = centres @ w2c[:3, :3].T + w2c[:3, 3]
-            depth = cam_pts[:, 2].clamp(min=1e-6)
-            u = cam_pts[:, 0] / depth * k_mat[0, 0] + k_mat[0, 2]
-            vv = cam_pts[:, 1] / depth * k_mat[1, 1] + k_mat[1, 2]
-            # Grow the footprint by the voxel's projected slack, in pixels, by sampling the mask a bit wider.
-            radius_px = int(math.ceil(slack * k_mat[0, 0].item() / max(float(depth.min()), 1e-6)))
-            in_image = (u >= 0) & (u < w) & (vv >= 0) & (vv < h) & (cam_pts[:, 2] > 0)
-            ui = u.long().clamp(0, w - 1)
-            vi = vv.long().clamp(0, h - 1)
-            seen = _grow(mask, radius_px)[vi, ui]
+            depth = cam_pts[:, 2]
+            in_front = depth > 1e-3
+            depth = depth.clamp(min=1e-3)
+            u = cam_pts[:, 0] / depth * float(k_mat[0, 0]) + float(k_mat[0, 2])
+            v = cam_pts[:, 1] / depth * float(k_mat[1, 1]) + float(k_mat[1, 2])
+            nearest = float(depth[in_front].min()) if in_front.any() else 1.0
+            radius_px = int(math.ceil(half_diagonal * float(k_mat[0, 0]) / nearest)) + dilate_px
+            in_image = (u >= 0) & (u < w) & (v >= 0) & (v < h) & in_front
+            seen = _grow(mask, radius_px)[v.long().clamp(0, h - 1), u.long().clamp(0, w - 1)]
             keep &= seen | ~in_image
-        self.hull.copy_(keep.reshape(self.hull.shape))
+        hull = keep.reshape(coarse, coarse, coarse)
+        for dim in range(3):
+            hull = hull.repeat_interleave(coarsen, dim=dim)
+        full = torch.zeros_like(self.hull)
+        n = min(hull.shape[0], self.resolution)
+        full[:n, :n, :n] = hull[:n, :n, :n]
+        self.hull.copy_(full)
         self.occupied.copy_(self.hull)
         self.density_ema.zero_()
+        self.updates.zero_()
 
     @torch.no_grad()
     def update(self, density_fn, threshold: float, decay: float = 0.95, samples: int = 1 << 17) -> None:
@@ -115,24 +136,31 @@ class OccupancyGrid(nn.Module):
         candidates = torch.nonzero(self.hull.reshape(-1), as_tuple=False)[:, 0]
         if candidates.numel() == 0:
             return
-        pick = candidates[torch.randint(candidates.numel(), (min(samples, candidates.numel()),), device=candidates.device)]
+        if self.updates == 0 or candidates.numel() <= samples:
+            pick = candidates  # the first update visits every voxel, so that none is dropped unseen
+        else:
+            pick = candidates[torch.randint(candidates.numel(), (samples,), device=candidates.device)]
         r = self.resolution
         ijk = torch.stack([pick // (r * r), (pick // r) % r, pick % r], dim=-1).float()
         jitter = torch.rand_like(ijk)
         points = (ijk + jitter) * self.voxel_size - self.half_extent
-        density = density_fn(points).float()
+        density = torch.cat([density_fn(chunk).float() for chunk in points.split(samples)])
         ema = self.density_ema.reshape(-1)
         ema.mul_(decay)
         ema[pick] = torch.maximum(ema[pick], density)
         self.occupied.copy_((self.density_ema > threshold) & self.hull)
+        self.updates += 1
 
 
 def _grow(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Dilate a (H, W) bool mask by ``radius`` pixels."""
+    """Dilate a (H, W) bool mask by ``radius`` pixels (a square, as two separable max filters)."""
     if radius <= 0:
         return mask
     k = 2 * radius + 1
-    return torch.nn.functional.max_pool2d(mask.float()[None, None], k, stride=1, padding=radius)[0, 0] > 0.5
+    m = mask.float()[None, None]
+    m = torch.nn.functional.max_pool2d(m, (1, k), stride=1, padding=(0, radius))
+    m = torch.nn.functional.max_pool2d(m, (k, 1), stride=1, padding=(radius, 0))
+    return m[0, 0] > 0.5
 
 
 def ray_cube_interval(
@@ -177,7 +205,16 @@ def march(
     t_mid = t_near[:, None] + (torch.arange(num_steps, device=origins.device)[None] + offset[:, None]) * step
     keep = t_mid < t_far[:, None]
     points = origins[:, None, :] + directions[:, None, :] * t_mid[..., None]
-    keep &= grid.is_occupied(points)
+    index, inside = grid.voxel_index(points)
+    keep &= grid.occupied.reshape(-1)[index] & inside
+    if grid.tracks_density:
+        # Skip steps hidden behind opaque voxels, judged by the grid's cached densities (a cheap stand-in
+        # for the early ray termination of nerfacc). The cache holds maxima, so each step counts for at
+        # most CACHED_OPTICAL_DEPTH_CAP: the first steps past the surface are always kept.
+        cached = (grid.density_ema.reshape(-1)[index] * step).clamp(max=CACHED_OPTICAL_DEPTH_CAP) * keep
+        in_front = torch.cumsum(cached, dim=-1) - cached
+        hidden = in_front > -math.log(MIN_TRANSMITTANCE)
+        keep &= ~hidden
     return t_mid, keep
 
 
@@ -197,7 +234,8 @@ def composite(
     optical = density * step
     alpha = 1.0 - torch.exp(-optical)
     # Transmittance before each step: exp(-sum of the optical depths in front of it).
-    transmittance = torch.exp(-(torch.cumsum(optical, dim=-1) - optical))
+    in_front = torch.cumsum(optical, dim=-1)
+    transmittance = torch.exp(-torch.cat([torch.zeros_like(in_front[:, :1]), in_front[:, :-1]], dim=-1))
     weights = alpha * transmittance
     accumulation = weights.sum(dim=-1)
     color = (weights[..., None] * rgb).sum(dim=-2) + (1.0 - accumulation[:, None]) * background
@@ -232,9 +270,8 @@ def render_rays(
     rgb = torch.zeros(b, k, 3, device=origins.device)
     if keep.any():
         ray_index, step_index = torch.nonzero(keep, as_tuple=True)
-        dirs = directions[ray_index]
-        points = origins[ray_index] + dirs * t_mid[ray_index, step_index, None]
-        d, c = field(points, dirs)
+        points = origins[ray_index] + directions[ray_index] * t_mid[ray_index, step_index, None]
+        d, c = field(points, dir_encoding=spherical_harmonics(directions)[ray_index])
         density = density.index_put((ray_index, step_index), d.float())
         rgb = rgb.index_put((ray_index, step_index), c.float())
     color, accumulation, weights = composite(density, rgb, step, background)

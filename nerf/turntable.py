@@ -95,22 +95,33 @@ def write_turntable(mesh: trimesh.Trimesh, path: str | Path, config: TurntableCo
     return path
 
 
+INPUTS = [f"{MESH_DIR}/{GLB_NAME}"]
+"""Run-relative files the stage reads."""
+
+
 def render_turntable(run: Run, config: TurntableConfig, force: bool = False) -> dict:
     """Run the ``render-turntable`` stage: reads ``mesh/head.glb``, writes ``turntable.mp4`` (or ``.gif``).
 
     Returns:
-        Information for ``report.json`` (the file written, frames, size).
+        Information for ``report.json`` (the file written, frames, size), plus ``seconds`` and ``skipped``.
     """
+    check_inputs(run, config)
+    return execute(run, STAGE, turntable_stage, config, INPUTS, [output_name()], force=force)
+
+
+def check_inputs(run: Run, config: TurntableConfig) -> None:
+    """Fail with a one-line message on bad options or a missing mesh."""
     if config.frames < 1:
         raise UserError(f"--frames: at least 1, got {config.frames}")
     if not 16 <= config.size <= 4096:
         raise UserError(f"--size: between 16 and 4096 pixels, got {config.size}")
-    glb = f"{MESH_DIR}/{GLB_NAME}"
-    run.require(glb, hint="run `portrait3d export-mesh RUN` first")
+    if config.fps < 1:
+        raise UserError(f"--fps: at least 1, got {config.fps}")
+    run.require(*INPUTS, hint="run `portrait3d export-mesh RUN` first")
+
+
+def turntable_stage(run: Run, config: TurntableConfig) -> dict:
+    """``fn(run, config) -> info`` for ``run.execute``: writes ``turntable.mp4`` (or ``.gif``)."""
     name = output_name()
-
-    def stage(run: Run, config: TurntableConfig) -> dict:
-        write_turntable(load_head_mesh(run.path(glb)), run.path(name), config)
-        return {"file": name, "frames": config.frames, "size": -(-config.size // 16) * 16}
-
-    return execute(run, STAGE, stage, config, [glb], [name], force=force)
+    write_turntable(load_head_mesh(run.path(INPUTS[0])), run.path(name), config)
+    return {"file": name, "frames": config.frames, "size": -(-config.size // 16) * 16}

@@ -15,15 +15,17 @@ import dataclasses
 import os
 import platform
 import resource
+import shutil
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from portrait3d import progress
 from portrait3d.errors import UserError
-from portrait3d.run import Run, atomic_dir, atomic_write_json, execute
+from portrait3d.run import Run, atomic_dir, atomic_save_image, atomic_write_json, execute
 
 WEIGHTS_ENV = "PORTRAIT3D_WEIGHTS"
 """Environment variable naming the converted weights folder (``--weights`` wins)."""
@@ -57,22 +59,8 @@ class MakeAssetOptions:
     """Redo every stage even where the run is up to date."""
 
 
-@dataclass
-class Step:
-    """One stage of the run: what it reads, writes and how to run it."""
-
-    name: str
-    fn: Callable[[Run, object], dict | None]
-    options: object
-    inputs: list[str]
-    outputs: list[str]
-    extra_inputs: list[str] = field(default_factory=list)
-
-
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a CUDA GPU is usable, else ``cpu``; checks an explicit ``cuda``."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise UserError(f"--device must be auto, cpu or cuda, not {device!r}")
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
@@ -84,8 +72,6 @@ def resolve_device(device: str) -> str:
 
 def copy_proxy_views(run: Run, _options: object) -> dict:
     """The proxy generator: its textured renders are the run's views."""
-    import shutil
-
     with atomic_dir(run.path("views")) as tmp:
         for src in sorted(run.path("proxy", "views").glob("*.png")):
             shutil.copy2(src, tmp / src.name)
@@ -93,8 +79,27 @@ def copy_proxy_views(run: Run, _options: object) -> dict:
     return {"views": len(list(run.path("views").glob("[0-9]*.png")))}
 
 
+def write_contact_sheet(run: Run, _options: object) -> dict:
+    """``contact_sheet.png``: the aligned input, the back view (if any) and every view with its yaw."""
+    from PIL import Image
+
+    from portrait3d.cameras import read_labels
+    from portrait3d.proxy.sheet import contact_sheet
+
+    images = [np.asarray(Image.open(run.path("input", "aligned.png")).convert("RGB"))]
+    labels = ["input"]
+    if run.path("views", "back.png").exists():
+        images.append(np.asarray(Image.open(run.path("views", "back.png")).convert("RGB")))
+        labels.append("back view")
+    for name, camera in read_labels(run.path("views", "cameras.json")).items():
+        images.append(np.asarray(Image.open(run.path("views", name))))
+        labels.append(f"{Path(name).stem}  yaw {camera.angles().yaw % 360:.0f}")
+    atomic_save_image(run.path("contact_sheet.png"), contact_sheet(images, labels))
+    return {"tiles": len(images)}
+
+
 def check_photo(photo: Path) -> Path:
-    """Cheap checks before a run folder is touched (the decoder checks the rest)."""
+    """Cheap checks before a run folder is touched (preprocess's decoder checks the rest)."""
     if not photo.exists():
         raise UserError(f"{photo}: no such file")
     if photo.is_dir():
@@ -103,7 +108,7 @@ def check_photo(photo: Path) -> Path:
 
 
 def prepare_run(out: Path) -> Run:
-    """Open or create the run folder, refusing folders that are not runs."""
+    """Open or create the run folder (refusing folders that are not runs) and drop a killed run's temporaries."""
     run = Run(out)
     if not os.access(run.root, os.W_OK):
         raise UserError(f"{run.root}: the output folder is not writable")
@@ -111,22 +116,95 @@ def prepare_run(out: Path) -> Run:
     return run
 
 
-def make_asset(photo: str | Path, out: str | Path, options: MakeAssetOptions) -> dict:
-    """Run every stage from ``photo`` to ``out/mesh/head.glb``; returns the report."""
-    from portrait3d import stages
+def check_diffusion_ready(options: MakeAssetOptions) -> None:
+    """Fail before any work if the diffusion generator cannot run (weights, device)."""
+    from portrait3d.diffusion.stages import check_weights
+    from portrait3d.diffusion.stages import resolve_device as diffusion_device
 
+    if not options.weights:
+        raise UserError(
+            f"--generator diffusion needs converted weights: pass --weights DIR or set {WEIGHTS_ENV} "
+            "(make them with `portrait3d convert-weights --orbit model_state-340000.th "
+            "--back-view back_head-230000.th --out DIR`)"
+        )
+    root = Path(options.weights)
+    check_weights(root, root, "Portrait360Pipeline")
+    check_weights(root / "back_view", root, "BackViewPipeline")
+    diffusion_device(options.device, options.allow_cpu)
+
+
+def make_asset(photo: str | Path, out: str | Path, options: MakeAssetOptions) -> dict:
+    """Run every stage from ``photo`` to ``out/mesh/head.glb``; returns the report.
+
+    The numbered steps are the stages; each one is skipped when its record in
+    the run folder says it is up to date.
+    """
+    from nerf.dataset import dataset_stage
+    from nerf.export import ExportConfig, export_mesh
+    from nerf.fit import PRESETS, fit_stage
+    from nerf.turntable import TurntableConfig, render_turntable
+    from portrait3d.preprocess import PreprocessOptions, preprocess
+    from portrait3d.proxy.stage import INPUTS as PROXY_INPUTS
+    from portrait3d.proxy.stage import OUTPUTS as PROXY_OUTPUTS
+    from portrait3d.proxy.stage import STAGE as PROXY_STAGE
+    from portrait3d.proxy.stage import ProxyOptions, build_proxy
+
+    # 0. Check everything that can be checked before a file is written.
     photo = check_photo(Path(photo))
     device = resolve_device(options.device)
-    if options.generator not in ("proxy", "diffusion"):
-        raise UserError(f"--generator must be proxy or diffusion, not {options.generator!r}")
     if options.generator == "diffusion":
-        stages.check_diffusion_ready(options, device)
-    run = prepare_run(Path(out))
+        check_diffusion_ready(options)
+    root = Path(out)
+    if root.exists():
+        prepare_run(root)  # refuses folders that are not runs, cleans a killed run's temporaries
     start = time.perf_counter()
+    force = options.force
     results: dict[str, dict] = {}
-    for step in stages.plan(photo, options, device):
-        inputs = [*step.inputs, *step.extra_inputs]
-        results[step.name] = execute(run, step.name, step.fn, step.options, inputs, step.outputs, options.force)
+
+    # 1. Crop, camera estimate and mask (decodes and checks the photo before creating the run).
+    manual = options.yaw is not None
+    pre = PreprocessOptions(yaw=options.yaw, pitch=options.pitch, centred_crop=manual)
+    results["preprocess"] = preprocess(photo, root, pre, force=force)
+    run = prepare_run(root)
+
+    # 2. The proxy head and its renders at the orbit cameras.
+    proxy_options = ProxyOptions(views=options.views)
+    results["proxy"] = execute(run, PROXY_STAGE, build_proxy, proxy_options, PROXY_INPUTS, PROXY_OUTPUTS, force)
+
+    # 3. The 360-degree views: the proxy renders, or the DiffPortrait360 back view then orbit views.
+    if options.generator == "proxy":
+        results["views"] = execute(
+            run,
+            "views",
+            copy_proxy_views,
+            {"generator": "proxy"},
+            ["proxy/views", "proxy/cameras.json"],
+            ["views/cameras.json"],
+            force,
+        )
+    else:
+        from portrait3d.diffusion.stages import DiffusionOptions, OrbitOptions, back_view, orbit_views
+
+        common = {
+            "weights": options.weights,
+            "device": options.device,
+            "seed": options.seed,
+            "allow_cpu": options.allow_cpu,
+            "conditions": options.conditions,
+        }
+        results["back-view"] = back_view(run, DiffusionOptions(**common), force)
+        results["orbit-views"] = orbit_views(run, OrbitOptions(**common), force)
+
+    # 4. The nerfstudio dataset, 5. the NeRF, 6. the mesh, 7. the turntable.
+    results["dataset"] = dataset_stage(run, force=force)
+    results["fit-nerf"] = fit_stage(run, PRESETS[options.preset], device, seed=options.seed, force=force)
+    results["export-mesh"] = export_mesh(run, ExportConfig(), force=force)
+    results["render-turntable"] = render_turntable(run, TurntableConfig(), force=force)
+
+    # 8. Things to look at: the contact sheet and the report.
+    results["contact-sheet"] = execute(
+        run, "contact-sheet", write_contact_sheet, {}, ["input/aligned.png", "views"], ["contact_sheet.png"], force
+    )
     report = write_report(run, photo, options, device, results, time.perf_counter() - start)
     glb = run.path("mesh", "head.glb")
     progress.info(f"done in {report['seconds_total']:.0f} s. Asset: {glb}")

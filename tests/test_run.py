@@ -107,3 +107,18 @@ def test_clean_temporaries(tmp_path):
     (run.root / ".tmp-views-x").mkdir()
     run.clean_temporaries()
     assert not any(p.name.startswith(".tmp-") for p in run.root.rglob("*"))
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "a.json", {})
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "x").write_text("x")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755

@@ -74,11 +74,29 @@ def test_surface_pipeline_keeps_the_head_and_meets_the_budget():
         return np.maximum(head(points), floater(points))
 
     config = meshing.MeshConfig(resolution=64, threshold=50.0, triangles=2000, bounds=(-0.55,) * 3 + (0.55,) * 3)
-    mesh = meshing.surface_from_field(density, config)
+    mesh, threshold = meshing.surface_from_field(density, config)
+    assert threshold == 50.0
     assert len(mesh.split(only_watertight=False)) == 1
     assert len(mesh.faces) <= 2000
     assert np.abs(np.linalg.norm(mesh.vertices, axis=1) - 0.25).max() < 0.01
     assert mesh.is_watertight
+
+
+def test_threshold_is_chosen_from_the_view_masks():
+    # A density that falls off slowly: only the views say where the surface is (radius 0.25 at 1000 e^-5).
+    def density(points):
+        return 1000.0 * np.exp(-np.linalg.norm(points, axis=1) / 0.05)
+
+    truth = trimesh.creation.icosphere(subdivisions=5, radius=0.25)
+    truth.visual.vertex_colors = np.full((len(truth.vertices), 4), 200, dtype=np.uint8)
+    renderer = MeshRenderer(truth)
+    views = [meshing.View(renderer.render_rgba(cam, 128), cam) for cam in orbit(6, pitches=[-20.0, 40.0])]
+    config = meshing.MeshConfig(resolution=64, triangles=5000, bounds=(-0.4,) * 3 + (0.4,) * 3)
+    mesh, threshold = meshing.surface_from_field(density, config, views)
+    assert threshold == pytest.approx(1000.0 * math.exp(-5.0), rel=0.25)
+    assert chamfer_fscore(mesh, truth, samples=10_000)["chamfer_pct_diag"] < 0.5
+    # Without views (or without masks) the fixed default applies.
+    assert meshing.surface_from_field(density, config)[1] == meshing.DEFAULT_THRESHOLD
 
 
 def test_no_surface_raises():

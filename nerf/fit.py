@@ -1,0 +1,301 @@
+"""Fit an instant-NGP-style NeRF to a run's views, on a CPU or on CUDA.
+
+Reads ``RUN/transforms.json`` (see :mod:`nerf.dataset`) and the views it names;
+writes, under ``RUN/nerf/``:
+
+- ``nerfstudio_models/step-NNNNNNNNN.ckpt``: the checkpoint, in nerfstudio's
+  layout (``{"step", "pipeline": {"_model.volume.…": tensor}}``);
+- ``config.yml``: the nerfstudio ``TrainerConfig`` of the ``portrait3d-ngp``
+  method pointing at that checkpoint (``ns-viewer --load-config RUN/nerf/config.yml``,
+  ``ns-render``, ``nerfstudio.utils.eval_utils.eval_setup``); it holds
+  absolute paths, as nerfstudio's own configs do;
+- ``volume.json``: the :class:`nerf.volume.VolumeConfig`, so that the field
+  loads without nerfstudio (:func:`load_field`).
+
+One training loop for both devices: the model is :class:`nerf.volume.NGPVolume`
+(hash grid + small MLPs + occupancy grid). On a CPU everything is pure torch;
+on CUDA the hash grid uses tinycudann when installed and rays are marched by
+nerfacc. The occupancy grid starts as the visual hull of the alpha masks and
+then follows the density, so that rays are sampled only near the head.
+
+API for mesh extraction and turntables::
+
+    from nerf.fit import load_field
+    field = load_field(run_dir)            # an NGPVolume in eval mode, on the CPU
+    with torch.no_grad():
+        sigma = field.density(points)      # (N, 3) PanoHead world points -> (N,)
+        rgb = field.rgb(points, view_dirs) # (N, 3), (N, 3) unit dirs -> (N, 3) in [0, 1]
+    rgb, alpha = field.render(camera, width, height)  # portrait3d.cameras.Camera ->
+                                           # (H, W, 3) float32 over white, (H, W) float32
+    field.config.field.half_extent         # the field is empty outside this cube
+
+``field.grid.occupied`` ((R, R, R) bool, index [x, y, z]) tells which voxels
+of the cube hold the head.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nerf.dataset import TRANSFORMS, read_views
+from nerf.field import FieldConfig
+from nerf.volume import NGPVolume, VolumeConfig, photometric_loss
+from portrait3d import progress
+from portrait3d.errors import UserError
+from portrait3d.run import Run, atomic_path, atomic_write_json, atomic_write_text
+
+NERF_DIR = "nerf"
+CHECKPOINT_DIR = "nerf/nerfstudio_models"
+VOLUME_CONFIG = "nerf/volume.json"
+NERFSTUDIO_CONFIG = "nerf/config.yml"
+
+
+@dataclass
+class FitConfig:
+    """Options of ``portrait3d fit-nerf``."""
+
+    image_size: int = 256
+    """Train on the views resized to this square size (pixels)."""
+    iterations: int = 1500
+    """Optimisation steps."""
+    max_seconds: float = 160.0
+    """Stop early after this many seconds of training (0: no limit)."""
+    rays_per_batch: int = 1024
+    """Rays per step."""
+    foreground_fraction: float = 0.8
+    """Share of each batch drawn from pixels near the foreground (the rest: anywhere)."""
+    learning_rate: float = 1e-2
+    """Adam learning rate at the start; decays exponentially to a tenth by the last step or the time budget."""
+    mask_loss_weight: float = 0.1
+    """Weight of the loss between rendered opacity and the views' alpha."""
+    occupancy_warmup_steps: int = 32
+    """Steps on the visual hull alone before the grid follows the density."""
+    occupancy_update_every: int = 8
+    """Steps between occupancy grid updates."""
+    seed: int = 0
+    """Random seed."""
+    volume: VolumeConfig = field(
+        default_factory=lambda: VolumeConfig(
+            field=FieldConfig(num_levels=8, max_resolution=512), render_step_size=1.0 / 128
+        )
+    )
+    """Field, occupancy grid and ray marching."""
+
+
+PRESETS: dict[str, FitConfig] = {
+    "fast": FitConfig(),
+    "standard": FitConfig(
+        image_size=512,
+        iterations=10000,
+        max_seconds=0.0,
+        rays_per_batch=4096,
+        volume=VolumeConfig(
+            field=FieldConfig(num_levels=16, log2_hashmap_size=19, max_resolution=2048),
+            grid_resolution=128,
+            render_step_size=1.0 / 384,
+        ),
+    ),
+}
+"""Named fits: ``fast`` (the CPU budget: 256², about 3 minutes on 2 cores) and ``standard`` (512², for CUDA)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` | ``cuda`` | ``cpu`` -> a torch device (``cuda`` without a GPU is a UserError)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is available to torch (use --device cpu or auto)")
+    if name not in ("cuda", "cpu"):
+        raise UserError(f"--device: expected auto, cuda or cpu, got {name!r}")
+    return torch.device(name)
+
+
+@dataclass
+class _Rays:
+    """All training rays, flattened over views: every tensor is (V*H*W, k)."""
+
+    origins: torch.Tensor
+    directions: torch.Tensor
+    rgba: torch.Tensor
+    near_foreground: torch.Tensor
+
+
+def _training_rays(views, size: int, device: torch.device) -> tuple[_Rays, torch.Tensor]:
+    """Rays, colours and masks of all views; also the (V, H, W) bool alpha masks."""
+    origins, directions, rgba = [], [], []
+    for view in views:
+        o, d = view.camera.rays(size, size)
+        origins.append(torch.as_tensor(o.reshape(-1, 3), dtype=torch.float32))
+        directions.append(torch.as_tensor(d.reshape(-1, 3), dtype=torch.float32))
+        rgba.append(torch.as_tensor(view.rgba.reshape(-1, 4), dtype=torch.float32) / 255.0)
+    masks = torch.stack([torch.as_tensor(v.rgba[..., 3] > 127) for v in views])
+    # Pixels within a few pixels of the foreground: where the colour and the silhouette are learnt.
+    near = torch.nn.functional.max_pool2d(masks.float()[:, None], 9, stride=1, padding=4)[:, 0] > 0.5
+    rays = _Rays(
+        torch.cat(origins).to(device),
+        torch.cat(directions).to(device),
+        torch.cat(rgba).to(device),
+        near.reshape(-1).to(device),
+    )
+    return rays, masks
+
+
+def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
+    """Fit the volume to ``RUN/transforms.json`` and write ``RUN/nerf/``.
+
+    Returns:
+        Information for the report: ``iterations``, ``train_seconds``,
+        ``train_psnr`` (of the last batches), ``device``, ``implementation``, ``sampler``.
+    """
+    torch_device = resolve_device(device)
+    run.require(TRANSFORMS, hint=f"run `portrait3d dataset {run.root}` first")
+    torch.manual_seed(config.seed)
+    views = read_views(run.root, config.image_size)
+    rays, masks = _training_rays(views, config.image_size, torch_device)
+    volume = NGPVolume(config.volume, torch_device.type).to(torch_device)
+    volume.grid.carve([v.camera for v in views], masks.to(torch_device), dilate_px=2)
+    progress.info(
+        f"fit-nerf: {len(views)} views at {config.image_size}px on {torch_device.type} "
+        f"(hash grid: {volume.field.implementation}, sampler: {volume.sampler}); "
+        f"visual hull {float(volume.grid.hull.float().mean()) * 100:.1f}% of the cube"
+    )
+    optimizer = torch.optim.Adam(volume.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), eps=1e-15)
+    foreground_index = torch.nonzero(rays.near_foreground, as_tuple=True)[0]
+    num_rays = rays.origins.shape[0]
+    num_fg = int(config.rays_per_batch * config.foreground_fraction) if foreground_index.numel() else 0
+    generator = torch.Generator(device=torch_device).manual_seed(config.seed)
+    recent_psnr: list[float] = []
+    start = time.perf_counter()
+    step = 0
+    for step in progress.bar(range(config.iterations), total=config.iterations, desc="fit-nerf"):
+        if config.max_seconds and time.perf_counter() - start > config.max_seconds:
+            progress.info(f"fit-nerf: stopped at step {step} (time budget of {config.max_seconds:.0f} s)")
+            break
+        if step >= config.occupancy_warmup_steps and step % config.occupancy_update_every == 0:
+            volume.grid.update(volume.density, config.volume.density_threshold)
+        pick = torch.cat(
+            [
+                foreground_index[
+                    torch.randint(foreground_index.numel(), (num_fg,), device=torch_device, generator=generator)
+                ],
+                torch.randint(num_rays, (config.rays_per_batch - num_fg,), device=torch_device, generator=generator),
+            ]
+        )
+        background = torch.rand(pick.numel(), 3, device=torch_device, generator=generator)
+        out = volume.render_rays(rays.origins[pick], rays.directions[pick], background, jitter=True)
+        losses = photometric_loss(out["rgb"], out["accumulation"], rays.rgba[pick], background, config.mask_loss_weight)
+        loss = sum(losses.values())
+        if not loss.requires_grad:  # no ray met an occupied voxel this step
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # Exponential decay over the run, measured in steps or in the time budget, whichever runs out first.
+        done = step / max(config.iterations, 1)
+        if config.max_seconds:
+            done = max(done, (time.perf_counter() - start) / config.max_seconds)
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate * 0.1 ** min(done, 1.0)
+        if step % 10 == 0:
+            with torch.no_grad():
+                target = rays.rgba[pick, :3] * rays.rgba[pick, 3:] + background * (1 - rays.rgba[pick, 3:])
+                mse = float(torch.mean((out["rgb"] - target) ** 2))
+            recent_psnr = (recent_psnr + [-10 * math.log10(max(mse, 1e-10))])[-10:]
+            if step % 50 == 0:
+                progress.debug(
+                    f"  step {step}: psnr {recent_psnr[-1]:.2f}, {float(out['num_samples']) / pick.numel():.1f} "
+                    f"samples/ray, {time.perf_counter() - start:.0f} s"
+                )
+    else:
+        step = config.iterations
+    seconds = time.perf_counter() - start
+    volume.eval()
+    save(run, volume, config, step)
+    return {
+        "iterations": step,
+        "train_seconds": round(seconds, 2),
+        "train_psnr": round(float(np.mean(recent_psnr)), 2) if recent_psnr else None,
+        "device": torch_device.type,
+        "implementation": volume.field.implementation,
+        "sampler": volume.sampler,
+        "views": len(views),
+        "image_size": config.image_size,
+    }
+
+
+def checkpoint_state(volume: NGPVolume, step: int) -> dict:
+    """The checkpoint in nerfstudio's layout: the pipeline's model (``_model.``) holds the volume."""
+    pipeline = {f"_model.volume.{k}": v.detach().cpu() for k, v in volume.state_dict().items()}
+    pipeline["_model.device_indicator_param"] = torch.empty(0)
+    return {"step": int(step), "pipeline": pipeline, "optimizers": {}, "scalers": {}}
+
+
+def save(run: Run, volume: NGPVolume, config: FitConfig, step: int) -> None:
+    """Write the checkpoint, ``volume.json`` and (when nerfstudio imports) ``config.yml``."""
+    checkpoint_dir = run.path(CHECKPOINT_DIR)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    for old in checkpoint_dir.glob("step-*.ckpt"):
+        old.unlink()
+    with atomic_path(checkpoint_dir / f"step-{step:09d}.ckpt") as tmp:
+        torch.save(checkpoint_state(volume, step), tmp)
+    atomic_write_json(run.path(VOLUME_CONFIG), dataclasses.asdict(config.volume))
+    try:
+        text = nerfstudio_config_yaml(run.root, config, step)
+    except ImportError as exc:
+        progress.info(f"fit-nerf: nerfstudio is not installed ({exc}); wrote the checkpoint without config.yml")
+        return
+    atomic_write_text(run.path(NERFSTUDIO_CONFIG), text)
+
+
+def nerfstudio_config_yaml(run_dir: str | Path, config: FitConfig, step: int) -> str:
+    """The ``config.yml`` that makes nerfstudio load ``RUN/nerf/nerfstudio_models``.
+
+    nerfstudio looks for checkpoints in
+    ``output_dir/experiment_name/method_name/timestamp/relative_model_dir``; an
+    absolute ``relative_model_dir`` wins that join, which puts the checkpoint
+    beside ``config.yml`` whatever the method's name.
+    """
+    import yaml
+
+    from nerf import method
+
+    root = Path(run_dir).resolve()
+    trainer = method.trainer_config(max_iterations=max(step, 1), volume=config.volume)
+    trainer.output_dir = root
+    trainer.experiment_name = NERF_DIR
+    trainer.timestamp = ""
+    trainer.relative_model_dir = root / CHECKPOINT_DIR
+    trainer.pipeline.datamanager.data = root / TRANSFORMS
+    trainer.pipeline.datamanager.dataparser.data = root / TRANSFORMS
+    trainer.pipeline.model.mask_loss_weight = config.mask_loss_weight
+    return yaml.dump(trainer)
+
+
+def load_field(run_dir: str | Path, device: str = "cpu") -> NGPVolume:
+    """The fitted volume of a run, in eval mode (see the module docstring for its API).
+
+    Needs only ``RUN/nerf/volume.json`` and the checkpoint (not nerfstudio).
+    """
+    root = Path(run_dir)
+    config_path = root / VOLUME_CONFIG
+    checkpoints = sorted((root / CHECKPOINT_DIR).glob("step-*.ckpt"))
+    if not config_path.is_file() or not checkpoints:
+        raise UserError(f"{root / NERF_DIR}: no fitted NeRF; run `portrait3d fit-nerf {root}` first")
+    try:
+        raw = json.loads(config_path.read_text())
+        volume_config = VolumeConfig(**{**raw, "field": FieldConfig(**raw["field"])})
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserError(f"{config_path}: not a volume config ({exc})") from exc
+    volume = NGPVolume(volume_config, torch.device(device).type)
+    state = torch.load(checkpoints[-1], map_location="cpu", weights_only=True)
+    prefix = "_model.volume."
+    volume.load_state_dict({k[len(prefix) :]: v for k, v in state["pipeline"].items() if k.startswith(prefix)})
+    return volume.to(device).eval()

@@ -1,0 +1,147 @@
+"""Benchmark the NeRF stage against ground truth.
+
+Renders a known textured head at 36 orbit cameras (two rings of 18, pitch 0
+and 20 degrees) at 512x512, keeps 32 views in a run folder, fits with
+``portrait3d fit-nerf``'s code, and prints held-out PSNR and SSIM at the fit
+resolution, the fit time and the device. The ground-truth head is the procedural head of
+:mod:`nerf.synthetic`, or with ``--proxy-run RUN`` the textured proxy head of
+a preprocessed run (``portrait3d.proxy``).
+
+With ``--mesh`` it also runs the mesh stage's ``export-mesh`` on the fitted
+run and prints the Chamfer distance (% of the ground truth's bounding-box
+diagonal), the F-score at 1% and the export time (:func:`mesh_figures`).
+
+Usage::
+
+    python scripts/bench_nerf.py --out /tmp/bench-nerf [--preset fast] [--device auto] [--proxy-run RUN] [--mesh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nerf import dataset, fit, synthetic
+from nerf.image_metrics import psnr, ssim
+from portrait3d import progress
+from portrait3d.run import Run
+
+
+def ground_truth_mesh(proxy_run: str | None):
+    """The ground-truth textured head: ``(mesh, name)``.
+
+    Args:
+        proxy_run: a run whose preprocess stage is done: its textured proxy head
+            (``portrait3d.proxy.stage.proxy_mesh``) is the ground truth; None: the
+            procedural head of :mod:`nerf.synthetic`.
+    """
+    if proxy_run:
+        from portrait3d.proxy.stage import proxy_mesh
+
+        return proxy_mesh(proxy_run), f"proxy head of {proxy_run}"
+    return synthetic.head_mesh(), "procedural head (nerf/synthetic.py)"
+
+
+def held_out_metrics(field, mesh, cameras, size: int) -> dict:
+    """Mean PSNR / SSIM of renders over white at ``cameras`` against the ground truth."""
+    scores_psnr, scores_ssim = [], []
+    for camera, gt in zip(cameras, synthetic.render_views(mesh, cameras, size)):
+        rgb, _ = field.render(camera, size, size)
+        alpha = gt[..., 3:] / 255.0
+        target = torch.as_tensor(gt[..., :3] / 255.0 * alpha + (1.0 - alpha), dtype=torch.float32)
+        prediction = torch.as_tensor(rgb)
+        scores_psnr.append(float(psnr(prediction, target)))
+        scores_ssim.append(float(ssim(prediction, target)))
+    return {
+        "psnr_db": round(float(np.mean(scores_psnr)), 2),
+        "psnr_db_per_view": [round(s, 2) for s in scores_psnr],
+        "ssim": round(float(np.mean(scores_ssim)), 4),
+    }
+
+
+def mesh_figures(run: Run, mesh) -> dict:
+    """Chamfer distance / F-score of the exported mesh against the ground truth, and the export time.
+
+    Uses the mesh stage (``nerf.export``, ``nerf.metrics``) with its default options;
+    ``scripts/bench_mesh.py --run RUN`` gives the mesh stage's full comparison on the same run.
+    """
+    try:
+        from nerf.export import ExportConfig, export_mesh
+        from nerf.metrics import chamfer_fscore
+        from nerf.turntable import load_head_mesh
+    except ImportError as exc:
+        return {"mesh": f"not measured (mesh stage not available: {exc})"}
+    start = time.perf_counter()
+    info = export_mesh(run, ExportConfig(), force=True)
+    seconds = time.perf_counter() - start
+    geometry = chamfer_fscore(load_head_mesh(run.path("mesh", "head.glb")), mesh, threshold=0.01)
+    return {
+        "mesh": {
+            "export_seconds": round(seconds, 1),
+            "triangles": info.get("triangles"),
+            "chamfer_pct_diag": round(float(geometry["chamfer_pct_diag"]), 3),
+            "fscore_1pct": round(float(geometry["fscore"]), 3),
+        }
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder for the benchmark run (replaced)")
+    parser.add_argument("--preset", default="fast", choices=sorted(fit.PRESETS))
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    parser.add_argument("--proxy-run", default=None, help="use the textured proxy head of this (preprocessed) run")
+    parser.add_argument("--iterations", type=int, default=None, help="override the preset's steps")
+    parser.add_argument("--mesh", action="store_true", help="also export the mesh and measure Chamfer / F-score")
+    args = parser.parse_args()
+
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    mesh, scene_name = ground_truth_mesh(args.proxy_run)
+    cameras = synthetic.orbit_cameras(18, pitches=(0.0, 20.0))
+    held = synthetic.held_out_indices(len(cameras), 4)
+    train = [c for i, c in enumerate(cameras) if i not in held]
+    start = time.perf_counter()
+    run = synthetic.write_scene(out, mesh, train, size=512)
+    scene_seconds = time.perf_counter() - start
+    dataset.write_transforms(run)
+
+    config = dataclasses.replace(fit.PRESETS[args.preset])
+    if args.iterations:
+        config.iterations = args.iterations
+    device = fit.resolve_device(args.device).type
+    start = time.perf_counter()
+    info = fit.fit(run, config, device)
+    fit_seconds = time.perf_counter() - start
+    field = fit.load_field(out, device)
+    quality = held_out_metrics(field, mesh, [cameras[i] for i in held], config.image_size)
+
+    device_name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    report = {
+        "scene": scene_name,
+        "views": {"train": len(train), "held_out": len(held), "render_size": 512, "fit_size": config.image_size},
+        "preset": args.preset,
+        "device": device_name,
+        "scene_render_seconds": round(scene_seconds, 1),
+        "fit_seconds": round(fit_seconds, 1),
+        "fit": info,
+        "held_out": quality,
+        **(mesh_figures(run, mesh) if args.mesh else {"mesh": "not measured (pass --mesh)"}),
+    }
+    progress.info(json.dumps(report, indent=1))
+    print(
+        f"held-out PSNR {quality['psnr_db']:.2f} dB, SSIM {quality['ssim']:.4f} at {config.image_size}px; "
+        f"fit {fit_seconds:.1f} s ({info['iterations']} steps) on {device_name}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""The instant-NGP fit: its parts against plain references, the nerfstudio method, a real short CPU fit."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from nerf import dataset, fit, synthetic
+from nerf.field import FieldConfig, HashGrid, NGPField
+from nerf.image_metrics import psnr
+from nerf.occupancy import OccupancyGrid, composite, march
+from nerf.volume import NGPVolume, VolumeConfig
+from portrait3d import cameras as cams
+from portrait3d.errors import UserError
+from portrait3d.run import Run
+
+
+def _plain_hash_grid(grid: HashGrid, x: torch.Tensor) -> torch.Tensor:
+    """Trilinear interpolation with the 8 corners looked up one by one (int64 hashing)."""
+    primes = (1, 2654435761, 805459861)
+    out = []
+    for level in range(grid.resolutions.numel()):
+        res = int(grid.resolutions[level])
+        pos = x * res
+        low = torch.minimum(torch.floor(pos), torch.tensor(res - 1.0))
+        frac = pos - low
+        low = low.long()
+        acc = 0
+        for corner in range(8):
+            bits = torch.tensor([(corner >> k) & 1 for k in range(3)])
+            c = low + bits
+            if grid.dense[level]:
+                index = c[:, 0] + c[:, 1] * (res + 1) + c[:, 2] * (res + 1) ** 2
+            else:
+                index = ((c[:, 0] * primes[0]) ^ (c[:, 1] * primes[1]) ^ (c[:, 2] * primes[2])) % grid.table_size
+            w = torch.prod(torch.where(bits.bool(), frac, 1 - frac), dim=-1)
+            acc = acc + w[:, None] * grid.table[index + int(grid.offsets[level])]
+        out.append(acc)
+    return torch.cat(out, dim=-1)
+
+
+def test_hash_grid_matches_plain_interpolation_and_gradients():
+    torch.manual_seed(0)
+    grid = HashGrid(num_levels=4, features_per_level=2, log2_hashmap_size=10, base_resolution=4, max_resolution=64)
+    with torch.no_grad():
+        grid.table.normal_()
+    x = torch.rand(300, 3)
+    x[0] = 1.0  # the far corner of the cube stays inside the last cell
+    out = grid(x)
+    ref = _plain_hash_grid(grid, x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    (out * torch.arange(out.shape[1])).sum().backward()
+    fast = grid.table.grad.clone()
+    grid.table.grad = None
+    (ref * torch.arange(ref.shape[1])).sum().backward()
+    torch.testing.assert_close(fast, grid.table.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_field_is_empty_outside_its_cube():
+    field = NGPField(FieldConfig(half_extent=0.5, num_levels=2, max_resolution=32))
+    points = torch.tensor([[0.0, 0.0, 0.0], [0.6, 0.0, 0.0], [0.0, 0.0, -0.9]])
+    density = field.density(points)
+    assert density[0] > 0 and torch.all(density[1:] == 0)
+    rgb = field.rgb(points, torch.nn.functional.normalize(points + 1e-3, dim=-1))
+    assert rgb.shape == (3, 3) and torch.all((rgb >= 0) & (rgb <= 1))
+
+
+def test_composite_matches_analytic_slab():
+    # A ray through a slab of constant density: opacity 1 - exp(-sigma * length).
+    density = torch.zeros(1, 100)
+    density[0, 20:40] = 3.0
+    rgb = torch.zeros(1, 100, 3)
+    rgb[0, 20:40] = torch.tensor([1.0, 0.5, 0.0])
+    colour, acc, weights = composite(density, rgb, 0.01, torch.tensor([0.0, 0.0, 1.0]))
+    expected = 1 - math.exp(-3.0 * 0.2)
+    assert acc.item() == pytest.approx(expected, rel=1e-5)
+    torch.testing.assert_close(colour[0], torch.tensor([expected, 0.5 * expected, 1 - expected]))
+    assert weights.sum().item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_march_keeps_only_occupied_steps_and_carving_keeps_the_head():
+    mesh = synthetic.head_mesh(subdivisions=3)
+    cameras = synthetic.orbit_cameras(6, pitches=(0.0, 30.0))
+    masks = torch.stack([torch.as_tensor(im[..., 3] > 127) for im in synthetic.render_views(mesh, cameras, 64)])
+    grid = OccupancyGrid(0.5, 64)
+    grid.carve(cameras, masks)
+    # Every mesh vertex lies in a kept voxel (the hull is conservative); space beside the head is carved away.
+    assert bool(grid.is_occupied(torch.as_tensor(mesh.vertices, dtype=torch.float32)).all())
+    assert not grid.is_occupied(torch.tensor([[0.25, 0.0, 0.0], [-0.25, 0.0, 0.0], [0.0, 0.0, 0.27]])).any()
+    assert grid.hull.float().mean().item() < 0.5
+    origins = torch.tensor([[0.0, 0.0, 2.7], [0.25, 0.0, 2.7]])
+    directions = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0]])
+    t_mid, keep = march(grid, origins, directions, 1 / 64, jitter=False)
+    assert keep[0].any() and not keep[1].any()  # through the head / beside it
+    points = origins[:, None] + directions[:, None] * t_mid[..., None]
+    assert bool(grid.is_occupied(points[keep]).all())
+
+
+def test_volume_renders_camera_and_cuda_pieces_construct_on_cpu():
+    torch.manual_seed(0)
+    config = VolumeConfig(field=FieldConfig(num_levels=4, max_resolution=64), grid_resolution=32)
+    volume = NGPVolume(config, "cpu")
+    assert volume.sampler == "torch" and volume.field.implementation == "torch"
+    rgb, alpha = volume.render(cams.camera_from_angles(30.0), 24, 16)
+    assert rgb.shape == (16, 24, 3) and alpha.shape == (16, 24)
+    assert np.all((alpha >= 0) & (alpha <= 1))
+    # Asking for CUDA pieces on a CPU falls back to torch rather than failing.
+    fallback = NGPVolume(VolumeConfig(field=FieldConfig(implementation="tcnn"), sampler="nerfacc"), "cpu")
+    assert fallback.sampler == "torch" and fallback.field.implementation == "torch"
+
+
+def test_nerfstudio_model_builds_on_cpu_without_lpips():
+    from nerfstudio.cameras.rays import RayBundle
+    from nerfstudio.data.scene_box import SceneBox
+
+    from nerf import method
+
+    config = method.trainer_config(volume=VolumeConfig(field=FieldConfig(num_levels=4, max_resolution=64)))
+    assert config.method_name == "portrait3d-ngp"
+    model = config.pipeline.model.setup(
+        scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=4
+    )
+    assert not any("lpips" in name.lower() for name, _ in model.named_modules())
+    bundle = RayBundle(
+        origins=torch.tensor([[0.0, 0.0, 2.7]] * 5),
+        directions=torch.tensor([[0.0, 0.0, -1.0]] * 5),
+        pixel_area=torch.ones(5, 1),
+        camera_indices=torch.zeros(5, 1, dtype=torch.long),
+    )
+    model.train()
+    outputs = model(bundle)
+    assert outputs["rgb"].shape == (5, 3) and outputs["accumulation"].shape == (5, 1)
+    batch = {"image": torch.rand(5, 4)}
+    losses = model.get_loss_dict(outputs, batch)
+    sum(losses.values()).backward()
+    assert model.volume.field.encoding.table.grad is not None
+    model.eval()
+    metrics, images = model.get_image_metrics_and_images(
+        {"rgb": torch.rand(16, 16, 3), "accumulation": torch.rand(16, 16, 1)}, {"image": torch.rand(16, 16, 4)}
+    )
+    assert set(metrics) == {"psnr", "ssim"} and images["img"].shape == (16, 32, 3)
+
+
+def test_device_option_errors():
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA"):
+            fit.resolve_device("cuda")
+    assert fit.resolve_device("cpu").type == "cpu"
+
+
+@pytest.mark.slow
+def test_short_cpu_fit_reaches_psnr_and_loads_in_nerfstudio(tmp_path, cli, monkeypatch):
+    """A real fit through the CLI on a small scene; held-out PSNR; nerfstudio's eval_setup loads the result."""
+    size = 64
+    mesh = synthetic.head_mesh(subdivisions=4)
+    cameras = synthetic.orbit_cameras(10, pitches=(0.0, 25.0))
+    held = synthetic.held_out_indices(len(cameras), 2)
+    train = [c for i, c in enumerate(cameras) if i not in held]
+    root = tmp_path / "run"
+    synthetic.write_scene(root, mesh, train, size=size)
+    assert cli("dataset", str(root)).returncode == 0
+    result = cli("fit-nerf", str(root), "--device", "cpu", "--iterations", "200", "--image-size", str(size))
+    assert result.returncode == 0, result.stderr
+    assert (root / "nerf" / "config.yml").is_file()
+
+    field = fit.load_field(root)
+    scores = []
+    for index, gt in zip(held, synthetic.render_views(mesh, [cameras[i] for i in held], size)):
+        rgb, _ = field.render(cameras[index], size, size)
+        a = gt[..., 3:] / 255.0
+        target = gt[..., :3] / 255.0 * a + (1 - a)
+        scores.append(float(psnr(torch.as_tensor(rgb), torch.as_tensor(target))))
+    assert min(scores) > 22.0, scores
+
+    # nerfstudio's own loading code (the plugin found through the environment, as an entry point would).
+    monkeypatch.setenv("NERFSTUDIO_METHOD_CONFIGS", "portrait3d-ngp=nerf.method:portrait3d_ngp")
+    from nerf import nerfstudio_compat
+
+    nerfstudio_compat.prepare()
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    _, pipeline, checkpoint, step = eval_setup(root / "nerf" / "config.yml", test_mode="inference")
+    assert checkpoint.parent == (root / "nerf" / "nerfstudio_models").resolve() and step == 200
+    ns_cameras = pipeline.datamanager.train_dataparser_outputs.cameras
+    with torch.no_grad():
+        outputs = pipeline.model.get_outputs_for_camera(ns_cameras[0:1].to(pipeline.device))
+    ours, _ = field.render(train[0], size, size)
+    assert outputs["rgb"].shape == (size, size, 3)
+    # Same field, same cameras: nerfstudio's render matches ours (up to the ray directions' float error).
+    assert float(psnr(outputs["rgb"].cpu(), torch.as_tensor(ours))) > 35.0
+
+
+def test_fit_requires_dataset(tmp_path):
+    run = Run(tmp_path / "run")
+    with pytest.raises(UserError, match="transforms.json"):
+        fit.fit(run, fit.PRESETS["fast"], "cpu")
+    assert not os.path.exists(run.path("nerf"))
+    with pytest.raises(UserError, match="no fitted NeRF"):
+        fit.load_field(run.root)
+    assert dataset.TRANSFORMS == "transforms.json"
+
+
+def test_cli_fit_nerf_errors(tmp_path, cli):
+    run = Run(tmp_path / "run")
+    result = cli("fit-nerf", str(run.root), "--device", "cpu")
+    assert result.returncode != 0
+    assert "transforms.json" in result.stderr and "Traceback" not in result.stderr
+    result = cli("fit-nerf", str(run.root), "--iterations", "0")
+    assert result.returncode != 0 and "--iterations" in result.stderr

@@ -147,3 +147,12 @@ def read_views(run_dir: str | Path, size: int | None = None) -> list[View]:
             raise UserError(f"{image_path}: not a readable image ({exc})") from exc
         views.append(View(Path(file_path).name, camera, rgba))
     return views
+
+
+def dataset_stage(run: Run, options: DatasetOptions | None = None, force: bool = False) -> dict:
+    """Stage ``dataset``: ``transforms.json`` from ``views/``, skipped when up to date."""
+    from portrait3d.run import execute
+
+    options = options or DatasetOptions()
+    run.require(LABELS, hint="generate views first (proxy or orbit-views)")
+    return execute(run, "dataset", write_transforms, options, [options.views_dir], [TRANSFORMS], force)

@@ -299,3 +299,29 @@ def load_field(run_dir: str | Path, device: str = "cpu") -> NGPVolume:
     prefix = "_model.volume."
     volume.load_state_dict({k[len(prefix) :]: v for k, v in state["pipeline"].items() if k.startswith(prefix)})
     return volume.to(device).eval()
+
+
+def fit_stage(run: Run, config: FitConfig, device: str = "auto", seed: int | None = None, force: bool = False) -> dict:
+    """Stage ``fit-nerf``: fit unless the dataset, views and options are unchanged since the last fit.
+
+    Args:
+        run: the run folder (with ``transforms.json``).
+        config: the fit's options (see :data:`PRESETS`).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        seed: overrides ``config.seed`` when given.
+    """
+    import dataclasses
+
+    from nerf.dataset import TRANSFORMS
+    from portrait3d.run import execute
+
+    run.require(TRANSFORMS, hint=f"run `portrait3d dataset {run.root}` first")
+    if seed is not None:
+        config = dataclasses.replace(config, seed=seed)
+    device = resolve_device(device).type
+
+    def stage(run_: Run, _options: dict) -> dict:
+        return fit(run_, config, device)
+
+    options = {"device": device, "config": dataclasses.asdict(config)}
+    return execute(run, "fit-nerf", stage, options, [TRANSFORMS, "views"], [CHECKPOINT_DIR, VOLUME_CONFIG], force)

@@ -288,6 +288,28 @@ def decimate(mesh: trimesh.Trimesh, triangles: int) -> trimesh.Trimesh:
     return trimesh.Trimesh(np.asarray(simple.vertices), np.asarray(simple.triangles, dtype=np.int64), process=True)
 
 
+def fill_cavities(grid: np.ndarray, threshold: float) -> np.ndarray:
+    """Raise the density of pockets enclosed by the surface above ``threshold``.
+
+    No training ray reaches the inside of the head, so its density there is
+    arbitrary and marching cubes would find shells inside the skin.
+
+    Args:
+        grid: (R, R, R) densities.
+    Returns:
+        (R, R, R) densities with every enclosed cavity set just above the threshold.
+    """
+    from scipy import ndimage
+
+    inside = grid > threshold
+    cavities = ndimage.binary_fill_holes(inside) & ~inside
+    if not cavities.any():
+        return grid
+    filled = grid.copy()
+    filled[cavities] = max(float(threshold) * 2.0, float(threshold) + 1.0)
+    return filled
+
+
 def surface_from_field(
     density_fn: DensityFn, config: MeshConfig, views: Sequence[View] | None = None
 ) -> tuple[trimesh.Trimesh, float]:
@@ -316,6 +338,7 @@ def surface_from_field(
         if views and any((v.image[..., 3] < 255).any() for v in views):
             threshold, iou = choose_threshold(grid, bounds, views)
             progress.info(f"density threshold {threshold:.3g} (silhouette IoU {iou:.3f} against the views)")
+    grid = fill_cavities(grid, threshold)
     mesh = mesh_from_grid(grid, bounds, threshold)
     progress.debug(f"marching cubes: {len(mesh.faces)} faces")
     mesh = keep_largest_component(mesh)

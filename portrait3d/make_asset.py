@@ -25,6 +25,7 @@ import numpy as np
 
 from portrait3d import progress
 from portrait3d.errors import UserError
+from portrait3d.presets import PRESETS
 from portrait3d.run import Run, atomic_dir, atomic_save_image, atomic_write_json, execute
 
 WEIGHTS_ENV = "PORTRAIT3D_WEIGHTS"
@@ -46,7 +47,7 @@ class MakeAssetOptions:
     device: str = "auto"
     """``auto``, ``cpu`` or ``cuda``."""
     preset: str = "fast"
-    """NeRF preset: ``fast`` or ``standard``."""
+    """Preset of every stage's options (``portrait3d.presets``): ``fast``, ``standard`` or ``tiny``."""
     seed: int = 0
     """Random seed for the generator and the fit."""
     allow_cpu: bool = False
@@ -140,16 +141,19 @@ def make_asset(photo: str | Path, out: str | Path, options: MakeAssetOptions) ->
     the run folder says it is up to date.
     """
     from nerf.dataset import dataset_stage
-    from nerf.export import ExportConfig, export_mesh
-    from nerf.fit import PRESETS, fit_stage
-    from nerf.turntable import TurntableConfig, render_turntable
+    from nerf.export import export_mesh
+    from nerf.fit import fit_stage
+    from nerf.turntable import render_turntable
     from portrait3d.preprocess import PreprocessOptions, preprocess
     from portrait3d.proxy.stage import INPUTS as PROXY_INPUTS
     from portrait3d.proxy.stage import OUTPUTS as PROXY_OUTPUTS
     from portrait3d.proxy.stage import STAGE as PROXY_STAGE
-    from portrait3d.proxy.stage import ProxyOptions, build_proxy
+    from portrait3d.proxy.stage import build_proxy
 
     # 0. Check everything that can be checked before a file is written.
+    if options.preset not in PRESETS:
+        raise UserError(f"--preset must be one of {', '.join(PRESETS)}, not {options.preset!r}")
+    preset = PRESETS[options.preset]
     photo = check_photo(Path(photo))
     device = resolve_device(options.device)
     if options.generator == "diffusion":
@@ -168,7 +172,7 @@ def make_asset(photo: str | Path, out: str | Path, options: MakeAssetOptions) ->
     run = prepare_run(root)
 
     # 2. The proxy head and its renders at the orbit cameras.
-    proxy_options = ProxyOptions(views=options.views)
+    proxy_options = dataclasses.replace(preset.proxy, views=options.views)
     results["proxy"] = execute(run, PROXY_STAGE, build_proxy, proxy_options, PROXY_INPUTS, PROXY_OUTPUTS, force)
 
     # 3. The 360-degree views: the proxy renders, or the DiffPortrait360 back view then orbit views.
@@ -197,9 +201,9 @@ def make_asset(photo: str | Path, out: str | Path, options: MakeAssetOptions) ->
 
     # 4. The nerfstudio dataset, 5. the NeRF, 6. the mesh, 7. the turntable.
     results["dataset"] = dataset_stage(run, force=force)
-    results["fit-nerf"] = fit_stage(run, PRESETS[options.preset], device, seed=options.seed, force=force)
-    results["export-mesh"] = export_mesh(run, ExportConfig(), force=force)
-    results["render-turntable"] = render_turntable(run, TurntableConfig(), force=force)
+    results["fit-nerf"] = fit_stage(run, preset.fit, device, seed=options.seed, force=force)
+    results["export-mesh"] = export_mesh(run, preset.export, force=force)
+    results["render-turntable"] = render_turntable(run, preset.turntable, force=force)
 
     # 8. Things to look at: the contact sheet and the report.
     results["contact-sheet"] = execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,33 @@ def sample_photo() -> Path:
 def cli():
     """The CLI runner (see :func:`run_cli`)."""
     return run_cli
+
+
+def validate_gltf(path: str | Path) -> tuple[dict, int]:
+    """The Khronos glTF validator's report on one file and the script's exit code.
+
+    Skips when node or the ``gltf-validator`` npm package is missing (``scripts/setup.sh
+    --dev`` installs it into ``.tools/``), except in CI, where its absence fails.
+    """
+    node = shutil.which("node")
+    candidates = [REPO / ".tools" / "node_modules", *map(Path, os.environ.get("NODE_PATH", "").split(os.pathsep))]
+    modules = next((p for p in candidates if str(p) != "." and (p / "gltf-validator").is_dir()), None)
+    if node is None or modules is None:
+        message = "node or the gltf-validator npm package is missing (bash scripts/setup.sh --dev installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    proc = subprocess.run(
+        [node, str(REPO / "scripts" / "validate_gltf.mjs"), str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NODE_PATH": str(modules)},
+        timeout=120,
+    )
+    return json.loads(proc.stdout)[0], proc.returncode
+
+
+@pytest.fixture(scope="session")
+def gltf_validator():
+    """:func:`validate_gltf`, as a fixture."""
+    return validate_gltf

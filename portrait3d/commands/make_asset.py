@@ -28,7 +28,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--conditions", help="folder of released condition renders + dataset.json (diffusion generator)")
     p.add_argument("--views", type=int, default=32, help="views on the orbit (default: 32)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device (default: auto)")
-    p.add_argument("--preset", choices=["fast", "standard"], default="fast", help="NeRF preset (default: fast)")
+    p.add_argument(
+        "--preset",
+        choices=["fast", "standard", "tiny"],
+        default="fast",
+        help="stage options (configs/NAME.yaml): fast = CPU default, standard = for a GPU, tiny = smoke tests",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--allow-cpu", action="store_true", help="let the diffusion generator run on a CPU (very slow)")
     p.add_argument("--yaw", type=float, help="manual camera yaw in degrees when no face is detected (with --pitch)")

@@ -28,13 +28,12 @@ def _register_dataset(subparsers: argparse._SubParsersAction, common: argparse.A
 
 
 def run_dataset(args: argparse.Namespace) -> None:
-    from nerf.dataset import LABELS, TRANSFORMS, VIEWS_DIR, DatasetOptions, write_transforms
+    from nerf.dataset import TRANSFORMS, dataset_stage
     from portrait3d import progress
-    from portrait3d.run import Run, execute
+    from portrait3d.run import Run
 
     run = Run(args.run, create=False)
-    run.require(LABELS, hint="generate views first (proxy or orbit-views)")
-    info = execute(run, "dataset", write_transforms, DatasetOptions(), [VIEWS_DIR], [TRANSFORMS], args.force)
+    info = dataset_stage(run, force=args.force)
     progress.info(f"dataset: {info.get('frames')} frames -> {run.path(TRANSFORMS)}")
 
 
@@ -65,11 +64,11 @@ def _register_fit(subparsers: argparse._SubParsersAction, common: argparse.Argum
 def run_fit(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from nerf.dataset import TRANSFORMS
-    from nerf.fit import CHECKPOINT_DIR, PRESETS, VOLUME_CONFIG, fit, resolve_device
+    from nerf.fit import PRESETS, fit_stage
     from portrait3d import progress
-    from portrait3d.run import Run, execute
+    from portrait3d.run import Run
 
+    run = Run(args.run, create=False)
     config = dataclasses.replace(PRESETS[args.preset])
     if args.iterations is not None:
         if args.iterations < 1:
@@ -79,23 +78,7 @@ def run_fit(args: argparse.Namespace) -> None:
         if not 16 <= args.image_size <= 4096:
             raise UserError(f"--image-size must be between 16 and 4096, got {args.image_size}")
         config.image_size = args.image_size
-    device = resolve_device(args.device).type
-    run = Run(args.run, create=False)
-    run.require(TRANSFORMS, hint=f"run `portrait3d dataset {args.run}` first")
-
-    def stage(run_: Run, _options: dict) -> dict:
-        return fit(run_, config, device)
-
-    options = {"device": device, "config": dataclasses.asdict(config)}
-    info = execute(
-        run,
-        "fit-nerf",
-        stage,
-        options,
-        [TRANSFORMS, "views"],
-        [CHECKPOINT_DIR, VOLUME_CONFIG],
-        args.force,
-    )
+    info = fit_stage(run, config, args.device, force=args.force)
     progress.info(
         f"fit-nerf: {info.get('iterations')} steps on {info.get('device')} in {info.get('train_seconds')} s, "
         f"train PSNR {info.get('train_psnr')} dB -> {run.path('nerf')}"

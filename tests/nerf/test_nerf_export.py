@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -111,33 +108,8 @@ def test_exported_geometry_and_texture_match_the_truth(exported):
         assert psnr(got[..., :3], want[..., :3], both) > 32.0
 
 
-def _validator() -> tuple[str, dict] | None:
-    node = shutil.which("node")
-    candidates = [REPO / ".tools" / "node_modules", *map(Path, os.environ.get("NODE_PATH", "").split(os.pathsep))]
-    modules = next((p for p in candidates if str(p) != "." and (p / "gltf-validator").is_dir()), None)
-    if node is None or modules is None:
-        return None
-    return node, {**os.environ, "NODE_PATH": str(modules)}
-
-
-def _validate(path: Path) -> tuple[dict, int]:
-    """The Khronos validator's report on one file and the script's exit code (skips without the validator)."""
-    found = _validator()
-    if found is None:
-        pytest.skip("node or the gltf-validator npm package is missing (npm install --prefix .tools gltf-validator)")
-    node, env = found
-    proc = subprocess.run(
-        [node, str(REPO / "scripts" / "validate_gltf.mjs"), str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    return json.loads(proc.stdout)[0], proc.returncode
-
-
-def test_glb_passes_the_khronos_validator(exported):
-    report, returncode = _validate(exported[0].path("mesh", "head.glb"))
+def test_glb_passes_the_khronos_validator(exported, gltf_validator):
+    report, returncode = gltf_validator(exported[0].path("mesh", "head.glb"))
     assert report["issues"]["numErrors"] == 0, report["issues"]["messages"]
     assert report["issues"]["numWarnings"] == 0, report["issues"]["messages"]
     assert returncode == 0
@@ -216,7 +188,7 @@ def test_cli_missing_nerf_is_a_one_line_error(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_short_fit_through_the_cli_exports_a_valid_head(tmp_path, cli):
+def test_short_fit_through_the_cli_exports_a_valid_head(tmp_path, cli, gltf_validator):
     """dataset -> fit-nerf (a real, short CPU fit) -> export-mesh -> render-turntable on a small scene."""
     from nerf import synthetic
 
@@ -244,6 +216,5 @@ def test_short_fit_through_the_cli_exports_a_valid_head(tmp_path, cli):
     np.testing.assert_allclose(np.ptp(mesh.vertices, axis=0), np.ptp(truth.vertices, axis=0), rtol=0.3)
     for name in ("head.obj", "head.ply"):
         assert len(trimesh.load(root / "mesh" / name, force="mesh").faces) == len(mesh.faces)
-    if _validator() is not None:  # the validator's own test reports its absence
-        report, _ = _validate(root / "mesh" / "head.glb")
-        assert report["issues"]["numErrors"] == 0, report["issues"]["messages"]
+    report, _ = gltf_validator(root / "mesh" / "head.glb")
+    assert report["issues"]["numErrors"] == 0, report["issues"]["messages"]

@@ -176,3 +176,18 @@ def test_vertex_colours_average_uv_copies(ellipsoid_bake):
     assert rgba.shape == (len(truth.vertices), 4) and rgba.dtype == np.uint8
     expected = _expected_colour(np.asarray(truth.vertices)) * 255
     assert np.median(np.abs(rgba[:, :3] - expected)) < 6
+
+
+def test_fill_cavities_removes_inner_shells():
+    from nerf.mesh import fill_cavities, mesh_from_grid
+
+    axis = np.linspace(-1, 1, 48)
+    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+    r = np.sqrt(x**2 + y**2 + z**2)
+    grid = np.where(r < 0.8, 100.0, 0.0)
+    grid[r < 0.4] = 0.0  # an empty pocket inside: marching cubes would find a second, inner shell
+    bounds = (-1, -1, -1, 1, 1, 1)
+    assert mesh_from_grid(grid, bounds, 50.0).split(only_watertight=False).__len__() == 2
+    filled = fill_cavities(grid, 50.0)
+    assert len(mesh_from_grid(filled, bounds, 50.0).split(only_watertight=False)) == 1
+    np.testing.assert_array_equal(fill_cavities(filled, 50.0), filled)  # nothing left to fill

@@ -1,0 +1,54 @@
+"""Presets of the whole run: one dataclass config per stage, by name.
+
+``configs/<name>.yaml`` are dumps of these (``python scripts/dump_presets.py``);
+a test keeps them in sync. ``fast`` is the CPU default (about 4 minutes on two
+cores), ``standard`` is meant for a CUDA GPU, ``tiny`` is for tests and smoke
+runs (low resolution, seconds per stage, poor quality).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from nerf.export import ExportConfig
+from nerf.fit import PRESETS as FIT_PRESETS
+from nerf.fit import FitConfig
+from nerf.mesh import BakeConfig, MeshConfig
+from nerf.turntable import TurntableConfig
+from portrait3d.proxy.stage import ProxyOptions
+
+
+@dataclass
+class AssetPreset:
+    """The per-stage options that make-asset uses."""
+
+    proxy: ProxyOptions = field(default_factory=ProxyOptions)
+    """Proxy head and its renders (the number of views comes from ``--views``)."""
+    fit: FitConfig = field(default_factory=FitConfig)
+    """The NeRF fit."""
+    export: ExportConfig = field(default_factory=ExportConfig)
+    """Mesh extraction, texture bake and export."""
+    turntable: TurntableConfig = field(default_factory=TurntableConfig)
+    """The turntable video."""
+
+
+PRESETS: dict[str, AssetPreset] = {
+    "fast": AssetPreset(fit=FIT_PRESETS["fast"]),
+    "standard": AssetPreset(
+        fit=FIT_PRESETS["standard"],
+        export=ExportConfig(mesh=MeshConfig(resolution=256, triangles=100_000), bake=BakeConfig(texture_size=4096)),
+    ),
+    "tiny": AssetPreset(
+        proxy=ProxyOptions(size=128, texture_width=512, voxel=0.01),
+        fit=dataclasses.replace(FIT_PRESETS["fast"], image_size=48, iterations=60, max_seconds=30.0),
+        export=ExportConfig(mesh=MeshConfig(resolution=64, triangles=5_000), bake=BakeConfig(texture_size=256)),
+        turntable=TurntableConfig(frames=8, size=128),
+    ),
+}
+"""Named presets for ``make-asset --preset``."""
+
+
+def preset_document(name: str) -> dict:
+    """The preset as plain data (what ``configs/<name>.yaml`` holds)."""
+    return {"preset": name, **dataclasses.asdict(PRESETS[name])}

@@ -46,7 +46,7 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig  # noqa: E4
 from nerfstudio.plugins.types import MethodSpecification  # noqa: E402
 
 from nerf.dataset import DATAPARSER_SETTINGS  # noqa: E402
-from nerf.image_metrics import psnr, ssim  # noqa: E402
+from nerf.metrics import psnr, ssim  # noqa: E402
 from nerf.volume import NGPVolume, VolumeConfig, photometric_loss  # noqa: E402
 
 METHOD_NAME = "portrait3d-ngp"
@@ -126,7 +126,7 @@ class PortraitNGPModel(Model):
     def get_metrics_dict(self, outputs, batch) -> dict[str, torch.Tensor]:
         target = self._target(outputs, batch)
         gt = target[..., :3] * target[..., 3:] + outputs["background"] * (1.0 - target[..., 3:])
-        return {"psnr": psnr(outputs["rgb"], gt)}
+        return {"psnr": torch.tensor(psnr(_numpy(outputs["rgb"]), _numpy(gt)))}
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, torch.Tensor]:
         target = self._target(outputs, batch)
@@ -145,7 +145,7 @@ class PortraitNGPModel(Model):
         if image.shape[-1] == 4:  # renders are over white
             image = image[..., :3] * image[..., 3:] + (1.0 - image[..., 3:])
         rgb = outputs["rgb"]
-        metrics = {"psnr": float(psnr(rgb, image)), "ssim": float(ssim(rgb, image))}
+        metrics = {"psnr": psnr(_numpy(rgb), _numpy(image)), "ssim": ssim(_numpy(rgb), _numpy(image))}
         return metrics, {"img": torch.cat([image, rgb], dim=1), "accumulation": outputs["accumulation"]}
 
     def get_rgba_image(self, outputs: dict[str, torch.Tensor], output_name: str = "rgb") -> torch.Tensor:
@@ -184,3 +184,8 @@ portrait3d_ngp = MethodSpecification(
     config=trainer_config(),
     description="portrait3d instant-NGP for heads on transparent backgrounds (tcnn + nerfacc on CUDA, torch on CPU)",
 )
+
+
+def _numpy(image: torch.Tensor):
+    """(H, W, 3) tensor -> float numpy array, for :mod:`nerf.metrics`."""
+    return image.detach().float().cpu().numpy()

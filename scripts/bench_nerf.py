@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from nerf import dataset, fit, synthetic
-from nerf.image_metrics import psnr, ssim
+from nerf.metrics import composite, psnr, ssim
 from portrait3d import progress
 from portrait3d.run import Run
 
@@ -54,11 +54,9 @@ def held_out_metrics(field, mesh, cameras, size: int) -> dict:
     scores_psnr, scores_ssim = [], []
     for camera, gt in zip(cameras, synthetic.render_views(mesh, cameras, size)):
         rgb, _ = field.render(camera, size, size)
-        alpha = gt[..., 3:] / 255.0
-        target = torch.as_tensor(gt[..., :3] / 255.0 * alpha + (1.0 - alpha), dtype=torch.float32)
-        prediction = torch.as_tensor(rgb)
-        scores_psnr.append(float(psnr(prediction, target)))
-        scores_ssim.append(float(ssim(prediction, target)))
+        target = composite(gt)  # over white, like the field's renders
+        scores_psnr.append(psnr(rgb, target))
+        scores_ssim.append(ssim(rgb, target))
     return {
         "psnr_db": round(float(np.mean(scores_psnr)), 2),
         "psnr_db_per_view": [round(s, 2) for s in scores_psnr],

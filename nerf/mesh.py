@@ -289,20 +289,27 @@ def decimate(mesh: trimesh.Trimesh, triangles: int) -> trimesh.Trimesh:
 
 
 def fill_cavities(grid: np.ndarray, threshold: float) -> np.ndarray:
-    """Raise the density of pockets enclosed by the surface above ``threshold``.
+    """Make the unobserved inside of the head solid.
 
     No training ray reaches the inside of the head, so its density there is
-    arbitrary and marching cubes would find shells inside the skin.
+    arbitrary: marching cubes would find walls and shells inside the skin. The
+    inside is often open to the outside through the neck, which leaves the
+    frame, so filling enclosed 3D cavities is not enough; every horizontal
+    slice of a head is one blob, so holes of each slice (grid axis 1 is world
+    y) are filled as well.
 
     Args:
-        grid: (R, R, R) densities.
+        grid: (R, R, R) densities indexed [x, y, z].
     Returns:
-        (R, R, R) densities with every enclosed cavity set just above the threshold.
+        (R, R, R) densities with the filled voxels set just above the threshold.
     """
     from scipy import ndimage
 
     inside = grid > threshold
-    cavities = ndimage.binary_fill_holes(inside) & ~inside
+    solid = ndimage.binary_fill_holes(inside)
+    for j in range(solid.shape[1]):
+        solid[:, j, :] = ndimage.binary_fill_holes(solid[:, j, :])
+    cavities = solid & ~inside
     if not cavities.any():
         return grid
     filled = grid.copy()

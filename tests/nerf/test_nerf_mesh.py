@@ -191,3 +191,20 @@ def test_fill_cavities_removes_inner_shells():
     filled = fill_cavities(grid, 50.0)
     assert len(mesh_from_grid(filled, bounds, 50.0).split(only_watertight=False)) == 1
     np.testing.assert_array_equal(fill_cavities(filled, 50.0), filled)  # nothing left to fill
+
+
+def test_fill_cavities_closes_a_hollow_head_open_at_the_neck():
+    from nerf.mesh import fill_cavities, mesh_from_grid
+
+    axis = np.linspace(-1, 1, 48)
+    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+    r = np.sqrt(x**2 + y**2 + z**2)
+    neck = (np.sqrt(x**2 + z**2) < 0.3) & (y < 0)
+    grid = np.where((r < 0.8) | neck, 100.0, 0.0)
+    hollow = (r < 0.6) | ((np.sqrt(x**2 + z**2) < 0.2) & (y < 0))  # an inner wall, open at the bottom
+    grid[hollow] = 0.0
+    bounds = (-1, -1, -1, 1, 1, 1)
+    filled = fill_cavities(grid, 50.0)
+    assert filled[24, 24, 24] > 50 and filled[24, 5, 24] > 50  # the centre and the neck's bore are solid
+    outer = mesh_from_grid(filled, bounds, 50.0)
+    assert np.linalg.norm(outer.vertices, axis=1).min() > 0.25  # no inner wall left

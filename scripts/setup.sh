@@ -26,7 +26,8 @@ torch_version=${TORCH_VERSION:-2.13.0}
 say() { echo "[setup] $*" >&2; }
 
 # 1. System libraries: open3d needs libusb at import time.
-if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
+# (grep without -q: with pipefail, -q closing the pipe early would read as "missing")
+if ! ldconfig -p 2>/dev/null | grep 'libusb-1.0.so.0' >/dev/null; then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     say "installing libusb-1.0-0 (needed by open3d)"
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null

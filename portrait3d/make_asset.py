@@ -60,17 +60,6 @@ class MakeAssetOptions:
     """Redo every stage even where the run is up to date."""
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a CUDA GPU is usable, else ``cpu``; checks an explicit ``cuda``."""
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is available to torch here; use --device cpu or auto")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def copy_proxy_views(run: Run, _options: object) -> dict:
     """The proxy generator: its textured renders are the run's views."""
     with atomic_dir(run.path("views")) as tmp:
@@ -142,7 +131,7 @@ def make_asset(photo: str | Path, out: str | Path, options: MakeAssetOptions) ->
     """
     from nerf.dataset import dataset_stage
     from nerf.export import export_mesh
-    from nerf.fit import fit_stage
+    from nerf.fit import fit_stage, resolve_device
     from nerf.turntable import render_turntable
     from portrait3d.preprocess import PreprocessOptions, preprocess
     from portrait3d.proxy.stage import INPUTS as PROXY_INPUTS
@@ -155,7 +144,7 @@ def make_asset(photo: str | Path, out: str | Path, options: MakeAssetOptions) ->
         raise UserError(f"--preset must be one of {', '.join(PRESETS)}, not {options.preset!r}")
     preset = PRESETS[options.preset]
     photo = check_photo(Path(photo))
-    device = resolve_device(options.device)
+    device = resolve_device(options.device).type
     if options.generator == "diffusion":
         check_diffusion_ready(options)
     root = Path(out)

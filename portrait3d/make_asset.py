@@ -25,7 +25,6 @@ import numpy as np
 
 from portrait3d import progress
 from portrait3d.errors import UserError
-from portrait3d.presets import PRESETS
 from portrait3d.run import Run, atomic_dir, atomic_save_image, atomic_write_json, execute
 
 WEIGHTS_ENV = "PORTRAIT3D_WEIGHTS"
@@ -134,6 +133,7 @@ def make_asset(photo: str | Path, out: str | Path, options: MakeAssetOptions) ->
     from nerf.fit import fit_stage, resolve_device
     from nerf.turntable import render_turntable
     from portrait3d.preprocess import PreprocessOptions, preprocess
+    from portrait3d.presets import PRESETS
     from portrait3d.proxy.stage import INPUTS as PROXY_INPUTS
     from portrait3d.proxy.stage import OUTPUTS as PROXY_OUTPUTS
     from portrait3d.proxy.stage import STAGE as PROXY_STAGE

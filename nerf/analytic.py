@@ -77,6 +77,14 @@ class MeshField:
         hits = Hits(tri, bary, np.zeros((n, 1)), zeros, zeros, zeros)
         return self._renderer.colors(hits).reshape(n, 3)
 
+    def render_depth(self, camera: Camera, width: int, height: int, pixels: np.ndarray | None = None) -> np.ndarray:
+        """Exact depth map along the optical axis: (H, W) float32, ``inf`` where the mesh is missed
+        or where ``pixels`` ((H, W) bool) is false."""
+        depth = self._renderer.render_depth(camera, (width, height)).astype(np.float32)
+        if pixels is not None:
+            depth[~np.asarray(pixels, dtype=bool)] = np.inf
+        return depth
+
     def render(self, camera: Camera, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
         """``(rgb (H, W, 3), alpha (H, W))`` floats in [0, 1]."""
         rgba = self._renderer.render_rgba(camera, (width, height)).astype(np.float64) / 255.0

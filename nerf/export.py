@@ -109,7 +109,8 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
 
     Returns:
         ``units``, ``scale_to_metres`` (= ``metres_per_unit``, metres per PanoHead unit), axes,
-        ``triangles``, ``vertices``, ``watertight``, ``density_threshold``, ``size_m`` (x, y, z extent),
+        ``triangles``, ``vertices``, ``watertight``, ``surface`` (``depth`` or ``density``),
+        ``density_threshold`` (None for depth fusion), ``size_m`` (x, y, z extent),
         ``texture_size``, ``texture_source``, ``texels_seen_by_views``, ``files`` and timings.
     """
     import dataclasses
@@ -126,7 +127,9 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
         mesh_config = dataclasses.replace(mesh_config, bounds=field_bounds(model))
     views = read_views(run) if run.path("views", "cameras.json").exists() else None
     try:
-        surface, threshold = meshing.surface_from_field(density_function(model), mesh_config, views)
+        surface, threshold = meshing.surface_from_field(
+            density_function(model), mesh_config, views, depth_function(model)
+        )
     except ValueError as exc:
         raise UserError(f"{run.path('nerf')}: cannot extract a surface ({exc}); try another --threshold") from exc
     timings["surface_s"] = time.perf_counter() - start
@@ -171,7 +174,8 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
         "triangles": int(len(surface.faces)),
         "vertices": int(len(surface.vertices)),
         "watertight": bool(surface.is_watertight),
-        "density_threshold": round(threshold, 4),
+        "surface": "depth" if threshold is None else "density",
+        "density_threshold": None if threshold is None else round(threshold, 4),
         "size_m": [round(float(v), 4) for v in hi - lo],
         "texture_size": size,
         "texture_source": config.texture_source,
@@ -217,6 +221,18 @@ def _load_field(run: Run):
 def density_function(model):
     """``model.density`` as a numpy function (N, 3) -> (N,), whatever array type the model takes."""
     return _numpy_call(model.density)
+
+
+def depth_function(model):
+    """``model.render_depth`` as a :data:`nerf.mesh.DepthFn`, or None if the model cannot render depth."""
+    fn = getattr(model, "render_depth", None)
+    if fn is None:
+        return None
+
+    def depth(camera, width: int, height: int, pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(fn(camera, width, height, pixels), dtype=np.float32)
+
+    return depth
 
 
 def rgb_function(model):

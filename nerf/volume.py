@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from nerf.field import FieldConfig, NGPField, spherical_harmonics
-from nerf.occupancy import OccupancyGrid, render_rays
+from nerf.occupancy import OccupancyGrid, composite, march, median_depth, render_rays
 from portrait3d.cameras import Camera
 
 
@@ -95,6 +95,43 @@ class NGPVolume(nn.Module):
         rgb = torch.cat(colours).reshape(height, width, 3).clamp(0, 1)
         alpha = torch.cat(alphas).reshape(height, width).clamp(0, 1)
         return rgb.cpu().numpy().astype(np.float32), alpha.cpu().numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def render_depth(
+        self, camera: Camera, width: int, height: int, pixels: np.ndarray | None = None, chunk: int = 8192
+    ) -> np.ndarray:
+        """Median depth map of one camera (densities only, no colour: cheaper than :meth:`render`).
+
+        Args:
+            camera: the camera.
+            width, height: image size in pixels.
+            pixels: (H, W) bool, the pixels to render (None: all); the others get ``inf``.
+        Returns:
+            (H, W) float32 depth along the optical axis where the accumulated
+            opacity reaches one half (see :func:`nerf.occupancy.median_depth`), ``inf`` where it never does.
+        """
+        device = self.grid.occupied.device
+        origins, dirs = camera.rays(width, height)
+        origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
+        # Ray distance -> depth along the optical axis (the camera's +z, OpenCV axes).
+        to_z = dirs @ camera.cam2world[:3, 2]
+        selected = np.arange(width * height) if pixels is None else np.flatnonzero(np.asarray(pixels).reshape(-1))
+        depth = np.full(width * height, np.inf, dtype=np.float32)
+        step = self.config.render_step_size
+        for start in range(0, len(selected), chunk):
+            index = selected[start : start + chunk]
+            o = torch.as_tensor(origins[index], dtype=torch.float32, device=device)
+            d = torch.as_tensor(dirs[index], dtype=torch.float32, device=device)
+            t_mid, keep = march(self.grid, o, d, step, jitter=False)
+            density = torch.zeros(t_mid.shape, device=device)
+            if keep.any():
+                ray_index, step_index = torch.nonzero(keep, as_tuple=True)
+                points = o[ray_index] + d[ray_index] * t_mid[ray_index, step_index, None]
+                density = density.index_put((ray_index, step_index), self.field.density(points).float())
+            no_colour = torch.zeros(*density.shape, 3, device=device)
+            _, _, weights = composite(density, no_colour, step, no_colour[0, 0])
+            depth[index] = median_depth(weights, t_mid, step).cpu().numpy() * to_z[index]
+        return depth.reshape(height, width)
 
     # --- rays --------------------------------------------------------------
     def render_rays(

@@ -37,12 +37,17 @@ PRESETS: dict[str, AssetPreset] = {
     "fast": AssetPreset(fit=FIT_PRESETS["fast"]),
     "standard": AssetPreset(
         fit=FIT_PRESETS["standard"],
-        export=ExportConfig(mesh=MeshConfig(resolution=256, triangles=100_000), bake=BakeConfig(texture_size=4096)),
+        export=ExportConfig(
+            mesh=MeshConfig(resolution=256, triangles=100_000, depth_size=512, depth_views=32),
+            bake=BakeConfig(texture_size=4096),
+        ),
     ),
     "tiny": AssetPreset(
         proxy=ProxyOptions(size=128, texture_width=512, voxel=0.01),
         fit=dataclasses.replace(FIT_PRESETS["fast"], image_size=48, iterations=60, max_seconds=30.0),
-        export=ExportConfig(mesh=MeshConfig(resolution=64, triangles=5_000), bake=BakeConfig(texture_size=256)),
+        export=ExportConfig(
+            mesh=MeshConfig(resolution=64, triangles=5_000, depth_size=64), bake=BakeConfig(texture_size=256)
+        ),
         turntable=TurntableConfig(frames=8, size=128),
     ),
 }

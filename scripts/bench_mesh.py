@@ -5,8 +5,9 @@ orbit cameras (two rings), 4 of them held out. The field is either the head's
 own exact field (``--field oracle``: measures the mesh pipeline alone) or a
 fitted NeRF (``--run RUN``: a run whose ``nerf/`` was fitted on the training
 views of that scene, e.g. by ``scripts/bench_nerf.py``). Both texture sources
-(projection of the views, radiance queries of the field) are exported and
-compared; the figures are printed as a markdown table.
+(projection of the views, radiance queries of the field) and both surface
+extractions (fused depth maps, density iso-surface) are exported and compared;
+the figures are printed as a markdown table.
 
     python scripts/bench_mesh.py                       # oracle field, 256² views
     python scripts/bench_mesh.py --run runs/bench-nerf # a fitted field
@@ -35,6 +36,9 @@ def main() -> None:
     parser.add_argument("--triangles", type=int, default=50_000)
     parser.add_argument("--texture", type=int, default=2048)
     parser.add_argument("--resolution", type=int, default=192)
+    parser.add_argument(
+        "--surface", choices=("depth", "density", "both"), default="both", help="surface extraction(s) to compare"
+    )
     parser.add_argument("--threshold", type=float, default=None, help="density iso-level (default: from the masks)")
     args = parser.parse_args()
 
@@ -58,13 +62,17 @@ def main() -> None:
 
     print(f"field: {label}; {len(train)} training views, {len(held)} held out, {args.size}²")
     print(
-        "| texture source | triangles | texture | Chamfer (% diag) | F-score @1% | held-out PSNR (dB) | SSIM "
-        "| export s |"
+        "| surface | texture source | triangles | texture | Chamfer (% diag) | F-score @1% | held-out PSNR (dB) "
+        "| SSIM | export s |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for source in ("views", "field"):
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    surfaces = ("depth", "density") if args.surface == "both" else (args.surface,)
+    # Geometry is compared for each surface method, texture sources on the default (depth) surface.
+    for surface, source in [(s, "views") for s in surfaces] + [(surfaces[0], "field")]:
         config = ExportConfig(
-            mesh=MeshConfig(resolution=args.resolution, triangles=args.triangles, threshold=args.threshold),
+            mesh=MeshConfig(
+                resolution=args.resolution, triangles=args.triangles, threshold=args.threshold, surface=surface
+            ),
             bake=BakeConfig(texture_size=args.texture),
             texture_source=source,
         )
@@ -75,7 +83,8 @@ def main() -> None:
         geometry = chamfer_fscore(mesh, truth)
         scores = mesh_render_scores(mesh, references)
         print(
-            f"| {source} | {info['triangles']} | {args.texture}² | {geometry['chamfer_pct_diag']:.3f} | "
+            f"| {info['surface']} | {source} | {info['triangles']} | {args.texture}² | "
+            f"{geometry['chamfer_pct_diag']:.3f} | "
             f"{geometry['fscore']:.3f} | {scores['psnr']:.2f} | {scores['ssim']:.4f} | {seconds:.1f} "
             f"(surface {info['surface_s']:.1f}, unwrap {info['unwrap_s']:.1f}, bake {info['bake_s']:.1f}) |"
         )

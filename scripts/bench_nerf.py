@@ -83,6 +83,7 @@ def mesh_figures(run: Run, mesh) -> dict:
     return {
         "mesh": {
             "export_seconds": round(seconds, 1),
+            "surface": info.get("surface"),
             "triangles": info.get("triangles"),
             "chamfer_pct_diag": round(float(geometry["chamfer_pct_diag"]), 3),
             "fscore_1pct": round(float(geometry["fscore"]), 3),

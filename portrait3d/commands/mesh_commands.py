@@ -11,7 +11,8 @@ def register_mesh_commands(subparsers: argparse._SubParsersAction, common: argpa
         "export-mesh",
         parents=[common],
         help="textured head mesh (GLB, OBJ, PLY) from the fitted NeRF",
-        description="Extract the head surface from the NeRF density (marching cubes), keep the largest part, "
+        description="Extract the head surface from the NeRF (depth maps at the views' cameras fused into a "
+        "truncated signed distance grid, then marching cubes), keep the largest part, "
         "close small holes, smooth, decimate, unwrap UVs and bake a texture. Writes RUN/mesh/head.glb "
         "(glTF 2.0, +Y up, facing +Z, metres), head.obj + head.mtl + head_texture.png and head.ply.",
     )
@@ -20,7 +21,17 @@ def register_mesh_commands(subparsers: argparse._SubParsersAction, common: argpa
     p.add_argument("--texture", type=int, default=2048, help="texture size in pixels (default: 2048)")
     p.add_argument("--resolution", type=int, default=192, help="marching-cubes cells per axis (default: 192)")
     p.add_argument(
-        "--threshold", type=float, default=None, help="density iso-level of the surface (default: the mesh default)"
+        "--surface",
+        choices=("depth", "density"),
+        default="depth",
+        help="depth: fuse depth maps of the NeRF rendered at the views' cameras (default; ignores what the "
+        "views never saw, such as the inside of the head); density: iso-surface of the density",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="with --surface density: density iso-level (default: the level whose silhouettes match the views)",
     )
     p.add_argument(
         "--texture-source",
@@ -57,7 +68,7 @@ def run_export_mesh(args: argparse.Namespace) -> None:
     from portrait3d.run import Run
 
     run = Run(args.run, create=False)
-    mesh = MeshConfig(triangles=args.triangles, resolution=args.resolution)
+    mesh = MeshConfig(triangles=args.triangles, resolution=args.resolution, surface=args.surface)
     if args.threshold is not None:
         mesh.threshold = args.threshold
     config = ExportConfig(

@@ -12,7 +12,7 @@ import numpy as np
 from portrait3d import progress
 from portrait3d.cameras import Camera, camera_from_angles
 from portrait3d.errors import UserError
-from portrait3d.preprocess import alignment, models
+from portrait3d.preprocess import alignment, models, pose
 from portrait3d.preprocess.decode import Photo, read_photo
 from portrait3d.run import Run, atomic_save_image, atomic_write_json, execute
 
@@ -196,7 +196,7 @@ def analyse(photo: Photo, options: PreprocessOptions) -> Preprocessed:
         raise UserError(
             f"{photo.path}: the face is only {face.size:.0f} px across; at least {options.min_face_size} px is needed"
         )
-    align = alignment.align(landmarks.points, options.yaw, options.pitch)
+    align = pose.estimate(photo.rgb, landmarks.points, options.yaw, options.pitch)
     camera = align.camera
     aligned = warp_crop(photo.rgb, align.matrix, size)
     if photo.alpha is not None:

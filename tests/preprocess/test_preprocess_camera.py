@@ -1,12 +1,18 @@
 """Camera accuracy (issue 3 item 3): render a textured head at known yaw/pitch and estimate it back.
 
 The head: the sample photo's 468 landmarks lifted to 3D with its estimated
-camera (a face surface with the photo's depth), in front of an ellipsoidal
-skull centred on the head centre, both textured by projecting the aligned
-photo. The scene's world frame is the estimator's reading of the photo, so the
-render at yaw 0, pitch 0 carries that reading's own error; the accuracy test
-therefore also checks that error is small, then compares the other poses
-after removing it.
+camera (a face surface with MediaPipe's depth of the photo), in front of an
+ellipsoidal skull centred on the head centre, both textured by projecting the
+aligned photo. The scene's world frame is the estimator's reading of the
+photo, so the render at yaw 0, pitch 0 carries that reading's own error; the
+accuracy test therefore also checks that error is small, then compares the
+other poses after removing it.
+
+Nothing in the estimator was fitted on this head: its one calibrated constant,
+:data:`portrait3d.preprocess.pose.PITCH_TURN_BIAS`, comes from renders of the
+proxy head. Measured on this head (yaw -45..45 x pitch -20..20, 55 poses):
+|error| <= 3.2 deg in yaw and 4.8 in pitch (rms 1.4 and 1.7); the crop of the
+skull moves by 5.5 px and its height by 2.7 % between yaw -40 and 40.
 """
 
 from __future__ import annotations
@@ -19,15 +25,15 @@ import trimesh
 from PIL import Image
 
 from portrait3d.cameras import camera_from_angles
-from portrait3d.preprocess import alignment, landmarks_to_world, models
+from portrait3d.preprocess import alignment, landmarks_to_world, models, pose
 from portrait3d.preprocess.decode import read_photo
 from portrait3d.preprocess.pipeline import PreprocessOptions, analyse, warp_crop
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "samples" / "astronaut.jpg"
 POSES = [
-    (-40, 15), (40, -15), (-30, -20), (30, 20), (15, -10), (-20, 10),
-    (30, -20), (-30, 20), (0, 20), (0, -20), (45, -20), (-45, 20),
+    (-40, 15), (40, -15), (-30, -20), (30, 20), (15, -10), (-20, 10), (30, -20), (-30, 20),
+    (0, 20), (0, -20), (45, 0), (-45, 0), (45, -20), (-45, 20), (45, 20), (-45, -20),
 ]  # fmt: skip
 BACKGROUND = 200
 
@@ -65,7 +71,7 @@ def _render(renderer, yaw: float, pitch: float) -> tuple[np.ndarray, np.ndarray]
 def _estimate(image: np.ndarray) -> alignment.Alignment:
     faces = models.detect_faces(image)
     assert faces, "no face found in the render"
-    return alignment.align(models.face_landmarks(image, faces[0]).points)
+    return pose.estimate(image, models.face_landmarks(image, faces[0]).points)
 
 
 def test_camera_estimate_of_renders(head_scene):
@@ -80,7 +86,12 @@ def test_camera_estimate_of_renders(head_scene):
         errors.append((got.yaw - zero.yaw - yaw, got.pitch - zero.pitch - pitch))
     errors = np.array(errors)
     worst = np.abs(errors).max(axis=0)
-    assert worst[0] <= 5.0 and worst[1] <= 5.0, dict(zip(POSES, np.round(errors, 1).tolist()))
+    rms = np.sqrt(np.mean(errors**2, axis=0))
+    report = dict(zip(POSES, np.round(errors, 1).tolist()))
+    # Measured on these poses: worst 3.2 deg in yaw (-45, 0) and 4.8 in pitch (30, -20); rms 1.7 and 2.0.
+    # One reading without the frontalised second one fails here (worst yaw 14.6 deg).
+    assert worst[0] <= 4.5 and worst[1] <= 5.0, report
+    assert rms[0] <= 2.0 and rms[1] <= 2.5, (rms, report)
 
 
 def test_crop_keeps_the_head_in_place_across_yaws(head_scene):
@@ -104,8 +115,8 @@ def test_crop_keeps_the_head_in_place_across_yaws(head_scene):
     centres = np.stack([(boxes[:, 0] + boxes[:, 1]) / 2, (boxes[:, 2] + boxes[:, 3]) / 2], axis=1)
     heights = boxes[:, 3] - boxes[:, 2]
     spread = np.ptp(centres, axis=0)
-    # Measured: the centre moves by up to ~15 px and the size by ~4% between yaw -40 and 40
-    # (the residual yaw error moves the projected head centre).
-    assert spread.max() <= 16.0 and np.ptp(heights) <= 0.05 * heights.mean(), boxes.tolist()
+    # Measured: the centre moves by 4.5 px (x) and 5.5 px (y), the height by 2.7 % between yaw -40 and 40
+    # (what is left of the pose error moves the projected face centre the crop is anchored on).
+    assert spread.max() <= 7.0 and np.ptp(heights) <= 0.04 * heights.mean(), boxes.tolist()
     # The head centre (world origin) lands near the crop centre.
     assert np.all(np.abs(centres - 256) <= 40), centres.tolist()

@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet and args.verbose:
         parser.error("--quiet and --verbose exclude each other")
     progress.set_verbosity(progress.QUIET if args.quiet else progress.VERBOSE if args.verbose else progress.NORMAL)
-    # A polite kill (SIGTERM) unwinds like Ctrl-C, so temporary files are removed.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # A polite kill (SIGTERM) unwinds like Ctrl-C, so temporary files are removed; both are remembered
+    # so that one a library swallows is raised again at the next stage or progress step.
+    signal.signal(signal.SIGTERM, progress.interrupt)
+    signal.signal(signal.SIGINT, progress.interrupt)
     try:
         result = args.func(args)
         return int(result or 0)
@@ -80,10 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback only with --verbose
         _fail(args, f"internal error: {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)")
         return 1
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _fail(args: argparse.Namespace, message: str) -> None:

@@ -16,6 +16,25 @@ T = TypeVar("T")
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 _level = NORMAL
+_interrupted = False
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """Signal handler for Ctrl-C and SIGTERM: raise KeyboardInterrupt, and remember it.
+
+    Some libraries catch every exception around their optional imports (trimesh wraps
+    BaseException), so an interrupt that lands there is lost; stages and progress bars
+    raise it again (:func:`raise_if_interrupted`).
+    """
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if :func:`interrupt` ran, even if its first exception was swallowed."""
+    if _interrupted:
+        raise KeyboardInterrupt
 
 
 def set_verbosity(level: int) -> None:
@@ -44,9 +63,11 @@ def debug(message: str) -> None:
 @contextlib.contextmanager
 def stage(name: str) -> Iterator[None]:
     """Announce a stage and print its elapsed time when it ends."""
+    raise_if_interrupted()
     start = time.perf_counter()
     info(f"[{name}] ...")
     yield
+    raise_if_interrupted()
     info(f"[{name}] done in {time.perf_counter() - start:.1f} s")
 
 
@@ -55,11 +76,14 @@ def bar(iterable: Iterable[T], total: int | None = None, desc: str = "") -> Iter
     if _level >= NORMAL and sys.stderr.isatty():
         from tqdm import tqdm
 
-        yield from tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr)
+        for item in tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr):
+            raise_if_interrupted()
+            yield item
         return
     total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
     step = max(1, (total or 0) // 4) if total else 0
     for i, item in enumerate(iterable, 1):
+        raise_if_interrupted()
         yield item
         if _level >= VERBOSE or (step and _level >= NORMAL and i % step == 0 and i < (total or 0)):
             info(f"  {desc}: {i}/{total if total else '?'}")

@@ -60,3 +60,20 @@ def test_quiet_flag_before_or_after_subcommand(cli, tmp_path):
         assert res.returncode == 0 and res.stderr == "", (args, res.stderr)
     res = cli("cameras", "--views", "4", "--out", str(tmp_path / "c.json"))
     assert "wrote 4 cameras" in res.stderr
+
+
+def test_an_interrupt_a_library_swallows_is_raised_again(monkeypatch):
+    """trimesh catches BaseException around optional imports: a Ctrl-C landing there must not be lost."""
+    import contextlib
+    import signal
+
+    from portrait3d import progress
+
+    monkeypatch.setattr(progress, "_interrupted", False)
+    with contextlib.suppress(BaseException):  # what such a library does
+        progress.interrupt(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt):
+        for _ in progress.bar(range(3), desc="work"):
+            pass
+    with pytest.raises(KeyboardInterrupt), progress.stage("next"):
+        pass

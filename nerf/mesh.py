@@ -22,11 +22,11 @@ from portrait3d.cameras import Camera
 DensityFn = Callable[[np.ndarray], np.ndarray]
 """(N, 3) float world points -> (N,) float densities."""
 RgbFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""((N, 3) points, (N, 3) unit view directions) -> (N, 3) colours in [0, 1]."""
 DepthFn = Callable[[Camera, int, int, np.ndarray], np.ndarray]
 """``(camera, width, height, pixels)`` -> (H, W) float depth along the optical axis of the surface seen
 at each pixel, ``inf`` where the ray meets nothing; only the pixels where ``pixels`` ((H, W) bool) is
 true need rendering."""
-"""((N, 3) points, (N, 3) unit view directions) -> (N, 3) colours in [0, 1]."""
 DEFAULT_BOUNDS = (-0.6, -0.6, -0.6, 0.6, 0.6, 0.6)
 """Search box when neither the options nor the field give one: a PanoHead head with room to spare."""
 SURFACES = ("depth", "density")

@@ -294,8 +294,7 @@ def render_rays(
     density = torch.zeros(b, k, device=origins.device)
     rgb = torch.zeros(b, k, 3, device=origins.device)
     if keep.any():
-        ray_index, step_index = torch.nonzero(keep, as_tuple=True)
-        points = origins[ray_index] + directions[ray_index] * t_mid[ray_index, step_index, None]
+        ray_index, step_index, points = _kept_points(origins, directions, t_mid, keep)
         d, c = field(points, dir_encoding=spherical_harmonics(directions)[ray_index])
         density = density.index_put((ray_index, step_index), d.float())
         rgb = rgb.index_put((ray_index, step_index), c.float())
@@ -307,3 +306,34 @@ def render_rays(
         "depth": depth,
         "num_samples": keep.sum(),
     }
+
+
+def render_median_depth(
+    field, grid: OccupancyGrid, origins: torch.Tensor, directions: torch.Tensor, step: float
+) -> torch.Tensor:
+    """Like :func:`render_rays`, but densities only: the :func:`median_depth` of each ray.
+
+    Args:
+        field: an :class:`nerf.field.NGPField` (``density(points) -> (N,)`` is used).
+        grid: the occupancy grid.
+        origins, directions: (B, 3) rays, directions unit length.
+        step: step size.
+    Returns:
+        (B,) distances along the rays, ``inf`` where the ray never becomes half opaque.
+    """
+    t_mid, keep = march(grid, origins, directions, step, jitter=False)
+    density = torch.zeros(t_mid.shape, device=origins.device)
+    if keep.any():
+        ray_index, step_index, points = _kept_points(origins, directions, t_mid, keep)
+        density = density.index_put((ray_index, step_index), field.density(points).float())
+    no_colour = torch.zeros(*density.shape, 3, device=origins.device)
+    _, _, weights = composite(density, no_colour, step, no_colour[0, 0])
+    return median_depth(weights, t_mid, step)
+
+
+def _kept_points(
+    origins: torch.Tensor, directions: torch.Tensor, t_mid: torch.Tensor, keep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The steps :func:`march` kept: ray indices (N,), step indices (N,) and world points (N, 3)."""
+    ray_index, step_index = torch.nonzero(keep, as_tuple=True)
+    return ray_index, step_index, origins[ray_index] + directions[ray_index] * t_mid[ray_index, step_index, None]

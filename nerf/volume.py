@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from nerf.field import FieldConfig, NGPField, spherical_harmonics
-from nerf.occupancy import OccupancyGrid, composite, march, median_depth, render_rays
+from nerf.occupancy import OccupancyGrid, render_median_depth, render_rays
 from portrait3d.cameras import Camera
 
 
@@ -108,7 +108,7 @@ class NGPVolume(nn.Module):
             pixels: (H, W) bool, the pixels to render (None: all); the others get ``inf``.
         Returns:
             (H, W) float32 depth along the optical axis where the accumulated
-            opacity reaches one half (see :func:`nerf.occupancy.median_depth`), ``inf`` where it never does.
+            opacity reaches one half (:func:`nerf.occupancy.render_median_depth`), ``inf`` where it never does.
         """
         device = self.grid.occupied.device
         origins, dirs = camera.rays(width, height)
@@ -122,15 +122,8 @@ class NGPVolume(nn.Module):
             index = selected[start : start + chunk]
             o = torch.as_tensor(origins[index], dtype=torch.float32, device=device)
             d = torch.as_tensor(dirs[index], dtype=torch.float32, device=device)
-            t_mid, keep = march(self.grid, o, d, step, jitter=False)
-            density = torch.zeros(t_mid.shape, device=device)
-            if keep.any():
-                ray_index, step_index = torch.nonzero(keep, as_tuple=True)
-                points = o[ray_index] + d[ray_index] * t_mid[ray_index, step_index, None]
-                density = density.index_put((ray_index, step_index), self.field.density(points).float())
-            no_colour = torch.zeros(*density.shape, 3, device=device)
-            _, _, weights = composite(density, no_colour, step, no_colour[0, 0])
-            depth[index] = median_depth(weights, t_mid, step).cpu().numpy() * to_z[index]
+            distance = render_median_depth(self.field, self.grid, o, d, step)
+            depth[index] = distance.cpu().numpy() * to_z[index]
         return depth.reshape(height, width)
 
     # --- rays --------------------------------------------------------------

@@ -187,10 +187,18 @@ def read_rgb(path: Path) -> np.ndarray:
         raise UserError(f"{path}: cannot read the image ({exc})") from exc
 
 
-def _generator(seed: int, device):
+def _sampling(options: DiffusionOptions, device) -> dict:
+    """The sampler arguments both pipelines take, from the options (seeded generator on ``device``)."""
     import torch
 
-    return torch.Generator(device=device).manual_seed(seed)
+    return {
+        "num_inference_steps": options.steps,
+        "guidance_scale": options.guidance,
+        "eta": options.eta,
+        "generator": torch.Generator(device=device).manual_seed(options.seed),
+        "height": options.size,
+        "width": options.size,
+    }
 
 
 # --- stages -------------------------------------------------------------------------------------------------
@@ -215,12 +223,7 @@ def _run_back_view(run: Run, options: DiffusionOptions) -> dict:
     image = pipeline(
         read_rgb(run.path(FRONT)),
         read_rgb(folder / name),
-        num_inference_steps=options.steps,
-        guidance_scale=options.guidance,
-        eta=options.eta,
-        generator=_generator(options.seed, pipeline.device),
-        height=options.size,
-        width=options.size,
+        **_sampling(options, pipeline.device),
     ).images[0]
     atomic_save_image(run.path(BACK), image)
     return {"condition": name, "device": str(pipeline.device)}
@@ -252,13 +255,8 @@ def _run_orbit_views(run: Run, options: OrbitOptions) -> dict:
         read_rgb(run.path(BACK)),
         [read_rgb(folder / n) for n in named],
         initial,
-        num_inference_steps=options.steps,
-        guidance_scale=options.guidance,
-        eta=options.eta,
-        generator=_generator(options.seed, pipeline.device),
         window_size=options.window,
-        height=options.size,
-        width=options.size,
+        **_sampling(options, pipeline.device),
     ).images
     written = {}
     for index, (image, camera) in enumerate(zip(images, named.values())):

@@ -41,9 +41,6 @@ from portrait3d.diffusion import ldm_keys
 from portrait3d.diffusion.ldm_keys import CheckpointLayout, UNetLayout, VaeLayout
 from portrait3d.errors import UserError
 
-#: SD 1.5 CLIP tokenizer: the empty prompt is the start token followed by end tokens up to 77.
-CLIP_BOS_TOKEN = 49406
-CLIP_EOS_TOKEN = 49407
 #: SD 1.5 latent scaling (``scale_factor`` of the reference config).
 VAE_SCALING_FACTOR = 0.18215
 #: DDPM schedule of the reference config (``linear_start``, ``linear_end``, ``timesteps``).
@@ -459,10 +456,15 @@ def empty_prompt_embedding(clip_state: dict[str, torch.Tensor], layout: ldm_keys
     """The SD 1.5 CLIP text encoder's output for the empty prompt: (1, max_positions, hidden), float32.
 
     As ``FrozenCLIPEmbedder`` (layer "last"): token ids ``[BOS] + [EOS] * 76`` (the tokenizer pads with the end
-    token), ``last_hidden_state`` after the final layer norm.
+    token), ``last_hidden_state`` after the final layer norm. The two ids come from the layout's vocabulary
+    (:meth:`~portrait3d.diffusion.ldm_keys.ClipLayout.special_token_ids`), not from SD 1.5's.
     """
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    try:
+        bos, eos = layout.special_token_ids()
+    except ValueError as exc:
+        raise UserError(f"CLIP text encoder: {exc}") from exc
     config = CLIPTextConfig(
         vocab_size=layout.vocab_size,
         hidden_size=layout.hidden_size,
@@ -472,8 +474,8 @@ def empty_prompt_embedding(clip_state: dict[str, torch.Tensor], layout: ldm_keys
         max_position_embeddings=layout.max_positions,
         hidden_act="quick_gelu",
         layer_norm_eps=1e-5,
-        bos_token_id=CLIP_BOS_TOKEN,
-        eos_token_id=CLIP_EOS_TOKEN,
+        bos_token_id=bos,
+        eos_token_id=eos,
     )
     model = CLIPTextModel(config)
     state = {k: v.float() for k, v in convert_clip(clip_state).items()}
@@ -486,8 +488,8 @@ def empty_prompt_embedding(clip_state: dict[str, torch.Tensor], layout: ldm_keys
     leftover = [k for k in missing if not k.endswith("position_ids")]
     if leftover or unexpected:
         raise UserError(f"CLIP text encoder: keys not set {leftover[:_SHOW]}, unexpected {unexpected[:_SHOW]}")
-    ids = torch.full((1, layout.max_positions), CLIP_EOS_TOKEN, dtype=torch.long)
-    ids[0, 0] = CLIP_BOS_TOKEN
+    ids = torch.full((1, layout.max_positions), eos, dtype=torch.long)
+    ids[0, 0] = bos
     with torch.no_grad():
         return model.eval()(input_ids=ids).last_hidden_state.detach().clone()
 

@@ -126,6 +126,20 @@ class ClipLayout:
     num_layers: int = 12
     num_heads: int = 12
     max_positions: int = 77
+    bos_token_id: int | None = None
+    """Start-of-text token id; None: ``vocab_size - 2`` (the CLIP tokenizer puts its two special tokens last,
+    49406 for SD 1.5)."""
+    eos_token_id: int | None = None
+    """End-of-text (and padding) token id; None: ``vocab_size - 1`` (49407 for SD 1.5)."""
+
+    def special_token_ids(self) -> tuple[int, int]:
+        """(start, end) token ids of this vocabulary."""
+        bos = self.vocab_size - 2 if self.bos_token_id is None else self.bos_token_id
+        eos = self.vocab_size - 1 if self.eos_token_id is None else self.eos_token_id
+        for name, value in (("bos_token_id", bos), ("eos_token_id", eos)):
+            if not 0 <= value < self.vocab_size:
+                raise ValueError(f"CLIP {name} {value} lies outside the vocabulary of {self.vocab_size} tokens")
+        return bos, eos
 
 
 @dataclass(frozen=True)

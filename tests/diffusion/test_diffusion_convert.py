@@ -218,7 +218,7 @@ def _clip_first_token(state: dict[str, torch.Tensor], layout) -> torch.Tensor:
         return x @ state[p + name + ".weight"].T + state[p + name + ".bias"]
 
     x = (
-        state[p + "embeddings.token_embedding.weight"][convert.CLIP_BOS_TOKEN]
+        state[p + "embeddings.token_embedding.weight"][layout.special_token_ids()[0]]
         + state[p + "embeddings.position_embedding.weight"][0]
     )
     for i in range(layout.num_layers):
@@ -227,6 +227,25 @@ def _clip_first_token(state: dict[str, torch.Tensor], layout) -> torch.Tensor:
         h = lin(ln(x, layer + "layer_norm2"), layer + "mlp.fc1")
         x = x + lin(h * torch.sigmoid(1.702 * h), layer + "mlp.fc2")
     return ln(x, "final_layer_norm")
+
+
+def test_empty_prompt_uses_the_token_ids_of_the_checkpoints_own_vocabulary():
+    """A text encoder with a small vocabulary (as in tiny training runs): no IndexError, its own start/end ids."""
+    import dataclasses
+
+    layout = dataclasses.replace(TINY, clip=dataclasses.replace(TINY.clip, vocab_size=100, max_positions=12))
+    assert layout.clip.special_token_ids() == (98, 99)
+    state = ldm_keys.synthetic_checkpoint(layout, motion=False, seed=3)
+    clip_state = convert._strip(state, ldm_keys.CLIP_PREFIX)
+    embedding = convert.empty_prompt_embedding(clip_state, layout.clip)
+    assert embedding.shape == (1, 12, TINY.clip.hidden_size)
+    torch.testing.assert_close(embedding[0, 0], _clip_first_token(state, layout.clip), rtol=1e-4, atol=1e-5)
+    # Another end token changes the padded rows, not the start row: the ids really come from the layout.
+    other = convert.empty_prompt_embedding(clip_state, dataclasses.replace(layout.clip, eos_token_id=5))
+    torch.testing.assert_close(other[0, 0], embedding[0, 0])
+    assert not torch.allclose(other[0, 1:], embedding[0, 1:])
+    with pytest.raises(UserError, match="outside the vocabulary"):
+        convert.empty_prompt_embedding(clip_state, dataclasses.replace(layout.clip, bos_token_id=100))
 
 
 def test_empty_prompt_embedding_is_clip_last_hidden_state(checkpoints, converted):

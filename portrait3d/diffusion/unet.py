@@ -79,7 +79,12 @@ class MultiViewUNet(ModelMixin, ConfigMixin):
 
     Forward input: (batch, 4, h, w) where the batch is ``unconditional_count`` unconditional samples followed by
     the conditional ones, each part a whole number of windows of ``num_views`` consecutive views.
+
+    ``enable_gradient_checkpointing()`` recomputes every resnet, transformer and view module in the backward pass
+    (training); the blocks are run here, not by the wrapped UNet's block classes, so the flag is honoured here.
     """
+
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(
@@ -104,6 +109,7 @@ class MultiViewUNet(ModelMixin, ConfigMixin):
             view_zero_initialize: start every view module as the identity (zero output projection).
         """
         super().__init__()
+        self.gradient_checkpointing = False
         self.unet = UNet2DConditionModel(**(unet_config or {}))
         for key in _UNSUPPORTED:
             if self.unet.config.get(key) is not None:
@@ -134,9 +140,16 @@ class MultiViewUNet(ModelMixin, ConfigMixin):
         model.to(unet.device)
         return model if unet.dtype == torch.float32 else model.to(dtype=unet.dtype)
 
+    def _call(self, module: nn.Module, *args: Any) -> torch.Tensor:
+        """``module(*args)``, recomputed in the backward pass when gradient checkpointing is on."""
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return self._gradient_checkpointing_func(module, *args)
+        return module(*args)
+
     def _transformer(self, attn: nn.Module | None, h: torch.Tensor, context: torch.Tensor, kwargs: dict):
         if attn is None:
             return h
+        # Transformer2DModel checkpoints its own blocks when the flag is on.
         return attn(h, encoder_hidden_states=context, cross_attention_kwargs=kwargs, return_dict=False)[0]
 
     def forward(
@@ -179,13 +192,13 @@ class MultiViewUNet(ModelMixin, ConfigMixin):
         for block in unet.down_blocks:
             attentions = getattr(block, "attentions", None) or [None] * len(block.resnets)
             for resnet, attn in zip(block.resnets, attentions):
-                h = self._transformer(attn, resnet(h, emb), encoder_hidden_states, kwargs)
-                h = next(views)(h, num_views)
+                h = self._transformer(attn, self._call(resnet, h, emb), encoder_hidden_states, kwargs)
+                h = self._call(next(views), h, num_views)
                 skips.append(h)
             if block.downsamplers is not None:
                 for downsampler in block.downsamplers:
                     h = downsampler(h)
-                h = next(views)(h, num_views)
+                h = self._call(next(views), h, num_views)
                 skips.append(h)
 
         if down_block_additional_residuals is not None:
@@ -195,13 +208,14 @@ class MultiViewUNet(ModelMixin, ConfigMixin):
             skips = [_add_to_tail(s, r, unconditional_count) for s, r in zip(skips, down_block_additional_residuals)]
 
         mid = unet.mid_block
-        h = mid.resnets[0](h, emb)
+        h = self._call(mid.resnets[0], h, emb)
         for attn, resnet in zip(mid.attentions, mid.resnets[1:]):
             h = self._transformer(attn, h, encoder_hidden_states, kwargs)
             if unconditional_count:
                 # The reference runs the middle view module on the unconditional branch only.
-                h = torch.cat([self.mid_view_module(h[:unconditional_count], num_views), h[unconditional_count:]])
-            h = resnet(h, emb)
+                unconditional = self._call(self.mid_view_module, h[:unconditional_count], num_views)
+                h = torch.cat([unconditional, h[unconditional_count:]])
+            h = self._call(resnet, h, emb)
         if mid_block_additional_residual is not None:
             h = _add_to_tail(h, mid_block_additional_residual, unconditional_count)
 
@@ -210,12 +224,12 @@ class MultiViewUNet(ModelMixin, ConfigMixin):
             attentions = getattr(block, "attentions", None) or [None] * len(block.resnets)
             for r, (resnet, attn) in enumerate(zip(block.resnets, attentions)):
                 h = torch.cat([h, skips.pop()], dim=1)
-                h = self._transformer(attn, resnet(h, emb), encoder_hidden_states, kwargs)
+                h = self._transformer(attn, self._call(resnet, h, emb), encoder_hidden_states, kwargs)
                 if r == len(block.resnets) - 1 and block.upsamplers is not None:
                     for upsampler in block.upsamplers:
                         h = upsampler(h, skips[-1].shape[2:])
                 for view_module in next(layers):
-                    h = view_module(h, num_views)
+                    h = self._call(view_module, h, num_views)
 
         h = unet.conv_act(unet.conv_norm_out(h)) if unet.conv_norm_out is not None else h
         return unet.conv_out(h)

@@ -326,6 +326,7 @@ class Trainer:
                     raise UserError(f"--resume: {key} was {before.get(key)!r} in {record}, now {now!r}")
         elif self.out.exists() and any(self.out.iterdir()) and not resume:
             raise UserError(f"--out {self.out}: not empty and not a training folder")
+        self.accelerator.wait_for_everyone()  # every process has checked before the first one writes
         if self.accelerator.is_main_process:
             from portrait3d.run import atomic_write_json
 

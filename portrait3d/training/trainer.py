@@ -311,7 +311,11 @@ class Trainer:
         return training_data.OrbitWindows(subjects, self.config.window, self.config.image_size)
 
     def _config_document(self) -> dict:
-        return {"model": self.model_name, "init": str(self.init) if self.init else None, **dataclasses.asdict(self.config)}
+        return {
+            "model": self.model_name,
+            "init": str(self.init) if self.init else None,
+            **dataclasses.asdict(self.config),
+        }
 
     def _check_out(self, resume: bool) -> None:
         """A new run needs an empty folder; a resumed one the same model and architecture as before."""

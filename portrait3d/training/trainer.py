@@ -258,7 +258,7 @@ class Trainer:
         self.dataset = data if isinstance(data, torch.utils.data.Dataset) else self._dataset(Path(data))
         components = initial_components(model, config, self.init)
         self._check_out(resume)
-        self.vae = components["vae"].requires_grad_(False).eval().to(self.accelerator.device, torch.float32)
+        self.vae = components["vae"].requires_grad_(False).eval().float().to(self.accelerator.device)
         for frozen in (components["unet"], components["prompt_embeds"]):
             frozen.requires_grad_(False)
         network = TrainingModel(

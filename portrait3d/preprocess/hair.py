@@ -24,8 +24,8 @@ FACE_OVAL = (
 BROWS = (70, 63, 105, 66, 107, 300, 293, 334, 296, 336)
 """Face-mesh indices of the upper edge of both eyebrows."""
 CHIN = 152
-SKIN_PATCHES = (205, 425, 50, 280, 4, 6, 197)
-"""Cheeks, nose and nose bridge: where the skin colour is read."""
+MOUTH = (61, 291)
+"""Face-mesh indices of the mouth corners."""
 
 
 @dataclass
@@ -74,34 +74,40 @@ def split_head(
         chin = float(pts[CHIN, 1])
         cv2.fillPoly(oval, [np.round(pts[list(FACE_OVAL)]).astype(np.int32)], 1)
         brow = float(pts[list(BROWS), 1].min())
-        eye_span = float(np.linalg.norm(pts[263] - pts[33]))
-        radius = max(2, int(0.06 * eye_span))
-        samples = [lab[max(0, int(y) - radius) : int(y) + radius, max(0, int(x) - radius) : int(x) + radius]
-                   for x, y in pts[list(SKIN_PATCHES)]]  # fmt: skip
-        skin_pixels = np.concatenate([s.reshape(-1, 3) for s in samples if s.size])
+        mouth = float(pts[list(MOUTH), 1].mean())
+        eyes = float(pts[[33, 263], 1].mean())
     else:
         chin = float(chin_row if chin_row is not None else 0.8 * size)
         centre = (size // 2, int(0.47 * size))
         cv2.ellipse(oval, centre, (int(0.2 * size), int(0.28 * size)), 0, 0, 360, 1, -1)
-        brow = 0.38 * size
-        inner = cv2.erode(oval, np.ones((15, 15), np.uint8)).astype(bool) & (rows > brow)
-        skin_pixels = lab[inner & person]
-        if len(skin_pixels) < 50:
-            skin_pixels = lab[oval.astype(bool)]
+        brow, eyes, mouth = 0.38 * size, 0.45 * size, 0.62 * size
+    # Skin colour: cheeks and nose (between eyes and mouth), away from the face's outline (on a
+    # turned face the far side's landmarks fall on the background, which the person mask leaves out).
+    band = (rows > eyes + 0.25 * (mouth - eyes)) & (rows < mouth - 0.2 * (mouth - eyes))
+    inner = cv2.erode(oval, np.ones((15, 15), np.uint8)).astype(bool) & band
+    skin_pixels = lab[inner & person]
+    if len(skin_pixels) < 50:
+        skin_pixels = lab[oval.astype(bool)] if oval.any() else lab.reshape(-1, 3)
     oval_b = oval.astype(bool)
-    face_zone = _face_zone(
-        oval, brow, pts[[61, 291], 1].mean() if landmarks is not None and len(landmarks) >= 468 else chin
-    )
+    face_zone = _face_zone(oval, brow, mouth)
     above_chin = person & (rows < chin)
     median = np.median(skin_pixels, axis=0)
     spread = np.maximum(1.4826 * np.median(np.abs(skin_pixels - median), axis=0), [8.0, 3.0, 3.0])
     # Lightness varies with shading far more than chroma does: weigh it down.
     d2 = (((lab - median) / (spread * [2.5, 1.0, 1.0])) ** 2).sum(-1)
-    skin_like = d2 < 3.0**2
+    # Hair is also rougher than skin (strands): local lightness contrast well above the cheeks'
+    # says hair even where the colour does not (grey photos, blond highlights); a bald scalp is smooth.
+    lightness = lab[..., 0]
+    mean = cv2.blur(lightness, (7, 7))
+    roughness = np.sqrt(np.maximum(cv2.blur(lightness * lightness, (7, 7)) - mean * mean, 0.0))
+    skin_roughness = float(np.median(roughness[inner & person])) if (inner & person).any() else 4.0
+    # And hair much darker than the lit cheeks is hair in a grey photo too.
+    darker = lightness < median[0] - max(30.0, 2.0 * spread[0])
+    skin_like = (d2 < 3.0**2) & (roughness < max(2.5 * skin_roughness, 6.0)) & ~darker
     inner_face = oval_b & (rows > brow)
     hair = _clean(above_chin & ~skin_like & ~inner_face, size, brow) & above_chin
-    # Clothes above the chin row (a collar, a suit) are neither hair nor near the face: not head.
-    head = above_chin & (hair | face_zone)
+    # Clothes above the chin row (a collar, a suit) are low beside the face, neither hair nor near it.
+    head = above_chin & (hair | face_zone | (rows < mouth))
     return HeadSegmentation(person, head, hair, head & ~hair, chin, median.astype(np.float32))
 
 

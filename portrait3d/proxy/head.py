@@ -10,9 +10,9 @@ import numpy as np
 import trimesh
 
 from portrait3d.cameras import Camera
-from portrait3d.proxy.fit import FitResult, fit_template
 from portrait3d.preprocess.hair import HeadSegmentation, split_head
-from portrait3d.proxy.shape import fit_shape
+from portrait3d.proxy.fit import FitResult, fit_template
+from portrait3d.proxy.shape import HeadShape, fit_shape
 from portrait3d.proxy.template import template_head
 from portrait3d.proxy.texture import bake_texture
 
@@ -68,15 +68,8 @@ def build_head(
     size = photo.shape[0]
     if photo.shape[:2] != (size, size):
         raise ValueError(f"the aligned photo must be square, got {photo.shape[:2]}")
-    template = template_head(voxel)
-    fit = fit_template(template, camera, size, landmarks)
-    segmentation = None
-    if mask is not None:
-        chin, _ = camera.project(fit.keypoints["chin"][None], size, size)
-        segmentation = split_head(photo, mask, landmarks, chin_row=float(chin[0, 1]))
-    shape = fit_shape(fit, camera, size, segmentation, voxel=voxel)
+    fit, segmentation, shape = head_shape(photo, camera, mask, landmarks, voxel)
     geometry = shape.mesh
-    fit = dataclasses.replace(fit, vertices=np.asarray(geometry.vertices))
     depth_map = MeshRenderer(geometry).render_depth(camera, size)
     photo_rgb = photo.astype(np.float64) / 255.0
     soft_mask = None if mask is None else _soft_mask(mask)
@@ -108,6 +101,28 @@ def build_head(
         **shape.info,
     }
     return ProxyHead(geometry, textured, texture, fit, info, segmentation, shape.hair, shape.ears)
+
+
+def head_shape(
+    photo: np.ndarray,
+    camera: Camera,
+    mask: np.ndarray | None = None,
+    landmarks: np.ndarray | None = None,
+    voxel: float = 0.005,
+) -> tuple[FitResult, HeadSegmentation | None, HeadShape]:
+    """The geometry of :func:`build_head` alone: landmark fit, the photo's hair split, the head mesh.
+
+    Returns:
+        ``(fit, segmentation, shape)``; ``fit.vertices`` are the vertices of ``shape.mesh``.
+    """
+    size = photo.shape[0]
+    fit = fit_template(template_head(voxel), camera, size, landmarks)
+    segmentation = None
+    if mask is not None:
+        chin, _ = camera.project(fit.keypoints["chin"][None], size, size)
+        segmentation = split_head(photo, mask, landmarks, chin_row=float(chin[0, 1]))
+    shape = fit_shape(fit, camera, size, segmentation, voxel=voxel)
+    return dataclasses.replace(fit, vertices=np.asarray(shape.mesh.vertices)), segmentation, shape
 
 
 def _segmentation_arguments(segmentation: HeadSegmentation | None) -> dict:

@@ -233,7 +233,7 @@ def fit_shape(
         target, valid, side = None, None, None
     allowed = hair_region(surface.reshape(-1, 3), side).reshape(skull.shape)
     # The shell fades in over a wider band above the hairline than the hair colour does.
-    shell = hair_region(surface.reshape(-1, 3) - [0.0, 0.025, 0.0], side, softness=0.03).reshape(skull.shape)
+    shell = hair_region(surface.reshape(-1, 3) - [0.0, 0.035, 0.0], side, softness=0.045).reshape(skull.shape)
     info["side_hairline"] = None if side is None else round(side, 4)
 
     flat = dirs.reshape(-1, 3)
@@ -301,13 +301,12 @@ def _mesh(
     a negative ``t`` trims the skull instead.
     """
     import mcubes
+    from scipy.ndimage import gaussian_filter
 
     from portrait3d.proxy.template import _smooth_union
 
     # Where there is no hair, keep the shell inside the skull and the trim outside it, so the
     # template's own surface (nose, ears, jaw: not star-shaped) is left alone.
-    from scipy.ndimage import gaussian_filter
-
     grow = skull + allowed * np.maximum(thickness, 0.0) - 0.03 * (1.0 - allowed)
     grow = np.where(allowed > 1e-3, grow, 0.0)  # below the hair (the neck) the radial map means nothing
     cut = allowed * np.minimum(thickness, 0.0)
@@ -339,3 +338,21 @@ def _mesh(
     if fit.warp is not None:
         vertices = vertices + fit.warp(vertices)
     return trimesh.Trimesh(vertices, np.asarray(mesh.faces), process=False)
+
+
+def silhouette_iou(mesh: trimesh.Trimesh, camera: Camera, segmentation, size: int | None = None) -> float:
+    """IoU of the mesh's silhouette through ``camera`` and the photo's head mask, rows above the chin.
+
+    Args:
+        mesh: the head (world units).
+        camera: the photo's camera.
+        segmentation: :class:`portrait3d.preprocess.hair.HeadSegmentation` of the photo.
+        size: render size (default the photo's).
+    """
+    from portrait3d.render import MeshRenderer
+
+    size = size or segmentation.head.shape[0]
+    silhouette = np.isfinite(MeshRenderer(mesh).render_depth(camera, size))
+    above = np.arange(size)[:, None] < segmentation.chin_row
+    photo, proxy = segmentation.head & above, silhouette & above
+    return float((photo & proxy).sum() / max(1, (photo | proxy).sum()))

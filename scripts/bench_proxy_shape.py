@@ -29,7 +29,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "samples" / "astronaut.jpg"
-YAWS = (0.0, 45.0, 90.0, 135.0, 180.0, -45.0, -90.0)
 
 
 def _skimage_photos(folder: Path) -> list[Path]:
@@ -72,27 +71,13 @@ def _shape(photo: Path, folder: Path):
     return inputs, seg, shape, seconds_pre, seconds_shape
 
 
-def mirror_iou(mesh, mirrored_mesh, size: int = 256, pitch: float = 0.0) -> float:
-    """Worst silhouette IoU of ``mesh`` at yaw y and ``mirrored_mesh`` at yaw -y flipped left-right."""
-    from portrait3d.cameras import camera_from_angles
-    from portrait3d.render import MeshRenderer
-
-    a, b = MeshRenderer(mesh), MeshRenderer(mirrored_mesh)
-    worst = 1.0
-    for yaw in YAWS:
-        sa = np.isfinite(a.render_depth(camera_from_angles(yaw, pitch), size))
-        sb = np.isfinite(b.render_depth(camera_from_angles(-yaw, pitch), size))[:, ::-1]
-        worst = min(worst, float((sa & sb).sum() / max(1, (sa | sb).sum())))
-    return worst
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=Path, nargs="*", help="photos (default: the sample and skimage's portraits)")
     args = parser.parse_args()
 
     from portrait3d import progress
-    from portrait3d.proxy.shape import silhouette_iou
+    from portrait3d.proxy.shape import mirror_iou, silhouette_iou
     from portrait3d.proxy.template import template_head
 
     progress.set_verbosity(progress.QUIET)

@@ -46,8 +46,8 @@ MIN_THICKNESS = -0.02
 """The hair volume may also pull the skull in a little where the photo's outline is inside it."""
 DEFAULT_THICKNESS = 0.008
 """Thickness where the photo tells nothing (no mask): a thin layer of hair."""
-LOWEST_HAIR = -0.13
-"""Lowest hairline at the sides and back (model units; the chin is at -0.15)."""
+LOWEST_HAIR = -0.10
+"""Lowest hairline at the sides and back (model units; the jaw is at -0.09, the chin at -0.15)."""
 
 
 @dataclass
@@ -307,6 +307,9 @@ def _mesh(
 
     # Where there is no hair, keep the shell inside the skull and the trim outside it, so the
     # template's own surface (nose, ears, jaw: not star-shaped) is left alone.
+    # Soften where the hair starts, most of all across azimuth, where the side hair's front edge would
+    # otherwise stand as a wall beside the cheek.
+    allowed = gaussian_filter(allowed, (1.0, 2.5), mode=("nearest", "wrap"))
     grow = skull + allowed * np.maximum(thickness, 0.0) - 0.03 * (1.0 - allowed)
     grow = np.where(allowed > 1e-3, grow, 0.0)  # below the hair (the neck) the radial map means nothing
     cut = allowed * np.minimum(thickness, 0.0)
@@ -356,3 +359,26 @@ def silhouette_iou(mesh: trimesh.Trimesh, camera: Camera, segmentation, size: in
     above = np.arange(size)[:, None] < segmentation.chin_row
     photo, proxy = segmentation.head & above, silhouette & above
     return float((photo & proxy).sum() / max(1, (photo | proxy).sum()))
+
+
+def mirror_iou(
+    mesh: trimesh.Trimesh,
+    mirrored: trimesh.Trimesh,
+    yaws: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0, 180.0, -45.0, -90.0),
+    size: int = 256,
+) -> float:
+    """Worst silhouette IoU of ``mesh`` at yaw ``y`` and ``mirrored`` at yaw ``-y`` flipped left-right.
+
+    ``mirrored`` is the head of the mirror image of ``mesh``'s photo; 1.0 means it is exactly the
+    mirror of ``mesh`` from every one of ``yaws``.
+    """
+    from portrait3d.cameras import camera_from_angles
+    from portrait3d.render import MeshRenderer
+
+    a, b = MeshRenderer(mesh), MeshRenderer(mirrored)
+    worst = 1.0
+    for yaw in yaws:
+        sa = np.isfinite(a.render_depth(camera_from_angles(yaw), size))
+        sb = np.isfinite(b.render_depth(camera_from_angles(-yaw), size))[:, ::-1]
+        worst = min(worst, float((sa & sb).sum() / max(1, (sa | sb).sum())))
+    return worst

@@ -46,6 +46,8 @@ MIN_THICKNESS = -0.02
 """The hair volume may also pull the skull in a little where the photo's outline is inside it."""
 DEFAULT_THICKNESS = 0.008
 """Thickness where the photo tells nothing (no mask): a thin layer of hair."""
+MIRROR_WEIGHT = 0.2
+"""Weight of a constraint's mirror image against the photo's own (the far side of a turned head)."""
 LOWEST_HAIR = -0.10
 """Lowest hairline at the sides and back (model units; the jaw is at -0.09, the chin at -0.15)."""
 
@@ -261,7 +263,7 @@ def fit_shape(
             points = np.concatenate([flat[used], mirrored])
             values = np.clip(np.concatenate([t_seen, t_seen]), MIN_THICKNESS, MAX_THICKNESS)
             # The mirrored side only speaks where the photo does not (a turned head's far side).
-            w = np.concatenate([weight[used], 0.05 * weight[used]])
+            w = np.concatenate([weight[used], MIRROR_WEIGHT * weight[used]])
             thickness = _spread(dirs, points, values, w, float(np.clip(prior, 0.0, MAX_THICKNESS)), 0.15)
         else:
             thickness = np.full(skull.shape, DEFAULT_THICKNESS)

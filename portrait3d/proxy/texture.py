@@ -137,13 +137,19 @@ class ColourModel:
             keep = trimmed
         return cls(median, spread)
 
-    def distance(self, lab: np.ndarray) -> np.ndarray:
-        """Normalised distance of Lab colours (..., 3) to the model: (...,)."""
-        return np.sqrt((((lab - self.median) / self.spread) ** 2).sum(-1))
+    def distance(self, lab: np.ndarray, brighter: float = 1.0) -> np.ndarray:
+        """Normalised distance of Lab colours (..., 3) to the model: (...,).
 
-    def accept(self, lab: np.ndarray, limit: float = 3.5, softness: float = 1.0) -> np.ndarray:
+        Lightness above the median counts ``brighter`` times as far.
+        """
+        scaled = (lab - self.median) / self.spread
+        if brighter != 1.0:
+            scaled[..., 0] *= np.where(scaled[..., 0] > 0, brighter, 1.0)
+        return np.sqrt((scaled**2).sum(-1))
+
+    def accept(self, lab: np.ndarray, limit: float = 3.5, softness: float = 1.0, brighter: float = 1.0) -> np.ndarray:
         """1 for colours of this region, falling to 0 beyond ``limit`` spreads: (...,)."""
-        return np.clip((limit + softness - self.distance(lab)) / softness, 0.0, 1.0)
+        return np.clip((limit + softness - self.distance(lab, brighter)) / softness, 0.0, 1.0)
 
     def rgb(self) -> np.ndarray:
         """The median as an RGB colour in [0, 1]: (3,)."""
@@ -452,8 +458,9 @@ def photo_regions(
         return PhotoRegions(ones, ones, ones * 0, ones * 0, None, hair_model, face)
     # Eyes, brows, lips and nostrils are the face's own; anything else in the face must look like skin or hair.
     features = _features(landmarks, face)
-    skin = _clean_rejection(skin_model.accept(lab), features)
-    neck_skin = _clean_rejection(skin_model.accept(lab, limit=2.0), features)
+    # Shadowed skin is common, skin much lighter than the face is not (collars, background, white objects).
+    skin = _clean_rejection(skin_model.accept(lab, brighter=1.6), features)
+    neck_skin = _clean_rejection(skin_model.accept(lab, limit=2.0, brighter=1.6), features)
     if hair_model is None:
         hair = np.zeros((size, size), np.float32)
         hair_class = hair
@@ -586,7 +593,7 @@ def bake_texture(
     # Next to the photo the class follows what the photo shows (hair over the ear stays hair); far away, the mesh's.
     near = np.exp(-distance / 0.03)
     hair_share = _low_frequency(seen_hair[..., None], confident)[..., 0]
-    target_hair = np.clip(near * hair_share + (1 - near) * surface.hair, 0, 1)[..., None]
+    target_hair = np.clip((near * hair_share + (1 - near) * surface.hair) * allow_hair, 0, 1)[..., None]
     # The spread colours carry the photo's shading where they were seen: relight relative to that.
     relief = np.clip(shade / np.maximum(_low_frequency(shade[..., None], confident)[..., 0], 1e-3), 0.75, 1.2)
     direction = strand_direction(lum, hair_weight, distance)
@@ -612,7 +619,7 @@ def bake_texture(
     return np.clip(np.round(texture * 255), 0, 255).astype(np.uint8), uv, uv_faces, source, info
 
 
-def _inside_outline(depth_map: np.ndarray, margin: int = 3) -> np.ndarray:
+def _inside_outline(depth_map: np.ndarray, margin: int = 6) -> np.ndarray:
     """(S, S) soft 1 inside the mesh's outline in the photo, pulled ``margin`` pixels in."""
     import cv2
 

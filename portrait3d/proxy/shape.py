@@ -14,9 +14,10 @@ symmetric where the photo says nothing), and a kernel average over the sphere
 carries the thickness to the unseen top and back, pulled toward the median
 seen thickness (hair at the back as long as at the sides). One correction
 pass compares the outline of the meshed head with the photo's and moves the
-constraints by the difference. The field ``A (|p - c| - R) + (1 - A) skull(p)``
-is meshed by marching cubes; the flat cut of the template's neck stays, so
-the mesh is closed.
+constraints by the difference. The hair shell ``|p - c| < skull(d) + A t(d)``
+(its thickness fading to nothing at the hairline) is smoothly united with the
+template's distance field (trimmed where ``t < 0``) and meshed by marching
+cubes; the flat cut of the template's neck stays, so the mesh is closed.
 """
 
 from __future__ import annotations

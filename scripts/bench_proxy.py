@@ -3,7 +3,7 @@
 The run is the bundled sample photo through the real preprocess stage (or an
 existing run with ``--run``). Prints a markdown table of the timings; with
 ``--sheet`` it also writes a contact sheet (aligned crop, mask, every view,
-every fourth condition image).
+the photo's hair split, every view, every fourth condition image).
 
     python scripts/bench_proxy.py                                   # 32 views of 512², a temporary run
     python scripts/bench_proxy.py --sheet docs/contact_sheet_proxy.png
@@ -71,6 +71,9 @@ def main() -> None:
             rows.append(("preprocess + proxy", seconds_preprocess + seconds_template + seconds_stage))
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores")
         print(f"head: {info['vertices']} vertices, {info['triangles']} triangles; {info['landmarks_used']} landmarks")
+        # On a shared machine wall time measures the other jobs too; CPU time of this process does not.
+        cpu = time.process_time()
+        print(f"CPU time of this process (all steps, imports included): {cpu:.1f} s")
         print("| step | seconds |\n| --- | --- |")
         for name, seconds in rows:
             print(f"| {name} | {seconds:.1f} |")
@@ -78,6 +81,8 @@ def main() -> None:
         if args.sheet:
             images = [np.asarray(Image.open(run.path("input", n))) for n in ("aligned.png", "mask.png")]
             labels = ["aligned", "mask"]
+            images.append(np.asarray(Image.open(run.path("proxy", "hair.png"))))
+            labels.append("hair split")
             for i in range(args.views):
                 images.append(np.asarray(Image.open(run.path("proxy", "views", f"{i:04d}.png"))))
                 labels.append(f"view {i}")

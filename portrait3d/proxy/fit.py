@@ -12,6 +12,7 @@ skull, ears and neck keep the template's shape.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,8 @@ class FitResult:
         shift: (3,) world translation applied after scaling.
         residual_px: mean landmark distance in pixels before the shape warp (after scale and shift).
         used: number of landmarks used (0 when none were given).
+        warp: the shape warp of step 2, world points (M, 3) -> displacements (M, 3); None when not fitted.
+            Applied after scale and shift, so any surface made in the template's frame follows the face.
     """
 
     vertices: np.ndarray
@@ -39,6 +42,7 @@ class FitResult:
     shift: tuple[float, float, float] = (0.0, 0.0, 0.0)
     residual_px: float | None = None
     used: int = 0
+    warp: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def landmark_targets(landmarks: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -116,6 +120,7 @@ def fit_template(
         shift=tuple(float(s) for s in shift),
         residual_px=float(np.linalg.norm(residual, axis=1).mean()),
         used=len(names),
+        warp=warp,
     )
 
 

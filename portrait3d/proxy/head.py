@@ -1,14 +1,18 @@
-"""The proxy head of one photo: the template fitted to the landmarks, textured from the photo."""
+"""The proxy head of one photo: the template fitted to the landmarks, a hair volume fitted to the head's
+outline in the photo (:mod:`portrait3d.proxy.shape`), textured from the photo."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 import trimesh
 
 from portrait3d.cameras import Camera
+from portrait3d.preprocess.hair import HeadSegmentation, split_head
 from portrait3d.proxy.fit import FitResult, fit_template
+from portrait3d.proxy.shape import HeadShape, fit_shape
 from portrait3d.proxy.template import template_head
 from portrait3d.proxy.texture import bake_texture
 
@@ -22,8 +26,11 @@ class ProxyHead:
         textured: the same surface with UVs and the texture image (seam vertices doubled,
             so it is not watertight); what the renders use.
         texture: (Ht, Wt, 3) uint8 texture image.
-        fit: what the landmark fit did.
+        fit: what the landmark fit did (``fit.vertices`` are the vertices of ``geometry``).
         info: colours found and fit figures, for the stage record.
+        segmentation: the photo's head, hair and skin (None without a mask).
+        hair: (V,) float in [0, 1], how much each vertex of ``geometry`` is hair.
+        ears: (V,) float in [0, 1], how much each vertex of ``geometry`` is an uncovered ear.
     """
 
     geometry: trimesh.Trimesh
@@ -31,6 +38,9 @@ class ProxyHead:
     texture: np.ndarray
     fit: FitResult
     info: dict = field(default_factory=dict)
+    segmentation: HeadSegmentation | None = None
+    hair: np.ndarray | None = None
+    ears: np.ndarray | None = None
 
 
 def build_head(
@@ -41,7 +51,7 @@ def build_head(
     voxel: float = 0.005,
     texture_width: int = 2048,
 ) -> ProxyHead:
-    """Fit the template to a photo and texture it.
+    """Fit the template and a hair volume to a photo and texture the head.
 
     Args:
         photo: (S, S, 3) uint8 aligned photo.
@@ -58,14 +68,22 @@ def build_head(
     size = photo.shape[0]
     if photo.shape[:2] != (size, size):
         raise ValueError(f"the aligned photo must be square, got {photo.shape[:2]}")
-    template = template_head(voxel)
-    fit = fit_template(template, camera, size, landmarks)
-    geometry = trimesh.Trimesh(fit.vertices, np.asarray(template.mesh.faces), process=False)
+    fit, segmentation, shape = head_shape(photo, camera, mask, landmarks, voxel)
+    geometry = shape.mesh
     depth_map = MeshRenderer(geometry).render_depth(camera, size)
     photo_rgb = photo.astype(np.float64) / 255.0
     soft_mask = None if mask is None else _soft_mask(mask)
     texture, uv, uv_faces, source, info = bake_texture(
-        geometry, template.hair, template.ears, photo_rgb, soft_mask, camera, depth_map, texture_width
+        geometry,
+        shape.hair,
+        shape.ears,
+        photo_rgb,
+        soft_mask,
+        camera,
+        depth_map,
+        texture_width,
+        landmarks=landmarks,
+        **_segmentation_arguments(segmentation),
     )
     visual = trimesh.visual.TextureVisuals(uv=uv, image=Image.fromarray(texture))
     textured = trimesh.Trimesh(fit.vertices[source], uv_faces, visual=visual, process=False)
@@ -80,8 +98,38 @@ def build_head(
         "landmark_residual_px": None if fit.residual_px is None else round(fit.residual_px, 2),
         "vertices": len(fit.vertices),
         "triangles": len(geometry.faces),
+        **shape.info,
     }
-    return ProxyHead(geometry, textured, texture, fit, info)
+    return ProxyHead(geometry, textured, texture, fit, info, segmentation, shape.hair, shape.ears)
+
+
+def head_shape(
+    photo: np.ndarray,
+    camera: Camera,
+    mask: np.ndarray | None = None,
+    landmarks: np.ndarray | None = None,
+    voxel: float = 0.005,
+) -> tuple[FitResult, HeadSegmentation | None, HeadShape]:
+    """The geometry of :func:`build_head` alone: landmark fit, the photo's hair split, the head mesh.
+
+    Returns:
+        ``(fit, segmentation, shape)``; ``fit.vertices`` are the vertices of ``shape.mesh``.
+    """
+    size = photo.shape[0]
+    fit = fit_template(template_head(voxel), camera, size, landmarks)
+    segmentation = None
+    if mask is not None:
+        chin, _ = camera.project(fit.keypoints["chin"][None], size, size)
+        segmentation = split_head(photo, mask, landmarks, chin_row=float(chin[0, 1]))
+    shape = fit_shape(fit, camera, size, segmentation, voxel=voxel)
+    return dataclasses.replace(fit, vertices=np.asarray(shape.mesh.vertices)), segmentation, shape
+
+
+def _segmentation_arguments(segmentation: HeadSegmentation | None) -> dict:
+    """The photo's hair split and head mask as :func:`bake_texture` takes them ((S, S) floats), if known."""
+    if segmentation is None:
+        return {}
+    return {"photo_hair": segmentation.hair.astype(np.float64), "head_mask": segmentation.head.astype(np.float64)}
 
 
 def _soft_mask(mask: np.ndarray) -> np.ndarray:

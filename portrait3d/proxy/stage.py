@@ -4,11 +4,14 @@ Reads ``input/aligned.png``, ``input/camera.json`` and (when present)
 ``input/mask.png``; writes ``proxy/`` as one folder, atomically:
 
 - ``proxy/views/NNNN.png``: textured RGBA renders, one per orbit camera;
-- ``proxy/conditions/NNNN.png``: untextured shaded RGB renders (the camera
-  conditions of the diffusion path);
+- ``proxy/conditions/NNNN.png``: RGB camera conditions of the diffusion path,
+  made like the PanoHead renders DiffPortrait360 was trained on (see
+  :func:`condition_image`);
 - ``proxy/cameras.json``: the orbit cameras as PanoHead labels (``0000.png`` ...);
 - ``proxy/head.ply``: the closed head with vertex colours;
-- ``proxy/texture.png``: the head's texture (longitude/latitude layout).
+- ``proxy/texture.png``: the head's texture (longitude/latitude layout);
+- ``proxy/hair.png``: the photo's hair-vs-skin split (L, 255 = hair, 128 = skin
+  of the head, 0 = not head), what the hair volume and the texture follow.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from portrait3d.run import Run, atomic_dir
 STAGE = "proxy"
 INPUTS = ("input/aligned.png", "input/camera.json", "input/mask.png")
 """Run files the stage reads (the mask is optional)."""
-OUTPUTS = ("proxy/views", "proxy/conditions", "proxy/cameras.json", "proxy/head.ply")
+OUTPUTS = ("proxy/views", "proxy/conditions", "proxy/cameras.json", "proxy/head.ply", "proxy/hair.png")
+CONDITION_BACKGROUND = 0.5
+"""Grey level behind the head in the condition images (PanoHead's renders have a background, never black)."""
 TEMPLATE_PROVENANCE = "procedural head built by portrait3d (portrait3d/proxy/template.py), Apache-2.0"
 
 
@@ -145,30 +150,63 @@ def build_proxy(run: Run, options: ProxyOptions) -> dict:
         progress.info("[proxy] no face landmarks: the template keeps its average face shape")
     head = proxy_head(inputs, options)
     cams = orbit_cameras(options)
-    textured, plain = MeshRenderer(head.textured), MeshRenderer(head.geometry)
+    textured = MeshRenderer(head.textured)
     # PNG compression level 1: four times faster to write than the default, files about 20 % larger.
     with atomic_dir(run.path("proxy")) as tmp:
         (tmp / "views").mkdir()
         (tmp / "conditions").mkdir()
         for i, cam in enumerate(progress.bar(cams, desc="proxy views")):
             name = f"{cameras.view_name(i)}.png"
-            view, condition = render_view(textured, plain, cam, options.size, options.supersample)
+            view, condition = render_view(textured, textured, cam, options.size, options.supersample)
             _save_png(tmp / "views" / name, view)
             _save_png(tmp / "conditions" / name, condition)
         cameras.write_labels(tmp / "cameras.json", {f"{cameras.view_name(i)}.png": c for i, c in enumerate(cams)})
         atomic_write_bytes(tmp / "head.ply", trimesh.exchange.ply.export_ply(head.geometry, encoding="binary"))
         atomic_save_image(tmp / "texture.png", head.texture)
+        atomic_save_image(tmp / "hair.png", hair_image(head, inputs.photo.shape[0]))
     return {**head.info, "views": len(cams), "size": options.size, "template": TEMPLATE_PROVENANCE}
+
+
+def hair_image(head: ProxyHead, size: int) -> np.ndarray:
+    """The photo's split as an image: 255 hair, 128 other head, 0 not head: (S, S) uint8."""
+    seg = head.segmentation
+    if seg is None:
+        return np.zeros((size, size), np.uint8)
+    return np.where(seg.hair, 255, np.where(seg.head, 128, 0)).astype(np.uint8)
+
+
+def condition_image(renderer: MeshRenderer, camera: cameras.Camera, size: int) -> np.ndarray:
+    """A camera condition like DiffPortrait360's: the whole head in colour, softly lit, on grey: (S, S, 3) uint8.
+
+    DiffPortrait360's camera ControlNet was trained on renders of PanoHead heads
+    (the ``I_cam`` images of its pipeline figure, ``assets/pipeline.png`` of
+    FreedomGu/Diffportrait360): colour images of a whole head with its hair and
+    shading, on a background. Matched here: colour (the proxy's texture), the
+    whole head with its hair volume, Lambert shading lit from above the camera
+    with a strong ambient term (PanoHead's renders have soft studio light),
+    a neutral grey background. Not matched: PanoHead's shoulders and its
+    blurred photographic backgrounds.
+    """
+    hits = renderer.cast(camera, size, size)
+    colour = renderer.colors(hits)
+    light = -hits.view_dirs - 0.5 * camera.cam2world[:3, 1]  # from the camera, a little above (-down)
+    light /= np.linalg.norm(light, axis=-1, keepdims=True)
+    shade = 0.45 + 0.65 * np.clip(np.sum(hits.normals * light, axis=-1), 0.0, 1.0)
+    rgb = np.where(hits.mask[..., None], np.clip(colour * shade[..., None], 0.0, 1.0), CONDITION_BACKGROUND)
+    return np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
 
 
 def render_view(
     textured: MeshRenderer, plain: MeshRenderer, camera: cameras.Camera, size: int, supersample: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One proxy view and its condition image: (size, size, 4) RGBA and (size, size, 3) RGB, uint8."""
+    """One proxy view and its condition image: (size, size, 4) RGBA and (size, size, 3) RGB, uint8.
+
+    ``plain`` renders the condition (see :func:`condition_image`); pass the textured renderer for colour.
+    """
     import cv2
 
     big = size * supersample
-    rgba, shaded = textured.render_rgba(camera, big), plain.render_shaded(camera, big)
+    rgba, shaded = textured.render_rgba(camera, big), condition_image(plain, camera, big)
     if supersample == 1:
         return rgba, shaded
     # Average the rays of each pixel; colours are averaged over the covered rays only (alpha-weighted).

@@ -118,7 +118,7 @@ def _smooth_subtract(d: np.ndarray, cut: np.ndarray, k: float) -> np.ndarray:
 def head_sdf(points: np.ndarray) -> np.ndarray:
     """Signed distance (negative inside) of the template head in model units: (N, 3) -> (N,)."""
     p = points
-    cranium = _ellipsoid(p, (0.0, 0.045, -0.025), (0.132, 0.165, 0.158))
+    cranium = _ellipsoid(p, CRANIUM_CENTRE, (0.132, 0.165, 0.158))
     # The face narrows toward the jaw: squeeze x more the lower the point.
     t = np.clip((-0.02 - p[:, 1]) / 0.13, 0.0, 1.0)
     taper = 1.0 + 0.3 * t * t * (3.0 - 2.0 * t)
@@ -139,6 +139,10 @@ def head_sdf(points: np.ndarray) -> np.ndarray:
     neck = _capsule(p * [1.0, 1.0, 0.92], (0.0, NECK_BOTTOM - 0.1, -0.035), (0.0, -0.05, -0.035), 0.08, 0.072)
     neck = np.maximum(neck, NECK_BOTTOM - p[:, 1])  # flat bottom
     return _smooth_union(d, neck, 0.045)
+
+
+CRANIUM_CENTRE = np.array([0.0, 0.045, -0.025])
+"""Centre of the template's cranium (model units): the centre of the hair volume's radial map."""
 
 
 def _hairline(azimuth_deg: np.ndarray) -> np.ndarray:
@@ -219,8 +223,8 @@ def template_head(voxel: float = 0.005) -> TemplateHead:
     return TemplateHead(mesh=mesh, hair=hair, ears=ears, keypoints=keypoints)
 
 
-def _narrow_band_sdf(axes: list[np.ndarray], step: float, block: int = 4) -> np.ndarray:
-    """The head's distance field on a grid, exact only near the surface (where marching cubes looks).
+def _narrow_band_sdf(axes: list[np.ndarray], step: float, block: int = 4, field=None) -> np.ndarray:
+    """A distance field on a grid (default the head's), exact only near the surface (where marching cubes looks).
 
     The field is first sampled every ``block`` cells; fine samples are taken
     only in blocks whose coarse value is near zero, the rest keep the coarse
@@ -229,14 +233,15 @@ def _narrow_band_sdf(axes: list[np.ndarray], step: float, block: int = 4) -> np.
     shape = tuple(len(a) for a in axes)
     coarse_axes = [a[::block] for a in axes]
     coarse_grid = np.stack(np.meshgrid(*coarse_axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    coarse = head_sdf(coarse_grid).reshape(tuple(len(a) for a in coarse_axes))
+    field = head_sdf if field is None else field
+    coarse = field(coarse_grid).reshape(tuple(len(a) for a in coarse_axes))
     sdf = coarse.repeat(block, 0).repeat(block, 1).repeat(block, 2)[: shape[0], : shape[1], : shape[2]]
     # The ellipsoid distances are approximate (off by up to their axis ratio): keep a wide band.
     near = np.abs(sdf) < 3.0 * block * step
     index = np.nonzero(near)
     points = np.stack([axes[k][index[k]] for k in range(3)], axis=-1)
     sdf = sdf.copy()
-    sdf[index] = head_sdf(points)
+    sdf[index] = field(points)
     return sdf
 
 

@@ -1,11 +1,18 @@
-"""Texture the fitted head: project the photo onto its front, fill the rest from the photo's colours.
+"""Texture the fitted head: the photo where the camera sees the head, its mirror image, then the photo's skin and hair.
 
 The texture is a longitude/latitude map around the head's vertical axis
-(front at u = 0.5, the seam at the back of the head where the texture is
-uniform hair colour). Every texel knows its surface point, so the photo is
-sampled where the input camera sees that point squarely, and texels the
-photo does not show (back, top, far sides) take the hair or skin colour that
-the photo shows elsewhere, chosen by the template's hair region.
+(front at u = 0.5, the seam at the back of the head). Every texel knows its
+surface point, so each texel takes, in order of trust:
+
+1. the photo, where the input camera sees the point (not hidden, inside the
+   photo's head: skin- or hair-coloured, not an occluder or the background),
+   weighted by how squarely it faces the camera;
+2. the photo at the texel's mirror image across the face's mid-plane, where
+   that one is seen (a turned face is completed by symmetry);
+3. a fill that continues the seen skin and hair: their low-frequency colour
+   spread outward from where the photo shows them (so the fill meets the photo
+   without a seam), the photo's shading carried on by the surface normals, and
+   procedural strands along the photo's own hair direction.
 """
 
 from __future__ import annotations
@@ -110,16 +117,237 @@ def texel_surface(
     )
 
 
+@dataclass
+class ColourModel:
+    """Robust colour statistics of one region of the photo in CIELAB: median and spread per channel."""
+
+    median: np.ndarray
+    spread: np.ndarray
+
+    @classmethod
+    def fit(cls, lab: np.ndarray, floor: tuple[float, float, float]) -> ColourModel:
+        """Median and scaled MAD of (N, 3) Lab samples, after two passes of trimming the outliers."""
+        keep = np.ones(len(lab), bool)
+        for _ in range(3):
+            median = np.median(lab[keep], axis=0)
+            spread = np.maximum(1.4826 * np.median(np.abs(lab[keep] - median), axis=0), floor)
+            trimmed = np.all(np.abs(lab - median) < 2.0 * spread, axis=1)
+            if trimmed.sum() < 20:
+                break
+            keep = trimmed
+        return cls(median, spread)
+
+    def distance(self, lab: np.ndarray, brighter: float = 1.0) -> np.ndarray:
+        """Normalised distance of Lab colours (..., 3) to the model: (...,).
+
+        Lightness above the median counts ``brighter`` times as far.
+        """
+        scaled = (lab - self.median) / self.spread
+        if brighter != 1.0:
+            scaled[..., 0] *= np.where(scaled[..., 0] > 0, brighter, 1.0)
+        return np.sqrt((scaled**2).sum(-1))
+
+    def accept(self, lab: np.ndarray, limit: float = 3.5, softness: float = 1.0, brighter: float = 1.0) -> np.ndarray:
+        """1 for colours of this region, falling to 0 beyond ``limit`` spreads: (...,)."""
+        return np.clip((limit + softness - self.distance(lab, brighter)) / softness, 0.0, 1.0)
+
+    def rgb(self) -> np.ndarray:
+        """The median as an RGB colour in [0, 1]: (3,)."""
+        return _lab_to_rgb(self.median[None, None])[0, 0]
+
+
+SKIN_SPREAD_FLOOR = (8.0, 4.0, 4.0)
+"""Smallest Lab spread of the skin model: shading varies lightness more than colour."""
+HAIR_SPREAD_FLOOR = (14.0, 6.0, 6.0)
+"""Smallest Lab spread of the hair model (highlights and shadows of hair vary widely, and darker hair is greyer)."""
+DEFAULT_SKIN = np.array([0.8, 0.62, 0.52])
+
+
+def _rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(np.clip(rgb, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)
+
+
+def _lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return np.clip(cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_Lab2RGB), 0, 1)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _face_hull(landmarks: np.ndarray | None, size: int, fallback: np.ndarray) -> np.ndarray:
+    """(S, S) bool: inside the convex hull of the landmarks (or of ``fallback`` (M, 2) pixels)."""
+    import cv2
+
+    points = fallback if landmarks is None else np.asarray(landmarks, dtype=np.float64)[:, :2]
+    points = points[np.all(np.isfinite(points), axis=1)]
+    hull = np.zeros((size, size), np.uint8)
+    if len(points) >= 3:
+        cv2.fillConvexPoly(hull, cv2.convexHull(np.round(points).astype(np.int32)), 1)
+    return hull.astype(bool)
+
+
+FACE_FEATURES = {
+    "right_eye": (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246),
+    "left_eye": (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466),
+    "right_brow": (70, 63, 105, 66, 107, 55, 65, 52, 53, 46),
+    "left_brow": (300, 293, 334, 296, 336, 285, 295, 282, 283, 276),
+    "lips": (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185),
+    "nostrils": (48, 64, 98, 97, 2, 326, 327, 294, 278),
+}
+"""Face-mesh landmarks around the features whose colours are not skin (their convex hulls are trusted)."""
+
+
+def _features(landmarks: np.ndarray | None, face: np.ndarray, grow: int = 6) -> np.ndarray:
+    """(S, S) bool: eyes, brows, lips and nostrils (grown a little); the whole face hull without landmarks."""
+    import cv2
+
+    if landmarks is None or len(landmarks) < 468:
+        return face
+    size = face.shape[0]
+    out = np.zeros((size, size), np.uint8)
+    points = np.asarray(landmarks, dtype=np.float64)[:, :2]
+    for indices in FACE_FEATURES.values():
+        p = points[list(indices)]
+        if np.all(np.isfinite(p)):
+            cv2.fillConvexPoly(out, cv2.convexHull(np.round(p).astype(np.int32)), 1)
+    out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return out.astype(bool) & face
+
+
+def _clean_rejection(accept: np.ndarray, trusted: np.ndarray, grow: int = 5, speck: int = 5) -> np.ndarray:
+    """Soft acceptance map with specks of rejection (pores, glints) removed and real rejections grown a little."""
+    import cv2
+
+    reject = ((accept < 0.5) & ~trusted).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (speck, speck))
+    reject = cv2.morphologyEx(reject, cv2.MORPH_OPEN, kernel)
+    reject = cv2.dilate(reject, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return 1.0 - cv2.GaussianBlur(reject.astype(np.float32), (0, 0), 1.5)
+
+
+def _low_frequency(values: np.ndarray, weights: np.ndarray, work_width: int = 256) -> np.ndarray:
+    """Spread weighted texture values everywhere as a smooth field (pull-push on a coarse grid).
+
+    Args:
+        values: (Ht, Wt, C) texture values.
+        weights: (Ht, Wt) confidence in [0, 1] (0 = unknown).
+        work_width: width of the grid the field is built on (its detail scale).
+    Returns:
+        (Ht, Wt, C) float32 field: near known texels their local mean, far from them the overall mean.
+    """
+    import cv2
+
+    height, width = weights.shape
+    channels = values.shape[-1]
+    work = (work_width, max(2, work_width * height // width))
+    w = cv2.resize(weights.astype(np.float32), work, interpolation=cv2.INTER_AREA)
+    vw = cv2.resize((values * weights[..., None]).astype(np.float32), work, interpolation=cv2.INTER_AREA)
+    vw = vw.reshape(work[1], work[0], channels)
+    pad = work[0] // 4  # the texture wraps around at u = 0 / 1
+    w = np.concatenate([w[:, -pad:], w, w[:, :pad]], axis=1)
+    vw = np.concatenate([vw[:, -pad:], vw, vw[:, :pad]], axis=1)
+    total = float(w.sum())
+    levels = [(vw, w)]
+    while min(levels[-1][1].shape) > 2:
+        lv, lw = levels[-1]
+        size = (max(1, lw.shape[1] // 2), max(1, lw.shape[0] // 2))
+        levels.append((
+            cv2.resize(lv, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], channels),
+            cv2.resize(lw, size, interpolation=cv2.INTER_AREA),
+        ))  # fmt: skip
+    mean = vw.reshape(-1, channels).sum(0) / total if total > 0 else np.zeros(channels, np.float32)
+    field = np.broadcast_to(mean.astype(np.float32), levels[-1][0].shape).copy()
+    for lv, lw in reversed(levels):
+        up = cv2.resize(field, (lw.shape[1], lw.shape[0]), interpolation=cv2.INTER_LINEAR)
+        up = up.reshape(lw.shape[0], lw.shape[1], channels)
+        alpha = np.clip(lw / 0.25, 0.0, 1.0)[..., None]
+        field = alpha * (lv / np.maximum(lw, 1e-6)[..., None]) + (1 - alpha) * up
+    field = cv2.GaussianBlur(field, (0, 0), 1.0).reshape(field.shape)[:, pad:-pad]
+    full = cv2.resize(field, (width, height), interpolation=cv2.INTER_CUBIC)
+    return full.reshape(height, width, channels).astype(np.float32)
+
+
+def _distance_to_known(weights: np.ndarray, work_width: int = 256) -> np.ndarray:
+    """Distance from every texel to the nearest known texel, in fractions of the texture width: (Ht, Wt)."""
+    import cv2
+
+    height, width = weights.shape
+    work = (work_width, max(2, work_width * height // width))
+    known = cv2.resize(weights.astype(np.float32), work, interpolation=cv2.INTER_AREA) > 0.3
+    pad = work[0] // 4
+    known = np.concatenate([known[:, -pad:], known, known[:, :pad]], axis=1)
+    dist = cv2.distanceTransform((~known).astype(np.uint8), cv2.DIST_L2, 5)[:, pad:-pad]
+    return cv2.resize(dist / work_width, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def strand_texture(direction: np.ndarray, width_texels: float, length_texels: float, seed: int = 0) -> np.ndarray:
+    """Procedural hair strands: noise smeared along a direction field (line-integral convolution).
+
+    Args:
+        direction: (Ht, Wt, 2) unit (column, row) strand direction per texel.
+        width_texels: strand thickness.
+        length_texels: strand length.
+    Returns:
+        (Ht, Wt) float32 with zero mean and unit spread.
+    """
+    import cv2
+
+    height, width = direction.shape[:2]
+    rng = np.random.default_rng(seed)
+    noise = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), width_texels)
+    cols, rows = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    steps = 8
+    step = length_texels / (2 * steps)
+    total = np.zeros((height, width), np.float32)
+    for k in range(-steps, steps + 1):
+        dx, dy = direction[..., 0] * (k * step), direction[..., 1] * (k * step)
+        total += cv2.remap(noise, cols + dx, rows + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    total -= total.mean()
+    return total / max(float(total.std()), 1e-6)
+
+
+def strand_direction(luminance: np.ndarray, weights: np.ndarray, distance: np.ndarray, reach: float = 0.04):
+    """Hair direction per texel: the photo's (structure tensor) near seen hair, straight down the head far away.
+
+    Args:
+        luminance: (Ht, Wt) photo luminance in texture space.
+        weights: (Ht, Wt) where the photo shows hair.
+        distance: (Ht, Wt) distance to seen texels (fractions of the texture width).
+        reach: how far the photo's direction carries on.
+    Returns:
+        (Ht, Wt, 2) unit (column, row) directions.
+    """
+    import cv2
+
+    gx = cv2.Sobel(luminance.astype(np.float32), cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(luminance.astype(np.float32), cv2.CV_32F, 0, 1, ksize=3)
+    tensor = np.stack([gx * gx, gx * gy, gy * gy], axis=-1)
+    tensor /= np.maximum(tensor[..., 0] + tensor[..., 2], 1e-6)[..., None]
+    seen = _low_frequency(tensor, weights, work_width=128)
+    # Far from the seen hair the strands fall down the head: the gradient runs across them (along u).
+    alpha = np.exp(-distance / reach)[..., None]
+    blended = alpha * seen + (1 - alpha) * np.array([1.0, 0.0, 0.0], np.float32)
+    jxx, jxy, jyy = blended[..., 0], blended[..., 1], blended[..., 2]
+    across = 0.5 * np.arctan2(2 * jxy, jxx - jyy)  # gradient angle
+    along = across + np.pi / 2
+    return np.stack([np.cos(along), np.sin(along)], axis=-1).astype(np.float32)
+
+
 def photo_weights(
-    surface: TexelSurface, camera: Camera, depth_map: np.ndarray, mask: np.ndarray | None, image_size: int
+    surface: TexelSurface, camera: Camera, depth_map: np.ndarray, image_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """How much to trust the photo at each texel, and where each texel lands in it.
+    """How squarely and whether the camera sees each texel, and where it lands in the photo.
 
     Args:
         surface: texel surface points.
         camera: the input camera.
         depth_map: (S, S) depth of the fitted head seen by ``camera`` (inf off the head).
-        mask: (S, S) float foreground in [0, 1], or None.
         image_size: S.
     Returns:
         ``(weight, pixels)``: (Ht, Wt) in [0, 1] and (Ht, Wt, 2) photo pixel coordinates.
@@ -133,63 +361,21 @@ def photo_weights(
     to_camera = camera.position - pts
     to_camera /= np.maximum(np.linalg.norm(to_camera, axis=1, keepdims=True), 1e-12)
     facing = np.sum(surface.normals.reshape(-1, 3) * to_camera, axis=1)
-    # Grazing views smear the photo: trust it fully only where the surface faces the camera.
-    weight = np.clip((facing - 0.3) / 0.35, 0.0, 1.0) * visible * surface.covered.ravel()
+    # Grazing views smear the photo: full trust only where the surface faces the camera, none past ~80 degrees.
+    weight = _smoothstep((facing - 0.18) / 0.42) * visible * surface.covered.ravel()
     weight *= 1.0 - surface.ears.ravel()
-    if mask is not None:
-        weight *= mask[row, col]
     shape = surface.covered.shape
     return weight.reshape(shape), pix.reshape(shape + (2,))
 
 
-def region_colours(photo_rgb: np.ndarray, weight: np.ndarray, hair: np.ndarray, surface: TexelSurface):
-    """Median photo colour of the seen hair and of the seen face skin: two (3,) floats in [0, 1].
-
-    Skin is read on the cheeks and forehead of the template (not eyes, brows,
-    nostrils or lips); hair wherever the hair region is seen. Without seen
-    hair (bald head, hat, tight crop) the hair colour is a darkened skin.
-    """
-    seen = weight > 0.8
-    pts = surface.points
-    x, y = np.abs(pts[..., 0]), pts[..., 1]
-    cheeks = (y > -0.045) & (y < 0.005) & (x > 0.035) & (x < 0.09)
-    forehead = (y > 0.07) & (y < 0.1) & (x < 0.05)
-    skin_region = seen & (hair < 0.05) & (cheeks | forehead)
-    skin = np.median(photo_rgb[skin_region], axis=0) if skin_region.sum() > 50 else np.array([0.8, 0.62, 0.52])
-    hair_region = seen & (hair > 0.95)
-    hair_colour = np.median(photo_rgb[hair_region], axis=0) if hair_region.sum() > 100 else skin * 0.35
-    return skin, hair_colour
-
-
-def fill_texture(skin: np.ndarray, hair_colour: np.ndarray, hair: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Colour the unseen surface: skin or hair by the hair region, with faint strands in the hair: (Ht, Wt, 3)."""
-    import cv2
-
-    height, width = hair.shape
-    rng = np.random.default_rng(seed)
-    # Strands run down the head (along v): noise stretched vertically.
-    noise = rng.standard_normal((height // 8, width)).astype(np.float32)
-    noise = cv2.resize(noise, (width, height), interpolation=cv2.INTER_LINEAR)
-    noise = cv2.GaussianBlur(noise, (0, 0), sigmaX=1.5, sigmaY=6.0)
-    noise /= max(float(noise.std()), 1e-6)
-    strands = 1.0 + 0.12 * noise[..., None] * hair[..., None]
-    base = skin * (1 - hair[..., None]) + hair_colour * hair[..., None]
-    return np.clip(base * strands, 0.0, 1.0)
-
-
-def fill_shading(normals: np.ndarray, light=(0.0, 0.6, 0.8)) -> np.ndarray:
-    """Soft light from above the front baked into the filled colours, so unseen parts keep their relief: (...,)."""
-    direction = np.asarray(light) / np.linalg.norm(light)
-    return 0.8 + 0.2 * np.clip(normals @ direction, 0.0, 1.0)
-
-
 def sample_photo(photo_rgb: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """Bilinear photo lookup at pixel coordinates (pixel centres at +0.5): (H, W, 3) floats."""
+    """Bilinear photo lookup at pixel coordinates (pixel centres at +0.5): (H, W, C) floats."""
     import cv2
 
     map_x = (pixels[..., 0] - 0.5).astype(np.float32)
     map_y = (pixels[..., 1] - 0.5).astype(np.float32)
-    return cv2.remap(photo_rgb.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.remap(photo_rgb.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out
 
 
 def grow_into_gaps(texture: np.ndarray, covered: np.ndarray, steps: int = 4) -> np.ndarray:
@@ -207,6 +393,111 @@ def grow_into_gaps(texture: np.ndarray, covered: np.ndarray, steps: int = 4) -> 
     return tex
 
 
+@dataclass
+class PhotoRegions:
+    """Where the photo shows the head, in photo pixels ((S, S) floats in [0, 1]).
+
+    Attributes:
+        skin: colour of the face's skin (or inside the face's landmark hull).
+        neck_skin: the same, stricter (below the chin, where collars and scarves are).
+        hair: colour of the seen hair.
+        hair_class: how much a pixel is hair rather than skin.
+        skin_model, hair_model: the colour statistics (hair is None when the photo shows none).
+        face: (S, S) bool, the face's landmark hull.
+    """
+
+    skin: np.ndarray
+    neck_skin: np.ndarray
+    hair: np.ndarray
+    hair_class: np.ndarray
+    skin_model: ColourModel | None
+    hair_model: ColourModel | None
+    face: np.ndarray
+
+
+def photo_regions(
+    photo_rgb: np.ndarray,
+    seen_photo: np.ndarray,
+    seen_weight: np.ndarray,
+    surface: TexelSurface,
+    pixels: np.ndarray,
+    landmarks: np.ndarray | None,
+    photo_hair: np.ndarray | None,
+) -> PhotoRegions:
+    """Skin and hair colour models from the photo, and where the photo's colours belong to them.
+
+    Skin is read inside the face's landmark hull (without landmarks: the seen
+    face of the fitted template), hair where the photo's hair split says hair
+    (without one: the template's hair region, less what is skin-coloured).
+    """
+    size = photo_rgb.shape[0]
+    lab = _rgb_to_lab(photo_rgb)
+    seen = seen_weight > 0.6
+    pts = surface.points
+    face_box = (np.abs(pts[..., 0]) < 0.14) & (pts[..., 1] > -0.22) & (pts[..., 1] < 0.13) & (pts[..., 2] > 0.05)
+    face_texels = seen & face_box & (surface.hair < 0.05)
+    face = _face_hull(landmarks, size, pixels[face_texels])
+    import cv2
+
+    # Skin is read well inside the hull: its rim holds hair, brows and background.
+    side = max(7, int(0.2 * np.sqrt(face.sum())) | 1)
+    inner = cv2.erode(face.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))).astype(bool)
+    skin_lab = lab[inner]
+    skin_model = ColourModel.fit(skin_lab, SKIN_SPREAD_FLOOR) if len(skin_lab) > 50 else None
+    seen_lab = _rgb_to_lab(seen_photo)
+    hair_lab = lab[(np.asarray(photo_hair) > 0.5) & ~face] if photo_hair is not None else lab[:0]
+    if len(hair_lab) < 100:
+        hair_texels = seen & (surface.hair > 0.9)
+        if skin_model is not None:
+            hair_texels &= skin_model.distance(seen_lab) > 2.0
+        hair_lab = seen_lab[hair_texels]
+    hair_model = ColourModel.fit(hair_lab, HAIR_SPREAD_FLOOR) if len(hair_lab) > 100 else None
+    if skin_model is None:
+        # No face to learn skin from: accept the whole mask.
+        ones = np.ones((size, size), np.float32)
+        return PhotoRegions(ones, ones, ones * 0, ones * 0, None, hair_model, face)
+    # Eyes, brows, lips and nostrils are the face's own; anything else in the face must look like skin or hair.
+    features = _features(landmarks, face)
+    # Shadowed skin is common, skin much lighter than the face is not (collars, background, white objects).
+    skin = _clean_rejection(skin_model.accept(lab, brighter=1.6), features)
+    neck_skin = _clean_rejection(skin_model.accept(lab, limit=2.0, brighter=1.6), features)
+    if hair_model is None:
+        hair = np.zeros((size, size), np.float32)
+        hair_class = hair
+    else:
+        # Hair is patchy in colour (highlights, shadows): only large non-hair blobs are occluders.
+        hair = _clean_rejection(hair_model.accept(lab), np.zeros_like(face), speck=11)
+        if photo_hair is not None and (np.asarray(photo_hair) > 0.5).sum() >= 100:
+            hair_class = np.clip(np.asarray(photo_hair, dtype=np.float32), 0, 1)
+        else:
+            margin = skin_model.distance(lab) - hair_model.distance(lab)
+            hair_class = (1.0 / (1.0 + np.exp(-2.0 * margin))).astype(np.float32)
+        hair_class = np.where(face, 0.0, hair_class).astype(np.float32)
+    return PhotoRegions(skin, neck_skin, hair, hair_class, skin_model, hair_model, face)
+
+
+def surface_shading(normals: np.ndarray, luminance: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The photo's lighting fitted to the surface normals (ambient + one direction), evaluated everywhere: (Ht, Wt).
+
+    Fitted by least squares on the texels ``weights`` marks (seen skin); the
+    result is relative (1 on average over those texels), and never darker
+    than 60 % of the ambient term so the unlit side keeps some colour.
+    """
+    w = weights.ravel() > 0.5
+    n = normals.reshape(-1, 3)
+    if w.sum() < 100:
+        coef = np.array([0.8, 0.0, 0.12, 0.16])
+    else:
+        a = np.concatenate([np.ones((int(w.sum()), 1)), n[w]], axis=1)
+        coef, *_ = np.linalg.lstsq(a, luminance.ravel()[w], rcond=None)
+        coef = coef / max(coef[0], 1e-3)
+        coef[0] = 1.0
+        # A photo lit mostly from the camera side keeps light on the unseen side too (ambient).
+        coef[1:] = np.clip(coef[1:], -0.35, 0.35)
+    shade = coef[0] + n @ coef[1:]
+    return np.maximum(shade, 0.6 * coef[0]).reshape(normals.shape[:-1]).astype(np.float32)
+
+
 def bake_texture(
     mesh: trimesh.Trimesh,
     hair: np.ndarray,
@@ -216,18 +507,27 @@ def bake_texture(
     camera: Camera,
     depth_map: np.ndarray,
     width: int,
+    *,
+    landmarks: np.ndarray | None = None,
+    photo_hair: np.ndarray | None = None,
+    head_mask: np.ndarray | None = None,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
     """Bake the head texture.
 
     Args:
         mesh: the fitted head (closed, outward normals).
-        hair: (V,) template hair weight per vertex.
-        ears: (V,) template ear weight per vertex (the photo is not used on ears).
+        hair: (V,) hair weight per vertex (where the surface is hair).
+        ears: (V,) ear weight per vertex (the photo is not used on ears).
         photo_rgb: (S, S, 3) float aligned photo in [0, 1].
-        mask: (S, S) float foreground in [0, 1], or None.
+        mask: (S, S) float foreground in [0, 1] (the person), or None.
         camera: the photo's camera.
         depth_map: (S, S) depth of ``mesh`` seen by ``camera``.
         width: texture width (height is half).
+        landmarks: (N, 2+) face-mesh landmarks in photo pixels, or None.
+        photo_hair: (S, S) float hair-vs-skin split of the photo (1 = hair), or None.
+        head_mask: (S, S) float head-and-hair mask of the photo, or None.
+        seed: seed of the procedural strands.
     Returns:
         ``(texture, uv, uv_faces, source, info)``: (width/2, width, 3) uint8
         texture, the seam-cut UV layout (see :func:`spherical_uv`) and the
@@ -235,20 +535,121 @@ def bake_texture(
     """
     import cv2
 
+    from portrait3d.proxy import symmetry
+
+    size = photo_rgb.shape[0]
     vertices = np.asarray(mesh.vertices)
     uv, uv_faces, source = spherical_uv(vertices, np.asarray(mesh.faces))
     surface = texel_surface(vertices, np.asarray(mesh.vertex_normals), hair, ears, uv, uv_faces, source, width)
-    weight, pixels = photo_weights(surface, camera, depth_map, mask, photo_rgb.shape[0])
+    facing, pixels = photo_weights(surface, camera, depth_map, size)
     photo = sample_photo(photo_rgb, pixels)
-    skin, hair_colour = region_colours(photo, weight, surface.hair, surface)
-    fill = fill_texture(skin, hair_colour, surface.hair) * fill_shading(surface.normals)[..., None]
-    # Feather the edge of the seen region inward only, so the photo never leaks onto unseen texels.
-    soft = np.minimum(weight, cv2.GaussianBlur(weight.astype(np.float32), (0, 0), 3.0))[..., None]
-    texture = soft * photo + (1 - soft) * fill
-    texture = grow_into_gaps(texture, surface.covered)
+
+    # 1. The photo, only where it shows this head: skin- or hair-coloured, inside the head mask.
+    regions = photo_regions(photo_rgb, photo, facing, surface, pixels, landmarks, photo_hair)
+    below_chin = _below_chin(surface, regions.face, pixels, facing)
+    allow_hair = np.maximum(1.0 - below_chin, surface.hair)  # no hair-coloured collars painted on the neck
+    stacked = np.stack([regions.skin, regions.neck_skin, regions.hair, regions.hair_class], axis=-1)
+    if mask is not None:
+        stacked = stacked * mask[..., None]
+    # Where the mesh's outline and the photo's disagree, the outline's texels would sample the background.
+    stacked = stacked * _inside_outline(depth_map)[..., None]
+    if head_mask is not None:
+        stacked = stacked * np.asarray(head_mask, dtype=np.float32)[..., None]
+    at_texel = sample_photo(stacked, pixels)
+    skin = (1 - below_chin) * at_texel[..., 0] + below_chin * at_texel[..., 1]
+    belongs = np.maximum(skin, at_texel[..., 2] * allow_hair)
+    hair_class = np.clip(at_texel[..., 3] * allow_hair, 0, 1)
+    direct = facing * np.clip(belongs, 0, 1)
+    # Feather the photo's edge inward only, so its border pixels never stretch onto unseen texels.
+    sigma = 8.0 * width / 2048
+    direct = np.minimum(direct, cv2.GaussianBlur(direct.astype(np.float32), (0, 0), sigma))
+
+    # 2. The mirror image across the face's mid-plane, where the texel itself is not seen.
+    coords = symmetry.mirror_coordinates(surface.points, UV_CENTRE, symmetry.head_mid_x(vertices), width)
+    mirrored = symmetry.mirror(np.concatenate([photo, direct[..., None], hair_class[..., None]], axis=-1), coords)
+    mirror_weight = np.clip(mirrored[..., 3], 0, 1) * surface.covered * (1.0 - surface.ears)
+    a = direct
+    b = (1.0 - a) * mirror_weight
+    known = a + b
+    seen_rgb = (a[..., None] * photo + b[..., None] * mirrored[..., :3]) / np.maximum(known, 1e-6)[..., None]
+    seen_hair = (a * hair_class + b * mirrored[..., 4]) / np.maximum(known, 1e-6)
+
+    # 3. The fill: the seen skin and hair spread out at low frequency, shaded, with strands in the hair.
+    confident = np.clip((known - 0.3) / 0.4, 0.0, 1.0)
+    lum = seen_rgb.mean(-1)
+    skin_weight = confident * (1.0 - seen_hair)
+    hair_weight = confident * seen_hair
+    shade = surface_shading(surface.normals, lum, skin_weight * (surface.hair < 0.05))
+    skin_rgb = regions.skin_model.rgb() if regions.skin_model is not None else DEFAULT_SKIN
+    hair_rgb = regions.hair_model.rgb() if regions.hair_model is not None else skin_rgb * 0.35
+    # Where a class is not seen at all, its overall colour stands in.
+    skin_low = (
+        _low_frequency(seen_rgb, skin_weight) if skin_weight.sum() > 200 else np.broadcast_to(skin_rgb, photo.shape)
+    )
+    hair_low = (
+        _low_frequency(seen_rgb, hair_weight) if hair_weight.sum() > 200 else np.broadcast_to(hair_rgb, photo.shape)
+    )
+    distance = _distance_to_known(confident)
+    # Next to the photo the class follows what the photo shows (hair over the ear stays hair); far away, the mesh's.
+    near = np.exp(-distance / 0.03)
+    hair_share = _low_frequency(seen_hair[..., None], confident)[..., 0]
+    target_hair = np.clip((near * hair_share + (1 - near) * surface.hair) * allow_hair, 0, 1)[..., None]
+    # The spread colours carry the photo's shading where they were seen: relight relative to that.
+    relief = np.clip(shade / np.maximum(_low_frequency(shade[..., None], confident)[..., 0], 1e-3), 0.75, 1.2)
+    direction = strand_direction(lum, hair_weight, distance)
+    strands = strand_texture(direction, 1.0 * width / 2048, 28.0 * width / 2048, seed=seed)
+    hair_detail = _detail_amplitude(lum, hair_weight, 0.04, 0.3)
+    skin_detail = _detail_amplitude(lum, skin_weight, 0.0, 0.02)
+    grain = cv2.GaussianBlur(
+        np.random.default_rng(seed + 1).standard_normal(lum.shape).astype(np.float32), (0, 0), 1.5 * width / 2048
+    )
+    grain /= max(float(grain.std()), 1e-6)
+    fill_skin = skin_low * (1.0 + skin_detail * grain)[..., None]
+    fill_hair = hair_low * (1.0 + hair_detail * strands)[..., None]
+    fill = (target_hair * fill_hair + (1 - target_hair) * fill_skin) * relief[..., None]
+
+    texture = a[..., None] * photo + b[..., None] * mirrored[..., :3] + (1 - known)[..., None] * fill
+    texture = grow_into_gaps(np.clip(texture, 0, 1), surface.covered)
     info = {
-        "skin_rgb": [round(float(c), 4) for c in skin],
-        "hair_rgb": [round(float(c), 4) for c in hair_colour],
-        "photo_texels": float((weight > 0.5).mean()),
+        "skin_rgb": [round(float(c), 4) for c in skin_rgb],
+        "hair_rgb": [round(float(c), 4) for c in hair_rgb],
+        "photo_texels": float((a > 0.5).mean()),
+        "mirrored_texels": float((b > 0.5).mean()),
     }
     return np.clip(np.round(texture * 255), 0, 255).astype(np.uint8), uv, uv_faces, source, info
+
+
+def _inside_outline(depth_map: np.ndarray, margin: int = 6) -> np.ndarray:
+    """(S, S) soft 1 inside the mesh's outline in the photo, pulled ``margin`` pixels in."""
+    import cv2
+
+    inside = np.isfinite(depth_map).astype(np.uint8)
+    inside = cv2.erode(inside, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1)))
+    return cv2.GaussianBlur(inside.astype(np.float32), (0, 0), 1.0)
+
+
+def _below_chin(surface: TexelSurface, face: np.ndarray, pixels: np.ndarray, facing: np.ndarray) -> np.ndarray:
+    """How far below the chin each texel lies, as a soft 0 (above) .. 1 (neck): (Ht, Wt).
+
+    The chin height is the lowest seen texel inside the face hull.
+    """
+    size = face.shape[0]
+    col = np.clip(pixels[..., 0].astype(int), 0, size - 1)
+    row = np.clip(pixels[..., 1].astype(int), 0, size - 1)
+    in_face = face[row, col] & (facing > 0.5)
+    if in_face.sum() < 50:
+        return np.zeros(facing.shape, np.float32)
+    chin = float(np.percentile(surface.points[..., 1][in_face], 1))
+    return np.clip((chin - surface.points[..., 1]) / 0.03, 0.0, 1.0).astype(np.float32)
+
+
+def _detail_amplitude(luminance: np.ndarray, weights: np.ndarray, low: float, high: float) -> float:
+    """Relative spread of the photo's fine luminance detail where ``weights`` marks a region (clipped to a range)."""
+    import cv2
+
+    w = weights > 0.6
+    if w.sum() < 200:
+        return low
+    smooth = cv2.GaussianBlur(luminance.astype(np.float32), (0, 0), 3.0)
+    detail = (luminance - smooth)[w]
+    return float(np.clip(detail.std() / max(float(smooth[w].mean()), 1e-3), low, high))

@@ -1,0 +1,142 @@
+"""Hair and skin of the aligned photo, from the person mask, the face landmarks and colour (no model).
+
+The face oval of the 468-point face mesh bounds the face; the skin colour is
+read inside it (cheeks and nose, away from eyes, brows and mouth) as a robust
+Gaussian in CIE Lab. Inside the person mask and above the chin, a pixel is
+hair when its colour is far from the skin's, except in the inner face (below
+the brows inside the oval: eyes, brows and lips are not hair). What is left is
+skin: face, ears, neck, a bald scalp. Without landmarks the split falls back
+to the upper part of the mask outside a centred face ellipse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+FACE_OVAL = (
+    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
+)  # fmt: skip
+"""Face-mesh indices of the face's outline, in order around it."""
+BROWS = (70, 63, 105, 66, 107, 300, 293, 334, 296, 336)
+"""Face-mesh indices of the upper edge of both eyebrows."""
+CHIN = 152
+MOUTH = (61, 291)
+"""Face-mesh indices of the mouth corners."""
+
+
+@dataclass
+class HeadSegmentation:
+    """Where the photo shows the head, its hair and its skin; arrays are (S, S) bool.
+
+    Attributes:
+        person: the person mask (head, hair, neck, shoulders).
+        head: the person above the chin row (what the head's silhouette is compared with).
+        hair: hair pixels (a subset of ``head``).
+        skin: head pixels that are not hair (face, ears, a bald scalp).
+        chin_row: image row of the chin (pixels, float).
+        skin_lab: (3,) median skin colour in OpenCV's 8-bit Lab.
+    """
+
+    person: np.ndarray
+    head: np.ndarray
+    hair: np.ndarray
+    skin: np.ndarray
+    chin_row: float
+    skin_lab: np.ndarray
+
+
+def split_head(
+    photo: np.ndarray, mask: np.ndarray | None, landmarks: np.ndarray | None, chin_row: float | None = None
+) -> HeadSegmentation:
+    """Split the head of an aligned photo into hair and skin.
+
+    Args:
+        photo: (S, S, 3) uint8 RGB.
+        mask: (S, S) person mask (uint8 0/255 or float/bool), or None for the whole frame.
+        landmarks: (468+, 2+) face-mesh landmarks in photo pixels, or None.
+        chin_row: chin row to use when there are no landmarks (default 0.8 S).
+    """
+    size = photo.shape[0]
+    person = (
+        np.ones((size, size), bool)
+        if mask is None
+        else np.asarray(mask).astype(np.float32) > 0.5 * max(1.0, float(np.asarray(mask).max()))
+    )
+    rows = np.arange(size, dtype=np.float64)[:, None]
+    lab = cv2.cvtColor(photo, cv2.COLOR_RGB2LAB).astype(np.float32)
+    oval = np.zeros((size, size), np.uint8)
+    if landmarks is not None and len(landmarks) >= 468:
+        pts = np.asarray(landmarks, dtype=np.float64)[:, :2]
+        chin = float(pts[CHIN, 1])
+        cv2.fillPoly(oval, [np.round(pts[list(FACE_OVAL)]).astype(np.int32)], 1)
+        brow = float(pts[list(BROWS), 1].min())
+        mouth = float(pts[list(MOUTH), 1].mean())
+        eyes = float(pts[[33, 263], 1].mean())
+    else:
+        chin = float(chin_row if chin_row is not None else 0.8 * size)
+        centre = (size // 2, int(0.47 * size))
+        cv2.ellipse(oval, centre, (int(0.2 * size), int(0.28 * size)), 0, 0, 360, 1, -1)
+        brow, eyes, mouth = 0.38 * size, 0.45 * size, 0.62 * size
+    # Skin colour: cheeks and nose (between eyes and mouth), away from the face's outline (on a
+    # turned face the far side's landmarks fall on the background, which the person mask leaves out).
+    band = (rows > eyes + 0.25 * (mouth - eyes)) & (rows < mouth - 0.2 * (mouth - eyes))
+    inner = cv2.erode(oval, np.ones((15, 15), np.uint8)).astype(bool) & band
+    skin_pixels = lab[inner & person]
+    if len(skin_pixels) < 50:
+        skin_pixels = lab[oval.astype(bool)] if oval.any() else lab.reshape(-1, 3)
+    oval_b = oval.astype(bool)
+    face_zone = _face_zone(oval, brow, mouth)
+    above_chin = person & (rows < chin)
+    median = np.median(skin_pixels, axis=0)
+    spread = np.maximum(1.4826 * np.median(np.abs(skin_pixels - median), axis=0), [8.0, 3.0, 3.0])
+    # Lightness varies with shading far more than chroma does: weigh it down.
+    d2 = (((lab - median) / (spread * [2.5, 1.0, 1.0])) ** 2).sum(-1)
+    # Hair is also rougher than skin (strands): local lightness contrast well above the cheeks'
+    # says hair even where the colour does not (grey photos, blond highlights); a bald scalp is smooth.
+    lightness = lab[..., 0]
+    mean = cv2.blur(lightness, (7, 7))
+    roughness = np.sqrt(np.maximum(cv2.blur(lightness * lightness, (7, 7)) - mean * mean, 0.0))
+    skin_roughness = float(np.median(roughness[inner & person])) if (inner & person).any() else 4.0
+    # And hair much darker than the lit cheeks is hair in a grey photo too.
+    darker = lightness < median[0] - max(30.0, 2.0 * spread[0])
+    skin_like = (d2 < 3.0**2) & (roughness < max(2.5 * skin_roughness, 6.0)) & ~darker
+    inner_face = oval_b & (rows > brow)
+    hair = _clean(above_chin & ~skin_like & ~inner_face, size, brow) & above_chin
+    # Clothes above the chin row (a collar, a suit) are low beside the face, neither hair nor near it.
+    head = above_chin & (hair | face_zone | (rows < mouth))
+    return HeadSegmentation(person, head, hair, head & ~hair, chin, median.astype(np.float32))
+
+
+def _face_zone(oval: np.ndarray, brow: float, mouth: float) -> np.ndarray:
+    """The face oval grown sideways by ear width between brows and mouth, a little elsewhere: (S, S) bool."""
+    xs = np.nonzero(oval.any(axis=0))[0]
+    width = float(xs.max() - xs.min() + 1) if len(xs) else oval.shape[1] * 0.4
+    ears = cv2.dilate(oval, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.5 * width) | 1, int(0.1 * width) | 1)))
+    near = cv2.dilate(oval, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.1 * width) | 1, int(0.1 * width) | 1)))
+    rows = np.arange(oval.shape[0])[:, None]
+    return np.where((rows > brow - 0.1 * width) & (rows < mouth), ears, near).astype(bool)
+
+
+def _clean(hair: np.ndarray, size: int, brow: float) -> np.ndarray:
+    """Smooth the hair mask, keep the parts that reach above the brows, fill small holes.
+
+    Hair grows from the scalp, so a hair region that stays below the brows
+    (a dark collar, a hand) is not hair unless it hangs from the hair above;
+    highlights inside the hair that look like skin are holes to fill.
+    """
+    m = cv2.medianBlur(hair.astype(np.uint8) * 255, 5)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, kernel)
+    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, kernel)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((m > 127).astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[1:] = (stats[1:, cv2.CC_STAT_AREA] >= 0.002 * size * size) & (stats[1:, cv2.CC_STAT_TOP] < brow)
+    hair = keep[labels]
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((~hair).astype(np.uint8), connectivity=4)
+    small = np.zeros(count, bool)
+    small[1:] = stats[1:, cv2.CC_STAT_AREA] < 0.005 * size * size
+    return hair | small[labels]

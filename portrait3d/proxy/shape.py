@@ -1,0 +1,387 @@
+"""The head's shape from the photo: the fitted template skull united with a hair volume that reaches the
+outline of the photo's head mask.
+
+The hair volume is a star-shaped region about the cranium's centre: an outer
+radius ``R(d) = skull(d) + t(d)`` on a latitude/longitude grid of directions
+``d``, used wherever the hair grows (``A(d)``: above the template's hairline,
+lowered at the sides and back to where the photo shows hair beside the face).
+The thickness ``t`` is read from the photo where the photo sees it, on the
+limb: seen through the photo's camera, a direction nearly perpendicular to
+the line of sight lands on the outline at image angle ``alpha(d)``, so the
+head's outline radius there fixes ``R(d)`` (weak perspective through the
+centre). Every constraint also counts for the mirrored direction (the head is
+symmetric where the photo says nothing), and a kernel average over the sphere
+carries the thickness to the unseen top and back, pulled toward the median
+seen thickness (hair at the back as long as at the sides). One correction
+pass compares the outline of the meshed head with the photo's and moves the
+constraints by the difference. The hair shell ``|p - c| < skull(d) + A t(d)``
+(its thickness fading to nothing at the hairline) is smoothly united with the
+template's distance field (trimmed where ``t < 0``) and meshed by marching
+cubes; the flat cut of the template's neck stays, so the mesh is closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import trimesh
+
+from portrait3d.cameras import Camera
+from portrait3d.proxy.fit import FitResult
+from portrait3d.proxy.template import (
+    CRANIUM_CENTRE,
+    NECK_BOTTOM,
+    _hairline,
+    _narrow_band_sdf,
+    ear_weight,
+    head_sdf,
+    model_to_world,
+)
+
+N_LAT, N_LON = 60, 120
+"""Resolution of the direction grid (3 degrees)."""
+MAX_THICKNESS = 0.10
+"""Largest hair thickness (model units; 0.14 world units, a big hairdo), so hats and occluders stay bounded."""
+MIN_THICKNESS = -0.02
+"""The hair volume may also pull the skull in a little where the photo's outline is inside it."""
+DEFAULT_THICKNESS = 0.008
+"""Thickness where the photo tells nothing (no mask): a thin layer of hair."""
+MIRROR_WEIGHT = 0.2
+"""Weight of a constraint's mirror image against the photo's own (the far side of a turned head)."""
+LOWEST_HAIR = -0.10
+"""Lowest hairline at the sides and back (model units; the jaw is at -0.09, the chin at -0.15)."""
+
+
+@dataclass
+class HeadShape:
+    """The photo's head mesh and what is known about its surface.
+
+    Attributes:
+        mesh: closed triangle mesh, world units, outward normals.
+        hair: (V,) float in [0, 1], how much each vertex is hair.
+        ears: (V,) float in [0, 1], how much each vertex belongs to an uncovered ear.
+        thickness: (N_LAT, N_LON) hair thickness map (model units) over the direction grid.
+        info: figures of the fit (for the stage record).
+    """
+
+    mesh: trimesh.Trimesh
+    hair: np.ndarray
+    ears: np.ndarray
+    thickness: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+def direction_grid() -> np.ndarray:
+    """Unit directions at the centres of the latitude/longitude cells: (N_LAT, N_LON, 3), y up, lon 0 = +z."""
+    lat = np.radians(-90 + (np.arange(N_LAT) + 0.5) * 180 / N_LAT)
+    lon = np.radians(-180 + (np.arange(N_LON) + 0.5) * 360 / N_LON)
+    la, lo = np.meshgrid(lat, lon, indexing="ij")
+    return np.stack([np.cos(la) * np.sin(lo), np.sin(la), np.cos(la) * np.cos(lo)], axis=-1)
+
+
+def sample_map(grid: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of a (N_LAT, N_LON) map at unit directions (M, 3) -> (M,), wrapping in longitude."""
+    from scipy.ndimage import map_coordinates
+
+    lat = np.degrees(np.arcsin(np.clip(directions[:, 1], -1.0, 1.0)))
+    lon = np.degrees(np.arctan2(directions[:, 0], directions[:, 2]))
+    i = (lat + 90) * N_LAT / 180 - 0.5
+    j = (lon + 180) * N_LON / 360 - 0.5 + 1  # +1: the padded column
+    padded = np.concatenate([grid[:, -1:], grid, grid[:, :1]], axis=1)
+    return map_coordinates(padded, [i, j], order=1, mode="nearest")
+
+
+def skull_radius(directions: np.ndarray, centre: np.ndarray = CRANIUM_CENTRE, reach: float = 0.4) -> np.ndarray:
+    """Distance from ``centre`` to the template surface along each direction, first crossing: (...,)."""
+    shape = directions.shape[:-1]
+    d = directions.reshape(-1, 3)
+    steps = np.linspace(0.0, reach, 81)
+    inside = np.stack([head_sdf(centre + s * d) < 0 for s in steps], axis=1)  # (M, S)
+    first_out = np.argmax(~inside, axis=1)
+    first_out[inside.all(axis=1)] = len(steps) - 1
+    lo, hi = steps[np.maximum(first_out - 1, 0)], steps[first_out]
+    for _ in range(8):
+        mid = (lo + hi) / 2
+        out = head_sdf(centre + mid[:, None] * d) >= 0
+        hi, lo = np.where(out, mid, hi), np.where(out, lo, mid)
+    return ((lo + hi) / 2).reshape(shape)
+
+
+def hair_region(points: np.ndarray, side_hairline: float | None, softness: float = 0.015) -> np.ndarray:
+    """Where hair grows on the template surface (model units): (N, 3) -> (N,) in [0, 1].
+
+    The template's hairline, lowered at the sides and the back to ``side_hairline``
+    (the lowest hair beside the face in the photo) when that is lower.
+    """
+    azimuth = np.degrees(np.arctan2(points[:, 0], points[:, 2]))
+    line = _hairline(azimuth)
+    if side_hairline is not None:
+        t = np.clip((np.abs(azimuth) - 45.0) / 35.0, 0.0, 1.0)
+        side = np.minimum(line, max(side_hairline, LOWEST_HAIR))
+        line = line + (side - line) * t * t * (3 - 2 * t)
+    return np.clip(0.5 + 0.5 * (points[:, 1] - line) / softness, 0.0, 1.0)
+
+
+@dataclass
+class _Frame:
+    """The template-to-world map of one fit (before its warp) and the photo camera's view of the centre."""
+
+    k: float
+    b: np.ndarray
+    centre_px: np.ndarray
+    depth: float
+    focal_px: float
+    right: np.ndarray
+    down: np.ndarray
+
+    def to_world(self, model: np.ndarray) -> np.ndarray:
+        return model * self.k + self.b
+
+    def px_per_model(self) -> float:
+        return self.focal_px * self.k / self.depth
+
+
+def _frame(fit: FitResult, camera: Camera, size: int) -> _Frame:
+    scale, offset = model_to_world()
+    k = scale * fit.scale
+    b = offset * fit.scale + np.asarray(fit.shift)
+    centre_w = CRANIUM_CENTRE * k + b
+    px, depth = camera.project(centre_w[None], size, size)
+    return _Frame(
+        k, b, px[0], float(depth[0]), camera.intrinsics[0, 0] * size, camera.cam2world[:3, 0], camera.cam2world[:3, 1]
+    )
+
+
+def outline_radii(
+    region: np.ndarray, centre: np.ndarray, angles: np.ndarray, stop_row: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where rays from ``centre`` (pixels) first leave ``region``, for image angles (x right, y down).
+
+    Returns:
+        ``(radius, valid)``: (A,) pixels and (A,) bool; a ray is not valid when
+        it leaves through the frame's border or crosses ``stop_row`` (the chin)
+        first, or when the centre is outside the region.
+    """
+    size_y, size_x = region.shape
+    radii = np.arange(0.0, 1.5 * max(size_x, size_y), 0.5)
+    xs = centre[0] - 0.5 + np.cos(angles)[:, None] * radii  # pixel centres at +0.5
+    ys = centre[1] - 0.5 + np.sin(angles)[:, None] * radii
+    inside_frame = (xs >= 0) & (xs <= size_x - 1) & (ys >= 0) & (ys <= size_y - 1)
+    xi = np.clip(np.round(xs).astype(int), 0, size_x - 1)
+    yi = np.clip(np.round(ys).astype(int), 0, size_y - 1)
+    inside = region[yi, xi] & inside_frame
+    first_out = np.argmax(~inside, axis=1)
+    radius = radii[first_out]
+    valid = inside_frame[np.arange(len(angles)), first_out] & inside[:, 0]
+    if stop_row is not None:
+        valid &= ys[np.arange(len(angles)), first_out] < stop_row
+    return radius, valid
+
+
+def _side_hairline(seg, frame: _Frame, angles: np.ndarray, radius: np.ndarray, valid: np.ndarray) -> float | None:
+    """Lowest model-unit height at which the photo shows hair on the outline beside the face, or None."""
+    inner = np.maximum(radius - 4.0, 0.0)
+    x = frame.centre_px[0] + np.cos(angles) * inner
+    y = frame.centre_px[1] + np.sin(angles) * inner
+    size = seg.hair.shape[0]
+    is_hair = seg.hair[np.clip(y.astype(int), 0, size - 1), np.clip(x.astype(int), 0, size - 1)]
+    sideways = np.abs(np.cos(angles)) > np.cos(np.radians(60))
+    pick = valid & is_hair & sideways & (np.sin(angles) > 0)  # below the centre
+    if not pick.any():
+        return None
+    # Back to the plane through the centre, then to model height.
+    drop_px = float((np.sin(angles) * radius)[pick].max())
+    world = frame.to_world(CRANIUM_CENTRE) + frame.down * drop_px * frame.depth / frame.focal_px
+    return float((world[1] - frame.b[1]) / frame.k)
+
+
+def _spread(
+    dirs: np.ndarray, points: np.ndarray, values: np.ndarray, weights: np.ndarray, prior: float, sigma: float
+) -> np.ndarray:
+    """Kernel average of constraint ``values`` at ``points`` over ``dirs``, pulled to ``prior`` far from them."""
+    flat = dirs.reshape(-1, 3)
+    out = np.empty(len(flat))
+    prior_weight = 0.3
+    for start in range(0, len(flat), 2048):
+        kernel = np.exp((flat[start : start + 2048] @ points.T - 1.0) / sigma**2) * weights
+        out[start : start + 2048] = (kernel @ values + prior_weight * prior) / (kernel.sum(1) + prior_weight)
+    return out.reshape(dirs.shape[:-1])
+
+
+def fit_shape(
+    fit: FitResult, camera: Camera, size: int, segmentation=None, voxel: float = 0.005, passes: int = 2
+) -> HeadShape:
+    """Build the photo's head: the fitted template skull and a hair volume fitted to the head mask's outline.
+
+    Args:
+        fit: the landmark fit of the template (scale, shift and face warp).
+        camera: the photo's camera.
+        size: side of the aligned photo (pixels).
+        segmentation: :class:`portrait3d.preprocess.hair.HeadSegmentation` of the photo, or None
+            (then the hair is a thin default layer).
+        voxel: marching-cubes grid spacing (world units).
+        passes: fits of the thickness to the outline (the second corrects the first's error).
+    """
+    frame = _frame(fit, camera, size)
+    dirs = direction_grid()
+    skull = skull_radius(dirs)
+    surface = CRANIUM_CENTRE + skull[..., None] * dirs
+    angles = np.radians(np.arange(0.0, 360.0, 0.5))
+    info: dict = {"outline_constraints": 0}
+    if segmentation is not None:
+        target, valid = outline_radii(segmentation.head, frame.centre_px, angles, segmentation.chin_row)
+        side = _side_hairline(segmentation, frame, angles, target, valid)
+    else:
+        target, valid, side = None, None, None
+    allowed = hair_region(surface.reshape(-1, 3), side).reshape(skull.shape)
+    # The shell fades in over a wider band above the hairline than the hair colour does.
+    shell = hair_region(surface.reshape(-1, 3) - [0.0, 0.035, 0.0], side, softness=0.045).reshape(skull.shape)
+    info["side_hairline"] = None if side is None else round(side, 4)
+
+    flat = dirs.reshape(-1, 3)
+    a, b = flat @ frame.right, flat @ frame.down
+    limb = np.hypot(a, b)
+    alpha = np.mod(np.arctan2(b, a), 2 * np.pi)
+    index = np.round(alpha / (angles[1] - angles[0])).astype(int) % len(angles)
+    weight = np.clip((limb - 0.8) / 0.17, 0.0, 1.0)
+    if target is not None:
+        weight *= valid[index] * (allowed.ravel() > 0.3)
+    else:
+        weight[:] = 0.0
+    used = weight > 0
+    info["outline_constraints"] = int(used.sum())
+    px_per_model = frame.px_per_model()
+    goal = target[index] / np.maximum(limb, 1e-6) / px_per_model if target is not None else None
+    correction = np.zeros(len(flat))
+    mesh = None
+    for pass_index in range(max(1, passes)):
+        final = pass_index == max(1, passes) - 1 or not used.any()
+        if used.any():
+            t_seen = goal[used] + correction[used] - skull.ravel()[used]
+            prior = float(np.median(t_seen))
+            mirrored = flat[used] * [-1.0, 1.0, 1.0]
+            points = np.concatenate([flat[used], mirrored])
+            values = np.clip(np.concatenate([t_seen, t_seen]), MIN_THICKNESS, MAX_THICKNESS)
+            # The mirrored side only speaks where the photo does not (a turned head's far side).
+            w = np.concatenate([weight[used], MIRROR_WEIGHT * weight[used]])
+            thickness = _spread(dirs, points, values, w, float(np.clip(prior, 0.0, MAX_THICKNESS)), 0.15)
+        else:
+            thickness = np.full(skull.shape, DEFAULT_THICKNESS)
+        thickness = np.clip(thickness, MIN_THICKNESS, MAX_THICKNESS)
+        # Earlier passes only measure the outline: a grid twice as coarse is enough.
+        mesh = _mesh(frame, fit, skull, thickness, shell, voxel if final else 2 * voxel)
+        if final:
+            break
+        # Correct the constraints by how far the meshed outline misses the photo's.
+        from portrait3d.render import MeshRenderer
+
+        silhouette = np.isfinite(MeshRenderer(mesh).render_depth(camera, size))
+        got, got_valid = outline_radii(silhouette, frame.centre_px, angles, segmentation.chin_row)
+        miss = np.where(got_valid & valid, target - got, 0.0)
+        correction += miss[index] / np.maximum(limb, 1e-6) / px_per_model
+    radius = skull + shell * thickness
+    info["hair_thickness_median"] = round(float(np.median(thickness[allowed > 0.5])), 4) if (allowed > 0.5).any() else 0
+    model_vertices = (np.asarray(mesh.vertices) - frame.b) / frame.k  # warp ignored: it only moves the face
+    rel = model_vertices - CRANIUM_CENTRE
+    unit = rel / np.maximum(np.linalg.norm(rel, axis=1, keepdims=True), 1e-9)
+    hair = sample_map(allowed, unit)
+    # Surface outside the skull is hair whatever the hairline says (a fringe, hair over the ears).
+    outside = np.linalg.norm(rel, axis=1) - sample_map(skull, unit)
+    hair = np.maximum(hair, np.clip(outside / 0.01, 0.0, 1.0) * (sample_map(allowed, unit) > 0.05))
+    ears = ear_weight(model_vertices) * (1.0 - hair)
+    info.update(vertices=len(mesh.vertices), radius_max=round(float(radius.max()), 4))
+    return HeadShape(mesh, np.clip(hair, 0.0, 1.0), ears, thickness, info)
+
+
+def _mesh(
+    frame: _Frame, fit: FitResult, skull: np.ndarray, thickness: np.ndarray, allowed: np.ndarray, voxel: float
+) -> trimesh.Trimesh:
+    """Marching cubes over the skull joined with the hair shell (model units), placed in the world.
+
+    The shell's radius is ``skull + A t``: its thickness fades to nothing at the
+    hairline, so it meets the skull tangentially (no shelf over the forehead);
+    a negative ``t`` trims the skull instead.
+    """
+    import mcubes
+    from scipy.ndimage import gaussian_filter
+
+    from portrait3d.proxy.template import _smooth_union
+
+    # Where there is no hair, keep the shell inside the skull and the trim outside it, so the
+    # template's own surface (nose, ears, jaw: not star-shaped) is left alone.
+    # Soften where the hair starts, most of all across azimuth, where the side hair's front edge would
+    # otherwise stand as a wall beside the cheek.
+    allowed = gaussian_filter(allowed, (1.0, 2.5), mode=("nearest", "wrap"))
+    grow = skull + allowed * np.maximum(thickness, 0.0) - 0.03 * (1.0 - allowed)
+    grow = np.where(allowed > 1e-3, grow, 0.0)  # below the hair (the neck) the radial map means nothing
+    cut = allowed * np.minimum(thickness, 0.0)
+    trim = skull + np.where(cut < -1e-4, cut, 0.05)
+    # A little blur across cells: bilinear lookups of a 3-degree map would leave creases.
+    grow = gaussian_filter(grow, 1.0, mode=("nearest", "wrap"))
+
+    def field_fn(p: np.ndarray) -> np.ndarray:
+        rel = p - CRANIUM_CENTRE
+        dist = np.linalg.norm(rel, axis=1)
+        unit = rel / np.maximum(dist, 1e-9)[:, None]
+        trimmed = np.maximum(head_sdf(p), dist - sample_map(trim, unit))
+        return _smooth_union(trimmed, dist - sample_map(grow, unit), 0.01)
+
+    step = voxel / frame.k
+    reach = float(grow.max())
+    lo = np.array([min(-0.19, -reach - 0.01), NECK_BOTTOM - 0.02, min(-0.22, CRANIUM_CENTRE[2] - reach - 0.01)])
+    hi = np.array([max(0.19, reach + 0.01), max(0.25, CRANIUM_CENTRE[1] + reach + 0.01), 0.22])
+    axes = [np.arange(a, b + step, step) for a, b in zip(lo, hi)]
+    sdf = _narrow_band_sdf(axes, step, field=field_fn)
+    verts, faces = mcubes.marching_cubes(-sdf, 0.0)
+    mesh = trimesh.Trimesh(lo + verts * step, faces, process=True)
+    parts = mesh.split(only_watertight=False)
+    if len(parts) > 1:
+        mesh = max(parts, key=lambda m: len(m.faces))
+    if mesh.volume < 0:
+        mesh.invert()
+    vertices = frame.to_world(np.asarray(mesh.vertices))
+    if fit.warp is not None:
+        vertices = vertices + fit.warp(vertices)
+    return trimesh.Trimesh(vertices, np.asarray(mesh.faces), process=False)
+
+
+def silhouette_iou(mesh: trimesh.Trimesh, camera: Camera, segmentation, size: int | None = None) -> float:
+    """IoU of the mesh's silhouette through ``camera`` and the photo's head mask, rows above the chin.
+
+    Args:
+        mesh: the head (world units).
+        camera: the photo's camera.
+        segmentation: :class:`portrait3d.preprocess.hair.HeadSegmentation` of the photo.
+        size: render size (default the photo's).
+    """
+    from portrait3d.render import MeshRenderer
+
+    size = size or segmentation.head.shape[0]
+    silhouette = np.isfinite(MeshRenderer(mesh).render_depth(camera, size))
+    above = np.arange(size)[:, None] < segmentation.chin_row
+    photo, proxy = segmentation.head & above, silhouette & above
+    return float((photo & proxy).sum() / max(1, (photo | proxy).sum()))
+
+
+def mirror_iou(
+    mesh: trimesh.Trimesh,
+    mirrored: trimesh.Trimesh,
+    yaws: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0, 180.0, -45.0, -90.0),
+    size: int = 256,
+) -> float:
+    """Worst silhouette IoU of ``mesh`` at yaw ``y`` and ``mirrored`` at yaw ``-y`` flipped left-right.
+
+    ``mirrored`` is the head of the mirror image of ``mesh``'s photo; 1.0 means it is exactly the
+    mirror of ``mesh`` from every one of ``yaws``.
+    """
+    from portrait3d.cameras import camera_from_angles
+    from portrait3d.render import MeshRenderer
+
+    a, b = MeshRenderer(mesh), MeshRenderer(mirrored)
+    worst = 1.0
+    for yaw in yaws:
+        sa = np.isfinite(a.render_depth(camera_from_angles(yaw), size))
+        sb = np.isfinite(b.render_depth(camera_from_angles(-yaw), size))[:, ::-1]
+        worst = min(worst, float((sa & sb).sum() / max(1, (sa | sb).sum())))
+    return worst

@@ -1,0 +1,185 @@
+"""The head texture: photo only where it shows the head, mirrored onto a turned face's far side, a clean fill."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from portrait3d.cameras import camera_from_angles, orbit
+from portrait3d.proxy import symmetry
+from portrait3d.proxy.stage import proxy_head, read_inputs
+from portrait3d.proxy.template import template_head
+from portrait3d.proxy.testing import write_fixture_inputs
+from portrait3d.proxy.texture import FACE_FEATURES, UV_CENTRE, bake_texture, spherical_uv, texel_surface
+from portrait3d.render import MeshRenderer
+
+REPO = Path(__file__).resolve().parents[2]
+PHOTO = REPO / "data" / "samples" / "astronaut.jpg"
+LANDMARKS = Path(__file__).parent / "data" / "astronaut_face_mesh.json"
+SIZE = 256
+WIDTH = 512
+SKIN = np.array([0.85, 0.66, 0.55])
+
+
+def _pattern(points: np.ndarray) -> np.ndarray:
+    """A left-right symmetric skin-toned pattern on the head: (N, 3) points -> (N, 3) RGB in [0, 1]."""
+    x, y = np.abs(points[:, 0]), points[:, 1]
+    shade = 0.75 + 0.25 * np.sin(60.0 * y + 45.0 * x) * np.cos(35.0 * x)
+    return np.clip(SKIN * shade[:, None], 0, 1)
+
+
+@pytest.fixture(scope="module")
+def head():
+    mesh = template_head().mesh
+    coloured = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    rgb = np.round(_pattern(np.asarray(mesh.vertices)) * 255).astype(np.uint8)
+    coloured.visual.vertex_colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
+    return coloured
+
+
+def _photo_of(head: trimesh.Trimesh, yaw: float):
+    """The synthetic head seen at ``yaw``: camera, (S, S, 3) float photo, (S, S) mask, (S, S) depth."""
+    camera = camera_from_angles(yaw)
+    renderer = MeshRenderer(head)
+    rgba = renderer.render_rgba(camera, SIZE)
+    return camera, rgba[..., :3] / 255.0, (rgba[..., 3] > 0).astype(np.float64), renderer.render_depth(camera, SIZE)
+
+
+def _landmarks(camera) -> np.ndarray:
+    """Face-mesh-like landmarks of the template's face at ``camera``: its outline and features ((478, 2) pixels)."""
+    k = template_head().keypoints
+    px = {n: camera.project(p[None], SIZE, SIZE)[0][0] for n, p in k.items()}
+    centre = (px["forehead"] + px["chin"]) / 2
+    radii = np.array([abs(px["cheek_left"][0] - px["cheek_right"][0]) / 2, abs(px["chin"][1] - px["forehead"][1]) / 2])
+    angles = np.linspace(0, 2 * np.pi, 478, endpoint=False)
+    points = centre + radii * np.stack([np.cos(angles), np.sin(angles)], axis=1)  # the face's outline
+
+    def ring(indices, middle, rx, ry):
+        a = np.linspace(0, 2 * np.pi, len(indices), endpoint=False)
+        points[list(indices)] = middle + np.stack([rx * np.cos(a), ry * np.sin(a)], axis=1)
+
+    for side in ("left", "right"):
+        eye = (px[f"{side}_eye_outer"] + px[f"{side}_eye_inner"]) / 2
+        width = abs(px[f"{side}_eye_outer"][0] - px[f"{side}_eye_inner"][0]) / 2
+        ring(FACE_FEATURES[f"{side}_eye"], eye, width, width / 3)
+        ring(FACE_FEATURES[f"{side}_brow"], eye - [0, width], width, width / 5)
+    mouth = (px["mouth_left"] + px["mouth_right"]) / 2
+    ring(FACE_FEATURES["lips"], mouth, abs(px["mouth_left"][0] - mouth[0]), 4.0)
+    ring(FACE_FEATURES["nostrils"], px["nose_tip"] + [0, 2], 5.0, 3.0)
+    return points
+
+
+def _bake(head: trimesh.Trimesh, camera, photo, mask, depth):
+    zeros = np.zeros(len(head.vertices))
+    return bake_texture(head, zeros, zeros, photo, mask, camera, depth, WIDTH, landmarks=_landmarks(camera))
+
+
+def _texels(head: trimesh.Trimesh):
+    """The surface point behind every texel of the head's texture layout."""
+    v = np.asarray(head.vertices)
+    uv, uv_faces, source = spherical_uv(v, np.asarray(head.faces))
+    zeros = np.zeros(len(v))
+    return texel_surface(v, np.asarray(head.vertex_normals), zeros, zeros, uv, uv_faces, source, WIDTH)
+
+
+def test_turned_face_is_completed_by_its_mirror_image(head):
+    camera, photo, mask, depth = _photo_of(head, 60.0)  # camera on the subject's left (+x)
+    texture, *_, info = _bake(head, camera, photo, mask, depth)
+    surface = _texels(head)
+    pts = surface.points
+    far_face = surface.covered & (pts[..., 0] < -0.06) & (pts[..., 2] > 0.02) & (np.abs(pts[..., 1]) < 0.15)
+    assert far_face.sum() > 500
+    truth = _pattern(pts[far_face].reshape(-1, 3)).mean(-1)
+    baked = texture[far_face].astype(float).mean(-1) / 255
+    # The far cheek, unseen by the camera, carries the seen cheek's pattern.
+    assert np.corrcoef(truth, baked)[0, 1] > 0.7
+    assert info["mirrored_texels"] > 0.02
+
+
+def test_mirror_coordinates_are_an_involution():
+    surface = _texels(head_mesh := template_head().mesh)
+    coords = symmetry.mirror_coordinates(surface.points, UV_CENTRE, symmetry.head_mid_x(head_mesh.vertices), WIDTH)
+    cols = np.broadcast_to(np.arange(WIDTH), surface.covered.shape)
+    inside = surface.covered & (np.abs(surface.points[..., 1]) < 0.1)
+    mirrored_col = np.round(coords[..., 0]).astype(int) % WIDTH
+    # The mirror of texel column c is column W - 1 - c (the layout is centred on the mid-plane).
+    assert np.abs(mirrored_col[inside] - (WIDTH - 1 - cols[inside])).max() <= 2
+
+
+def test_occluder_in_front_of_the_face_is_not_painted(head):
+    camera, photo, mask, depth = _photo_of(head, 0.0)
+    clean, *_ = _bake(head, camera, photo, mask, depth)
+    occluded = photo.copy()
+    # A dark blue-grey microphone in front of the chin, below the lips, inside the person mask.
+    k = template_head().keypoints
+    (_, lip), (_, chin) = camera.project(np.stack([k["lower_lip"], k["chin"]]), SIZE, SIZE)[0]
+    rows, cols = slice(int(lip) + 8, int(chin) + 12), slice(int(0.4 * SIZE), int(0.6 * SIZE))
+    occluder = np.array([0.25, 0.3, 0.42])
+    occluded[rows, cols] = occluder
+    texture, *_ = _bake(head, camera, occluded, mask, depth)
+    surface = _texels(head)
+    pixels, _ = camera.project(surface.points.reshape(-1, 3), SIZE, SIZE)
+    pixels = pixels.reshape(surface.points.shape[:2] + (2,))
+    behind = (
+        surface.covered
+        & (surface.normals[..., 2] > 0.5)
+        & (pixels[..., 0] > cols.start + 4)
+        & (pixels[..., 0] < cols.stop - 4)
+        & (pixels[..., 1] > rows.start + 4)
+        & (pixels[..., 1] < rows.stop - 4)
+    )
+    assert behind.sum() > 200
+    got = texture[behind].astype(float) / 255
+    to_occluder = np.linalg.norm(got - occluder, axis=1)
+    assert np.median(to_occluder) > 0.3  # not the microphone's colour
+    # ... but the skin around it, spread over (the fill has the skin's colour, not the hidden pattern).
+    np.testing.assert_allclose(got.mean(0), clean[behind].mean(0) / 255, atol=0.06)
+    # Away from the occluder the texture is as before.
+    elsewhere = surface.covered & (surface.normals[..., 2] > 0.5) & (pixels[..., 1] < rows.start - 30)
+    assert np.abs(texture[elsewhere].astype(float) - clean[elsewhere]).mean() < 3
+
+
+@pytest.fixture(scope="module")
+def ring(tmp_path_factory):
+    """The astronaut's proxy head rendered on the 32-view ring (RGBA, 128 pixels)."""
+    photo = np.asarray(Image.open(PHOTO).convert("RGB"))
+    landmarks = np.asarray(json.loads(LANDMARKS.read_text())["points"])
+    run = write_fixture_inputs(tmp_path_factory.mktemp("texture") / "run", photo, landmarks)
+    from portrait3d.proxy.stage import ProxyOptions
+
+    built = proxy_head(read_inputs(run), ProxyOptions(texture_width=1024))
+    renderer = MeshRenderer(built.textured)
+    return [renderer.render_rgba(cam, 128) for cam in orbit(32)], built
+
+
+def test_ring_has_no_white_texels_holes_or_specks(ring):
+    import cv2
+
+    views, _ = ring
+    for i, rgba in enumerate(views):
+        head = cv2.erode((rgba[..., 3] > 0).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        rgb = rgba[..., :3].astype(float)
+        if not 6 <= i <= 26:
+            continue  # the photo's own whites (teeth, eyes) are seen from the front
+        assert (rgb[head].min(axis=1) > 235).mean() < 0.002, i  # no white texels
+        assert (rgb[head].max(axis=1) < 15).mean() < 0.002, i  # no black holes
+        if 9 <= i <= 23:  # beyond the photo's eyes and teeth: all of it is hair and skin the photo does not show
+            lum = rgb.mean(-1).astype(np.float32)
+            outlier = np.abs(lum - cv2.medianBlur(lum, 5)) > 60
+            assert (outlier & head).sum() <= 2, i  # no isolated specks
+
+
+def test_unseen_back_continues_the_photos_hair(ring):
+    views, built = ring
+    back = views[16]
+    upper = back[:64][back[:64, :, 3] > 0][:, :3].astype(float) / 255
+    hair = np.asarray(built.info["hair_rgb"])
+    median = np.median(upper, axis=0)
+    np.testing.assert_allclose(median / median.sum(), hair / hair.sum(), atol=0.03)  # the hair's hue
+    lum = upper.mean(-1)
+    assert 0.02 < lum.std() < 0.2  # strands: not flat, not noise

@@ -86,7 +86,7 @@ def stage_inputs(run: Run, config: ExportConfig, needs_nerf: bool = True) -> lis
     _check_config(config)
     inputs = []
     if needs_nerf:
-        run.require("nerf", hint="run `portrait3d fit-nerf RUN` first")
+        run.require("nerf", hint=f"run `portrait3d fit-nerf {run.root}` first")
         inputs.append("nerf")
     if config.texture_source == "views":
         run.require("views/cameras.json", hint="the views texture needs the run's views and their cameras")

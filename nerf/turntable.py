@@ -119,7 +119,7 @@ def check_inputs(run: Run, config: TurntableConfig) -> None:
         raise UserError(f"--size: between 16 and 4096 pixels, got {config.size}")
     if config.fps < 1:
         raise UserError(f"--fps: at least 1, got {config.fps}")
-    run.require(*INPUTS, hint="run `portrait3d export-mesh RUN` first")
+    run.require(*INPUTS, hint=f"run `portrait3d export-mesh {run.root}` first")
 
 
 def turntable_stage(run: Run, config: TurntableConfig) -> dict:

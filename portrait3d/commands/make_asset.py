@@ -45,18 +45,23 @@ def add_make_asset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yaw", type=float, help="manual camera yaw in degrees when no face is detected (with --pitch)")
     p.add_argument("--pitch", type=float, help="manual camera pitch in degrees (with --yaw)")
     p.add_argument("--force", action="store_true", help="redo every stage")
+    p.add_argument(
+        "--wait", action="store_true", help="wait for another process writing the same --out, instead of failing"
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="time budget of the NeRF fit in seconds (off by default: the preset fixes the number of steps, "
+        "so one seed gives one asset; a budget makes the result depend on the machine's load)",
+    )
 
 
 def make_asset_options(args: argparse.Namespace):
     """The :class:`portrait3d.make_asset.MakeAssetOptions` of parsed make-asset arguments."""
-    from portrait3d.errors import UserError
     from portrait3d.make_asset import WEIGHTS_ENV, MakeAssetOptions
 
-    if (args.yaw is None) != (args.pitch is None):
-        raise UserError("--yaw and --pitch go together")
-    if not 1 <= args.views <= 256:
-        raise UserError(f"--views must be between 1 and 256, got {args.views}")
-    return MakeAssetOptions(
+    options = MakeAssetOptions(
         generator=args.generator,
         weights=args.weights or os.environ.get(WEIGHTS_ENV),
         conditions=args.conditions,
@@ -68,7 +73,11 @@ def make_asset_options(args: argparse.Namespace):
         yaw=args.yaw,
         pitch=args.pitch,
         force=args.force,
+        wait=args.wait,
+        max_seconds=args.max_seconds,
     )
+    options.validate()  # one-line errors for bad combinations before anything runs (make_asset checks again)
+    return options
 
 
 def run(args: argparse.Namespace) -> None:

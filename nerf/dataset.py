@@ -23,7 +23,7 @@ import numpy as np
 
 from portrait3d import cameras as cams
 from portrait3d.errors import UserError
-from portrait3d.run import Run, atomic_write_json
+from portrait3d.run import Run, atomic_write_json, read_json
 
 TRANSFORMS = "transforms.json"
 VIEWS_DIR = "views"
@@ -122,17 +122,15 @@ def read_views(run_dir: str | Path, size: int | None = None) -> list[View]:
     Returns:
         One :class:`View` per frame, in file order.
     """
-    import json
-
     from PIL import Image
 
     path = Path(run_dir) / TRANSFORMS
+    if not path.exists():
+        raise UserError(f"{path}: missing; run `portrait3d dataset {run_dir}` first")
+    document = read_json(path)
     try:
-        document = json.loads(path.read_text())
         frames = cams.cameras_from_transforms(document)
-    except FileNotFoundError as exc:
-        raise UserError(f"{path}: missing; run `portrait3d dataset {run_dir}` first") from exc
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"{path}: not a nerfstudio transforms file ({exc})") from exc
     views = []
     for file_path, camera in frames:
@@ -147,12 +145,3 @@ def read_views(run_dir: str | Path, size: int | None = None) -> list[View]:
             raise UserError(f"{image_path}: not a readable image ({exc})") from exc
         views.append(View(Path(file_path).name, camera, rgba))
     return views
-
-
-def dataset_stage(run: Run, options: DatasetOptions | None = None, force: bool = False) -> dict:
-    """Stage ``dataset``: ``transforms.json`` from ``views/``, skipped when up to date."""
-    from portrait3d.run import execute
-
-    options = options or DatasetOptions()
-    run.require(LABELS, hint="generate views first (proxy or orbit-views)")
-    return execute(run, "dataset", write_transforms, options, [options.views_dir], [TRANSFORMS], force)

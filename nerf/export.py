@@ -24,7 +24,7 @@ import numpy as np
 
 from portrait3d import __version__, progress
 from portrait3d.errors import UserError
-from portrait3d.run import Run, atomic_dir, execute
+from portrait3d.run import Run, atomic_dir
 
 from .mesh import BakeConfig, MeshConfig, UVMesh, View
 
@@ -76,16 +76,17 @@ def export_mesh(run: Run, config: ExportConfig, field_model=None, force: bool = 
     Returns:
         Information for ``report.json`` (see :func:`build_and_write`), plus ``seconds`` and ``skipped``.
     """
-    inputs = stage_inputs(run, config, needs_nerf=field_model is None)
-    return execute(run, STAGE, stage_function(field_model), config, inputs, OUTPUTS, force=force)
+    from portrait3d.stages import mesh_stage, run_stage
+
+    return run_stage(run, mesh_stage(config, field_model), force)
 
 
 def stage_inputs(run: Run, config: ExportConfig, needs_nerf: bool = True) -> list[str]:
-    """Check the options and the run's files; the run-relative inputs to hash for ``run.execute``."""
+    """Check the options and the run's files; the run-relative inputs the stage reads."""
     _check_config(config)
     inputs = []
     if needs_nerf:
-        run.require("nerf", hint="run `portrait3d fit-nerf RUN` first")
+        run.require("nerf", hint=f"run `portrait3d fit-nerf {run.root}` first")
         inputs.append("nerf")
     if config.texture_source == "views":
         run.require("views/cameras.json", hint="the views texture needs the run's views and their cameras")
@@ -95,7 +96,7 @@ def stage_inputs(run: Run, config: ExportConfig, needs_nerf: bool = True) -> lis
 
 
 def stage_function(field_model=None):
-    """``fn(run, config) -> info`` for ``run.execute``: loads ``nerf/`` unless ``field_model`` is given."""
+    """``fn(run, config) -> info`` of the stage: loads ``nerf/`` unless ``field_model`` is given."""
 
     def stage(run: Run, config: ExportConfig) -> dict:
         model = field_model if field_model is not None else _load_field(run)

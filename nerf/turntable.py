@@ -15,7 +15,7 @@ import trimesh
 
 from portrait3d import cameras, progress
 from portrait3d.errors import UserError
-from portrait3d.run import Run, atomic_path, execute
+from portrait3d.run import Run, atomic_path
 
 from .export import GLB_NAME, MESH_DIR, read_glb_json
 
@@ -105,8 +105,10 @@ def render_turntable(run: Run, config: TurntableConfig, force: bool = False) -> 
     Returns:
         Information for ``report.json`` (the file written, frames, size), plus ``seconds`` and ``skipped``.
     """
-    check_inputs(run, config)
-    return execute(run, STAGE, turntable_stage, config, INPUTS, [output_name()], force=force)
+    from portrait3d.stages import run_stage
+    from portrait3d.stages import turntable_stage as stage
+
+    return run_stage(run, stage(config), force)
 
 
 def check_inputs(run: Run, config: TurntableConfig) -> None:
@@ -117,11 +119,11 @@ def check_inputs(run: Run, config: TurntableConfig) -> None:
         raise UserError(f"--size: between 16 and 4096 pixels, got {config.size}")
     if config.fps < 1:
         raise UserError(f"--fps: at least 1, got {config.fps}")
-    run.require(*INPUTS, hint="run `portrait3d export-mesh RUN` first")
+    run.require(*INPUTS, hint=f"run `portrait3d export-mesh {run.root}` first")
 
 
 def turntable_stage(run: Run, config: TurntableConfig) -> dict:
-    """``fn(run, config) -> info`` for ``run.execute``: writes ``turntable.mp4`` (or ``.gif``)."""
+    """``fn(run, config) -> info`` of the stage: writes ``turntable.mp4`` (or ``.gif``)."""
     name = output_name()
     write_turntable(load_head_mesh(run.path(INPUTS[0])), run.path(name), config)
     return {"file": name, "frames": config.frames, "size": -(-config.size // 16) * 16}

@@ -23,7 +23,6 @@ nerfstudio ``transforms.json``
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -280,14 +279,16 @@ def view_name(index: int) -> str:
 # --- dataset.json (PanoHead label files) -----------------------------------
 def read_labels(path: str | Path) -> dict[str, Camera]:
     """Read a PanoHead ``dataset.json`` (``{"labels": [[name, [25 floats]], ...]}``)."""
+    from portrait3d.run import read_json
+
     path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such camera file")
+    data = read_json(path)
     try:
-        data = json.loads(path.read_text())
         labels = data["labels"]
         return {str(name): Camera.from_label(values) for name, values in labels}
-    except FileNotFoundError as exc:
-        raise UserError(f"{path}: no such camera file") from exc
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{path}: not a PanoHead label file ({exc})") from exc
 
 

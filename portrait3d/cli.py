@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         _fail(args, "interrupted; run the same command again to resume")
-        return 130
+        # The shell's convention: 128 + the signal (SIGINT 130, SIGTERM 143).
+        return 128 + (progress.interrupt_signal() or signal.SIGINT)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             _fail(args, f"error: no space left on the device while writing {exc.filename or 'the run folder'}")

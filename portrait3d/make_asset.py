@@ -3,8 +3,9 @@
 preprocess -> proxy -> (proxy views | back view + orbit views) -> dataset ->
 fit-nerf -> export-mesh -> render-turntable -> contact sheet -> report.
 
-Every stage goes through :func:`portrait3d.run.execute`, which hashes the
-stage's input files and options: a rerun skips what is up to date and redoes
+The stages are :func:`portrait3d.stages.asset_stages`, each run by
+:func:`portrait3d.stages.run_stage` while this process holds the run's lock: a
+rerun skips what is up to date, redoes a stage whose outputs were damaged and
 whatever lies downstream of a change, and a run killed at any moment resumes
 from its last complete stage.
 """
@@ -12,10 +13,9 @@ from its last complete stage.
 from __future__ import annotations
 
 import dataclasses
-import os
+import math
 import platform
 import resource
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -25,10 +25,14 @@ import numpy as np
 
 from portrait3d import progress
 from portrait3d.errors import UserError
-from portrait3d.run import Run, atomic_dir, atomic_save_image, atomic_write_json, execute
+from portrait3d.run import Run, atomic_save_image, atomic_write_json
 
 WEIGHTS_ENV = "PORTRAIT3D_WEIGHTS"
 """Environment variable naming the converted weights folder (``--weights`` wins)."""
+MIN_VIEWS, MAX_VIEWS = 8, 256
+"""Fewer views than 8 leave most of the head unseen (a degenerate asset); more than 256 is no better."""
+DIFFUSION_WINDOW = 8
+"""The diffusion generator denoises views in windows of 8 (the released view length)."""
 
 
 @dataclass
@@ -42,7 +46,7 @@ class MakeAssetOptions:
     conditions: str | None = None
     """Folder of released condition renders with their dataset.json (diffusion generator; default: proxy renders)."""
     views: int = 32
-    """Number of views on the orbit."""
+    """Number of views on the orbit (at least 8; a multiple of 8 for the diffusion generator)."""
     device: str = "auto"
     """``auto``, ``cpu`` or ``cuda``."""
     preset: str = "fast"
@@ -57,15 +61,36 @@ class MakeAssetOptions:
     """Manual camera pitch in degrees (with --yaw)."""
     force: bool = False
     """Redo every stage even where the run is up to date."""
+    wait: bool = False
+    """Wait for another process writing the same run folder instead of failing."""
+    max_seconds: float | None = None
+    """Time budget of the NeRF fit in seconds (None: the preset's fixed number of steps; a budget makes
+    the result depend on the machine's load)."""
 
+    def validate(self) -> None:
+        """Refuse options that cannot give a sensible asset, with a one-line :class:`UserError`."""
+        from portrait3d.presets import PRESETS
 
-def copy_proxy_views(run: Run, _options: object) -> dict:
-    """The proxy generator: its textured renders are the run's views."""
-    with atomic_dir(run.path("views")) as tmp:
-        for src in sorted(run.path("proxy", "views").glob("*.png")):
-            shutil.copy2(src, tmp / src.name)
-        shutil.copy2(run.path("proxy", "cameras.json"), tmp / "cameras.json")
-    return {"views": len(list(run.path("views").glob("[0-9]*.png")))}
+        if self.generator not in ("proxy", "diffusion"):
+            raise UserError(f"--generator must be proxy or diffusion, not {self.generator!r}")
+        if self.preset not in PRESETS:
+            raise UserError(f"--preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
+        if not MIN_VIEWS <= self.views <= MAX_VIEWS:
+            raise UserError(
+                f"--views must be between {MIN_VIEWS} and {MAX_VIEWS}, got {self.views}: "
+                "fewer views leave most of the head unseen"
+            )
+        if self.generator == "diffusion" and self.views % DIFFUSION_WINDOW:
+            raise UserError(
+                f"--views must be a multiple of {DIFFUSION_WINDOW} for the diffusion generator "
+                f"(it denoises views {DIFFUSION_WINDOW} at a time), got {self.views}"
+            )
+        if (self.yaw is None) != (self.pitch is None):
+            raise UserError("--yaw and --pitch go together")
+        if self.max_seconds is not None and not (math.isfinite(self.max_seconds) and self.max_seconds > 0):
+            raise UserError(f"--max-seconds must be a positive number of seconds, got {self.max_seconds}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise UserError(f"--device must be auto, cpu or cuda, not {self.device!r}")
 
 
 def write_contact_sheet(run: Run, _options: object) -> dict:
@@ -96,15 +121,6 @@ def check_photo(photo: Path) -> Path:
     return photo.resolve()
 
 
-def prepare_run(out: Path) -> Run:
-    """Open or create the run folder (refusing folders that are not runs) and drop a killed run's temporaries."""
-    run = Run(out)
-    if not os.access(run.root, os.W_OK):
-        raise UserError(f"{run.root}: the output folder is not writable")
-    run.clean_temporaries()
-    return run
-
-
 def check_diffusion_ready(options: MakeAssetOptions) -> None:
     """Fail before any work if the diffusion generator cannot run (weights, device)."""
     from portrait3d.diffusion.stages import check_weights
@@ -122,83 +138,36 @@ def check_diffusion_ready(options: MakeAssetOptions) -> None:
     diffusion_device(options.device, options.allow_cpu)
 
 
+def run_settings_of(options: MakeAssetOptions) -> dict:
+    """What the run records about itself, so that each subcommand's defaults match make-asset's."""
+    return {"preset": options.preset, "views": options.views, "seed": options.seed, "generator": options.generator}
+
+
 def make_asset(photo: str | Path, out: str | Path, options: MakeAssetOptions) -> dict:
     """Run every stage from ``photo`` to ``out/mesh/head.glb``; returns the report.
 
-    The numbered steps are the stages; each one is skipped when its record in
-    the run folder says it is up to date.
+    Holds the run's lock for the whole run (a second process on the same folder fails
+    naming this one's PID, or waits with ``options.wait``). Each stage is skipped when
+    its record says it is up to date and its outputs are intact.
     """
-    from nerf.dataset import dataset_stage
-    from nerf.export import export_mesh
-    from nerf.fit import fit_stage, resolve_device
-    from nerf.turntable import render_turntable
-    from portrait3d.preprocess import PreprocessOptions, preprocess
-    from portrait3d.presets import PRESETS
-    from portrait3d.proxy.stage import INPUTS as PROXY_INPUTS
-    from portrait3d.proxy.stage import OUTPUTS as PROXY_OUTPUTS
-    from portrait3d.proxy.stage import STAGE as PROXY_STAGE
-    from portrait3d.proxy.stage import build_proxy
+    from nerf.fit import resolve_device
+    from portrait3d.stages import asset_stages, open_run, run_stage
 
-    # 0. Check everything that can be checked before a file is written.
-    if options.preset not in PRESETS:
-        raise UserError(f"--preset must be one of {', '.join(PRESETS)}, not {options.preset!r}")
-    preset = PRESETS[options.preset]
+    # Check everything that can be checked before a file is written.
+    options.validate()
     photo = check_photo(Path(photo))
     device = resolve_device(options.device).type
     if options.generator == "diffusion":
         check_diffusion_ready(options)
-    root = Path(out)
-    if root.exists():
-        prepare_run(root)  # refuses folders that are not runs, cleans a killed run's temporaries
+    stages = asset_stages(photo, options)
     start = time.perf_counter()
-    force = options.force
     results: dict[str, dict] = {}
-
-    # 1. Crop, camera estimate and mask (decodes and checks the photo before creating the run).
-    manual = options.yaw is not None
-    pre = PreprocessOptions(yaw=options.yaw, pitch=options.pitch, centred_crop=manual)
-    results["preprocess"] = preprocess(photo, root, pre, force=force)
-    run = prepare_run(root)
-
-    # 2. The proxy head and its renders at the orbit cameras.
-    proxy_options = dataclasses.replace(preset.proxy, views=options.views)
-    results["proxy"] = execute(run, PROXY_STAGE, build_proxy, proxy_options, PROXY_INPUTS, PROXY_OUTPUTS, force)
-
-    # 3. The 360-degree views: the proxy renders, or the DiffPortrait360 back view then orbit views.
-    if options.generator == "proxy":
-        results["views"] = execute(
-            run,
-            "views",
-            copy_proxy_views,
-            {"generator": "proxy"},
-            ["proxy/views", "proxy/cameras.json"],
-            ["views/cameras.json"],
-            force,
-        )
-    else:
-        from portrait3d.diffusion.stages import DiffusionOptions, OrbitOptions, back_view, orbit_views
-
-        common = {
-            "weights": options.weights,
-            "device": options.device,
-            "seed": options.seed,
-            "allow_cpu": options.allow_cpu,
-            "conditions": options.conditions,
-        }
-        results["back-view"] = back_view(run, DiffusionOptions(**common), force)
-        results["orbit-views"] = orbit_views(run, OrbitOptions(**common), force)
-
-    # 4. The nerfstudio dataset, 5. the NeRF, 6. the mesh, 7. the turntable.
-    results["dataset"] = dataset_stage(run, force=force)
-    results["fit-nerf"] = fit_stage(run, preset.fit, device, seed=options.seed, force=force)
-    results["export-mesh"] = export_mesh(run, preset.export, force=force)
-    results["render-turntable"] = render_turntable(run, preset.turntable, force=force)
-
-    # 8. Things to look at: the contact sheet and the report.
-    results["contact-sheet"] = execute(
-        run, "contact-sheet", write_contact_sheet, {}, ["input/aligned.png", "views"], ["contact_sheet.png"], force
-    )
-    report = write_report(run, photo, options, device, results, time.perf_counter() - start)
+    with open_run(out, wait=options.wait) as run:
+        run.write_settings(run_settings_of(options))
+        for stage in stages:
+            name = {"back_view": "back-view", "orbit_views": "orbit-views"}.get(stage.name, stage.name)
+            results[name] = run_stage(run, stage, force=options.force)
+        report = write_report(run, photo, options, device, results, time.perf_counter() - start)
     glb = run.path("mesh", "head.glb")
     progress.info(f"done in {report['seconds_total']:.0f} s. Asset: {glb}")
     progress.info(f"open the NeRF in the nerfstudio viewer: ns-viewer --load-config {run.path('nerf', 'config.yml')}")

@@ -44,7 +44,7 @@ PRESETS: dict[str, AssetPreset] = {
     ),
     "tiny": AssetPreset(
         proxy=ProxyOptions(size=128, texture_width=512, voxel=0.01),
-        fit=dataclasses.replace(FIT_PRESETS["fast"], image_size=48, iterations=60, max_seconds=30.0),
+        fit=dataclasses.replace(FIT_PRESETS["fast"], image_size=48, iterations=40, rays_per_batch=256),
         export=ExportConfig(
             mesh=MeshConfig(resolution=64, triangles=5_000, depth_size=64), bake=BakeConfig(texture_size=256)
         ),

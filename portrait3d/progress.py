@@ -17,6 +17,7 @@ T = TypeVar("T")
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 _level = NORMAL
 _interrupted = False
+_signal = 0
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -26,9 +27,15 @@ def interrupt(signum: int, frame: object) -> None:
     BaseException), so an interrupt that lands there is lost; stages and progress bars
     raise it again (:func:`raise_if_interrupted`).
     """
-    global _interrupted
+    global _interrupted, _signal
     _interrupted = True
+    _signal = signum
     raise KeyboardInterrupt
+
+
+def interrupt_signal() -> int:
+    """The number of the signal :func:`interrupt` caught (0 if none): the exit code is 128 + it."""
+    return _signal
 
 
 def raise_if_interrupted() -> None:

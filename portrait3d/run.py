@@ -2,10 +2,12 @@
 
 Every stage reads the files of earlier stages from the run folder and writes
 its own there. A stage's record (``.portrait3d/stages/<stage>.json``) holds the
-hash of its inputs and options and the list of files it wrote; a stage whose
-record matches is skipped, so an interrupted run resumes. All writes are atomic
-(a temporary name in the same folder, then ``os.replace``), so a file either
-exists whole or not at all, whatever moment the process dies.
+hash of its inputs and options and the size and SHA-256 of every file it wrote;
+a stage whose record matches and whose files are intact is skipped, so an
+interrupted run resumes and a damaged one heals (:mod:`portrait3d.stages` runs
+the stages). All writes are atomic (a temporary name in the same folder, then
+``os.replace``), so a file either exists whole or not at all, whatever moment
+the process dies. One process at a time writes a run (:meth:`Run.lock`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -138,16 +141,64 @@ def hash_options(options: Any) -> str:
     return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def read_json(path: str | Path) -> Any:
+    """The JSON document in ``path``, or a one-line :class:`UserError` naming the file.
+
+    Bytes that are not UTF-8 and text that is not JSON are both refused here, so that no
+    caller meets a ``UnicodeDecodeError``.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(f"{path}: no such file") from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); the file is damaged") from exc
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); the file is damaged") from exc
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+
+
+def file_digest(path: str | Path) -> dict:
+    """``{"size": bytes, "sha256": hex}`` of one file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"size": Path(path).stat().st_size, "sha256": digest.hexdigest()}
+
+
 # --- the run folder ----------------------------------------------------------
+RECORD_VERSION = 2
+LOCK_FILE = "lock"
+LOCK_PID_FILE = "lock.pid"
+SETTINGS_FILE = "run.json"
+
+
 @dataclass
 class StageRecord:
-    """What a finished stage leaves behind: the key of its inputs and its outputs."""
+    """What a finished stage leaves behind: the key of its inputs and the digests of its outputs.
+
+    Attributes:
+        stage: the stage's name.
+        key: hash of the stage's options and input files.
+        outputs: run-relative file -> ``{"size", "sha256"}`` of every file the stage wrote.
+        seconds: how long the stage ran.
+        info: the stage's information for the report.
+    """
 
     stage: str
     key: str
-    outputs: list[str]
+    outputs: dict[str, dict] = field(default_factory=dict)
     seconds: float = 0.0
     info: dict | None = None
+    version: int = RECORD_VERSION
+
+
+# Locks held by this process, by lock file: a stage run inside make-asset takes the lock make-asset holds.
+_held: dict[str, list] = {}
+_held_guard = threading.Lock()
 
 
 class Run:
@@ -181,27 +232,145 @@ class Run:
             extra = f"; {hint}" if hint else ""
             raise UserError(f"{self.root}: missing {', '.join(missing)}{extra}")
 
+    # --- one writer at a time ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, wait: bool = False) -> Iterator[None]:
+        """Hold the run's write lock: one process writes a run at a time.
+
+        The lock is an OS file lock (``filelock``, ``flock`` on Unix), so it dies with its
+        process: a run killed with ``kill -9`` never blocks the next one. The holder's PID
+        is written beside it, for the message the second process prints. The lock is
+        re-entrant within a process (make-asset holds it while each stage takes it again).
+
+        Args:
+            wait: wait for the holder to finish instead of failing.
+        Raises:
+            UserError: another process holds the lock (and ``wait`` is false).
+        """
+        from filelock import FileLock, Timeout
+
+        marker = self.path(MARKER_DIR)
+        key = str(marker.resolve() / LOCK_FILE)
+        with _held_guard:
+            entry = _held.get(key)
+            if entry is not None:
+                entry[1] += 1
+        if entry is not None:
+            try:
+                yield
+            finally:
+                with _held_guard:
+                    entry[1] -= 1
+            return
+        file_lock = FileLock(key, timeout=-1 if wait else 0, thread_local=False)
+        try:
+            if wait:
+                holder = self.lock_holder()
+                try:
+                    file_lock.acquire(timeout=0)
+                except Timeout:
+                    from portrait3d import progress
+
+                    progress.info(f"{self.root}: waiting for process {holder or '?'} to finish with this run")
+                    file_lock.acquire()
+            else:
+                file_lock.acquire()
+        except Timeout as exc:
+            holder = self.lock_holder()
+            who = f"process {holder}" if holder else "another process"
+            raise UserError(
+                f"{self.root}: {who} is writing this run; wait for it to finish, or pass --wait to queue behind it"
+            ) from exc
+        entry = [file_lock, 1]
+        with _held_guard:
+            _held[key] = entry
+        try:
+            atomic_write_text(marker / LOCK_PID_FILE, f"{os.getpid()}\n")
+            yield
+        finally:
+            with _held_guard:
+                entry[1] -= 1
+                done = entry[1] == 0
+                if done:
+                    del _held[key]
+            if done:
+                self.path(MARKER_DIR, LOCK_PID_FILE).unlink(missing_ok=True)
+                file_lock.release()
+
+    def lock_holder(self) -> int | None:
+        """PID of the process that holds (or last held) the lock, when it says so."""
+        try:
+            return int(self.path(MARKER_DIR, LOCK_PID_FILE).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    # --- settings of the whole run ------------------------------------------------------------
+    def settings(self) -> dict:
+        """What make-asset recorded about the run (``preset``, ``views``, ``seed``, ``generator``); {} if none."""
+        path = self.path(MARKER_DIR, SETTINGS_FILE)
+        if not path.exists():
+            return {}
+        data = read_json(path)
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: not a settings record; the file is damaged")
+        return data
+
+    def write_settings(self, settings: dict) -> None:
+        """Record the run's settings (read back by the subcommands as their defaults)."""
+        atomic_write_json(self.path(MARKER_DIR, SETTINGS_FILE), settings)
+
+    # --- stage records --------------------------------------------------------------------
     def _record_path(self, stage: str) -> Path:
         return self.path(MARKER_DIR, "stages", f"{stage}.json")
 
     def record(self, stage: str) -> StageRecord | None:
-        """The stage's record, or None if it never finished."""
+        """The stage's record, or None if it never finished or its record cannot be read (any bytes)."""
         try:
-            data = json.loads(self._record_path(stage).read_text())
-            return StageRecord(**data)
-        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+            data = json.loads(self._record_path(stage).read_bytes().decode("utf-8"))
+            record = StageRecord(**data)
+        except (OSError, ValueError, TypeError):  # missing, not UTF-8, not JSON, not a record
             return None
+        if (
+            record.version != RECORD_VERSION
+            or not isinstance(record.key, str)
+            or not isinstance(record.outputs, dict)
+            or not all(isinstance(d, dict) and {"size", "sha256"} <= set(d) for d in record.outputs.values())
+        ):
+            return None
+        return record
 
-    def is_done(self, stage: str, key: str) -> bool:
-        """True when ``stage`` finished with the same input key and its outputs still exist."""
-        rec = self.record(stage)
-        return rec is not None and rec.key == key and all(self.path(o).exists() for o in rec.outputs)
+    def damaged_outputs(self, record: StageRecord) -> str | None:
+        """Why the recorded outputs are no longer what the stage wrote (None when intact)."""
+        for rel, expected in record.outputs.items():
+            path = self.path(rel)
+            if not path.is_file():
+                return f"{rel} is missing"
+            size = path.stat().st_size
+            if size != expected["size"]:
+                how = "truncated" if size < expected["size"] else "changed"
+                return f"{rel} is {how} ({size} bytes, was {expected['size']})"
+            if file_digest(path)["sha256"] != expected["sha256"]:
+                return f"{rel} changed"
+        return None
+
+    def output_files(self, outputs: Iterable[str]) -> dict[str, Path]:
+        """Run-relative name -> path of every file under the given outputs (files, folders or glob patterns)."""
+        files: dict[str, Path] = {}
+        for out in outputs:
+            matches = sorted(self.root.glob(out)) if any(c in out for c in "*?[") else [self.path(out)]
+            for match in matches:
+                found = sorted(f for f in match.rglob("*") if f.is_file()) if match.is_dir() else [match]
+                for f in found:
+                    if f.is_file() and not f.name.startswith(_TMP_PREFIX):
+                        files[str(f.relative_to(self.root))] = f
+        return files
 
     def mark_done(
         self, stage: str, key: str, outputs: Iterable[str], seconds: float = 0.0, info: dict | None = None
     ) -> None:
-        """Record that ``stage`` finished (written last, atomically)."""
-        rec = StageRecord(stage, key, sorted(str(o) for o in outputs), round(seconds, 3), info)
+        """Record that ``stage`` finished, with the digests of its output files (written last, atomically)."""
+        digests = {rel: file_digest(path) for rel, path in self.output_files(outputs).items()}
+        rec = StageRecord(stage, key, digests, round(seconds, 3), info)
         atomic_write_json(self._record_path(stage), rec.__dict__)
 
     def forget(self, stage: str) -> None:
@@ -215,51 +384,3 @@ class Run:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink(missing_ok=True)
-
-
-def execute(
-    run: Run,
-    stage: str,
-    fn,
-    options: Any,
-    inputs: Iterable[str],
-    outputs: Iterable[str],
-    force: bool = False,
-) -> dict:
-    """Run one stage unless its record says it is done for the same inputs and options.
-
-    Args:
-        run: the run folder.
-        stage: stage name (``preprocess``, ``proxy``, ...).
-        fn: ``fn(run, options) -> dict | None``; writes the stage's outputs
-            atomically and returns information for the report.
-        options: a dataclass (or JSON-serialisable value) of the stage's options.
-        inputs: run-relative files or folders the stage reads (hashed).
-        outputs: run-relative files or folders the stage writes (checked).
-        force: run even if the record matches.
-    Returns:
-        The stage's information dict (from the record when skipped), with
-        ``skipped`` set.
-    """
-    import dataclasses
-    import time
-
-    from portrait3d import progress
-
-    opts = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else options
-    key = hash_options({"options": opts, "inputs": hash_files([run.path(i) for i in inputs], run.root)})
-    outputs = list(outputs)
-    if not force and run.is_done(stage, key):
-        rec = run.record(stage)
-        progress.info(f"[{stage}] up to date, skipped")
-        return {**(rec.info or {}), "seconds": rec.seconds, "skipped": True}
-    run.forget(stage)
-    start = time.perf_counter()
-    with progress.stage(stage):
-        info = fn(run, options) or {}
-    seconds = time.perf_counter() - start
-    missing = [o for o in outputs if not run.path(o).exists()]
-    if missing:
-        raise RuntimeError(f"stage {stage} did not write {', '.join(missing)}")
-    run.mark_done(stage, key, outputs, seconds, info)
-    return {**info, "seconds": round(seconds, 3), "skipped": False}

@@ -1,15 +1,21 @@
-"""The run folder: atomic writes, stage records, skipping and redoing stages."""
+"""The run folder: atomic writes, stage records, skipping, healing and redoing stages, the write lock."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from portrait3d.errors import UserError
-from portrait3d.run import Run, atomic_dir, atomic_path, atomic_save_image, atomic_write_json, execute
+from portrait3d.run import Run, atomic_dir, atomic_path, atomic_save_image, atomic_write_json, read_json
+from portrait3d.stages import Stage, run_stage
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):
@@ -67,37 +73,164 @@ def _double(run: Run, options: _Opts) -> dict:
     return {"value": value * options.scale}
 
 
-def test_execute_skips_and_redoes(tmp_path):
-    run = Run(tmp_path / "run")
-    run.path("in.txt").write_text("3")
-    calls = []
-
+def _stage(calls: list, scale: int = 2) -> Stage:
     def fn(r, o):
         calls.append(1)
         return _double(r, o)
 
-    assert execute(run, "double", fn, _Opts(), ["in.txt"], ["out.json"])["value"] == 6
-    again = execute(run, "double", fn, _Opts(), ["in.txt"], ["out.json"])
+    return Stage("double", fn, _Opts(scale), inputs=("in.txt",), outputs=("out.json",), needs="write in.txt")
+
+
+def test_run_stage_skips_and_redoes(tmp_path, capsys):
+    run = Run(tmp_path / "run")
+    run.path("in.txt").write_text("3")
+    calls: list = []
+    assert run_stage(run, _stage(calls))["value"] == 6
+    again = run_stage(run, _stage(calls))
     assert again["skipped"] and again["value"] == 6 and len(calls) == 1
-    execute(run, "double", fn, _Opts(scale=3), ["in.txt"], ["out.json"])  # options changed
-    assert len(calls) == 2
+    assert "[double] up to date, skipped" in capsys.readouterr().err
+    run_stage(run, _stage(calls, scale=3))  # options changed
+    assert len(calls) == 2 and "redone: its inputs or options changed" in capsys.readouterr().err
     run.path("in.txt").write_text("4")  # input changed
-    assert execute(run, "double", fn, _Opts(scale=3), ["in.txt"], ["out.json"])["value"] == 12
-    run.path("out.json").unlink()  # output lost
-    execute(run, "double", fn, _Opts(scale=3), ["in.txt"], ["out.json"])
-    execute(run, "double", fn, _Opts(scale=3), ["in.txt"], ["out.json"], force=True)
-    assert len(calls) == 5
+    assert run_stage(run, _stage(calls, scale=3))["value"] == 12
+    run_stage(run, _stage(calls, scale=3), force=True)
+    assert len(calls) == 4
 
 
-def test_execute_failed_stage_is_not_recorded(tmp_path):
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda p: p.unlink(), "out.json is missing"),
+        (lambda p: p.write_bytes(p.read_bytes()[:5]), "out.json is truncated"),
+        (lambda p: p.write_text(p.read_text().replace("6", "7")), "out.json changed"),
+    ],
+    ids=["deleted", "truncated", "changed"],
+)
+def test_damaged_output_is_redone_with_the_reason(tmp_path, capsys, damage, reason):
+    run = Run(tmp_path / "run")
+    run.path("in.txt").write_text("3")
+    calls: list = []
+    run_stage(run, _stage(calls))
+    damage(run.path("out.json"))
+    capsys.readouterr()
+    assert not run_stage(run, _stage(calls))["skipped"]
+    err = capsys.readouterr().err
+    assert f"[double] redone: {reason}" in err, err
+    assert json.loads(run.path("out.json").read_text()) == {"value": 6} and len(calls) == 2
+
+
+def test_downstream_stage_follows_a_redone_stage(tmp_path):
+    run = Run(tmp_path / "run")
+    run.path("in.txt").write_text("3")
+    calls: list = []
+    run_stage(run, _stage(calls))
+    later = Stage(
+        "later",
+        lambda r, o: atomic_write_json(r.path("final.json"), read_json(r.path("out.json"))),
+        inputs=("out.json",),
+        outputs=("final.json",),
+    )
+    assert not run_stage(run, later)["skipped"]
+    assert run_stage(run, later)["skipped"]
+    run.path("in.txt").write_text("5")
+    run_stage(run, _stage(calls))
+    assert not run_stage(run, later)["skipped"]  # its input's content changed
+    assert read_json(run.path("final.json")) == {"value": 10}
+
+
+@pytest.mark.parametrize("content", [os.urandom(64), b"\xff\xfe{not json", b'{"stage": 1}', b"[]"])
+def test_record_that_cannot_be_read_means_not_done(tmp_path, capsys, content):
+    run = Run(tmp_path / "run")
+    run.path("in.txt").write_text("3")
+    calls: list = []
+    run_stage(run, _stage(calls))
+    run.path(".portrait3d", "stages", "double.json").write_bytes(content)
+    assert run.record("double") is None
+    assert not run_stage(run, _stage(calls))["skipped"]
+    assert "redone: its record cannot be read" in capsys.readouterr().err
+    assert run_stage(run, _stage(calls))["skipped"] and len(calls) == 2
+
+
+def test_missing_input_names_it_and_the_hint(tmp_path):
+    run = Run(tmp_path / "run")
+    with pytest.raises(UserError, match="missing in.txt; write in.txt"):
+        run_stage(run, _stage([]))
+
+
+def test_failed_stage_is_not_recorded(tmp_path):
     run = Run(tmp_path / "run")
 
     def boom(r, o):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        execute(run, "boom", boom, {}, [], ["x"])
+        run_stage(run, Stage("boom", boom, outputs=("x",)))
     assert run.record("boom") is None
+
+
+@pytest.mark.parametrize(("content", "what"), [(b"\xff\xfe\x00bad", "not UTF-8"), (b'{"a": ', "not valid JSON")])
+def test_unreadable_json_is_one_line_naming_the_file(tmp_path, content, what):
+    from portrait3d.diffusion.stages import check_weights
+
+    path = tmp_path / "model_index.json"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=what) as exc:
+        read_json(path)
+    assert str(path) in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(UserError, match=what):  # a weights folder whose model_index.json is damaged
+        check_weights(tmp_path, tmp_path, "Portrait360Pipeline")
+
+
+_HOLD_LOCK = """
+import sys, time
+from portrait3d.run import Run
+with Run(sys.argv[1]).lock():
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def _holder(root, seconds: float) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(root), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_second_writer_is_refused_naming_the_pid_or_waits(tmp_path):
+    run = Run(tmp_path / "run")
+    holder = _holder(run.root, 3.0)
+    try:
+        with pytest.raises(UserError, match=f"process {holder.pid} is writing this run.*--wait"), run.lock():
+            pass
+        start = time.monotonic()
+        with run.lock(wait=True):
+            assert holder.poll() is not None  # got the lock only once the holder was done
+            assert run.lock_holder() == os.getpid()
+        assert time.monotonic() - start > 0.5
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_lock_of_a_killed_process_does_not_block(tmp_path):
+    run = Run(tmp_path / "run")
+    holder = _holder(run.root, 600)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    assert run.lock_holder() == holder.pid  # its PID file is left behind, but the OS lock died with it
+    with run.lock():
+        assert run.lock_holder() == os.getpid()
+    assert run.lock_holder() is None
+
+
+def test_lock_is_reentrant_within_a_process(tmp_path):
+    run = Run(tmp_path / "run")
+    with run.lock(), Run(run.root).lock():
+        assert run.lock_holder() == os.getpid()
+    holder = _holder(run.root, 0.1)  # released: another process gets it
+    holder.wait()
 
 
 def test_clean_temporaries(tmp_path):

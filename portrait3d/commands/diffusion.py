@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from portrait3d.commands import add_stage_flags, open_existing
 from portrait3d.errors import UserError
 
 
@@ -27,7 +28,7 @@ def _add_generation_options(p: argparse.ArgumentParser) -> None:
         help="folder of condition renders with a dataset.json of their cameras (default: the proxy renders)",
     )
     p.add_argument("--allow-cpu", action="store_true", help="run on the CPU when there is no GPU (very slow)")
-    p.add_argument("--force", action="store_true", help="run even if the stage is up to date")
+    add_stage_flags(p)
 
 
 def _register_back_view(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -78,18 +79,30 @@ def _options(args: argparse.Namespace, cls):
     return cls(**fields)
 
 
-def _back_view(args: argparse.Namespace) -> None:
-    from portrait3d.diffusion import stages
-    from portrait3d.run import Run
+def _run_diffusion_stage(args: argparse.Namespace, stage) -> None:
+    """Run a diffusion stage; the run is then a diffusion run (``portrait3d proxy`` leaves its views alone)."""
+    from portrait3d.stages import run_stage
 
-    stages.back_view(Run(args.run, create=False), _options(args, stages.DiffusionOptions), force=args.force)
+    run = open_existing(args)
+    with run.lock(args.wait):
+        settings = run.settings()
+        if settings.get("generator") != "diffusion":
+            run.write_settings({**settings, "generator": "diffusion"})
+        run_stage(run, stage, force=args.force)
+
+
+def _back_view(args: argparse.Namespace) -> None:
+    from portrait3d.diffusion.stages import DiffusionOptions
+    from portrait3d.stages import back_view_stage
+
+    _run_diffusion_stage(args, back_view_stage(_options(args, DiffusionOptions)))
 
 
 def _orbit_views(args: argparse.Namespace) -> None:
-    from portrait3d.diffusion import stages
-    from portrait3d.run import Run
+    from portrait3d.diffusion.stages import OrbitOptions
+    from portrait3d.stages import orbit_views_stage
 
-    stages.orbit_views(Run(args.run, create=False), _options(args, stages.OrbitOptions), force=args.force)
+    _run_diffusion_stage(args, orbit_views_stage(_options(args, OrbitOptions)))
 
 
 def _register_convert_weights(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

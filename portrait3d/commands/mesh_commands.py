@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from portrait3d.commands import add_stage_flags, open_existing, preset_of
+
 
 def register_mesh_commands(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add the ``export-mesh`` and ``render-turntable`` subcommands."""
@@ -14,16 +16,17 @@ def register_mesh_commands(subparsers: argparse._SubParsersAction, common: argpa
         description="Extract the head surface from the NeRF (depth maps at the views' cameras fused into a "
         "truncated signed distance grid, then marching cubes), keep the largest part, "
         "close small holes, smooth, decimate, unwrap UVs and bake a texture. Writes RUN/mesh/head.glb "
-        "(glTF 2.0, +Y up, facing +Z, metres), head.obj + head.mtl + head_texture.png and head.ply.",
+        "(glTF 2.0, +Y up, facing +Z, metres), head.obj + head.mtl + head_texture.png and head.ply. "
+        "Options not given come from the preset (the run's own by default).",
     )
     p.add_argument("run", metavar="RUN", help="run folder with nerf/ (from fit-nerf) and views/")
-    p.add_argument("--triangles", type=int, default=50_000, help="triangle budget (default: 50000)")
-    p.add_argument("--texture", type=int, default=2048, help="texture size in pixels (default: 2048)")
-    p.add_argument("--resolution", type=int, default=192, help="marching-cubes cells per axis (default: 192)")
+    p.add_argument("--triangles", type=int, default=None, help="triangle budget (fast preset: 50000)")
+    p.add_argument("--texture", type=int, default=None, help="texture size in pixels (fast preset: 2048)")
+    p.add_argument("--resolution", type=int, default=None, help="marching-cubes cells per axis (fast preset: 192)")
     p.add_argument(
         "--surface",
         choices=("depth", "density"),
-        default="depth",
+        default=None,
         help="depth: fuse depth maps of the NeRF rendered at the views' cameras (default; ignores what the "
         "views never saw, such as the inside of the head); density: iso-surface of the density",
     )
@@ -36,13 +39,13 @@ def register_mesh_commands(subparsers: argparse._SubParsersAction, common: argpa
     p.add_argument(
         "--texture-source",
         choices=("views", "field"),
-        default="views",
+        default=None,
         help="views: project the run's views (default); field: query the NeRF's colour",
     )
     p.add_argument(
         "--scale", type=float, default=None, help="metres per PanoHead world unit in the files (default: 0.4)"
     )
-    p.add_argument("--force", action="store_true", help="run even if the stage is up to date")
+    add_stage_flags(p, preset=True)
     p.set_defaults(func=run_export_mesh)
 
     p = subparsers.add_parser(
@@ -50,41 +53,52 @@ def register_mesh_commands(subparsers: argparse._SubParsersAction, common: argpa
         parents=[common],
         help="video of the textured mesh turning around (RUN/turntable.mp4)",
         description="Render RUN/mesh/head.glb from a full circle of cameras into RUN/turntable.mp4 "
-        "(RUN/turntable.gif where no video encoder is installed).",
+        "(RUN/turntable.gif where no video encoder is installed). Options not given come from the preset.",
     )
     p.add_argument("run", metavar="RUN", help="run folder with mesh/head.glb (from export-mesh)")
-    p.add_argument("--frames", type=int, default=72, help="frames per revolution (default: 72)")
-    p.add_argument("--size", type=int, default=512, help="frame size in pixels (default: 512)")
-    p.add_argument("--pitch", type=float, default=10.0, help="camera elevation in degrees (default: 10)")
-    p.add_argument("--fps", type=int, default=24, help="frames per second (default: 24)")
-    p.add_argument("--force", action="store_true", help="run even if the stage is up to date")
+    p.add_argument("--frames", type=int, default=None, help="frames per revolution (fast preset: 72)")
+    p.add_argument("--size", type=int, default=None, help="frame size in pixels (fast preset: 512)")
+    p.add_argument("--pitch", type=float, default=None, help="camera elevation in degrees (default: 10)")
+    p.add_argument("--fps", type=int, default=None, help="frames per second (default: 24)")
+    add_stage_flags(p, preset=True)
     p.set_defaults(func=run_render_turntable)
+
+
+def _replace(config, **overrides):
+    import dataclasses
+
+    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def run_export_mesh(args: argparse.Namespace) -> None:
     """Handler of ``export-mesh``."""
-    from nerf.export import METRES_PER_UNIT, ExportConfig, export_mesh
-    from nerf.mesh import BakeConfig, MeshConfig
-    from portrait3d.run import Run
+    from portrait3d.stages import mesh_stage, run_stage
 
-    run = Run(args.run, create=False)
-    mesh = MeshConfig(triangles=args.triangles, resolution=args.resolution, surface=args.surface)
-    if args.threshold is not None:
-        mesh.threshold = args.threshold
-    config = ExportConfig(
-        mesh=mesh,
-        bake=BakeConfig(texture_size=args.texture),
-        texture_source=args.texture_source,
-        metres_per_unit=METRES_PER_UNIT if args.scale is None else args.scale,
+    run = open_existing(args)
+    preset = preset_of(args, args.run).export
+    mesh = _replace(
+        preset.mesh,
+        triangles=args.triangles,
+        resolution=args.resolution,
+        surface=args.surface,
+        threshold=args.threshold,
     )
-    export_mesh(run, config, force=args.force)
+    config = _replace(
+        preset,
+        mesh=mesh,
+        bake=_replace(preset.bake, texture_size=args.texture),
+        texture_source=args.texture_source,
+        metres_per_unit=args.scale,
+    )
+    run_stage(run, mesh_stage(config), force=args.force, wait=args.wait)
 
 
 def run_render_turntable(args: argparse.Namespace) -> None:
     """Handler of ``render-turntable``."""
-    from nerf.turntable import TurntableConfig, render_turntable
-    from portrait3d.run import Run
+    from portrait3d.stages import run_stage, turntable_stage
 
-    run = Run(args.run, create=False)
-    config = TurntableConfig(frames=args.frames, size=args.size, pitch=args.pitch, fps=args.fps)
-    render_turntable(run, config, force=args.force)
+    run = open_existing(args)
+    config = _replace(
+        preset_of(args, args.run).turntable, frames=args.frames, size=args.size, pitch=args.pitch, fps=args.fps
+    )
+    run_stage(run, turntable_stage(config), force=args.force, wait=args.wait)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from portrait3d.commands import add_stage_flags, open_existing, preset_of, run_default
 from portrait3d.errors import UserError
 
 
@@ -23,17 +24,17 @@ def _register_dataset(subparsers: argparse._SubParsersAction, common: argparse.A
         "and RUN/views/cameras.json (PanoHead labels). Poses stay in the PanoHead world frame.",
     )
     p.add_argument("run", help="run folder")
-    p.add_argument("--force", action="store_true", help="rewrite even if up to date")
+    add_stage_flags(p)
     p.set_defaults(func=run_dataset)
 
 
 def run_dataset(args: argparse.Namespace) -> None:
-    from nerf.dataset import TRANSFORMS, dataset_stage
+    from nerf.dataset import TRANSFORMS
     from portrait3d import progress
-    from portrait3d.run import Run
+    from portrait3d.stages import dataset_stage, run_stage
 
-    run = Run(args.run, create=False)
-    info = dataset_stage(run, force=args.force)
+    run = open_existing(args)
+    info = run_stage(run, dataset_stage(), force=args.force, wait=args.wait)
     progress.info(f"dataset: {info.get('frames')} frames -> {run.path(TRANSFORMS)}")
 
 
@@ -49,27 +50,29 @@ def _register_fit(subparsers: argparse._SubParsersAction, common: argparse.Argum
     )
     p.add_argument("run", help="run folder (with transforms.json: run `portrait3d dataset RUN` first)")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where to train (default: auto)")
-    p.add_argument(
-        "--preset",
-        default="fast",
-        choices=["fast", "standard"],
-        help="fast: 256px, about 3 minutes on 2 CPU cores; standard: 512px, longer (meant for CUDA)",
-    )
     p.add_argument("--iterations", type=int, default=None, help="override the preset's optimisation steps")
     p.add_argument("--image-size", type=int, default=None, help="override the preset's training image size (pixels)")
-    p.add_argument("--force", action="store_true", help="fit again even if up to date")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the run's own, else 0)")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="stop after this many seconds of training (off by default: a time budget makes the result "
+        "depend on the machine's load)",
+    )
+    add_stage_flags(p, preset=True)
     p.set_defaults(func=run_fit)
 
 
 def run_fit(args: argparse.Namespace) -> None:
     import dataclasses
+    import math
 
-    from nerf.fit import PRESETS, fit_stage
     from portrait3d import progress
-    from portrait3d.run import Run
+    from portrait3d.stages import fit_stage, run_stage
 
-    run = Run(args.run, create=False)
-    config = dataclasses.replace(PRESETS[args.preset])
+    run = open_existing(args)
+    config = dataclasses.replace(preset_of(args, args.run).fit, seed=int(run_default(args, args.run, "seed", 0)))
     if args.iterations is not None:
         if args.iterations < 1:
             raise UserError(f"--iterations must be at least 1, got {args.iterations}")
@@ -78,7 +81,11 @@ def run_fit(args: argparse.Namespace) -> None:
         if not 16 <= args.image_size <= 4096:
             raise UserError(f"--image-size must be between 16 and 4096, got {args.image_size}")
         config.image_size = args.image_size
-    info = fit_stage(run, config, args.device, force=args.force)
+    if args.max_seconds is not None:
+        if not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
+            raise UserError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
+        config.max_seconds = args.max_seconds
+    info = run_stage(run, fit_stage(config, args.device), force=args.force, wait=args.wait)
     progress.info(
         f"fit-nerf: {info.get('iterations')} steps on {info.get('device')} in {info.get('train_seconds')} s, "
         f"train PSNR {info.get('train_psnr')} dB -> {run.path('nerf')}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from portrait3d.commands import add_stage_flags
+
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser(
@@ -23,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         action="store_true",
         help="no face detection: crop the largest centred square (camera from --yaw/--pitch, default 0)",
     )
-    p.add_argument("--force", action="store_true", help="redo the stage even if it is up to date")
+    add_stage_flags(p)
     p.set_defaults(func=run)
 
 
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> None:
     if args.pitch is not None and abs(args.pitch) >= 90:
         raise UserError(f"--pitch must be between -90 and 90 degrees, got {args.pitch:g}")
     options = PreprocessOptions(yaw=args.yaw, pitch=args.pitch, centred_crop=args.centred_crop)
-    info = preprocess(args.photo, args.out, options, force=args.force)
+    info = preprocess(args.photo, args.out, options, force=args.force, wait=args.wait)
     progress.info(
         f"camera: yaw {info['yaw']:.1f}, pitch {info['pitch']:.1f}, roll {info['roll']:.1f} degrees"
         f"{' (manual)' if info['manual'] else ''}; wrote {args.out}/input/"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from portrait3d import cameras
+from portrait3d.commands import add_stage_flags, open_existing, preset_of, run_default
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -14,11 +15,15 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="build the proxy head of a run and render its orbit views and condition images",
         description="Fit the template head to the landmarks of RUN/input/, texture it from the aligned photo "
         "and render it at N orbit cameras: RUN/proxy/views/ (textured RGBA), RUN/proxy/conditions/ "
-        "(untextured shaded), RUN/proxy/cameras.json and RUN/proxy/head.ply.",
+        "(untextured shaded), RUN/proxy/cameras.json and RUN/proxy/head.ply. For the proxy generator it "
+        "also writes RUN/views/ (the proxy renders are the run's views), so that `portrait3d dataset RUN` "
+        "comes next. Options not given come from the preset (the run's own by default).",
     )
     p.add_argument("run", metavar="RUN", help="run folder written by `portrait3d preprocess`")
-    p.add_argument("--views", type=int, default=cameras.RELEASE_NUM_VIEWS, help="orbit cameras (default: 32)")
-    p.add_argument("--size", type=int, default=512, help="render width and height in pixels (default: 512)")
+    p.add_argument(
+        "--views", type=int, default=None, help=f"orbit cameras (default: the run's, else {cameras.RELEASE_NUM_VIEWS})"
+    )
+    p.add_argument("--size", type=int, default=None, help="render width and height in pixels (fast preset: 512)")
     p.add_argument("--pitch", type=float, default=0.0, help="elevation of the orbit in degrees (default: 0)")
     p.add_argument(
         "--supersample", type=int, default=1, help="rays per pixel along each axis; 2 smooths outlines (default: 1)"
@@ -26,28 +31,32 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument(
         "--no-fit", action="store_true", help="keep the template's average face instead of fitting the landmarks"
     )
-    p.add_argument("--force", action="store_true", help="run again even if the outputs are up to date")
+    add_stage_flags(p, preset=True)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from portrait3d import progress
-    from portrait3d.proxy.stage import INPUTS, OUTPUTS, STAGE, ProxyOptions, build_proxy, check_options
-    from portrait3d.run import Run, execute
+    import dataclasses
 
-    options = ProxyOptions(
-        views=args.views,
-        size=args.size,
+    from portrait3d import progress
+    from portrait3d.proxy.stage import check_options
+    from portrait3d.stages import proxy_stage, proxy_views_stage, run_settings, run_stage
+
+    preset = preset_of(args, args.run).proxy
+    options = dataclasses.replace(
+        preset,
+        views=int(run_default(args, args.run, "views", cameras.RELEASE_NUM_VIEWS)),
+        size=args.size if args.size is not None else preset.size,
         pitch=args.pitch,
         supersample=args.supersample,
         fit_landmarks=not args.no_fit,
     )
     check_options(options)
-    run_folder = Run(args.run, create=False)
-    run_folder.require(
-        "input/aligned.png", "input/camera.json", hint="run `portrait3d preprocess PHOTO --out RUN` first"
-    )
-    run_folder.clean_temporaries()
-    info = execute(run_folder, STAGE, build_proxy, options, INPUTS, OUTPUTS, force=args.force)
-    if not info.get("skipped"):
-        progress.info(f"wrote {info['views']} views to {run_folder.path('proxy')}")
+    run_folder = open_existing(args)
+    with run_folder.lock(args.wait):
+        info = run_stage(run_folder, proxy_stage(options), force=args.force)
+        if not info.get("skipped"):
+            progress.info(f"wrote {info['views']} views to {run_folder.path('proxy')}")
+        # The proxy generator's views are the proxy renders; a diffusion run makes its own (orbit-views).
+        if run_settings(args.run).get("generator", "proxy") == "proxy":
+            run_stage(run_folder, proxy_views_stage(), force=args.force)

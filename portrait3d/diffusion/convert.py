@@ -29,7 +29,8 @@ the same conventions and every tensor is accounted for (strict loads, no leftove
 
 from __future__ import annotations
 
-import re
+import io
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,18 +103,54 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: not a readable safetensors file (truncated or corrupt): {exc}") from exc
 
 
+_SAFE_MODULES = ("torch", "collections", "_codecs")
+"""Modules whose globals a plain state dict's pickle names (tensor rebuilders, storages, OrderedDict)."""
+UNSAFE_PICKLE = "holds Python code that portrait3d will not run; convert it from a trusted source"
+
+
+def _pickle_globals(path: Path, is_zip: bool) -> list[str]:
+    """``module.name`` of every global the checkpoint's pickle(s) would import (read, never run)."""
+    import pickletools
+    import zipfile
+
+    if is_zip:
+        with zipfile.ZipFile(path) as archive:
+            streams = [archive.read(n) for n in archive.namelist() if n.endswith(".pkl")]
+    else:
+        streams = [path.read_bytes()]
+    found: list[str] = []
+    for data in streams:
+        stream = io.BytesIO(data)
+        while stream.tell() < len(data):  # the legacy format is several pickles in a row
+            strings: list[str] = []
+            try:
+                for op, arg, _ in pickletools.genops(stream):
+                    if op.name in ("GLOBAL", "INST"):
+                        found.append(str(arg).replace(" ", "."))
+                    elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        found.append(f"{strings[-2]}.{strings[-1]}")
+                    elif isinstance(arg, str):
+                        strings.append(arg)
+            except Exception:  # noqa: BLE001 - past the pickles (raw storage bytes) or truncated: stop reading
+                break
+    return found
+
+
 def _load_torch(path: Path, is_zip: bool) -> object:
     try:
-        # Zip-format checkpoints can be memory-mapped; the legacy format cannot.
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+        # Zip-format checkpoints can be memory-mapped; the legacy format cannot. torch's own warnings
+        # (pickle protocol, weights_only advice) would only confuse: the errors below say what is wrong.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except Exception as exc:  # noqa: BLE001 - torch.load signals bad files with many exception types
+        try:
+            code = [g for g in _pickle_globals(path, is_zip) if g.split(".")[0] not in _SAFE_MODULES]
+        except Exception:  # noqa: BLE001 - an unreadable archive is reported below as corrupt
+            code = []
+        if code:
+            raise UserError(f"{path}: {UNSAFE_PICKLE} (it imports {', '.join(sorted(set(code))[:3])})") from exc
         text = str(exc)
-        needs_code = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if needs_code:
-            raise UserError(
-                f"{path}: this pickle needs Python code to load ({needs_code.group(1)}); refusing to run it. "
-                "Re-save it as a plain state dict (torch.save(model.state_dict(), ...)) or as safetensors"
-            ) from exc
         if is_zip:
             message = text.strip().splitlines()[0][:160] if text.strip() else type(exc).__name__
             raise UserError(f"{path}: truncated or corrupt checkpoint ({message})") from exc

@@ -13,7 +13,6 @@ Weights: ``WEIGHTS/`` (Portrait360Pipeline) and ``WEIGHTS/back_view/`` (BackView
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from portrait3d import cameras, progress
 from portrait3d.errors import UserError
-from portrait3d.run import Run, atomic_save_image, execute
+from portrait3d.run import Run, atomic_save_image, read_json
 
 FRONT = "input/aligned.png"
 BACK = "views/back.png"
@@ -85,10 +84,10 @@ def check_weights(folder: Path, root: Path, pipeline_class: str) -> None:
         unconverted = sorted(p.name for p in folder.glob("*.th"))
         what = f"holds unconverted checkpoints ({', '.join(unconverted)})" if unconverted else "has no model_index.json"
         raise UserError(f"{folder}: {what}; {hint}")
-    try:
-        declared = json.loads(index.read_text()).get("_class_name")
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise UserError(f"{index}: not a valid model_index.json ({exc}); {hint}") from exc
+    document = read_json(index)  # one-line error naming the file for bytes that are not UTF-8 JSON
+    if not isinstance(document, dict):
+        raise UserError(f"{index}: not a valid model_index.json (not a JSON object); {hint}")
+    declared = document.get("_class_name")
     if declared != pipeline_class:
         raise UserError(f"{index}: holds a {declared} pipeline, expected {pipeline_class}; {hint}")
     missing = []
@@ -267,32 +266,15 @@ def _run_orbit_views(run: Run, options: OrbitOptions) -> dict:
     return {"views": len(written), "initial_noise": initial is not None, "device": str(pipeline.device)}
 
 
-def _orbit_outputs(count: int) -> list[str]:
-    return [f"{VIEWS}/{cameras.view_name(i)}.png" for i in range(count)] + [f"{VIEWS}/cameras.json"]
-
-
 def back_view(run: Run, options: DiffusionOptions, force: bool = False) -> dict:
-    """Stage: generate ``views/back.png`` with the BackViewPipeline. Returns the stage information."""
-    _check_options(options)
-    run.require(FRONT, hint="run `portrait3d preprocess` first")
-    folder, named = condition_set(run, options)
-    inputs = [FRONT]
-    condition = folder / back_camera_name(named)
-    if not options.conditions:
-        inputs += [str(condition.relative_to(run.root)), PROXY_CAMERAS]
-    return execute(run, "back_view", _run_back_view, options, inputs, [BACK], force)
+    """Stage: generate ``views/back.png`` with the BackViewPipeline (:func:`portrait3d.stages.back_view_stage`)."""
+    from portrait3d.stages import back_view_stage, run_stage
+
+    return run_stage(run, back_view_stage(options), force)
 
 
 def orbit_views(run: Run, options: OrbitOptions, force: bool = False) -> dict:
-    """Stage: generate ``views/NNNN.png`` + ``views/cameras.json`` with the Portrait360Pipeline."""
-    _check_options(options)
-    run.require(FRONT, hint="run `portrait3d preprocess` first")
-    run.require(BACK, hint="run `portrait3d back-view` first")
-    _, named = condition_set(run, options)
-    inputs = [FRONT, BACK]
-    if not options.conditions:
-        inputs += [PROXY_CONDITIONS, PROXY_CAMERAS]
-    initial_folder = _initial_folder(run, options)
-    if initial_folder is not None and initial_folder == run.path(PROXY_VIEWS) and initial_folder.exists():
-        inputs.append(PROXY_VIEWS)
-    return execute(run, "orbit_views", _run_orbit_views, options, inputs, _orbit_outputs(len(named)), force)
+    """Stage: generate ``views/NNNN.png`` + ``views/cameras.json`` (:func:`portrait3d.stages.orbit_views_stage`)."""
+    from portrait3d.stages import orbit_views_stage, run_stage
+
+    return run_stage(run, orbit_views_stage(options), force)

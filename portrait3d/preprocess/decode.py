@@ -15,6 +15,10 @@ from portrait3d.errors import UserError
 
 SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF")
 """Pillow format names accepted (MPO is the multi-picture JPEG of many phones)."""
+MIN_SIDE = 16
+"""Smaller photos hold no face worth the name (and break the detector's resizing)."""
+MAX_ASPECT = 8.0
+"""A longer side more than 8 times the shorter one is a strip or a panorama, not a portrait."""
 
 
 @dataclass
@@ -82,6 +86,15 @@ def read_photo(path: str | Path, max_megapixels: float = 100.0, background: int 
         )
     if width < 1 or height < 1:
         raise UserError(f"{path}: image has no pixels")
+    if min(width, height) < MIN_SIDE:
+        raise UserError(
+            f"{path}: image is {width}x{height}, too small for a portrait (each side needs at least {MIN_SIDE} pixels)"
+        )
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise UserError(
+            f"{path}: image is {width}x{height}, an aspect ratio of {max(width, height) / min(width, height):.0f}:1; "
+            f"a portrait needs at most {MAX_ASPECT:g}:1 (crop it around the face)"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from portrait3d.cameras import Camera, camera_from_angles
 from portrait3d.errors import UserError
 from portrait3d.preprocess import alignment, models, pose
 from portrait3d.preprocess.decode import Photo, read_photo
-from portrait3d.run import Run, atomic_save_image, atomic_write_json, execute
+from portrait3d.run import Run, atomic_save_image, atomic_write_json
 
 STAGE = "preprocess"
 ALIGNED = "input/aligned.png"
@@ -227,38 +226,45 @@ def _warped_alpha(alpha: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarra
     return np.where(warped >= 128, 255, 0).astype(np.uint8)
 
 
+def analyse_photo(photo: str | Path, options: PreprocessOptions) -> Preprocessed:
+    """Decode and analyse ``photo`` in memory (a bad photo is a one-line UserError; nothing is written)."""
+    return analyse(read_photo(photo, options.max_megapixels, options.background), options)
+
+
+def write_preprocessed(run: Run, result: Preprocessed) -> dict:
+    """Write the run's ``input/`` from an analysed photo; returns the stage's information."""
+    atomic_save_image(run.path(ALIGNED), result.aligned)
+    atomic_save_image(run.path(MASK), result.mask)
+    atomic_write_json(run.path(CAMERA), result.record)
+    rec = result.record
+    return {k: rec[k] for k in ("yaw", "pitch", "roll", "faces_found", "manual")}
+
+
 def preprocess(
-    photo: str | Path, run_dir: str | Path, options: PreprocessOptions | None = None, force: bool = False
+    photo: str | Path,
+    run_dir: str | Path,
+    options: PreprocessOptions | None = None,
+    force: bool = False,
+    wait: bool = False,
 ) -> dict:
     """Run the preprocess stage: write ``input/aligned.png``, ``input/mask.png`` and ``input/camera.json``.
 
-    The photo is decoded and analysed before the run folder is touched, so a
-    bad input leaves ``run_dir`` as it was. A rerun with the same photo and
-    options is skipped.
+    A bad input leaves ``run_dir`` as it was (a folder this call created is removed
+    again). A rerun with the same photo and options is skipped.
 
     Args:
         photo: the portrait (JPEG, PNG, WebP, BMP or TIFF).
         run_dir: the run folder (created if missing).
         options: stage options (defaults: detect the face and estimate the camera).
         force: rewrite the outputs even if they are up to date.
+        wait: wait for another process writing the run instead of failing.
     Returns:
         The stage's information: ``yaw``, ``pitch``, ``roll``, ``faces_found``,
         ``manual``, ``seconds``, ``skipped``.
     """
-    options = options or PreprocessOptions()
-    root = Path(run_dir)
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        Run(root, create=False)  # refuses a file or a non-empty folder that is not a run, before any work
-    decoded = read_photo(photo, options.max_megapixels, options.background)
-    result = analyse(decoded, options)
-    run = Run(root)
+    from portrait3d.stages import open_run, preprocess_stage, run_stage
 
-    def write(run: Run, _options: dict) -> dict:
-        atomic_save_image(run.path(ALIGNED), result.aligned)
-        atomic_save_image(run.path(MASK), result.mask)
-        atomic_write_json(run.path(CAMERA), result.record)
-        rec = result.record
-        return {k: rec[k] for k in ("yaw", "pitch", "roll", "faces_found", "manual")}
-
-    stage_options = {"options": dataclasses.asdict(options), "photo_sha256": decoded.sha256}
-    return execute(run, STAGE, write, stage_options, inputs=[], outputs=OUTPUTS, force=force)
+    if not Path(photo).is_file():
+        read_photo(photo)  # the one-line error for a missing file or a folder, before the run is touched
+    with open_run(run_dir, wait=wait) as run:
+        return run_stage(run, preprocess_stage(photo, options or PreprocessOptions()), force=force)

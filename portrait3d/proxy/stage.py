@@ -16,7 +16,6 @@ Reads ``input/aligned.png``, ``input/camera.json`` and (when present)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,10 +91,12 @@ def read_inputs(run: Run) -> ProxyInputs:
         raise UserError(f"{aligned}: expected a square crop, got {photo.shape[1]}x{photo.shape[0]}")
     if mask is not None and mask.shape != photo.shape[:2]:
         raise UserError(f"{mask_path}: size {mask.shape[::-1]} differs from aligned.png {photo.shape[1::-1]}")
+    from portrait3d.run import read_json
+
+    record = read_json(camera_path)
     try:
-        record = json.loads(camera_path.read_text())
         camera = cameras.Camera.from_label(record["label"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{camera_path}: not a camera record with a 25-float 'label' ({exc})") from exc
     landmarks, fmt = _landmarks(record.get("landmarks"), camera_path)
     return ProxyInputs(photo, mask, camera, landmarks, fmt)
@@ -141,7 +142,7 @@ def orbit_cameras(options: ProxyOptions) -> list[cameras.Camera]:
 
 
 def build_proxy(run: Run, options: ProxyOptions) -> dict:
-    """Run the proxy stage on ``run`` (the ``fn`` of :func:`portrait3d.run.execute`); returns its info."""
+    """The proxy stage's function (:func:`portrait3d.stages.proxy_stage`); returns its info."""
     from portrait3d.run import atomic_save_image, atomic_write_bytes
 
     check_options(options)

@@ -301,7 +301,7 @@ def test_bad_files_are_refused_with_a_clear_message(checkpoints, tmp_path):
 
     code = tmp_path / "code.th"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "args": argparse.Namespace(lr=1e-5)}, code)
-    with pytest.raises(UserError, match=r"needs Python code to load \(argparse\.Namespace\)"):
+    with pytest.raises(UserError, match=r"holds Python code that portrait3d will not run.*argparse\.Namespace"):
         convert.load_checkpoint(code)
 
     safetensors_file = tmp_path / "vae.safetensors"

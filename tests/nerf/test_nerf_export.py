@@ -152,7 +152,7 @@ def _parse(*argv: str):
 def test_commands_report_bad_runs_and_options(tmp_path):
     run = Run(tmp_path / "run")
     args = _parse("export-mesh", str(run.root))
-    assert (args.triangles, args.texture, args.texture_source) == (50_000, 2048, "views")
+    assert (args.triangles, args.texture, args.texture_source) == (None, None, None)  # the preset's, unless given
     with pytest.raises(UserError, match="missing nerf"):
         args.func(args)
     run.path("nerf").mkdir()

@@ -1,0 +1,374 @@
+"""One shape for every stage, and the one function that runs a stage through the run folder.
+
+A :class:`Stage` is a value: its name, the run files it reads, the files it
+writes, its options and the function that does the work. :func:`run_stage` is
+the only place that decides whether a stage runs:
+
+- the stage's key is the hash of its options and of the content of its inputs
+  (run files, and files outside the run such as the photo);
+- the stage is skipped when its record has the same key and every file it wrote
+  still has the size and SHA-256 recorded; otherwise it is redone, with one line
+  saying why (inputs changed, an output missing, truncated or changed, a record
+  that cannot be read). A redone stage that writes different bytes changes the
+  inputs of the stages after it, so they are redone in turn;
+- the run's write lock is held throughout (:meth:`portrait3d.run.Run.lock`).
+
+make-asset walks :func:`asset_stages`; each CLI subcommand builds its one stage
+with the builder below and runs it with :func:`run_stage`; the web app and the
+batch runner walk the same list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from portrait3d import progress
+from portrait3d.errors import UserError
+from portrait3d.run import Run, atomic_dir, hash_files, hash_options
+
+StageFunction = Callable[[Run, Any], "dict | None"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a run: what it reads, what it writes, its options and its function."""
+
+    name: str
+    """Stage name (``preprocess``, ``proxy``, ``views``, ``back_view``, ``orbit_views``, ``dataset``,
+    ``fit-nerf``, ``export-mesh``, ``render-turntable``, ``contact-sheet``); names its record."""
+    function: StageFunction
+    """``function(run, options) -> dict | None``: writes the outputs atomically, returns information for the report."""
+    options: Any = None
+    """A dataclass or JSON-serialisable value; part of the stage's key."""
+    inputs: tuple[str, ...] = ()
+    """Run-relative files or folders the stage reads (their content is part of the key)."""
+    outputs: tuple[str, ...] = ()
+    """Run-relative files, folders or glob patterns the stage writes (each file's size and SHA-256 is recorded)."""
+    optional: tuple[str, ...] = ()
+    """Inputs that may be absent."""
+    sources: tuple[str, ...] = ()
+    """Files or folders outside the run that the stage reads (the photo); hashed by content."""
+    needs: str = ""
+    """What to do when a required input is missing, e.g. ``run `portrait3d dataset {run}` first``."""
+    check: Callable[[Run], None] | None = None
+    """Extra checks of the options and the run before anything runs (one-line UserErrors)."""
+
+
+def stage_key(run: Run, stage: Stage) -> str:
+    """The hash of the stage's options and the content of its inputs."""
+    options = dataclasses.asdict(stage.options) if dataclasses.is_dataclass(stage.options) else stage.options
+    return hash_options(
+        {
+            "options": options,
+            "inputs": hash_files([run.path(i) for i in stage.inputs], run.root),
+            "sources": hash_files([Path(s) for s in stage.sources]),
+        }
+    )
+
+
+def run_stage(run: Run, stage: Stage, force: bool = False, wait: bool = False) -> dict:
+    """Run ``stage`` unless its record says it is done for the same key and its outputs are intact.
+
+    Args:
+        run: the run folder.
+        stage: the stage.
+        force: run even if the stage is up to date.
+        wait: wait for another process that holds the run's lock instead of failing.
+    Returns:
+        The stage's information (from its record when skipped), with ``seconds`` and ``skipped``.
+    """
+    with run.lock(wait):
+        run.clean_temporaries()
+        if stage.check is not None:
+            stage.check(run)
+        missing = [i for i in stage.inputs if i not in stage.optional and not run.path(i).exists()]
+        if missing:
+            hint = f"; {stage.needs.format(run=run.root)}" if stage.needs else ""
+            raise UserError(f"{run.root}: missing {', '.join(missing)}{hint}")
+        key = stage_key(run, stage)
+        record = run.record(stage.name)
+        reason = None
+        if force:
+            reason = "--force"
+        elif record is None:
+            if run.path(".portrait3d", "stages", f"{stage.name}.json").exists():
+                reason = "its record cannot be read"
+        elif record.key != key:
+            reason = "its inputs or options changed"
+        else:
+            reason = run.damaged_outputs(record)
+            if reason is None:
+                progress.info(f"[{stage.name}] up to date, skipped")
+                return {**(record.info or {}), "seconds": record.seconds, "skipped": True}
+        if reason is not None:
+            progress.info(f"[{stage.name}] redone: {reason}")
+        # The old record stays until the new one replaces it: a run killed in between redoes the
+        # stage anyway, since the outputs it rewrote no longer match that record.
+        start = time.perf_counter()
+        with progress.stage(stage.name):
+            info = stage.function(run, stage.options) or {}
+        seconds = time.perf_counter() - start
+        absent = [o for o in stage.outputs if not run.output_files([o])]
+        if absent:
+            raise RuntimeError(f"stage {stage.name} did not write {', '.join(absent)}")
+        run.mark_done(stage.name, key, stage.outputs, seconds, info)
+        return {**info, "seconds": round(seconds, 3), "skipped": False}
+
+
+@contextlib.contextmanager
+def open_run(root: str | Path, create: bool = True, wait: bool = False) -> Iterator[Run]:
+    """Open (or create) a run folder and hold its lock; a killed run's temporaries are removed.
+
+    A folder this call created is removed again when the work fails before any stage
+    finished (a bad photo leaves nothing behind).
+    """
+    root = Path(root)
+    created = create and not root.exists()
+    run = Run(root, create=create)
+    if not os.access(run.root, os.W_OK):
+        raise UserError(f"{run.root}: the output folder is not writable")
+    try:
+        with run.lock(wait):
+            run.clean_temporaries()
+            yield run
+    except BaseException:
+        if created and not any(run.path(".portrait3d", "stages").glob("*.json")):
+            shutil.rmtree(run.root, ignore_errors=True)
+        raise
+
+
+def run_settings(root: str | Path) -> dict:
+    """The settings make-asset recorded in a run (``preset``, ``views``, ``seed``, ``generator``); {} if none."""
+    root = Path(root)
+    return Run(root, create=False).settings() if (root / ".portrait3d").is_dir() else {}
+
+
+# --- the stages ---------------------------------------------------------------------------------
+def preprocess_stage(photo: str | Path, options=None) -> Stage:
+    """``preprocess``: the photo -> ``input/aligned.png``, ``input/mask.png``, ``input/camera.json``."""
+    from portrait3d.preprocess.pipeline import OUTPUTS, STAGE, PreprocessOptions, analyse_photo, write_preprocessed
+
+    photo = Path(photo)
+    options = options or PreprocessOptions()
+    analysed = {}
+
+    def check(_run: Run) -> None:
+        # The photo is decoded and analysed before the stage starts: a bad one is a single line.
+        analysed["result"] = analyse_photo(photo, options)
+
+    def write(run: Run, opts) -> dict:
+        return write_preprocessed(run, analysed.pop("result", None) or analyse_photo(photo, opts))
+
+    return Stage(STAGE, write, options, outputs=OUTPUTS, sources=(str(photo),), check=check)
+
+
+def proxy_stage(options=None) -> Stage:
+    """``proxy``: the template head fitted to the photo and its renders at the orbit cameras (``proxy/``)."""
+    from portrait3d.proxy.stage import INPUTS, STAGE, ProxyOptions, build_proxy, check_options
+
+    options = options or ProxyOptions()
+    return Stage(
+        STAGE,
+        build_proxy,
+        options,
+        inputs=INPUTS,
+        outputs=("proxy",),
+        optional=("input/mask.png",),
+        needs="run `portrait3d preprocess PHOTO --out {run}` first",
+        check=lambda _run: check_options(options),
+    )
+
+
+def copy_proxy_views(run: Run, _options: object) -> dict:
+    """The proxy generator: its textured renders are the run's views."""
+    with atomic_dir(run.path("views")) as tmp:
+        for src in sorted(run.path("proxy", "views").glob("*.png")):
+            shutil.copy2(src, tmp / src.name)
+        shutil.copy2(run.path("proxy", "cameras.json"), tmp / "cameras.json")
+    return {"views": len(list(run.path("views").glob("[0-9]*.png")))}
+
+
+def proxy_views_stage() -> Stage:
+    """``views`` of the proxy generator: ``views/`` is a copy of the proxy renders and their cameras."""
+    return Stage(
+        "views",
+        copy_proxy_views,
+        {"generator": "proxy"},
+        inputs=("proxy/views", "proxy/cameras.json"),
+        outputs=("views",),
+        needs="run `portrait3d proxy {run}` first",
+    )
+
+
+def back_view_stage(options) -> Stage:
+    """``back_view`` (diffusion): ``views/back.png`` from the front photo and the back condition render."""
+    from portrait3d.diffusion import stages as diffusion
+
+    inputs = [diffusion.FRONT]
+    if not options.conditions:
+        inputs += [diffusion.PROXY_CONDITIONS, diffusion.PROXY_CAMERAS]
+    return Stage(
+        "back_view",
+        diffusion._run_back_view,
+        options,
+        inputs=tuple(inputs),
+        outputs=(diffusion.BACK,),
+        sources=(options.conditions,) if options.conditions else (),
+        needs="run `portrait3d preprocess PHOTO --out {run}` and `portrait3d proxy {run}` first",
+        check=lambda _run: diffusion._check_options(options),
+    )
+
+
+def orbit_views_stage(options) -> Stage:
+    """``orbit_views`` (diffusion): ``views/NNNN.png`` + ``views/cameras.json`` around the head."""
+    from portrait3d.diffusion import stages as diffusion
+
+    inputs = [diffusion.FRONT, diffusion.BACK]
+    sources = []
+    if options.conditions:
+        sources.append(options.conditions)
+    else:
+        inputs += [diffusion.PROXY_CONDITIONS, diffusion.PROXY_CAMERAS]
+    if options.initial == "auto" and not options.conditions:
+        inputs.append(diffusion.PROXY_VIEWS)
+    elif options.initial not in (None, "none", "auto"):
+        sources.append(options.initial)
+    return Stage(
+        "orbit_views",
+        diffusion._run_orbit_views,
+        options,
+        inputs=tuple(inputs),
+        outputs=(f"{diffusion.VIEWS}/[0-9][0-9][0-9][0-9].png", f"{diffusion.VIEWS}/cameras.json"),
+        optional=(diffusion.PROXY_VIEWS,),
+        sources=tuple(sources),
+        needs="run `portrait3d proxy {run}` and `portrait3d back-view {run}` first",
+        check=lambda _run: diffusion._check_options(options),
+    )
+
+
+def dataset_stage(options=None) -> Stage:
+    """``dataset``: ``transforms.json`` (nerfstudio format) from ``views/``."""
+    from nerf.dataset import TRANSFORMS, DatasetOptions, write_transforms
+
+    options = options or DatasetOptions()
+    return Stage(
+        "dataset",
+        write_transforms,
+        options,
+        inputs=(f"{options.views_dir}/cameras.json", options.views_dir),
+        outputs=(TRANSFORMS,),
+        needs="generate the views first (`portrait3d proxy {run}`, or `portrait3d orbit-views {run}`)",
+    )
+
+
+def fit_stage(config, device: str = "auto") -> Stage:
+    """``fit-nerf``: the NeRF fitted to ``transforms.json`` (``nerf/``)."""
+    from nerf.dataset import TRANSFORMS
+    from nerf.fit import NERF_DIR, fit, resolve_device
+
+    device = resolve_device(device).type
+    return Stage(
+        "fit-nerf",
+        lambda run, _opts: fit(run, config, device),
+        {"device": device, "config": dataclasses.asdict(config)},
+        inputs=(TRANSFORMS, "views"),
+        outputs=(NERF_DIR,),
+        needs="run `portrait3d dataset {run}` first",
+    )
+
+
+def mesh_stage(config, field_model=None) -> Stage:
+    """``export-mesh``: GLB, OBJ and PLY of the head (``mesh/``); ``field_model`` replaces ``nerf/`` (tests)."""
+    from nerf import export
+
+    def check(run: Run) -> None:
+        export.stage_inputs(run, config, needs_nerf=field_model is None)
+
+    views = ("views/cameras.json", "views")
+    return Stage(
+        export.STAGE,
+        export.stage_function(field_model),
+        config,
+        # The field's files, not nerf/config.yml: that holds the run's absolute path, not the field.
+        inputs=(("nerf/volume.json", "nerf/nerfstudio_models") if field_model is None else ()) + views,
+        outputs=tuple(export.OUTPUTS),
+        optional=views if config.texture_source != "views" else (),
+        needs="run `portrait3d fit-nerf {run}` first (the views texture also needs the run's views)",
+        check=check,
+    )
+
+
+def turntable_stage(config) -> Stage:
+    """``render-turntable``: ``turntable.mp4`` (or ``.gif``) of the textured mesh."""
+    from nerf import turntable
+
+    return Stage(
+        turntable.STAGE,
+        turntable.turntable_stage,
+        config,
+        inputs=tuple(turntable.INPUTS),
+        outputs=(turntable.output_name(),),
+        needs="run `portrait3d export-mesh {run}` first",
+        check=lambda run: turntable.check_inputs(run, config),
+    )
+
+
+def contact_sheet_stage() -> Stage:
+    """``contact-sheet``: ``contact_sheet.png``, the input, the back view and every view."""
+    from portrait3d.make_asset import write_contact_sheet
+
+    return Stage(
+        "contact-sheet",
+        write_contact_sheet,
+        {},
+        inputs=("input/aligned.png", "views"),
+        outputs=("contact_sheet.png",),
+    )
+
+
+def asset_stages(photo: str | Path, options) -> list[Stage]:
+    """The stages of make-asset, in order, for :class:`portrait3d.make_asset.MakeAssetOptions`.
+
+    preprocess -> proxy -> (views | back_view, orbit_views) -> dataset -> fit-nerf ->
+    export-mesh -> render-turntable -> contact-sheet.
+    """
+    from portrait3d.preprocess import PreprocessOptions
+    from portrait3d.presets import PRESETS
+
+    options.validate()
+    preset = PRESETS[options.preset]
+    manual = options.yaw is not None
+    stages = [
+        preprocess_stage(photo, PreprocessOptions(yaw=options.yaw, pitch=options.pitch, centred_crop=manual)),
+        proxy_stage(dataclasses.replace(preset.proxy, views=options.views)),
+    ]
+    if options.generator == "proxy":
+        stages.append(proxy_views_stage())
+    else:
+        from portrait3d.diffusion.stages import DiffusionOptions, OrbitOptions
+
+        common = {
+            "weights": options.weights,
+            "device": options.device,
+            "seed": options.seed,
+            "allow_cpu": options.allow_cpu,
+            "conditions": options.conditions,
+        }
+        stages += [back_view_stage(DiffusionOptions(**common)), orbit_views_stage(OrbitOptions(**common))]
+    fit_config = dataclasses.replace(preset.fit, seed=options.seed, max_seconds=options.max_seconds or 0.0)
+    stages += [
+        dataset_stage(),
+        fit_stage(fit_config, options.device),
+        mesh_stage(preset.export),
+        turntable_stage(preset.turntable),
+        contact_sheet_stage(),
+    ]
+    return stages

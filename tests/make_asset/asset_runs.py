@@ -1,0 +1,51 @@
+"""Helpers of the make-asset tests: the tiny make-asset command and comparisons of run folders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+VIEWS = 8
+# Files that hold the run's absolute path or its timings; every other file is the same for one seed.
+RUN_SPECIFIC = {"nerf/config.yml", "report.json"}
+
+
+def make_asset_command(out: Path, photo: Path, *extra: str) -> list[str]:
+    """``portrait3d make-asset PHOTO --out OUT --views 8 --preset tiny EXTRA...``."""
+    return [
+        sys.executable,
+        "-m",
+        "portrait3d",
+        "make-asset",
+        str(photo),
+        "--out",
+        str(out),
+        "--views",
+        str(VIEWS),
+        "--preset",
+        "tiny",
+        *extra,
+    ]
+
+
+def run_make_asset(out: Path, photo: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        make_asset_command(out, photo, *extra), capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=900
+    )
+
+
+def asset_files(root: Path) -> dict[str, bytes]:
+    """Every file a run wrote, by run-relative name (records, run-specific files and the lock left out)."""
+    files = {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        name: p.read_bytes()
+        for name, p in files.items()
+        if not name.startswith(".portrait3d/") and name not in RUN_SPECIFIC
+    }
+
+
+def differing(a: Path, b: Path) -> list[str]:
+    """Names of the files that differ (or exist in only one) between two runs."""
+    fa, fb = asset_files(a), asset_files(b)
+    return sorted(name for name in fa.keys() | fb.keys() if fa.get(name) != fb.get(name))

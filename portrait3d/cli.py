@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "portrait3d.commands.diffusion",
     "portrait3d.commands.nerf",
     "portrait3d.commands.make_asset",
+    "portrait3d.commands.view",
+    "portrait3d.commands.serve",
 )
 
 

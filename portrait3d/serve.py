@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -315,19 +314,16 @@ def serve(options: ServeOptions, block: bool = True):
     tempfile.tempdir = str(runs / GRADIO_DIR)  # anything Gradio puts in the system temp folder stays under --runs
     demo = build(options)
     demo.queue(default_concurrency_limit=1)
-    progress.info(f"portrait3d web app: http://{options.host}:{options.port}  (runs in {runs}; Ctrl-C to stop)")
     demo.launch(
         server_name=options.host,
         server_port=options.port,
         max_file_size=f"{options.max_file_size_mb:g}mb",
         allowed_paths=[str(runs)],
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         show_error=True,
         quiet=True,
     )
+    progress.info(f"portrait3d web app: http://{options.host}:{options.port}  (runs in {runs}; Ctrl-C to stop)")
+    if block:
+        demo.block_thread()
     return demo
-
-
-def clean_gradio_dir(runs: Path) -> None:
-    """Remove Gradio's uploads and cache under ``runs`` (the run folders stay)."""
-    shutil.rmtree(runs / GRADIO_DIR, ignore_errors=True)

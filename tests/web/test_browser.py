@@ -107,11 +107,11 @@ def server(places):
 
 
 @pytest.fixture(scope="module")
-def client_result(server):
+def client_result(server, tmp_path_factory):
     """The tiny job, through ``gradio_client`` (as the README shows)."""
     from gradio_client import Client, handle_file
 
-    client = Client(server["url"], verbose=False)
+    client = Client(server["url"], verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
     result = client.predict(handle_file(str(SAMPLE_PHOTO)), *JOB, api_name="/make_asset")
     return client, result
 
@@ -202,7 +202,8 @@ def test_upload_over_the_limit_is_refused(server, tmp_path):
     big = tmp_path / "big.png"
     big.write_bytes(b"\x89PNG" + os.urandom(2 << 20))  # 2 MB against a 1 MB limit
     with pytest.raises(Exception, match="(?i)size|large"):
-        Client(server["url"], verbose=False).predict(handle_file(str(big)), *JOB, api_name="/make_asset")
+        client = Client(server["url"], verbose=False, download_files=str(tmp_path))
+        client.predict(handle_file(str(big)), *JOB, api_name="/make_asset")
 
 
 def test_nothing_written_outside_runs(client_result, places):

@@ -235,7 +235,9 @@ def build(options: ServeOptions):
         return wrapped
 
     @as_gradio_error
-    def make_asset_job(photo, generator, preset, views, seed, yaw, pitch, report=gr.Progress()):  # noqa: B008
+    def make_asset_job(photo, generator, preset, views, seed, manual, yaw, pitch, report=gr.Progress()):  # noqa: B008
+        if not manual:
+            yaw = pitch = None
         return app.make_asset(photo, generator, preset, views, seed, yaw, pitch, report)
 
     @as_gradio_error
@@ -263,8 +265,9 @@ def build(options: ServeOptions):
                     preset = gr.Dropdown(list(PRESETS), value=options.preset, label="Preset", elem_id="preset")
                     views = gr.Number(32, label="Views", precision=0, minimum=1, maximum=256, elem_id="views")
                     seed = gr.Number(0, label="Seed", precision=0)
-                    yaw = gr.Number(None, label="Yaw (degrees; only for faces the detector misses)")
-                    pitch = gr.Number(None, label="Pitch (degrees; with yaw)")
+                    manual = gr.Checkbox(False, label="Set the camera by hand (for faces the detector misses)")
+                    yaw = gr.Slider(-180, 180, 0, step=1, label="Yaw (degrees)")
+                    pitch = gr.Slider(-60, 60, 0, step=1, label="Pitch (degrees)")
                 start = gr.Button("Make the 3D head", variant="primary", elem_id="start")
                 with gr.Accordion("Earlier runs", open=False):
                     earlier = gr.Dropdown(list_runs(app.runs), label="Run", elem_id="earlier")
@@ -281,7 +284,7 @@ def build(options: ServeOptions):
                 files = gr.File(label="Downloads: GLB, OBJ + MTL + texture, PLY, whole run (zip)", elem_id="downloads")
         outputs = [status, sheet, turntable, model, files]
         start.click(
-            make_asset_job, [photo, generator, preset, views, seed, yaw, pitch], outputs, api_name="make_asset"
+            make_asset_job, [photo, generator, preset, views, seed, manual, yaw, pitch], outputs, api_name="make_asset"
         ).then(refresh, None, earlier)
         resume.click(resume_job, [earlier], outputs, api_name="resume")
         show.click(show_run, [earlier], outputs, api_name="show")

@@ -28,7 +28,7 @@ SAMPLE_PHOTO = REPO / "data" / "samples" / "astronaut.jpg"
 CHROMIUM = Path(os.environ.get("PORTRAIT3D_CHROMIUM", "/usr/bin/chromium"))
 WEBGL_FLAGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 DOCS_SCREENSHOTS = os.environ.get("PORTRAIT3D_DOCS_SCREENSHOTS") == "1"
-JOB = ("proxy", "tiny", 8, 0, None, None)  # generator, preset, views, seed, yaw, pitch
+JOB = ("proxy", "tiny", 8, 0, False, 0, 0)  # generator, preset, views, seed, manual camera, yaw, pitch
 
 
 def _free_port() -> int:
@@ -159,8 +159,11 @@ def test_browser_upload_shows_the_head_and_its_glb(browser, server, client_resul
     page = _page(browser, server["url"])
     page.locator("#photo input[type=file]").set_input_files(str(SAMPLE_PHOTO))
     page.get_by_text("Options").click()
-    page.locator("#views input").fill("8")
-    page.locator("#views input").press("Tab")  # Gradio takes a number on change or blur
+    views = page.locator("#views input")
+    views.click()
+    views.press("Control+A")
+    views.press_sequentially("8")
+    views.press("Enter")  # Gradio takes a number when it is submitted or loses focus
     page.locator("#start").click()
     status = page.locator("#status textarea")
     page.wait_for_function(

@@ -270,7 +270,8 @@ def build(options: ServeOptions):
                     pitch = gr.Slider(-60, 60, 0, step=1, label="Pitch (degrees)")
                 start = gr.Button("Make the 3D head", variant="primary", elem_id="start")
                 with gr.Accordion("Earlier runs", open=False):
-                    earlier = gr.Dropdown(list_runs(app.runs), label="Run", elem_id="earlier")
+                    # Custom values: the API names runs that appeared after this page was built.
+                    earlier = gr.Dropdown(list_runs(app.runs), label="Run", elem_id="earlier", allow_custom_value=True)
                     with gr.Row():
                         show = gr.Button("Show")
                         resume = gr.Button("Resume")
@@ -289,6 +290,7 @@ def build(options: ServeOptions):
         resume.click(resume_job, [earlier], outputs, api_name="resume")
         show.click(show_run, [earlier], outputs, api_name="show")
         again.click(refresh, None, earlier, api_name=False)
+        demo.load(refresh, None, earlier, api_name=False)
     return demo
 
 

@@ -10,6 +10,7 @@ screenshots kept in ``docs/``.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import socket
@@ -152,6 +153,19 @@ def test_gradio_client_runs_the_job(client_result, places):
     names = {Path(d["path"] if isinstance(d, dict) else d).name for d in downloads}
     assert {"head.glb", "head.obj", "head.mtl", "head_texture.png", "head.ply", f"{run.name}.zip"} <= names
     assert Path(sheet).stat().st_size > 0 and Path(turntable).stat().st_size > 0
+
+
+def test_earlier_run_is_listed_shown_and_resumed(client_result, places):
+    client, (status, *_rest) = client_result
+    name = status.split(":")[0]
+    from portrait3d.serve import list_runs
+
+    assert name in list_runs(places["runs"])  # what a restarted server lists under "Earlier runs"
+    assert client.predict(name, api_name="/show")[0] == f"{name}: finished"
+    resumed = client.predict(name, api_name="/resume")
+    assert resumed[0].startswith(f"{name}: done in")
+    report = json.loads((places["runs"] / name / "report.json").read_text())
+    assert all(stage["skipped"] for stage in report["stages"].values()), report["stages"]
 
 
 def test_browser_upload_shows_the_head_and_its_glb(browser, server, client_result, places):

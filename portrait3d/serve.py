@@ -258,7 +258,9 @@ def build(options: ServeOptions):
         )
         with gr.Row():
             with gr.Column(scale=1):
-                photo = gr.Image(type="filepath", label="Photo", sources=["upload"], elem_id="photo")
+                # A file, not gr.Image: gr.Image decodes uploads itself and would answer a bad photo with
+                # its own error instead of the one-line message of the CLI.
+                photo = gr.File(type="filepath", file_types=["image"], label="Photo", elem_id="photo")
                 gr.Examples([[str(SAMPLE)]], inputs=[photo], label="Sample (public domain)")
                 with gr.Accordion("Options", open=False):
                     generator = gr.Radio(app.generators, value="proxy", label="Generator")
@@ -280,8 +282,8 @@ def build(options: ServeOptions):
                 status = gr.Textbox(label="Status", interactive=False, elem_id="status")
                 model = gr.Model3D(label="3D head (GLB)", elem_id="model", height=420)
                 with gr.Row():
-                    sheet = gr.Image(label="Contact sheet", interactive=False)
-                    turntable = gr.Video(label="Turntable", interactive=False)
+                    sheet = gr.Image(label="Contact sheet", interactive=False, height=320)
+                    turntable = gr.Video(label="Turntable", interactive=False, height=320)
                 files = gr.File(label="Downloads: GLB, OBJ + MTL + texture, PLY, whole run (zip)", elem_id="downloads")
         outputs = [status, sheet, turntable, model, files]
         start.click(

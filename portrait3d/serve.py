@@ -8,8 +8,8 @@ named after the photo's content and the options, so the same photo with the same
 options is the same run: sending it again resumes or skips finished stages, and a
 restarted server lists the runs it finds under ``--runs``.
 
-Gradio's own uploads and caches live in ``RUNS/.gradio`` (``GRADIO_TEMP_DIR``), so
-nothing is written outside ``--runs``. The job is also callable from Python with
+Gradio's own uploads and caches live in ``RUNS/.gradio`` (``GRADIO_TEMP_DIR``), and so
+does matplotlib's font cache (``MPLCONFIGDIR``), so nothing is written outside ``--runs``. The job is also callable from Python with
 ``gradio_client`` (``api_name="make_asset"``, see the README).
 """
 
@@ -309,6 +309,8 @@ def prepare_runs_dir(runs: Path) -> Path:
     os.environ["GRADIO_TEMP_DIR"] = str(gradio_dir)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # matplotlib (imported by the stages' libraries) writes a font cache to ~/.cache unless told otherwise.
+    os.environ.setdefault("MPLCONFIGDIR", str(gradio_dir / "matplotlib"))
     # Gradio caches examples under the working directory unless told otherwise.
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(gradio_dir / "examples")
     return gradio_dir

@@ -9,8 +9,8 @@ options is the same run: sending it again resumes or skips finished stages, and 
 restarted server lists the runs it finds under ``--runs``.
 
 Gradio's own uploads and caches live in ``RUNS/.gradio`` (``GRADIO_TEMP_DIR``), and so
-does matplotlib's font cache (``MPLCONFIGDIR``), so nothing is written outside ``--runs``. The job is also callable from Python with
-``gradio_client`` (``api_name="make_asset"``, see the README).
+does matplotlib's font cache (``MPLCONFIGDIR``), so nothing is written outside ``--runs``.
+The job is also callable from Python with ``gradio_client`` (``api_name="make_asset"``, see the README).
 """
 
 from __future__ import annotations

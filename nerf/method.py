@@ -13,8 +13,9 @@ Then ``ns-train portrait3d-ngp --data RUN/transforms.json`` trains it and
 elsewhere). It builds no LPIPS metric (nerfstudio's downloads AlexNet weights):
 its evaluation metrics are PSNR and SSIM only.
 
-Importing this module imports nerfstudio; :mod:`nerf.nerfstudio_compat` is
-applied first so that it also imports where torchvision cannot load.
+Importing this module imports nerfstudio, through
+:func:`portrait3d.torchvision_compat.import_nerfstudio` so that it also imports where
+torchvision cannot load.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from typing import Literal
 import torch
 from torch.nn import Parameter
 
-from nerf import nerfstudio_compat
+from portrait3d import torchvision_compat
 
-nerfstudio_compat.prepare()
+torchvision_compat.import_nerfstudio()
 
 from nerfstudio.cameras.rays import RayBundle  # noqa: E402
 from nerfstudio.configs.base_config import ViewerConfig  # noqa: E402

@@ -26,6 +26,8 @@ COMMAND_MODULES = (
     "portrait3d.commands.nerf",
     "portrait3d.commands.make_asset",
     "portrait3d.commands.train",
+    "portrait3d.commands.view",
+    "portrait3d.commands.serve",
 )
 
 

@@ -170,7 +170,7 @@ def make_asset(photo: str | Path, out: str | Path, options: MakeAssetOptions) ->
         report = write_report(run, photo, options, device, results, time.perf_counter() - start)
     glb = run.path("mesh", "head.glb")
     progress.info(f"done in {report['seconds_total']:.0f} s. Asset: {glb}")
-    progress.info(f"open the NeRF in the nerfstudio viewer: ns-viewer --load-config {run.path('nerf', 'config.yml')}")
+    progress.info(f"open the NeRF in nerfstudio's viewer: portrait3d view {run.root}")
     return report
 
 

@@ -1,7 +1,8 @@
 """Progress output: one line per stage, bars inside long stages on a terminal.
 
 The CLI sets the verbosity once; library code calls :func:`info`, :func:`stage`
-and :func:`bar` and never prints directly.
+and :func:`bar` and never prints directly. Other front ends (the web app) follow the
+same calls with :func:`listen`, whatever the verbosity.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -18,6 +20,44 @@ QUIET, NORMAL, VERBOSE = 0, 1, 2
 _level = NORMAL
 _interrupted = False
 _signal = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a listener hears: a stage starting or ending, a line of text, or a step of a bar."""
+
+    kind: Literal["stage-start", "stage-end", "info", "step"]
+    stage: str | None
+    """The innermost running stage (None outside stages)."""
+    message: str = ""
+    """The line (``info``), or the bar's description (``step``)."""
+    done: int = 0
+    """Steps done (``step``)."""
+    total: int | None = None
+    """Steps in all (``step``), when known."""
+    seconds: float | None = None
+    """How long the stage took (``stage-end``)."""
+
+
+_listeners: list[Callable[[Event], None]] = []
+_stages: list[str] = []
+
+
+@contextlib.contextmanager
+def listen(callback: Callable[[Event], None]) -> Iterator[None]:
+    """Call ``callback(event)`` for every stage start/end, :func:`info` line and :func:`bar` step inside."""
+    _listeners.append(callback)
+    try:
+        yield
+    finally:
+        _listeners.remove(callback)
+
+
+def _emit(kind: str, message: str = "", done: int = 0, total: int | None = None, seconds: float | None = None) -> None:
+    if _listeners:
+        event = Event(kind, _stages[-1] if _stages else None, message, done, total, seconds)  # type: ignore[arg-type]
+        for callback in list(_listeners):
+            callback(event)
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -57,6 +97,7 @@ def verbosity() -> int:
 
 def info(message: str) -> None:
     """A plain line on stderr (hidden with ``--quiet``)."""
+    _emit("info", message)
     if _level >= NORMAL:
         print(message, file=sys.stderr, flush=True)
 
@@ -72,25 +113,34 @@ def stage(name: str) -> Iterator[None]:
     """Announce a stage and print its elapsed time when it ends."""
     raise_if_interrupted()
     start = time.perf_counter()
-    info(f"[{name}] ...")
-    yield
-    raise_if_interrupted()
-    info(f"[{name}] done in {time.perf_counter() - start:.1f} s")
+    _stages.append(name)
+    try:
+        _emit("stage-start")
+        info(f"[{name}] ...")
+        yield
+        raise_if_interrupted()
+        seconds = time.perf_counter() - start
+        info(f"[{name}] done in {seconds:.1f} s")
+        _emit("stage-end", seconds=seconds)
+    finally:
+        _stages.pop()
 
 
 def bar(iterable: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
     """Iterate with a progress bar on a terminal, plain occasional lines otherwise."""
+    total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
     if _level >= NORMAL and sys.stderr.isatty():
         from tqdm import tqdm
 
-        for item in tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr):
+        for i, item in enumerate(tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr), 1):
             raise_if_interrupted()
             yield item
+            _emit("step", desc, i, total)
         return
-    total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
     step = max(1, (total or 0) // 4) if total else 0
     for i, item in enumerate(iterable, 1):
         raise_if_interrupted()
         yield item
+        _emit("step", desc, i, total)
         if _level >= VERBOSE or (step and _level >= NORMAL and i % step == 0 and i < (total or 0)):
             info(f"  {desc}: {i}/{total if total else '?'}")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Create or update the project's virtual environment in .venv.
 #
-#   bash scripts/setup.sh          runtime (portrait3d + nerfstudio)
-#   bash scripts/setup.sh --dev    plus test tools (pytest, ruff, the Khronos glTF validator)
+#   bash scripts/setup.sh          runtime (portrait3d + nerfstudio + the web app's gradio)
+#   bash scripts/setup.sh --dev    plus test tools (pytest, ruff, playwright, chromium, the Khronos glTF validator)
 #
 # torch: on a machine with an NVIDIA driver the CUDA build is installed, elsewhere
 # the CPU build; either way the installed version is then pinned in
@@ -36,6 +36,16 @@ if ! ldconfig -p 2>/dev/null | grep 'libusb-1.0.so.0' >/dev/null; then
   fi
 fi
 
+# Browser tests (--dev): Debian's chromium, driven by Playwright (its own browser download cannot work offline).
+if [[ $dev == 1 ]] && ! command -v chromium >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing chromium (browser tests)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    say "the browser tests need chromium (Debian/Ubuntu: sudo apt-get install chromium); they will be skipped"
+  fi
+fi
+
 # 2. The virtual environment.
 [[ -x .venv/bin/python ]] || { say "creating .venv"; "$python" -m venv .venv; }
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
@@ -59,8 +69,8 @@ fi
 say "pinned $(cat .venv/constraints.txt)"
 
 # 4. The project, its NeRF extra (nerfstudio) and, with --dev, the test tools.
-extras=nerf
-[[ $dev == 1 ]] && extras=nerf,dev
+extras=nerf,web
+[[ $dev == 1 ]] && extras=nerf,web,dev
 say "installing portrait3d[$extras] (a few minutes the first time)"
 "${pip[@]}" install -c .venv/constraints.txt -e ".[$extras]"
 

@@ -46,7 +46,8 @@ def _register_fit(subparsers: argparse._SubParsersAction, common: argparse.Argum
         help="fit an instant-NGP NeRF to the run's dataset (writes RUN/nerf/)",
         description="Fit an instant-NGP-style NeRF (hash grid, small MLPs, occupancy-guided sampling) to "
         "RUN/transforms.json. Writes RUN/nerf/config.yml and RUN/nerf/nerfstudio_models/ (loadable with "
-        "ns-viewer --load-config RUN/nerf/config.yml) and RUN/nerf/volume.json.",
+        "portrait3d view RUN, or ns-viewer --load-config RUN/nerf/config.yml where torchvision loads) and "
+        "RUN/nerf/volume.json.",
     )
     p.add_argument("run", help="run folder (with transforms.json: run `portrait3d dataset RUN` first)")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where to train (default: auto)")

@@ -30,7 +30,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from portrait3d.diffusion import _compat  # noqa: F401 - must run before diffusers is imported
+from portrait3d import torchvision_compat
+
+torchvision_compat.hide()  # must run before diffusers is imported
 
 if TYPE_CHECKING:
     from portrait3d.diffusion.reference import ReferenceBank, install_reference_processors

@@ -7,4 +7,6 @@
   weights folder that ``make-asset --generator diffusion --weights DIR`` loads.
 """
 
-from portrait3d.diffusion import _compat  # noqa: F401 - must run before diffusers is imported
+from portrait3d import torchvision_compat
+
+torchvision_compat.hide()  # must run before diffusers is imported

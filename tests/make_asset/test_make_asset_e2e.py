@@ -54,7 +54,7 @@ def test_every_output_exists_and_is_valid(finished_run, gltf_validator):
     assert 100 < len(glb.faces) <= 5000
     assert 0.1 < float(np.ptp(glb.vertices[:, 0])) < 0.4, "head width in metres"
     # The final lines say where the GLB is and how to open the NeRF.
-    assert "head.glb" in res.stderr and "ns-viewer --load-config" in res.stderr and "Traceback" not in res.stderr
+    assert "head.glb" in res.stderr and "portrait3d view" in res.stderr and "Traceback" not in res.stderr
 
 
 @pytest.mark.slow

@@ -198,9 +198,9 @@ def test_short_cpu_fit_reaches_psnr_and_loads_in_nerfstudio(tmp_path, cli, monke
 
     # nerfstudio's own loading code (the plugin found through the environment, as an entry point would).
     monkeypatch.setenv("NERFSTUDIO_METHOD_CONFIGS", "portrait3d-ngp=nerf.method:portrait3d_ngp")
-    from nerf import nerfstudio_compat
+    from portrait3d import torchvision_compat
 
-    nerfstudio_compat.prepare()
+    torchvision_compat.import_nerfstudio()
     from nerfstudio.utils.eval_utils import eval_setup
 
     _, pipeline, checkpoint, step = eval_setup(root / "nerf" / "config.yml", test_mode="inference")

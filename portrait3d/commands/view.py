@@ -1,0 +1,29 @@
+"""``portrait3d view``: nerfstudio's viewer on a run's NeRF (works beside a CPU build of torch)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "view",
+        parents=[common],
+        help="open the run's NeRF in nerfstudio's viewer (prints the URL)",
+        description="Serve nerfstudio's viewer on RUN/nerf/config.yml, as `ns-viewer --load-config` does, on any "
+        "install (a CPU build of torch included). Stop it with Ctrl-C.",
+    )
+    p.add_argument("run", help="run folder with a fitted NeRF (RUN/nerf/config.yml)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=7007, help="port (default: 7007)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from portrait3d.viewer import view
+
+    try:
+        view(args.run, args.host, args.port)
+    except KeyboardInterrupt:
+        return 0
+    return 0

@@ -184,6 +184,7 @@ def make_asset(photo: str | Path, out: str | Path, options: MakeAssetOptions) ->
             "seed": options.seed,
             "allow_cpu": options.allow_cpu,
             "conditions": options.conditions,
+            **dataclasses.asdict(preset.diffusion),
         }
         results["back-view"] = back_view(run, DiffusionOptions(**common), force)
         results["orbit-views"] = orbit_views(run, OrbitOptions(**common), force)

@@ -192,9 +192,11 @@ class NGPVolume(nn.Module):
 
 def nerfacc_available() -> bool:
     """True when nerfacc imports ("auto" falls back to the torch sampler without it, e.g. on a bare GPU image)."""
-    import importlib.util
-
-    return importlib.util.find_spec("nerfacc") is not None
+    try:
+        import nerfacc  # noqa: F401
+    except Exception:  # noqa: BLE001 - missing or broken (no compiler for its kernels): use the torch sampler
+        return False
+    return True
 
 
 def photometric_loss(

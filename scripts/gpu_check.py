@@ -159,7 +159,7 @@ def step_diffusion(tiny: bool, device) -> dict:
     import bench_diffusion
     import torch
 
-    views, size, steps, window = (8, 64, 2, 4) if tiny else (32, 512, 50, 8)
+    views, size, steps, window = (4, 64, 2, 2) if tiny else (32, 512, 50, 8)
     start = time.perf_counter()
     pipeline, params = bench_diffusion.build(tiny, device, torch.float32)
     result: dict = {"weights_millions": round(params / 1e6), "build_seconds": round(time.perf_counter() - start, 1)}

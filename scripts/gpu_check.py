@@ -208,7 +208,7 @@ def synthetic_checkpoints(folder: Path, tiny: bool, device) -> tuple[Path, Path,
     return files[0], files[1], layout_file
 
 
-def step_chain(tiny: bool, device, work: Path, prepared: Path | None, out: Path) -> dict:
+def step_chain(tiny: bool, device, work: Path, prepared: Path | None, out: Path, stages: bool) -> dict:
     """c: synthetic checkpoint -> convert-weights -> the diffusion stages -> dataset -> fit-nerf (or make-asset)."""
     start = time.perf_counter()
     orbit, back, layout = synthetic_checkpoints(work / "checkpoints", tiny, device)
@@ -219,7 +219,7 @@ def step_chain(tiny: bool, device, work: Path, prepared: Path | None, out: Path)
     result["convert_seconds"] = cli(*convert, *(["--layout", str(layout)] if layout else []))
     for file in (orbit, back):
         file.unlink()  # gigabytes at full size
-    if tiny:
+    if not stages:
         asset = work / "asset"
         result["make_asset_seconds"] = cli(
             "make-asset", str(SAMPLE), "--out", str(asset), "--generator", "diffusion", "--weights", str(weights),
@@ -236,11 +236,13 @@ def step_chain(tiny: bool, device, work: Path, prepared: Path | None, out: Path)
     if run.exists():
         shutil.rmtree(run)
     shutil.copytree(prepared / "run", run)
-    gpu = ["--weights", str(weights), "--device", "cuda"]
-    result["back_view_seconds"] = cli("back-view", str(run), *gpu)
-    result["orbit_views_seconds"] = cli("orbit-views", str(run), *gpu)
+    where = ["--device", device.type]
+    small = ["--steps", "2", "--size", "64", "--allow-cpu"] if tiny else []
+    result["back_view_seconds"] = cli("back-view", str(run), "--weights", str(weights), *where, *small)
+    result["orbit_views_seconds"] = cli("orbit-views", str(run), "--weights", str(weights), *where, *small)
     result["dataset_seconds"] = cli("dataset", str(run))
-    result["fit_nerf_seconds"] = cli("fit-nerf", str(run), "--device", "cuda", "--iterations", "300")
+    iterations = "30" if tiny else "300"
+    result["fit_nerf_seconds"] = cli("fit-nerf", str(run), *where, "--iterations", iterations)
     result["views"] = len(list((run / "views").glob("[0-9]*.png")))
     record = json.loads((run / ".portrait3d" / "stages" / "fit-nerf.json").read_text())
     result["fit_nerf"] = record.get("info", record)
@@ -280,7 +282,7 @@ def step_nerf(tiny: bool, work: Path, prepared: Path | None, out: Path) -> dict:
     return result
 
 
-def run_check(out: Path, tiny: bool, prepared: Path | None, only: list[str], work: Path) -> int:
+def run_check(out: Path, tiny: bool, prepared: Path | None, only: list[str], work: Path, stages: bool) -> int:
     import torch
 
     out.mkdir(parents=True, exist_ok=True)
@@ -289,7 +291,9 @@ def run_check(out: Path, tiny: bool, prepared: Path | None, only: list[str], wor
     if not tiny and not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU here; pass --tiny for the CPU-size check", file=sys.stderr)
         return 2
-    if not tiny and (prepared is None or not (prepared / "run").is_dir() or not (prepared / "scene").is_dir()):
+    stages = stages or not tiny
+    ready = prepared is not None and (prepared / "run").is_dir() and (prepared / "scene").is_dir()
+    if stages and not ready:
         print(f"gpu_check: --prepared {prepared}: run `python scripts/gpu_check.py prepare DIR` first", file=sys.stderr)
         return 2
     figures = Figures(out, tiny)
@@ -308,7 +312,7 @@ def run_check(out: Path, tiny: bool, prepared: Path | None, only: list[str], wor
             if step == "diffusion":
                 value = step_diffusion(tiny, device)
             elif step == "chain":
-                value = step_chain(tiny, device, work / "chain", prepared, out)
+                value = step_chain(tiny, device, work / "chain", prepared, out, stages)
             else:
                 value = step_nerf(tiny, work / "nerf", prepared, out)
             value["step_seconds"] = round(time.perf_counter() - t0, 1)
@@ -392,6 +396,11 @@ def main() -> int:
     p.add_argument("--prepared", type=Path, default=None, help="folder written by `prepare` (needed at full size)")
     p.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps among {', '.join(STEPS)}")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a fresh one under /tmp)")
+    p.add_argument(
+        "--stages",
+        action="store_true",
+        help="with --tiny: the chain as separate subcommands on the prepared run (as at full size), not make-asset",
+    )
     p = sub.add_parser("finish", help="CPU: Chamfer of the CUDA fit from the returned files")
     p.add_argument("--out", type=Path, required=True, help="the folder of the returned figures.json and field parts")
     p.add_argument("--prepared", type=Path, required=True)
@@ -409,7 +418,7 @@ def main() -> int:
     if unknown:
         parser.error(f"--only: unknown step(s) {', '.join(unknown)}")
     work = args.work or Path(tempfile.mkdtemp(prefix="gpu-check-"))
-    return run_check(args.out, args.tiny, args.prepared, only, work)
+    return run_check(args.out, args.tiny, args.prepared, only, work, args.stages)
 
 
 if __name__ == "__main__":

@@ -187,12 +187,18 @@ def step_diffusion(tiny: bool, device) -> dict:
 
 def synthetic_checkpoints(folder: Path, tiny: bool, device) -> tuple[Path, Path, Path | None]:
     """The orbit and back-view files in the released key layout (random weights; fp16 at full size)."""
+    import dataclasses
+
     import torch
 
     from portrait3d.diffusion import ldm_keys
-    from portrait3d.diffusion.ldm_keys import CheckpointLayout
+    from portrait3d.diffusion.ldm_keys import CheckpointLayout, VaeLayout
 
-    layout = CheckpointLayout.tiny() if tiny else CheckpointLayout()
+    # CheckpointLayout.tiny()'s VAE downsamples by 2, the ControlNet's hint encoder by 8: it converts but cannot
+    # sample. Four VAE levels (a factor of 8, as SD 1.5) make a tiny model that runs.
+    vae = VaeLayout(ch=32, ch_mult=(1, 1, 1, 1), num_res_blocks=1)
+    runnable = dataclasses.replace(CheckpointLayout.tiny(), vae=vae)
+    layout = runnable if tiny else CheckpointLayout()
     dtype = torch.float32 if tiny else torch.float16
     folder.mkdir(parents=True, exist_ok=True)
     files = []

@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--mesh", action="store_true", help="also export the mesh and measure Chamfer / F-score")
     parser.add_argument("--size", type=int, default=512, help="render size of the scene (default: 512)")
     parser.add_argument("--max-seconds", type=float, default=None, help="override the preset's time budget")
+    parser.add_argument("--image-size", type=int, default=None, help="override the preset's training image size")
     parser.add_argument("--prepare-only", action="store_true", help="write the scene (views, held-out) and stop")
     parser.add_argument("--scene", default=None, help="scene from --prepare-only: copied to --out")
     parser.add_argument("--json", default=None, help="also write the report to this JSON file")
@@ -171,6 +172,8 @@ def main() -> None:
         config.iterations = args.iterations
     if args.max_seconds is not None:
         config.max_seconds = args.max_seconds
+    if args.image_size:
+        config.image_size = args.image_size
     device = fit.resolve_device(args.device).type
     start = time.perf_counter()
     info = fit.fit(run, config, device)

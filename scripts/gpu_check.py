@@ -58,6 +58,12 @@ def log(message: str) -> None:
     print(f"[gpu_check {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def _tail(text: str, lines: int = 8) -> str:
+    """The last lines of a command's output, without progress-bar lines."""
+    kept = [line for line in text.splitlines() if line.strip() and "it/s]" not in line and "s/it]" not in line]
+    return "\n".join(kept[-lines:])
+
+
 def _env() -> dict:
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": path}
@@ -76,7 +82,7 @@ def cli(*args: str, timeout: float = 1800) -> float:
     )
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        raise RuntimeError(f"portrait3d {args[0]} failed ({proc.returncode}): {(proc.stderr or proc.stdout)[-1500:]}")
+        raise RuntimeError(f"portrait3d {args[0]} failed ({proc.returncode}): {_tail(proc.stderr + proc.stdout)}")
     log(f"portrait3d {' '.join(args[:2])}: {seconds:.1f} s")
     return round(seconds, 1)
 
@@ -91,7 +97,7 @@ def script(name: str, *args: str, timeout: float = 1800) -> None:
         [sys.executable, str(REPO / "scripts" / name), *args], capture_output=True, text=True, env=env, timeout=timeout
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"{name} failed ({proc.returncode}): {(proc.stderr or proc.stdout)[-1500:]}")
+        raise RuntimeError(f"{name} failed ({proc.returncode}): {_tail(proc.stderr + proc.stdout)}")
 
 
 def contact_sheet(folder: Path, out: Path, thumb: int = 128, columns: int = 8) -> None:
@@ -266,7 +272,7 @@ def step_nerf(tiny: bool, work: Path, prepared: Path | None, out: Path) -> dict:
     figures = work / "nerf.json"
     args = ["--out", str(work / "fit"), "--scene", str(scene), "--json", str(figures)]
     if tiny:
-        args += ["--device", "cpu", "--iterations", "30", "--max-seconds", "20"]
+        args += ["--device", "cpu", "--iterations", "30", "--max-seconds", "60", "--image-size", "64", "--size", "64"]
     else:
         args += ["--device", "cuda", "--preset", "standard", "--max-seconds", "90"]
     script("bench_nerf.py", *args)

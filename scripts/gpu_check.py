@@ -253,8 +253,8 @@ def step_chain(tiny: bool, device, work: Path, prepared: Path | None, out: Path,
     result["back_view_seconds"] = cli("back-view", str(run), "--weights", str(weights), *where, *small)
     result["orbit_views_seconds"] = cli("orbit-views", str(run), "--weights", str(weights), *where, *small)
     result["dataset_seconds"] = cli("dataset", str(run))
-    iterations = "30" if tiny else "300"
-    result["fit_nerf_seconds"] = cli("fit-nerf", str(run), *where, "--iterations", iterations)
+    fit = ["--iterations", "30", "--image-size", "64"] if tiny else ["--iterations", "300"]
+    result["fit_nerf_seconds"] = cli("fit-nerf", str(run), *where, *fit)
     result["views"] = len(list((run / "views").glob("[0-9]*.png")))
     record = json.loads((run / ".portrait3d" / "stages" / "fit-nerf.json").read_text())
     result["fit_nerf"] = record.get("info", record)

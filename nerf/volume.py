@@ -49,7 +49,9 @@ class NGPVolume(nn.Module):
         self.config = config
         self.field = NGPField(config.field, device_type)
         self.grid = OccupancyGrid(config.field.half_extent, config.grid_resolution)
-        use_nerfacc = config.sampler == "nerfacc" or (config.sampler == "auto" and device_type == "cuda")
+        use_nerfacc = config.sampler == "nerfacc" or (
+            config.sampler == "auto" and device_type == "cuda" and nerfacc_available()
+        )
         self.sampler = "nerfacc" if use_nerfacc and device_type == "cuda" else "torch"
         self._estimator = None
 
@@ -186,6 +188,15 @@ class NGPVolume(nn.Module):
             ).to(self.grid.occupied.device)
         self._estimator.binaries.copy_(self.grid.occupied[None])
         return self._estimator
+
+
+def nerfacc_available() -> bool:
+    """True when nerfacc imports ("auto" falls back to the torch sampler without it, e.g. on a bare GPU image)."""
+    try:
+        import nerfacc  # noqa: F401
+    except Exception:  # noqa: BLE001 - missing or broken (no compiler for its kernels): use the torch sampler
+        return False
+    return True
 
 
 def photometric_loss(

@@ -20,6 +20,18 @@ from portrait3d.proxy.stage import ProxyOptions
 
 
 @dataclass
+class DiffusionPreset:
+    """Sampling options of the diffusion generator's two stages (back view, orbit views)."""
+
+    steps: int = 50
+    """Denoising steps (50 as released)."""
+    size: int = 512
+    """Generated image size in pixels (512 as released)."""
+    scheduler: str = "ddim"
+    """``ddim`` (as released) or ``dpm++``."""
+
+
+@dataclass
 class AssetPreset:
     """The per-stage options that make-asset uses."""
 
@@ -31,6 +43,8 @@ class AssetPreset:
     """Mesh extraction, texture bake and export."""
     turntable: TurntableConfig = field(default_factory=TurntableConfig)
     """The turntable video."""
+    diffusion: DiffusionPreset = field(default_factory=DiffusionPreset)
+    """Sampling of the diffusion generator (``--generator diffusion`` only)."""
 
 
 PRESETS: dict[str, AssetPreset] = {
@@ -49,6 +63,7 @@ PRESETS: dict[str, AssetPreset] = {
             mesh=MeshConfig(resolution=64, triangles=5_000, depth_size=64), bake=BakeConfig(texture_size=256)
         ),
         turntable=TurntableConfig(frames=8, size=128),
+        diffusion=DiffusionPreset(steps=2, size=64),
     ),
 }
 """Named presets for ``make-asset --preset``."""

@@ -361,6 +361,7 @@ def asset_stages(photo: str | Path, options) -> list[Stage]:
             "seed": options.seed,
             "allow_cpu": options.allow_cpu,
             "conditions": options.conditions,
+            **dataclasses.asdict(preset.diffusion),
         }
         stages += [back_view_stage(DiffusionOptions(**common)), orbit_views_stage(OrbitOptions(**common))]
     fit_config = dataclasses.replace(preset.fit, seed=options.seed, max_seconds=options.max_seconds or 0.0)

@@ -5,6 +5,8 @@ Full size: the SD 1.5 architecture with random weights (the compute does not dep
 
     python scripts/bench_diffusion.py                 # full size, needs a CUDA GPU
     python scripts/bench_diffusion.py --tiny          # tiny architecture, runs on a CPU in seconds (smoke test)
+    python scripts/bench_diffusion.py --pattern reference --views 8   # emulated reference compute pattern
+    python scripts/bench_diffusion.py --scheduler dpm++ --steps 20 --views-per-batch 32
 """
 
 from __future__ import annotations
@@ -15,26 +17,145 @@ import time
 import portrait3d.diffusion  # noqa: F401 - before torch/diffusers users (hides an unloadable torchvision)
 
 
+def build(tiny: bool, device, dtype, seed: int = 0):
+    """A Portrait360Pipeline with random weights (SD 1.5 or tiny) on ``device`` in ``dtype``; its weight count."""
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+
+    from portrait3d.diffusion.components import SD15, TINY, random_components
+    from portrait3d.diffusion.pipelines import Portrait360Pipeline
+
+    with torch.device(device):
+        components = random_components(TINY if tiny else SD15, multiview=True, seed=seed)
+    diffusers_logging.set_verbosity_error()  # its note on casting with .to() is noise here
+    pipeline = Portrait360Pipeline(**components).to(device=device, dtype=dtype)
+    pipeline.set_progress_bar_config(disable=True)
+    params = sum(
+        p.numel()
+        for name in ("unet", "reference_unet", "controlnet", "vae")
+        for p in getattr(pipeline, name).parameters()
+    )
+    return pipeline, params
+
+
+def measure(
+    pipeline,
+    views: int,
+    size: int,
+    steps: int,
+    window: int = 8,
+    guidance: float = 3.0,
+    seed: int = 0,
+    views_per_batch: int | None = None,
+    scheduler: str = "ddim",
+    pattern: str = "pipeline",
+) -> dict:
+    """Time one generation of ``views`` views (after a one-step warm-up) and read the peak GPU memory.
+
+    ``pattern``: ``pipeline`` (this project's sampler) or ``reference`` (the emulation of the DiffPortrait3D
+    sampler's compute pattern, :mod:`portrait3d.diffusion.reference_pattern`; DDIM only, run under fp16
+    autocast on CUDA as the reference does).
+    """
+    import contextlib
+
+    import numpy as np
+    import torch
+
+    from portrait3d.diffusion.pipelines import scheduler_by_name
+    from portrait3d.diffusion.reference_pattern import sample_reference_pattern
+
+    device = pipeline.device
+    rng = np.random.default_rng(seed)
+
+    def images(count: int) -> list[np.ndarray]:
+        return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)]
+
+    front, back = images(2)
+    conditions, initial = images(views), images(views)
+    release = pipeline.scheduler
+    pipeline.scheduler = scheduler_by_name(scheduler, release.config)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.float16)
+        if device.type == "cuda" and pattern == "reference"
+        else contextlib.nullcontext()
+    )
+
+    def generate(count: int, num_steps: int) -> None:
+        generator = torch.Generator(device=device).manual_seed(seed)
+        common = dict(num_inference_steps=num_steps, guidance_scale=guidance, generator=generator)
+        common.update(window_size=window, height=size, width=size)
+        if pattern == "reference":
+            with autocast:
+                latents = sample_reference_pattern(pipeline, front, back, conditions[:count], initial[:count], **common)
+                pipeline.decode(latents)
+        else:
+            pipeline(
+                front,
+                back,
+                conditions[:count],
+                initial[:count],
+                output_type="np",
+                views_per_batch=views_per_batch,
+                **common,
+            )
+
+    try:
+        generate(min(views, views_per_batch or window), 1)  # warm-up: kernels, allocator
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        generate(views, steps)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    finally:
+        pipeline.scheduler = release
+    figures = {
+        "pattern": pattern,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
+        "dtype": str(pipeline.unet.dtype).replace("torch.", ""),
+        "views": views,
+        "size": size,
+        "steps": steps,
+        "scheduler": scheduler,
+        "window": window,
+        "guidance": guidance,
+        "views_per_batch": views_per_batch or window,
+        "seconds": round(seconds, 2),
+        "seconds_per_view": round(seconds / views, 3),
+    }
+    if device.type == "cuda":
+        figures["peak_allocated_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        figures["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved(device) / 2**30, 2)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny architecture, CPU-friendly sizes")
     parser.add_argument("--views", type=int, help="views to generate (default: 32; tiny: 8)")
     parser.add_argument("--size", type=int, help="image size (default: 512; tiny: 64)")
-    parser.add_argument("--steps", type=int, help="DDIM steps (default: 50; tiny: 2)")
+    parser.add_argument("--steps", type=int, help="sampler steps (default: 50; tiny: 2)")
     parser.add_argument("--window", type=int, default=8, help="views per window (default: 8)")
+    parser.add_argument("--views-per-batch", type=int, default=None, help="views per UNet batch (default: a window)")
+    parser.add_argument("--scheduler", choices=("ddim", "dpm++"), default="ddim", help="sampler (default: ddim)")
+    parser.add_argument(
+        "--pattern",
+        choices=("pipeline", "reference"),
+        default="pipeline",
+        help="this project's sampler, or the emulation of the reference code's compute pattern (default: pipeline)",
+    )
     parser.add_argument("--guidance", type=float, default=3.0, help="guidance scale (default: 3)")
     parser.add_argument("--device", default="auto", help="torch device (default: cuda when available)")
     parser.add_argument("--fp32", action="store_true", help="keep fp32 weights on CUDA (default: fp16)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    import numpy as np
     import torch
-    from diffusers.utils import logging as diffusers_logging
 
     from portrait3d import progress
-    from portrait3d.diffusion.components import SD15, TINY, random_components
-    from portrait3d.diffusion.pipelines import Portrait360Pipeline
 
     views = args.views or (8 if args.tiny else 32)
     size = args.size or (64 if args.tiny else 512)
@@ -45,67 +166,40 @@ def main() -> None:
         device = torch.device(args.device)
     if device.type == "cpu" and not args.tiny:
         progress.info("warning: full size on a CPU takes hours; pass --tiny for a smoke run")
-    dtype = torch.float16 if device.type == "cuda" and not args.fp32 else torch.float32
+    # The reference keeps fp32 weights (under fp16 autocast); this project's pipeline runs fp16 weights on CUDA.
+    fp32 = args.fp32 or args.pattern == "reference"
+    dtype = torch.float16 if device.type == "cuda" and not fp32 else torch.float32
 
     start = time.perf_counter()
-    with torch.device(device):
-        components = random_components(TINY if args.tiny else SD15, multiview=True, seed=args.seed)
-    diffusers_logging.set_verbosity_error()  # its note on casting with .to() is noise here
-    pipeline = Portrait360Pipeline(**components).to(device=device, dtype=dtype)
-    pipeline.set_progress_bar_config(disable=True)
+    pipeline, params = build(args.tiny, device, dtype, args.seed)
     build_seconds = time.perf_counter() - start
-    params = sum(
-        p.numel()
-        for name in ("unet", "reference_unet", "controlnet", "vae")
-        for p in getattr(pipeline, name).parameters()
+    figures = measure(
+        pipeline,
+        views,
+        size,
+        steps,
+        args.window,
+        args.guidance,
+        args.seed,
+        args.views_per_batch,
+        args.scheduler,
+        args.pattern,
     )
-
-    rng = np.random.default_rng(args.seed)
-
-    def images(count: int) -> list[np.ndarray]:
-        return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)]
-
-    front, back = images(2)
-    conditions, initial = images(views), images(views)
-
-    def generate(count: int, num_steps: int) -> None:
-        generator = torch.Generator(device=device).manual_seed(args.seed)
-        pipeline(
-            front,
-            back,
-            conditions[:count],
-            initial[:count],
-            num_inference_steps=num_steps,
-            guidance_scale=args.guidance,
-            generator=generator,
-            window_size=args.window,
-            height=size,
-            width=size,
-            output_type="np",
-        )
-
-    generate(min(views, args.window), 1)  # warm-up: kernels, allocator
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    generate(views, steps)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device: {name} ({dtype}); architecture: {'tiny' if args.tiny else 'SD 1.5'}, {params / 1e6:.0f}M weights")
     print(
-        f"setting: {views} views at {size}x{size}, {steps} DDIM steps, window {args.window}, guidance {args.guidance}"
+        f"device: {figures['device']} ({dtype}); architecture: {'tiny' if args.tiny else 'SD 1.5'}, "
+        f"{params / 1e6:.0f}M weights; pattern: {args.pattern}"
+    )
+    print(
+        f"setting: {views} views at {size}x{size}, {steps} {args.scheduler} steps, window {args.window}, "
+        f"{figures['views_per_batch']} views per batch, guidance {args.guidance}"
     )
     print(f"build: {build_seconds:.1f} s")
-    print(f"total: {seconds:.1f} s; per view: {seconds / views:.2f} s")
+    print(f"total: {figures['seconds']:.1f} s; per view: {figures['seconds_per_view']:.2f} s")
     if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**30
-        reserved = torch.cuda.max_memory_reserved(device) / 2**30
-        print(f"peak GPU memory: {peak:.2f} GiB allocated, {reserved:.2f} GiB reserved")
+        print(
+            f"peak GPU memory: {figures['peak_allocated_gib']:.2f} GiB allocated, "
+            f"{figures['peak_reserved_gib']:.2f} GiB reserved"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@ diagonal), the F-score at 1% and the export time (:func:`mesh_figures`).
 Usage::
 
     python scripts/bench_nerf.py --out /tmp/bench-nerf [--preset fast] [--device auto] [--proxy-run RUN] [--mesh]
+
+On a machine without open3d (the lent GPU), render the scene where open3d is, carry it, fit there::
+
+    python scripts/bench_nerf.py --out SCENE --prepare-only            # views + held-out renders, no fit
+    python scripts/bench_nerf.py --out RUN --scene SCENE --device cuda --preset standard --json FIG.json
 """
 
 from __future__ import annotations
@@ -49,10 +54,43 @@ def ground_truth_mesh(proxy_run: str | None):
     return synthetic.head_mesh(), "procedural head (nerf/synthetic.py)"
 
 
-def held_out_metrics(field, mesh, cameras, size: int) -> dict:
-    """Mean PSNR / SSIM of renders over white at ``cameras`` against the ground truth."""
+HELD_OUT = "held_out"
+"""Folder of a prepared scene with the held-out ground-truth renders (``NNNN.png``) and their ``cameras.json``."""
+
+
+def write_held_out(scene: Path, mesh, cameras, size: int) -> None:
+    """Ground-truth RGBA renders at the held-out ``cameras`` into ``SCENE/held_out/`` (for ``--scene``)."""
+    from portrait3d import cameras as cams
+    from portrait3d.run import atomic_save_image
+
+    named = {}
+    for index, (camera, image) in enumerate(zip(cameras, synthetic.render_views(mesh, cameras, size))):
+        atomic_save_image(scene / HELD_OUT / f"{index:04d}.png", image)
+        named[f"{index:04d}.png"] = camera
+    cams.write_labels(scene / HELD_OUT / "cameras.json", named)
+
+
+def read_held_out(scene: Path):
+    """(cameras, RGBA uint8 images) of a prepared scene's held-out views."""
+    from PIL import Image
+
+    from portrait3d import cameras as cams
+
+    named = cams.read_labels(scene / HELD_OUT / "cameras.json")
+    return list(named.values()), [np.asarray(Image.open(scene / HELD_OUT / name)) for name in named]
+
+
+def held_out_metrics(field, mesh, cameras, size: int, images=None) -> dict:
+    """Mean PSNR / SSIM of renders over white at ``cameras`` against the ground truth (``images``: prepared
+    RGBA renders, resized to ``size``; default: rendered from ``mesh`` now)."""
+    from PIL import Image
+
+    if images is None:
+        images = synthetic.render_views(mesh, cameras, size)
+    elif images[0].shape[0] != size:
+        images = [np.asarray(Image.fromarray(im).resize((size, size), Image.LANCZOS)) for im in images]
     scores_psnr, scores_ssim = [], []
-    for camera, gt in zip(cameras, synthetic.render_views(mesh, cameras, size)):
+    for camera, gt in zip(cameras, images):
         rgb, _ = field.render(camera, size, size)
         target = composite(gt)  # over white, like the field's renders
         scores_psnr.append(psnr(rgb, target))
@@ -99,43 +137,65 @@ def main() -> None:
     parser.add_argument("--proxy-run", default=None, help="use the textured proxy head of this (preprocessed) run")
     parser.add_argument("--iterations", type=int, default=None, help="override the preset's steps")
     parser.add_argument("--mesh", action="store_true", help="also export the mesh and measure Chamfer / F-score")
+    parser.add_argument("--size", type=int, default=512, help="render size of the scene (default: 512)")
+    parser.add_argument("--max-seconds", type=float, default=None, help="override the preset's time budget")
+    parser.add_argument("--image-size", type=int, default=None, help="override the preset's training image size")
+    parser.add_argument("--prepare-only", action="store_true", help="write the scene (views, held-out) and stop")
+    parser.add_argument("--scene", default=None, help="scene from --prepare-only: copied to --out")
+    parser.add_argument("--json", default=None, help="also write the report to this JSON file")
     args = parser.parse_args()
 
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
-    mesh, scene_name = ground_truth_mesh(args.proxy_run)
     cameras = synthetic.orbit_cameras(18, pitches=(0.0, 20.0))
     held = synthetic.held_out_indices(len(cameras), 4)
     train = [c for i, c in enumerate(cameras) if i not in held]
     start = time.perf_counter()
-    run = synthetic.write_scene(out, mesh, train, size=512)
+    if args.scene:
+        shutil.copytree(args.scene, out)
+        run, mesh, scene_name = Run(out), None, f"prepared scene {args.scene}"
+        held_cameras, held_images = read_held_out(out)
+    else:
+        mesh, scene_name = ground_truth_mesh(args.proxy_run)
+        run = synthetic.write_scene(out, mesh, train, size=args.size)
+        held_cameras, held_images = [cameras[i] for i in held], None
+        if args.prepare_only:
+            write_held_out(out, mesh, held_cameras, args.size)
+            print(f"scene written to {out}")
+            return
     scene_seconds = time.perf_counter() - start
     dataset.write_transforms(run)
 
     config = dataclasses.replace(fit.PRESETS[args.preset])
     if args.iterations:
         config.iterations = args.iterations
+    if args.max_seconds is not None:
+        config.max_seconds = args.max_seconds
+    if args.image_size:
+        config.image_size = args.image_size
     device = fit.resolve_device(args.device).type
     start = time.perf_counter()
     info = fit.fit(run, config, device)
     fit_seconds = time.perf_counter() - start
     field = fit.load_field(out, device)
-    quality = held_out_metrics(field, mesh, [cameras[i] for i in held], config.image_size)
+    quality = held_out_metrics(field, mesh, held_cameras, config.image_size, held_images)
 
     device_name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     report = {
         "scene": scene_name,
-        "views": {"train": len(train), "held_out": len(held), "render_size": 512, "fit_size": config.image_size},
+        "views": {"train": len(train), "held_out": len(held), "render_size": args.size, "fit_size": config.image_size},
         "preset": args.preset,
         "device": device_name,
         "scene_render_seconds": round(scene_seconds, 1),
         "fit_seconds": round(fit_seconds, 1),
         "fit": info,
         "held_out": quality,
-        **(mesh_figures(run, mesh) if args.mesh else {"mesh": "not measured (pass --mesh)"}),
+        **(mesh_figures(run, mesh) if args.mesh and mesh is not None else {"mesh": "not measured (pass --mesh)"}),
     }
     progress.info(json.dumps(report, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
     print(
         f"held-out PSNR {quality['psnr_db']:.2f} dB, SSIM {quality['ssim']:.4f} at {config.image_size}px; "
         f"fit {fit_seconds:.1f} s ({info['iterations']} steps) on {device_name}"

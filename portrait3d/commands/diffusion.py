@@ -24,6 +24,12 @@ def _add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eta", type=float, default=0.5, help="DDIM eta (default: 0.5)")
     p.add_argument("--size", type=int, default=512, help="output size in pixels (default: 512)")
     p.add_argument(
+        "--scheduler",
+        choices=("ddim", "dpm++"),
+        default="ddim",
+        help="sampler: ddim as released, or dpm++ (DPM-Solver++, use about --steps 20) (default: ddim)",
+    )
+    p.add_argument(
         "--conditions",
         help="folder of condition renders with a dataset.json of their cameras (default: the proxy renders)",
     )
@@ -73,6 +79,7 @@ def _options(args: argparse.Namespace, cls):
         size=args.size,
         allow_cpu=args.allow_cpu,
         conditions=args.conditions,
+        scheduler=args.scheduler,
     )
     if hasattr(args, "window"):
         fields.update(window=args.window, initial=args.initial)

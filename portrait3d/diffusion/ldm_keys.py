@@ -500,13 +500,20 @@ def sinusoid_table(max_len: int, dim: int) -> torch.Tensor:
 
 
 def synthetic_checkpoint(
-    layout: CheckpointLayout, motion: bool, seed: int = 0, position_ids: bool = False
+    layout: CheckpointLayout,
+    motion: bool,
+    seed: int = 0,
+    position_ids: bool = False,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
 ) -> dict[str, torch.Tensor]:
     """A state dict with the released names and shapes: random weights, real schedule and sinusoid buffers.
 
-    For tests and benchmarks; every value is distinct so that a misplaced tensor shows.
+    For tests and benchmarks; every value is distinct so that a misplaced tensor shows. ``dtype`` applies to the
+    random weights (the schedule stays float32); ``device`` is where they are drawn (a GPU draws the 2.7 billion
+    weights of the full size in seconds); the returned tensors are on the CPU.
     """
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
     schedule = ddpm_schedule(layout.num_timesteps)
     state: dict[str, torch.Tensor] = {}
     for name, shape in checkpoint_keys(layout, motion, position_ids).items():
@@ -517,5 +524,5 @@ def synthetic_checkpoint(
         elif name == CLIP_POSITION_IDS:
             state[name] = torch.arange(shape[1]).unsqueeze(0)
         else:
-            state[name] = torch.randn(shape, generator=gen) * 0.1
+            state[name] = (torch.randn(shape, generator=gen, device=device, dtype=dtype) * 0.1).cpu()
     return state

@@ -151,3 +151,52 @@ def test_guidance_batches_branches_and_calls_the_reference_unet_once_per_step(or
     assert calls["reference"] == [2] * STEPS  # front + back, once per step for both windows
     assert calls["controlnet"] == [4] * (2 * STEPS)  # conditional views only
     assert calls["unet"] == [(8, 4)] * (2 * STEPS)  # unconditional + conditional in one batch
+
+
+def test_batched_windows_and_shared_bank_match_the_reference_pattern(orbit_pipeline):
+    """The fast path (one bank per step, two windows in one batch, branches batched) = the reference pattern."""
+    from portrait3d.diffusion.reference_pattern import sample_reference_pattern
+
+    front, back = images(2, seed=10)
+    conditions, initial = images(8, seed=11), images(8, seed=12)
+    common = dict(num_inference_steps=STEPS, window_size=4, height=SIZE, width=SIZE)
+    fast = orbit_pipeline(
+        front,
+        back,
+        conditions,
+        initial,
+        generator=torch.Generator().manual_seed(3),
+        views_per_batch=8,
+        output_type="latent",
+        **common,
+    ).images
+    reference = sample_reference_pattern(
+        orbit_pipeline, front, back, conditions, initial, generator=torch.Generator().manual_seed(3), **common
+    )
+    assert fast.shape == reference.shape == (8, 4, SIZE // 8, SIZE // 8)
+    torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-4)
+    # The comparison can fail: the reference pattern with other noise differs.
+    other = sample_reference_pattern(
+        orbit_pipeline, front, back, conditions, initial, generator=torch.Generator().manual_seed(4), **common
+    )
+    assert (other - reference).abs().max() > 1e-2
+
+
+def test_dpm_solver_is_an_option_and_ddim_stays_the_default(orbit_pipeline, orbit_seed0):
+    from portrait3d.diffusion.pipelines import dpm_solver_scheduler, scheduler_by_name
+
+    assert type(orbit_pipeline.scheduler).__name__ == "DDIMScheduler"
+    ddim = orbit_pipeline.scheduler
+    try:
+        orbit_pipeline.scheduler = scheduler_by_name("dpm++", ddim.config)
+        orbit_pipeline.scheduler.set_timesteps(3)
+        assert int(orbit_pipeline.scheduler.timesteps[0]) == 999  # where the 3D-aware initial noise sits
+        dpm = run_orbit(orbit_pipeline, seed=0)
+    finally:
+        orbit_pipeline.scheduler = ddim
+    assert dpm.shape == orbit_seed0.shape and np.isfinite(dpm).all()
+    assert np.abs(dpm - orbit_seed0).max() > 1e-3
+    assert np.allclose(run_orbit(orbit_pipeline, seed=0), orbit_seed0, atol=1e-5)
+    assert dpm_solver_scheduler().config.algorithm_type == "dpmsolver++"
+    with pytest.raises(ValueError, match="scheduler"):
+        scheduler_by_name("euler")

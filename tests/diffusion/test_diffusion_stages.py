@@ -119,3 +119,12 @@ def test_cli_reports_missing_weights_in_one_line(cli, tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("portrait3d: error")]
     assert len(errors) == 1 and "convert-weights" in errors[0] and "nowhere" in errors[0]
     assert "Traceback" not in result.stderr
+
+
+def test_scheduler_option_swaps_the_sampler(weights, tmp_path):
+    assert type(stages.load("orbit", options(weights)).scheduler).__name__ == "DDIMScheduler"
+    assert type(stages.load("orbit", options(weights, scheduler="dpm++")).scheduler).__name__ == (
+        "DPMSolverMultistepScheduler"
+    )
+    with pytest.raises(UserError, match="--scheduler"):
+        stages.orbit_views(Run(tmp_path / "run"), options(weights, scheduler="euler"))

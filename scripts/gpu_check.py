@@ -118,17 +118,14 @@ def contact_sheet(folder: Path, out: Path, thumb: int = 128, columns: int = 8) -
 # --- prepare (CPU) ------------------------------------------------------------------------------------------------
 def prepare(folder: Path, tiny: bool = False) -> None:
     """``folder/run``: preprocess + proxy of the sample photo (32 views); ``folder/scene``: the NeRF scene."""
-    from portrait3d.make_asset import prepare_run
-    from portrait3d.preprocess import PreprocessOptions, preprocess
     from portrait3d.presets import PRESETS
-    from portrait3d.proxy.stage import INPUTS, OUTPUTS, STAGE, build_proxy
-    from portrait3d.run import execute
+    from portrait3d.stages import open_run, preprocess_stage, proxy_stage, run_stage
 
     folder.mkdir(parents=True, exist_ok=True)
     preset = PRESETS["tiny" if tiny else "fast"]
-    preprocess(SAMPLE, folder / "run", PreprocessOptions())
-    run = prepare_run(folder / "run")
-    execute(run, STAGE, build_proxy, preset.proxy, INPUTS, OUTPUTS, False)
+    with open_run(folder / "run") as run:
+        for stage in (preprocess_stage(SAMPLE), proxy_stage(preset.proxy)):
+            run_stage(run, stage)
     log(f"prepared {folder / 'run'} (preprocess + proxy)")
     size = "64" if tiny else "512"
     script("bench_nerf.py", "--out", str(folder / "scene"), "--prepare-only", "--size", size)

@@ -6,7 +6,7 @@ keeps each check independent. The same file is that subprocess's script
 (``python nerf/blender.py fbx|inspect ...``), so it imports nothing of portrait3d at the top.
 
     python nerf/blender.py fbx OUT.fbx LOD0.glb [LOD1.glb ...]   one FBX, objects head_LOD0, head_LOD1, ...
-    python nerf/blender.py inspect FILE.glb|FILE.fbx            JSON on stdout: objects, triangles, ...
+    python nerf/blender.py inspect FILE.glb|FILE.fbx ...        JSON on stdout: objects, triangles, ...
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ def export_fbx(out: Path, glbs: list[Path], names: list[str]) -> None:
     _call("fbx", str(out), *(f"{name}={glb}" for name, glb in zip(names, glbs)))
 
 
-def inspect(path: Path) -> dict:
-    """Import ``path`` (GLB or FBX) into a fresh Blender scene and describe it (see :func:`_inspect`)."""
-    out = _call("inspect", str(path))
+def inspect(*paths: Path) -> list[dict]:
+    """Import each of ``paths`` (GLB or FBX) into a fresh Blender scene of its own and describe it
+    (see :func:`_inspect`); one Blender process for all of them."""
+    out = _call("inspect", *map(str, paths))
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -98,9 +99,9 @@ def _fbx(out: str, *pairs: str) -> None:
 def _inspect(path: str) -> dict:
     """Objects (name, triangles, dimensions, origin, bounds, loose and non-manifold geometry),
     materials (image textures linked to the Principled BSDF's inputs) of one imported file."""
-    import bmesh
-
     bpy = _fresh_scene()
+    import bmesh  # only importable once bpy is
+
     _import(bpy, path)
     bpy.context.view_layer.update()
     objects = []
@@ -149,7 +150,7 @@ def _main(argv: list[str]) -> int:
     if command == "fbx":
         _fbx(*args)
     elif command == "inspect":
-        print(json.dumps(_inspect(args[0])))
+        print(json.dumps([_inspect(path) for path in args]))
     else:
         print(f"unknown command {command}", file=sys.stderr)
         return 2

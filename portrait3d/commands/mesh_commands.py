@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from nerf.targets import TARGETS
+
 
 def register_mesh_commands(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add the ``export-mesh`` and ``render-turntable`` subcommands."""
@@ -17,8 +19,38 @@ def register_mesh_commands(subparsers: argparse._SubParsersAction, common: argpa
         "(glTF 2.0, +Y up, facing +Z, metres), head.obj + head.mtl + head_texture.png and head.ply.",
     )
     p.add_argument("run", metavar="RUN", help="run folder with nerf/ (from fit-nerf) and views/")
-    p.add_argument("--triangles", type=int, default=50_000, help="triangle budget (default: 50000)")
-    p.add_argument("--texture", type=int, default=2048, help="texture size in pixels (default: 2048)")
+    p.add_argument(
+        "--target",
+        choices=tuple(TARGETS),
+        default="generic",
+        help="where the asset goes; picks the triangle budget, texture size, LODs and formats "
+        "(see the README's table of targets; default: generic, one LOD, GLB + OBJ + PLY)",
+    )
+    p.add_argument("--triangles", type=int, default=None, help="triangle budget of LOD 0 (default: the target's)")
+    p.add_argument(
+        "--texture",
+        type=int,
+        default=None,
+        help="texture size in pixels: 1024, 2048, 4096, ... (default: the target's)",
+    )
+    p.add_argument(
+        "--lods",
+        type=_fractions,
+        default=None,
+        help="LOD triangle counts as fractions of LOD 0, e.g. 1.0,0.5,0.25 (LOD i>0: mesh/head_lod{i}.glb; "
+        "default: the target's)",
+    )
+    p.add_argument(
+        "--formats",
+        type=lambda text: tuple(f.strip().lower() for f in text.split(",") if f.strip()),
+        default=None,
+        help="files to write, from glb,obj,ply,fbx (fbx needs the blender extra; default: the target's)",
+    )
+    p.add_argument(
+        "--normal-map",
+        action="store_true",
+        help="bake a normal map of the full-resolution surface onto each LOD",
+    )
     p.add_argument("--resolution", type=int, default=192, help="marching-cubes cells per axis (default: 192)")
     p.add_argument(
         "--surface",
@@ -61,21 +93,34 @@ def register_mesh_commands(subparsers: argparse._SubParsersAction, common: argpa
     p.set_defaults(func=run_render_turntable)
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated fractions such as 1.0,0.5,0.25, got {text!r}") from None
+
+
 def run_export_mesh(args: argparse.Namespace) -> None:
     """Handler of ``export-mesh``."""
     from nerf.export import METRES_PER_UNIT, ExportConfig, export_mesh
     from nerf.mesh import BakeConfig, MeshConfig
     from portrait3d.run import Run
 
+    target = TARGETS[args.target]
     run = Run(args.run, create=False)
-    mesh = MeshConfig(triangles=args.triangles, resolution=args.resolution, surface=args.surface)
+    triangles = target.triangles if args.triangles is None else args.triangles
+    mesh = MeshConfig(triangles=triangles, resolution=args.resolution, surface=args.surface)
     if args.threshold is not None:
         mesh.threshold = args.threshold
     config = ExportConfig(
         mesh=mesh,
-        bake=BakeConfig(texture_size=args.texture),
+        bake=BakeConfig(texture_size=target.texture_size if args.texture is None else args.texture),
         texture_source=args.texture_source,
         metres_per_unit=METRES_PER_UNIT if args.scale is None else args.scale,
+        target=args.target,
+        lods=args.lods,
+        formats=args.formats,
+        normal_map=args.normal_map,
     )
     export_mesh(run, config, force=args.force)
 

@@ -204,9 +204,9 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
         if config.texture_source == "views":
             colours, weight = meshing.bake_from_views(uvmesh, texels, views, config.bake)
             # Texels no view saw (the crown, the neck cap) take the colour of the seen surface around them.
-            known = weight > 0
+            known = weight > config.bake.min_weight
             if i == 0:
-                seen_fraction = float(np.mean(known))
+                seen_fraction = float(np.mean(weight > 0))
         else:
             colours, known = meshing.bake_from_field(texels, colour_fn), None
         texture = meshing.assemble_texture(texels, colours, known)

@@ -93,6 +93,10 @@ class BakeConfig:
     """A texel counts as visible in a view when its depth is within this many world units of the view's depth map."""
     padding: int = 4
     """Texels between UV charts (keeps bilinear lookups and mipmaps from bleeding across charts)."""
+    min_weight: float = 0.01
+    """Texels whose view weight (sum of cos^angle_power × alpha) is at most this count as unseen and take
+    the colour of the seen surface around them: views that graze a texel (the crown, under the chin)
+    give it a stretched, unreliable colour. 0.01 is one opaque view at 62 degrees from the normal."""
 
 
 @dataclass
@@ -701,10 +705,14 @@ def bake_from_views(
         px = np.clip(uv.astype(np.int64), 0, [w - 1, h - 1])
         visible = np.abs(depth_map[px[:, 1], px[:, 0]] - depth) < config.depth_tolerance
         idx, uv = idx[visible], uv[visible]
-        rgba = _bilinear(view.image.astype(np.float64) / 255.0, uv)
-        wgt = np.power(cos[idx], config.angle_power) * rgba[:, 3]
-        total[idx] += rgba[:, :3] * wgt[:, None]
-        weight[idx] += wgt
+        # Interpolate premultiplied colour: at the silhouette, straight RGB would blend in the
+        # background colour of transparent pixels (dark fringes on the crown).
+        image = view.image.astype(np.float64) / 255.0
+        image[..., :3] *= image[..., 3:]
+        rgba = _bilinear(image, uv)
+        cos_weight = np.power(cos[idx], config.angle_power)
+        total[idx] += rgba[:, :3] * cos_weight[:, None]
+        weight[idx] += cos_weight * rgba[:, 3]
     colours = np.where(weight[:, None] > 0, total / np.maximum(weight, 1e-12)[:, None], 0.0)
     return colours, weight
 

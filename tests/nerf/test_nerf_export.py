@@ -160,7 +160,9 @@ def _parse(*argv: str):
 def test_commands_report_bad_runs_and_options(tmp_path):
     run = Run(tmp_path / "run")
     args = _parse("export-mesh", str(run.root))
-    assert (args.triangles, args.texture, args.texture_source) == (50_000, 2048, "views")
+    # Unset budgets come from the target (generic: 50000 triangles, 2048² texture).
+    assert (args.target, args.triangles, args.texture, args.texture_source) == ("generic", None, None, "views")
+    assert _parse("export-mesh", "r", "--lods", "1,0.5", "--formats", "GLB,fbx").lods == (1.0, 0.5)
     with pytest.raises(UserError, match="missing nerf"):
         args.func(args)
     run.path("nerf").mkdir()

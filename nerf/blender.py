@@ -119,7 +119,7 @@ def _inspect(path: str) -> dict:
         for slot in obj.material_slots:
             mat = slot.material
             links = {}
-            if mat is not None and mat.use_nodes:
+            if mat is not None and mat.node_tree is not None:
                 for link in mat.node_tree.links:
                     if link.from_node.type == "TEX_IMAGE" and link.from_node.image is not None:
                         image = link.from_node.image

@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--targets", default=None, help="comma-separated targets (default: all)")
     parser.add_argument("--figure", type=Path, help="write the LOD picture of --from's mesh/ here")
     parser.add_argument("--from", dest="source", type=Path, help="run whose mesh/ the figure shows")
+    parser.add_argument("--keep", type=Path, help="keep the exported copies in this folder (default: a temporary one)")
     args = parser.parse_args()
     if args.figure:
         lod_figure((args.source or args.run) / "mesh", args.figure)
@@ -96,7 +97,7 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory(prefix="bench-targets-") as work:
         for name in names:
-            info, seconds = export_target(args.run, name, Path(work))
+            info, seconds = export_target(args.run, name, args.keep or Path(work))
             lods = info["lods"]
             sizes = ", ".join(f"{Path(k).name} {v / 1e6:.2f}" for k, v in info["file_sizes"].items())
             rows.append(

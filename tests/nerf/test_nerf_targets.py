@@ -250,6 +250,7 @@ def _check_blender_object(obj: dict, triangles: int, normal: bool) -> None:
     assert obj["uv_layers"] >= 1
     (material,) = obj["materials"]
     links = material["image_links"]
-    assert any(key.endswith("Base Color") for key in links), links
+    # Blender reads KHR_materials_unlit (the generic target) as an emission shader on the same texture.
+    assert any(key.endswith("Base Color") or key == "EMISSION:Color" for key in links), links
     if normal:
         assert any(key.startswith("NORMAL_MAP") for key in links), links

@@ -61,7 +61,7 @@ class ExportConfig:
     file size are checked, and it gives the LODs and formats left unset here."""
     lods: tuple[float, ...] | None = None
     """LOD triangle counts as fractions of ``mesh.triangles``, first 1.0 (e.g. ``(1.0, 0.5, 0.25)``): LOD i
-    is decimated from the full-resolution surface, unwrapped and baked on its own and written as
+    is decimated from LOD i-1 (LOD 0 from the full-resolution surface), unwrapped and baked on its own and written as
     ``head_lod{i}.glb`` (LOD 0 is ``head.glb``); None: the target's."""
     formats: tuple[str, ...] | None = None
     """Files to write, from ``glb obj ply fbx`` (GLB always); None: the target's. FBX needs ``bpy``
@@ -192,10 +192,13 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
         raise UserError("--texture-source field: this field has no colour queries; use --texture-source views")
     built, seen_fraction = [], 1.0
     timings["unwrap_s"] = timings["bake_s"] = 0.0
+    previous = full
     for i, fraction in enumerate(lods):
         start = time.perf_counter()
-        surface = meshing.decimate(full, max(4, int(round(config.mesh.triangles * fraction))))
+        # Each LOD from the one before: the same quadric error, a fraction of the time of starting over.
+        surface = meshing.decimate(previous, max(4, int(round(config.mesh.triangles * fraction))))
         surface.remove_unreferenced_vertices()
+        previous = surface
         size = config.bake.texture_size if i == 0 else lod_texture_size(config.bake.texture_size, fraction)
         uvmesh = meshing.unwrap(surface, size, config.bake.padding)
         texels = meshing.rasterize_uv(uvmesh, size)

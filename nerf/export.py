@@ -7,9 +7,12 @@ Files (in ``RUN/mesh/``, written together: the folder appears whole or not at al
     head.obj, head.mtl, head_texture.png
                       the same mesh and texture (``map_Kd`` is a path relative to the MTL)
     head.ply          binary PLY with per-vertex colours (no texture needed)
+    head_lod1.glb ... the lower LODs (``--lods``; each its own file with its own texture)
+    head.fbx          every LOD as head_LOD0, head_LOD1, ... (``--formats ...,fbx``; Blender's exporter)
 
-PanoHead world axes already match glTF (y up, the face toward +z), so the
-conversion is one uniform scale, :attr:`ExportConfig.metres_per_unit`.
+``--target`` (:mod:`nerf.targets`) picks the budget, LODs and formats. PanoHead world axes already
+match glTF (y up, the face toward +z), so the conversion is a shift of the origin to the base of the
+neck (the flat cap that closes the mesh) and one uniform scale, :attr:`ExportConfig.metres_per_unit`.
 """
 
 from __future__ import annotations

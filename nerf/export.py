@@ -7,9 +7,12 @@ Files (in ``RUN/mesh/``, written together: the folder appears whole or not at al
     head.obj, head.mtl, head_texture.png
                       the same mesh and texture (``map_Kd`` is a path relative to the MTL)
     head.ply          binary PLY with per-vertex colours (no texture needed)
+    head_lod1.glb ... the lower LODs (``--lods``; each its own file with its own texture)
+    head.fbx          every LOD as head_LOD0, head_LOD1, ... (``--formats ...,fbx``; Blender's exporter)
 
-PanoHead world axes already match glTF (y up, the face toward +z), so the
-conversion is one uniform scale, :attr:`ExportConfig.metres_per_unit`.
+``--target`` (:mod:`nerf.targets`) picks the budget, LODs and formats. PanoHead world axes already
+match glTF (y up, the face toward +z), so the conversion is a shift of the origin to the base of the
+neck (the flat cap that closes the mesh) and one uniform scale, :attr:`ExportConfig.metres_per_unit`.
 """
 
 from __future__ import annotations
@@ -56,11 +59,56 @@ class ExportConfig:
     take the field's colour; ``field``: radiance queries of the field along the surface normal."""
     metres_per_unit: float = METRES_PER_UNIT
     """Scale from PanoHead world units to metres in the written files."""
+    target: str = "generic"
+    """Where the asset goes (:data:`nerf.targets.TARGETS`): its limits on triangles, texture size and
+    file size are checked, and it gives the LODs and formats left unset here."""
+    lods: tuple[float, ...] | None = None
+    """LOD triangle counts as fractions of ``mesh.triangles``, first 1.0 (e.g. ``(1.0, 0.5, 0.25)``): LOD i
+    is decimated from LOD i-1 (LOD 0 from the full-resolution surface), unwrapped and baked on its own and written as
+    ``head_lod{i}.glb`` (LOD 0 is ``head.glb``); None: the target's."""
+    formats: tuple[str, ...] | None = None
+    """Files to write, from ``glb obj ply fbx`` (GLB always); None: the target's. FBX needs ``bpy``
+    (the ``blender`` extra) and holds every LOD as ``head_LOD0``, ``head_LOD1``, ..."""
+    normal_map: bool = False
+    """Bake a tangent-space normal map (OpenGL, +Y up) of the full-resolution surface onto each LOD."""
+    neck_cap: float = 0.02
+    """Cut the neck flat this far (PanoHead units) above the surface's lowest point and close it with a cap,
+    so that the mesh is closed and sits on a body; the cap is the asset's base and origin; 0: no cut."""
+    roughness: float = 0.6
+    """PBR roughness of the material (skin and hair are rough dielectrics; metallic is 0)."""
 
 
 # --- the stage -----------------------------------------------------------------------
-OUTPUTS = [f"{MESH_DIR}/{name}" for name in (GLB_NAME, OBJ_NAME, MTL_NAME, TEXTURE_NAME, PLY_NAME)]
-"""Run-relative files the stage writes."""
+LOD_GLB = "head_lod{}.glb"
+"""Name of the GLB of LOD i >= 1 (LOD 0 is :data:`GLB_NAME`)."""
+FBX_NAME, NORMAL_NAME = "head.fbx", "head_normal.png"
+
+
+def resolved(config: ExportConfig) -> tuple[tuple[float, ...], tuple[str, ...]]:
+    """The LOD fractions and formats of ``config``, with the target's where it leaves them unset."""
+    from .targets import get_target
+
+    target = get_target(config.target)
+    lods = tuple(config.lods) if config.lods is not None else target.lods
+    formats = tuple(config.formats) if config.formats is not None else target.formats
+    return lods, ("glb", *(f for f in formats if f != "glb"))
+
+
+def output_files(config: ExportConfig) -> list[str]:
+    """Run-relative files the stage writes with ``config``."""
+    lods, formats = resolved(config)
+    names = [GLB_NAME, *(LOD_GLB.format(i) for i in range(1, len(lods)))]
+    if "obj" in formats:
+        names += [OBJ_NAME, MTL_NAME, TEXTURE_NAME]
+    if "ply" in formats:
+        names.append(PLY_NAME)
+    if "fbx" in formats:
+        names.append(FBX_NAME)
+    return [f"{MESH_DIR}/{name}" for name in names]
+
+
+OUTPUTS = output_files(ExportConfig())
+"""Run-relative files the stage writes with the default options."""
 
 
 def export_mesh(run: Run, config: ExportConfig, field_model=None, force: bool = False) -> dict:
@@ -110,9 +158,12 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
 
     Returns:
         ``units``, ``scale_to_metres`` (= ``metres_per_unit``, metres per PanoHead unit), axes,
-        ``triangles``, ``vertices``, ``watertight``, ``surface`` (``depth`` or ``density``),
+        ``origin_source_units`` (the PanoHead point at the files' origin), ``target``,
+        ``triangles``, ``vertices``, ``watertight`` (of LOD 0), ``surface`` (``depth`` or ``density``),
         ``density_threshold`` (None for depth fusion), ``size_m`` (x, y, z extent),
-        ``texture_size``, ``texture_source``, ``texels_seen_by_views``, ``files`` and timings.
+        ``texture_size``, ``texture_source``, ``texels_seen_by_views``, ``lods`` (per LOD: file,
+        fraction, triangles, vertices, texture size, watertight), ``files``, ``file_sizes`` (bytes per
+        run-relative file) and timings.
     """
     import dataclasses
     import time
@@ -120,7 +171,10 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
     import trimesh
 
     from . import mesh as meshing
+    from .targets import get_target, lod_texture_size
 
+    lods, formats = resolved(config)
+    target = get_target(config.target)
     timings = {}
     start = time.perf_counter()
     mesh_config = config.mesh
@@ -128,47 +182,108 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
         mesh_config = dataclasses.replace(mesh_config, bounds=field_bounds(model))
     views = read_views(run) if run.path("views", "cameras.json").exists() else None
     try:
-        surface, threshold = meshing.surface_from_field(
-            density_function(model), mesh_config, views, depth_function(model)
+        full, threshold = meshing.surface_from_field(
+            density_function(model), mesh_config, views, depth_function(model), decimated=False
         )
     except ValueError as exc:
         raise UserError(f"{run.path('nerf')}: cannot extract a surface ({exc}); try another --threshold") from exc
+    full, cut = meshing.cap_neck(full, config.neck_cap)
+    origin = meshing.neck_origin(full, cut)
     timings["surface_s"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    size = config.bake.texture_size
-    uvmesh = meshing.unwrap(surface, size, config.bake.padding)
-    texels = meshing.rasterize_uv(uvmesh, size)
-    timings["unwrap_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
     colour_fn = rgb_function(model)
-    if config.texture_source == "views":
-        colours, weight = meshing.bake_from_views(uvmesh, texels, views, config.bake)
-        known = weight > 0
-        if colour_fn is not None and not known.all():
-            colours[~known] = meshing.bake_from_field(texels.subset(~known), colour_fn)
-            known[:] = True
-        seen_fraction = float(np.mean(weight > 0))
-    else:
-        if colour_fn is None:
-            raise UserError("--texture-source field: this field has no colour queries; use --texture-source views")
-        colours, known, seen_fraction = meshing.bake_from_field(texels, colour_fn), None, 1.0
-    texture = meshing.assemble_texture(texels, colours, known)
-    timings["bake_s"] = time.perf_counter() - start
+    if config.texture_source == "field" and colour_fn is None:
+        raise UserError("--texture-source field: this field has no colour queries; use --texture-source views")
+    built, seen_fraction = [], 1.0
+    timings["unwrap_s"] = timings["bake_s"] = 0.0
+    previous = full
+    for i, fraction in enumerate(lods):
+        start = time.perf_counter()
+        # Each LOD from the one before: the same quadric error, a fraction of the time of starting over.
+        surface = meshing.decimate(previous, max(4, int(round(config.mesh.triangles * fraction))))
+        surface.remove_unreferenced_vertices()
+        previous = surface
+        size = config.bake.texture_size if i == 0 else lod_texture_size(config.bake.texture_size, fraction)
+        uvmesh = meshing.unwrap(surface, size, config.bake.padding)
+        texels = meshing.rasterize_uv(uvmesh, size)
+        timings["unwrap_s"] += time.perf_counter() - start
+        start = time.perf_counter()
+        if config.texture_source == "views":
+            colours, weight = meshing.bake_from_views(uvmesh, texels, views, config.bake)
+            # Texels no view saw (the crown, the neck cap) take the colour of the seen surface around them.
+            known = weight > config.bake.min_weight
+            if i == 0:
+                seen_fraction = float(np.mean(weight > 0))
+        else:
+            colours, known = meshing.bake_from_field(texels, colour_fn), None
+        texture = meshing.assemble_texture(texels, colours, known)
+        normal_map = meshing.bake_normal_map(uvmesh, texels, full) if config.normal_map else None
+        timings["bake_s"] += time.perf_counter() - start
+        built.append((fraction, surface, uvmesh, texture, normal_map))
 
     scale = config.metres_per_unit
-    extras = scale_record(scale)
-    colours_per_vertex = meshing.vertex_colours(uvmesh, texture, len(surface.vertices))
+    extras = {
+        **scale_record(scale),
+        "origin": "base of the neck (the cap) on the mid-plane",
+        "origin_source_units": [round(float(v), 6) for v in origin],
+        "target": config.target,
+        "generator": f"portrait3d {__version__}",
+        "provenance": "export-mesh of a NeRF fitted to the run's generated views (portrait3d make-asset)",
+    }
+    names = [Path(f).name for f in output_files(config)]
+    unlit = config.target == "generic" and not config.normal_map
+    lod_info = []
     with atomic_dir(run.path(MESH_DIR)) as tmp:
-        write_glb(tmp / GLB_NAME, uvmesh, texture, scale, extras)
-        write_obj(tmp / OBJ_NAME, tmp / MTL_NAME, tmp / TEXTURE_NAME, uvmesh, texture, scale)
-        ply = trimesh.Trimesh(
-            np.asarray(surface.vertices) * scale, surface.faces, vertex_colors=colours_per_vertex, process=False
-        )
-        (tmp / PLY_NAME).write_bytes(trimesh.exchange.ply.export_ply(ply, encoding="binary"))
-    lo, hi = np.asarray(surface.vertices).min(axis=0) * scale, np.asarray(surface.vertices).max(axis=0) * scale
-    progress.info(f"mesh: {len(surface.faces)} triangles, {size}² texture, {(hi - lo)[0]:.3f} m wide")
+        glbs = []
+        for i, (fraction, surface, uvmesh, texture, normal_map) in enumerate(built):
+            glb = tmp / (GLB_NAME if i == 0 else LOD_GLB.format(i))
+            lod_extras = {**extras, "lod": i, "lod_fraction": fraction, "lods": len(built)}
+            write_glb(
+                glb, uvmesh, texture, scale, lod_extras, origin=origin, normal_map=normal_map,
+                name=f"head_LOD{i}" if len(built) > 1 else "head", roughness=config.roughness, unlit=unlit,
+            )  # fmt: skip
+            glbs.append(glb)
+            megabytes = glb.stat().st_size / 1e6
+            if target.max_file_mb is not None and megabytes > target.max_file_mb:
+                raise UserError(
+                    f"--target {config.target}: {glb.name} is {megabytes:.1f} MB, over the target's "
+                    f"{target.max_file_mb:g} MB; ask for a smaller --texture or fewer --triangles"
+                )
+            lod_info.append(
+                {
+                    "file": f"{MESH_DIR}/{glb.name}",
+                    "fraction": fraction,
+                    "triangles": int(len(uvmesh.faces)),
+                    "vertices": int(len(surface.vertices)),
+                    "texture_size": int(texture.shape[0]),
+                    "watertight": bool(surface.is_watertight),
+                }
+            )
+        _, surface, uvmesh, texture, normal_map = built[0]
+        if "obj" in formats:
+            write_obj(tmp / OBJ_NAME, tmp / MTL_NAME, tmp / TEXTURE_NAME, uvmesh, texture, scale, origin)
+        if "ply" in formats:
+            colours_per_vertex = meshing.vertex_colours(uvmesh, texture, len(surface.vertices))
+            ply = trimesh.Trimesh(
+                (np.asarray(surface.vertices) - origin) * scale,
+                surface.faces,
+                vertex_colors=colours_per_vertex,
+                process=False,
+            )
+            (tmp / PLY_NAME).write_bytes(trimesh.exchange.ply.export_ply(ply, encoding="binary"))
+        if "fbx" in formats:
+            from . import blender
+
+            start = time.perf_counter()
+            blender.export_fbx(tmp / FBX_NAME, glbs, [f"head_LOD{i}" for i in range(len(glbs))])
+            timings["fbx_s"] = time.perf_counter() - start
+        sizes = {f"{MESH_DIR}/{name}": (tmp / name).stat().st_size for name in names}
+    vertices = np.asarray(surface.vertices)
+    lo, hi = vertices.min(axis=0) * scale, vertices.max(axis=0) * scale
+    progress.info(
+        f"mesh: {len(surface.faces)} triangles, {config.bake.texture_size}² texture, {(hi - lo)[0]:.3f} m wide, "
+        f"{len(built)} LOD(s), {sizes[f'{MESH_DIR}/{GLB_NAME}'] / 1e6:.2f} MB GLB"
+    )
     return {
         **extras,
         "scale_to_metres": scale,
@@ -178,10 +293,13 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
         "surface": "depth" if threshold is None else "density",
         "density_threshold": None if threshold is None else round(threshold, 4),
         "size_m": [round(float(v), 4) for v in hi - lo],
-        "texture_size": size,
+        "texture_size": config.bake.texture_size,
         "texture_source": config.texture_source,
         "texels_seen_by_views": round(seen_fraction, 4),
-        "files": list(OUTPUTS),
+        "normal_map": config.normal_map,
+        "lods": lod_info,
+        "files": output_files(config),
+        "file_sizes": sizes,
         **{k: round(v, 3) for k, v in timings.items()},
     }
 
@@ -198,6 +316,33 @@ def scale_record(metres_per_unit: float) -> dict:
 
 
 def _check_config(config: ExportConfig) -> None:
+    from .targets import FORMATS, get_target
+
+    target = get_target(config.target)
+    lods, formats = resolved(config)
+    if not lods or lods[0] != 1.0 or any(not 0.0 < b < a for a, b in zip(lods, lods[1:])):
+        raise UserError(f"--lods: fractions that start at 1 and decrease, each above 0, got {list(lods)}")
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise UserError(f"--formats: unknown {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    if "fbx" in formats:
+        from . import blender
+
+        if not blender.available():
+            raise UserError(f"--formats fbx needs Blender's Python module bpy: {blender.EXTRA_HINT}")
+    if config.target != "generic" and config.mesh.triangles > target.triangles:
+        raise UserError(
+            f"--triangles: the {config.target} target allows at most {target.triangles}, got {config.mesh.triangles}"
+        )
+    size = config.bake.texture_size
+    if size > target.max_texture_size or (config.target != "generic" and size & (size - 1)):
+        raise UserError(
+            f"--texture: the {config.target} target wants a power of two up to {target.max_texture_size}, got {size}"
+        )
+    if not 0.0 <= config.roughness <= 1.0:
+        raise UserError(f"roughness: between 0 and 1, got {config.roughness}")
+    if config.neck_cap < 0:
+        raise UserError(f"neck_cap: at least 0, got {config.neck_cap}")
     if config.texture_source not in TEXTURE_SOURCES:
         raise UserError(f"--texture-source: choose one of {', '.join(TEXTURE_SOURCES)}")
     if config.mesh.triangles < 100:
@@ -300,23 +445,42 @@ def _png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_glb(path: Path, uvmesh: UVMesh, texture: np.ndarray, scale: float, extras: dict) -> None:
-    """Write a textured mesh as a glTF 2.0 binary (one node, one primitive, one embedded PNG).
+def write_glb(
+    path: Path,
+    uvmesh: UVMesh,
+    texture: np.ndarray,
+    scale: float,
+    extras: dict,
+    origin: np.ndarray | None = None,
+    normal_map: np.ndarray | None = None,
+    name: str = "head",
+    roughness: float = 0.9,
+    unlit: bool = True,
+) -> None:
+    """Write a textured mesh as a glTF 2.0 binary (one node, one primitive, embedded PNGs).
 
     Args:
         path: the ``.glb`` file.
         uvmesh: mesh with UVs in PanoHead units.
-        texture: (S, S, 3) uint8 image.
+        texture: (S, S, 3) uint8 base colour.
         scale: metres per PanoHead unit.
         extras: stored as ``asset.extras.portrait3d``.
+        origin: (3,) PanoHead point that becomes the file's origin (default: the PanoHead origin).
+        normal_map: (S', S', 3) uint8 tangent-space normal map (OpenGL convention), written with
+            per-vertex tangents; None: none.
+        name: of the node, mesh and material.
+        roughness: the material's PBR roughness (metallic is 0).
+        unlit: mark the material ``KHR_materials_unlit`` (the texture already holds the views' lighting).
     """
-    positions = (uvmesh.vertices * scale).astype(np.float32)
+    from .mesh import vertex_tangents
+
+    offset = np.zeros(3) if origin is None else np.asarray(origin, dtype=np.float64)
+    positions = ((uvmesh.vertices - offset) * scale).astype(np.float32)
     normals = uvmesh.normals.astype(np.float32)
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
     # glTF texture coordinates start at the top-left of the image, ours at the bottom-left.
     texcoords = np.stack([uvmesh.uv[:, 0], 1.0 - uvmesh.uv[:, 1]], axis=1).astype(np.float32)
     indices = uvmesh.faces.astype(np.uint32).ravel()
-    png = _png_bytes(texture)
 
     blobs: list[bytes] = []
     views: list[dict] = []
@@ -360,42 +524,49 @@ def write_glb(path: Path, uvmesh: UVMesh, texture: np.ndarray, scale: float, ext
             "type": "SCALAR",
         },
     ]
-    image_view = add_view(png)
-    binary = b"".join(blobs)
+    attributes = {"POSITION": 0, "NORMAL": 1, "TEXCOORD_0": 2}
+    material = {
+        "name": name,
+        "pbrMetallicRoughness": {"baseColorTexture": {"index": 0}, "metallicFactor": 0.0, "roughnessFactor": roughness},
+    }
+    images = [{"name": f"{name}_basecolor", "bufferView": add_view(_png_bytes(texture)), "mimeType": "image/png"}]
+    if normal_map is not None:
+        # glTF's texture v runs down the image, ours up: the bitangent flips with it.
+        tangents = vertex_tangents(uvmesh)
+        tangents[:, 3] *= -1.0
+        accessors.append(
+            {
+                "bufferView": add_view(tangents.astype(np.float32).tobytes(), array_buffer),
+                "componentType": float_type,
+                "count": len(tangents),
+                "type": "VEC4",
+            }
+        )
+        attributes["TANGENT"] = len(accessors) - 1
+        images.append(
+            {"name": f"{name}_normal", "bufferView": add_view(_png_bytes(normal_map)), "mimeType": "image/png"}
+        )
+        material["normalTexture"] = {"index": 1}
     document = {
         "asset": {"version": "2.0", "generator": f"portrait3d {__version__}", "extras": {"portrait3d": extras}},
         "scene": 0,
         "scenes": [{"name": "portrait3d", "nodes": [0]}],
-        "nodes": [{"name": "head", "mesh": 0}],
-        "meshes": [
-            {
-                "name": "head",
-                "primitives": [
-                    {"attributes": {"POSITION": 0, "NORMAL": 1, "TEXCOORD_0": 2}, "indices": 3, "material": 0}
-                ],
-            }
-        ],
-        # The texture already holds the lighting of the views: viewers that know KHR_materials_unlit
-        # show it as it is; the others fall back to a rough, non-metallic PBR material.
-        "extensionsUsed": ["KHR_materials_unlit"],
-        "materials": [
-            {
-                "name": "head",
-                "pbrMetallicRoughness": {
-                    "baseColorTexture": {"index": 0},
-                    "metallicFactor": 0.0,
-                    "roughnessFactor": 0.9,
-                },
-                "extensions": {"KHR_materials_unlit": {}},
-            }
-        ],
-        "textures": [{"sampler": 0, "source": 0}],
+        "nodes": [{"name": name, "mesh": 0}],
+        "meshes": [{"name": name, "primitives": [{"attributes": attributes, "indices": 3, "material": 0}]}],
+        "materials": [material],
+        "textures": [{"sampler": 0, "source": i} for i in range(len(images))],
         "samplers": [{"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071}],
-        "images": [{"bufferView": image_view, "mimeType": "image/png"}],
+        "images": images,
         "accessors": accessors,
-        "bufferViews": views,
-        "buffers": [{"byteLength": len(binary)}],
     }
+    if unlit:
+        # Viewers that know KHR_materials_unlit show the texture (which holds the views' lighting) as it
+        # is; the others fall back to the rough, non-metallic PBR material.
+        document["extensionsUsed"] = ["KHR_materials_unlit"]
+        material["extensions"] = {"KHR_materials_unlit": {}}
+    binary = b"".join(blobs)
+    document["bufferViews"] = views
+    document["buffers"] = [{"byteLength": len(binary)}]
     json_chunk = json.dumps(document, separators=(",", ":")).encode("utf-8")
     json_chunk += b" " * (-len(json_chunk) % 4)
     total = 12 + 8 + len(json_chunk) + 8 + len(binary)
@@ -416,7 +587,13 @@ def read_glb_json(path: str | Path) -> dict:
 
 
 def write_obj(
-    obj_path: Path, mtl_path: Path, texture_path: Path, uvmesh: UVMesh, texture: np.ndarray, scale: float
+    obj_path: Path,
+    mtl_path: Path,
+    texture_path: Path,
+    uvmesh: UVMesh,
+    texture: np.ndarray,
+    scale: float,
+    origin: np.ndarray | None = None,
 ) -> None:
     """Write a Wavefront OBJ with its MTL and texture PNG side by side (texture path relative to the MTL)."""
     from PIL import Image
@@ -429,7 +606,8 @@ def write_obj(
     )
     faces = uvmesh.faces + 1  # OBJ indices start at 1; position, uv and normal share the index
     lines = [f"# portrait3d {__version__}: metres, +Y up, facing +Z", f"mtllib {mtl_path.name}", "o head"]
-    lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in uvmesh.vertices * scale]
+    offset = np.zeros(3) if origin is None else np.asarray(origin, dtype=np.float64)
+    lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in (uvmesh.vertices - offset) * scale]
     lines += [f"vt {u:.6f} {v:.6f}" for u, v in uvmesh.uv]
     lines += [f"vn {x:.5f} {y:.5f} {z:.5f}" for x, y, z in uvmesh.normals]
     lines.append("usemtl head")

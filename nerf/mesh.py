@@ -93,6 +93,10 @@ class BakeConfig:
     """A texel counts as visible in a view when its depth is within this many world units of the view's depth map."""
     padding: int = 4
     """Texels between UV charts (keeps bilinear lookups and mipmaps from bleeding across charts)."""
+    min_weight: float = 0.01
+    """Texels whose view weight (sum of cos^angle_power × alpha) is at most this count as unseen and take
+    the colour of the seen surface around them: views that graze a texel (the crown, under the chin)
+    give it a stretched, unreliable colour. 0.01 is one opaque view at 62 degrees from the normal."""
 
 
 @dataclass
@@ -485,6 +489,7 @@ def surface_from_field(
     config: MeshConfig,
     views: Sequence[View] | None = None,
     depth_fn: DepthFn | None = None,
+    decimated: bool = True,
 ) -> tuple[trimesh.Trimesh, float | None]:
     """The whole geometry pipeline: extract, keep the head, close small holes, smooth, decimate.
 
@@ -496,6 +501,7 @@ def surface_from_field(
             :data:`DEFAULT_THRESHOLD` without views.
         views: RGBA views with cameras (masks for depth fusion and the automatic threshold).
         depth_fn: renders the field's depth at a camera (``surface=depth``).
+        decimated: False: skip the decimation (the full-resolution surface, e.g. to make LODs from).
     Returns:
         ``(mesh, threshold)``: the clean surface and the density iso-level used (None for depth fusion).
     """
@@ -528,10 +534,53 @@ def surface_from_field(
     mesh = close_small_holes(mesh, config.max_hole_edges)
     if config.smooth_iterations > 0:
         trimesh.smoothing.filter_taubin(mesh, iterations=config.smooth_iterations)
+    if not decimated:
+        return mesh, threshold
     mesh = decimate(mesh, config.triangles)
     mesh.remove_unreferenced_vertices()
     progress.debug(f"cleaned mesh: {len(mesh.faces)} faces, watertight={mesh.is_watertight}")
     return mesh, threshold
+
+
+def cap_neck(mesh: trimesh.Trimesh, height: float) -> tuple[trimesh.Trimesh, float | None]:
+    """Cut the bottom of the neck flat with a horizontal plane and close the cut with a flat cap.
+
+    The plane lies ``height`` above the lowest point, and above every open boundary of the lower
+    third of the mesh (a neck that the views cut off ragged), so the cut meets only whole rings of
+    the surface and the cap closes the mesh.
+
+    Args:
+        mesh: the surface (world units, y up).
+        height: world units above the lowest point; 0 or less: no cut.
+    Returns:
+        ``(mesh, y)``: the cut and capped mesh and the plane's height (None and the mesh unchanged when
+        ``height <= 0``).
+    """
+    if height <= 0:
+        return mesh, None
+    vertices = np.asarray(mesh.vertices)
+    lo, hi = float(vertices[:, 1].min()), float(vertices[:, 1].max())
+    cut = lo + height
+    boundary = np.unique(mesh.edges[trimesh.grouping.group_rows(mesh.edges_sorted, require_count=1)])
+    low_boundary = vertices[boundary, 1][vertices[boundary, 1] < lo + (hi - lo) / 3.0]
+    if len(low_boundary):
+        cut = max(cut, float(low_boundary.max()) + 0.5 * height)
+    kept = trimesh.intersections.slice_mesh_plane(mesh, [0.0, 1.0, 0.0], [0.0, cut, 0.0])
+    kept.merge_vertices()
+    kept = keep_largest_component(kept)
+    # The cut's boundary rings lie in the plane: fan-fill them (a neck's cross-section is star-shaped).
+    capped = close_small_holes(kept, max_edges=len(kept.faces))
+    return capped, cut
+
+
+def neck_origin(mesh: trimesh.Trimesh, cut: float | None) -> np.ndarray:
+    """The point that becomes the asset's origin: on the mid-plane (x = 0), at the base of the neck (the
+    cap's height, else the lowest point) and at the middle of the neck front to back (world units, (3,))."""
+    vertices = np.asarray(mesh.vertices)
+    y = float(vertices[:, 1].min()) if cut is None else cut
+    base = vertices[vertices[:, 1] <= y + 1e-6]
+    z = float(base[:, 2].mean()) if len(base) else float(vertices[:, 2].mean())
+    return np.array([0.0, y, z])
 
 
 # --- UVs -------------------------------------------------------------------------
@@ -567,6 +616,8 @@ class Texels:
         points: (M, 3) world positions.
         normals: (M, 3) unit interpolated normals.
         covered: (S, S) bool, True where a chart covers the texel centre.
+        faces: (M,) int triangle of each texel, None if unknown.
+        barycentric: (M, 3) float barycentric coordinates of each texel in its triangle, None if unknown.
     """
 
     rows: np.ndarray
@@ -574,10 +625,16 @@ class Texels:
     points: np.ndarray
     normals: np.ndarray
     covered: np.ndarray
+    faces: np.ndarray | None = None
+    barycentric: np.ndarray | None = None
 
     def subset(self, mask: np.ndarray) -> Texels:
         """The texels where the (M,) bool ``mask`` is True (``covered`` unchanged)."""
-        return Texels(self.rows[mask], self.cols[mask], self.points[mask], self.normals[mask], self.covered)
+        faces = None if self.faces is None else self.faces[mask]
+        bary = None if self.barycentric is None else self.barycentric[mask]
+        return Texels(
+            self.rows[mask], self.cols[mask], self.points[mask], self.normals[mask], self.covered, faces, bary
+        )
 
 
 def rasterize_uv(uvmesh: UVMesh, size: int) -> Texels:
@@ -603,7 +660,9 @@ def rasterize_uv(uvmesh: UVMesh, size: int) -> Texels:
     corners = uvmesh.faces[tri]  # (M, 3)
     points = (uvmesh.vertices[corners] * bary).sum(axis=1)
     normals = _unit_rows((uvmesh.normals[corners] * bary).sum(axis=1))
-    return Texels(rows.ravel()[covered], cols.ravel()[covered], points, normals, covered.reshape(size, size))
+    return Texels(
+        rows.ravel()[covered], cols.ravel()[covered], points, normals, covered.reshape(size, size), tri, bary[..., 0]
+    )
 
 
 # --- texture baking ------------------------------------------------------------------
@@ -646,10 +705,14 @@ def bake_from_views(
         px = np.clip(uv.astype(np.int64), 0, [w - 1, h - 1])
         visible = np.abs(depth_map[px[:, 1], px[:, 0]] - depth) < config.depth_tolerance
         idx, uv = idx[visible], uv[visible]
-        rgba = _bilinear(view.image.astype(np.float64) / 255.0, uv)
-        wgt = np.power(cos[idx], config.angle_power) * rgba[:, 3]
-        total[idx] += rgba[:, :3] * wgt[:, None]
-        weight[idx] += wgt
+        # Interpolate premultiplied colour: at the silhouette, straight RGB would blend in the
+        # background colour of transparent pixels (dark fringes on the crown).
+        image = view.image.astype(np.float64) / 255.0
+        image[..., :3] *= image[..., 3:]
+        rgba = _bilinear(image, uv)
+        cos_weight = np.power(cos[idx], config.angle_power)
+        total[idx] += rgba[:, :3] * cos_weight[:, None]
+        weight[idx] += cos_weight * rgba[:, 3]
     colours = np.where(weight[:, None] > 0, total / np.maximum(weight, 1e-12)[:, None], 0.0)
     return colours, weight
 
@@ -687,9 +750,14 @@ def assemble_texture(texels: Texels, colours: np.ndarray, known: np.ndarray | No
     colours = np.asarray(colours, dtype=np.float64).copy()
     if known is not None and not known.all():
         if known.any():
+            # Average a few nearest known points (closer ones count more) so that large unseen parts
+            # (the crown, the neck cap) take the surrounding colour without streaks.
+            k = int(min(8, known.sum()))
             tree = spatial.cKDTree(texels.points[known])
-            _, nearest = tree.query(texels.points[~known])
-            colours[~known] = colours[known][nearest]
+            distance, nearest = tree.query(texels.points[~known], k=k)
+            distance, nearest = distance.reshape(len(distance), k), nearest.reshape(len(nearest), k)
+            weight = 1.0 / np.maximum(distance, 1e-6)
+            colours[~known] = np.einsum("nk,nkc->nc", weight, colours[known][nearest]) / weight.sum(1, keepdims=True)
         else:
             colours[:] = 0.5
     size = texels.covered.shape[0]
@@ -699,6 +767,81 @@ def assemble_texture(texels: Texels, colours: np.ndarray, known: np.ndarray | No
         _, (ri, ci) = ndimage.distance_transform_edt(~texels.covered, return_indices=True)
         image = image[ri, ci]
     return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def vertex_tangents(uvmesh: UVMesh) -> np.ndarray:
+    """Per-vertex tangent frames from the UVs, as glTF wants them.
+
+    Returns:
+        (V, 4) float: xyz the unit tangent (the direction of increasing u, orthogonal to the
+        normal), w = ±1 so that ``cross(normal, tangent) * w`` points up the texture image
+        (increasing v), the OpenGL / glTF normal-map convention.
+    """
+    p, t = uvmesh.vertices[uvmesh.faces], uvmesh.uv[uvmesh.faces]  # (F, 3, 3), (F, 3, 2)
+    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    d1, d2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    r = np.where(np.abs(det) > 1e-20, 1.0 / np.where(det == 0, 1.0, det), 0.0)[:, None]
+    face_t = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r
+    face_b = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
+    tangent, bitangent = np.zeros_like(uvmesh.vertices), np.zeros_like(uvmesh.vertices)
+    for corner in range(3):
+        np.add.at(tangent, uvmesh.faces[:, corner], face_t)
+        np.add.at(bitangent, uvmesh.faces[:, corner], face_b)
+    n = uvmesh.normals
+    tangent = tangent - n * np.sum(n * tangent, axis=1, keepdims=True)
+    # Degenerate UVs: any direction orthogonal to the normal.
+    fallback = np.cross(n, np.where(np.abs(n[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]]))
+    small = np.linalg.norm(tangent, axis=1) < 1e-12
+    tangent[small] = fallback[small]
+    tangent = _unit_rows(tangent)
+    w = np.where(np.sum(np.cross(n, tangent) * bitangent, axis=1) < 0.0, -1.0, 1.0)
+    return np.concatenate([tangent, w[:, None]], axis=1)
+
+
+def bake_normal_map(uvmesh: UVMesh, texels: Texels, detail: trimesh.Trimesh) -> np.ndarray:
+    """A tangent-space normal map that gives the low-poly ``uvmesh`` the shading of the ``detail`` surface.
+
+    Each texel takes the smooth normal of the closest point of ``detail`` (the full-resolution surface),
+    expressed in the texel's tangent frame (:func:`vertex_tangents`, interpolated).
+
+    Returns:
+        (S, S, 3) uint8 image, OpenGL convention (+Y up), (128, 128, 255) = the mesh's own normal.
+    """
+    import open3d as o3d
+    from scipy import ndimage
+
+    if texels.faces is None or texels.barycentric is None:
+        raise ValueError("bake_normal_map needs texels from rasterize_uv (triangles and barycentrics)")
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.asarray(detail.vertices, dtype=np.float32)),
+        o3d.core.Tensor(np.asarray(detail.faces, dtype=np.uint32)),
+    )
+    hit = scene.compute_closest_points(o3d.core.Tensor(texels.points.astype(np.float32)))
+    tri = hit["primitive_ids"].numpy().astype(np.int64)
+    buv = hit["primitive_uvs"].numpy().astype(np.float64)
+    bary = np.stack([1.0 - buv[:, 0] - buv[:, 1], buv[:, 0], buv[:, 1]], axis=-1)[..., None]
+    detail_normals = np.asarray(detail.vertex_normals, dtype=np.float64)
+    target = _unit_rows((detail_normals[np.asarray(detail.faces)[tri]] * bary).sum(axis=1))
+    frames = vertex_tangents(uvmesh)
+    corners, weights = uvmesh.faces[texels.faces], texels.barycentric[..., None]
+    tangent = (frames[corners, :3] * weights).sum(axis=1)
+    sign = np.where((frames[corners, 3] * texels.barycentric).sum(axis=1) < 0.0, -1.0, 1.0)
+    normal = texels.normals
+    tangent = _unit_rows(tangent - normal * np.sum(normal * tangent, axis=1, keepdims=True))
+    bitangent = np.cross(normal, tangent) * sign[:, None]
+    local = np.stack([np.sum(target * a, axis=1) for a in (tangent, bitangent, normal)], axis=1)
+    local[:, 2] = np.maximum(local[:, 2], 0.05)  # never point into the surface
+    local = _unit_rows(local)
+    size = texels.covered.shape[0]
+    image = np.zeros((size, size, 3))
+    image[:] = (0.0, 0.0, 1.0)
+    image[texels.rows, texels.cols] = local
+    if not texels.covered.all():
+        _, (ri, ci) = ndimage.distance_transform_edt(~texels.covered, return_indices=True)
+        image = image[ri, ci]
+    return np.clip(np.round((image * 0.5 + 0.5) * 255.0), 0, 255).astype(np.uint8)
 
 
 def vertex_colours(uvmesh: UVMesh, texture: np.ndarray, num_vertices: int) -> np.ndarray:

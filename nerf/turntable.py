@@ -54,14 +54,17 @@ def output_name() -> str:
 
 
 def load_head_mesh(path: str | Path) -> trimesh.Trimesh:
-    """Load ``head.glb`` back into PanoHead units (undoing the metres scale recorded in its extras)."""
+    """Load ``head.glb`` back into PanoHead units (undoing the metres scale and the origin shift
+    recorded in its extras)."""
     path = Path(path)
     try:
-        scale = float(read_glb_json(path)["asset"]["extras"]["portrait3d"]["metres_per_unit"])
+        extras = read_glb_json(path)["asset"]["extras"]["portrait3d"]
+        scale = float(extras["metres_per_unit"])
+        origin = np.asarray(extras.get("origin_source_units", (0.0, 0.0, 0.0)), dtype=np.float64)
         mesh = trimesh.load(path, force="mesh")
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise UserError(f"{path}: not a head mesh written by export-mesh ({exc})") from exc
-    mesh.vertices = np.asarray(mesh.vertices) / scale
+    mesh.vertices = np.asarray(mesh.vertices) / scale + origin
     return mesh
 
 

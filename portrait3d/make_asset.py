@@ -219,6 +219,7 @@ def write_report(run: Run, photo: Path, options: MakeAssetOptions, device: str, 
             "texture_size": mesh.get("texture_size"),
             "units": mesh.get("units", "metres"),
             "scale_to_metres": mesh.get("scale_to_metres"),
+            **{key: mesh.get(key) for key in ("target", "origin_source_units", "lods", "file_sizes")},
         },
         "files": {str(p.relative_to(run.root)): p.stat().st_size for p in files},
     }

@@ -299,7 +299,7 @@ def mesh_stage(config, field_model=None) -> Stage:
         config,
         # The field's files, not nerf/config.yml: that holds the run's absolute path, not the field.
         inputs=(("nerf/volume.json", "nerf/nerfstudio_models") if field_model is None else ()) + views,
-        outputs=tuple(export.OUTPUTS),
+        outputs=tuple(export.output_files(config)),
         optional=views if config.texture_source != "views" else (),
         needs="run `portrait3d fit-nerf {run}` first (the views texture also needs the run's views)",
         check=check,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from nerf.targets import TARGETS
 from portrait3d.commands import add_stage_flags, open_existing, preset_of
 
 
@@ -20,8 +21,43 @@ def register_mesh_commands(subparsers: argparse._SubParsersAction, common: argpa
         "Options not given come from the preset (the run's own by default).",
     )
     p.add_argument("run", metavar="RUN", help="run folder with nerf/ (from fit-nerf) and views/")
-    p.add_argument("--triangles", type=int, default=None, help="triangle budget (fast preset: 50000)")
-    p.add_argument("--texture", type=int, default=None, help="texture size in pixels (fast preset: 2048)")
+    p.add_argument(
+        "--target",
+        choices=tuple(TARGETS),
+        default=None,
+        help="where the asset goes; picks the triangle budget, texture size, LODs and formats "
+        "(see the README's table of targets; default: generic with the preset's budget, one LOD, GLB + OBJ + PLY)",
+    )
+    p.add_argument(
+        "--triangles",
+        type=int,
+        default=None,
+        help="triangle budget of LOD 0 (default: the --target's, else the preset's: fast 50000)",
+    )
+    p.add_argument(
+        "--texture",
+        type=int,
+        default=None,
+        help="texture size in pixels: 1024, 2048, 4096, ... (default: the --target's, else the preset's: fast 2048)",
+    )
+    p.add_argument(
+        "--lods",
+        type=_fractions,
+        default=None,
+        help="LOD triangle counts as fractions of LOD 0, e.g. 1.0,0.5,0.25 (LOD i>0: mesh/head_lod{i}.glb; "
+        "default: the target's)",
+    )
+    p.add_argument(
+        "--formats",
+        type=lambda text: tuple(f.strip().lower() for f in text.split(",") if f.strip()),
+        default=None,
+        help="files to write, from glb,obj,ply,fbx (fbx needs the blender extra; default: the target's)",
+    )
+    p.add_argument(
+        "--normal-map",
+        action="store_true",
+        help="bake a normal map of the full-resolution surface onto each LOD",
+    )
     p.add_argument("--resolution", type=int, default=None, help="marching-cubes cells per axis (fast preset: 192)")
     p.add_argument(
         "--surface",
@@ -70,15 +106,26 @@ def _replace(config, **overrides):
     return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated fractions such as 1.0,0.5,0.25, got {text!r}") from None
+
+
 def run_export_mesh(args: argparse.Namespace) -> None:
     """Handler of ``export-mesh``."""
     from portrait3d.stages import mesh_stage, run_stage
 
     run = open_existing(args)
     preset = preset_of(args, args.run).export
+    # A named target sets the budgets; without one the preset's apply (generic limits).
+    target = TARGETS[args.target] if args.target else None
+    triangles = args.triangles if args.triangles is not None or target is None else target.triangles
+    texture = args.texture if args.texture is not None or target is None else target.texture_size
     mesh = _replace(
         preset.mesh,
-        triangles=args.triangles,
+        triangles=triangles,
         resolution=args.resolution,
         surface=args.surface,
         threshold=args.threshold,
@@ -86,9 +133,13 @@ def run_export_mesh(args: argparse.Namespace) -> None:
     config = _replace(
         preset,
         mesh=mesh,
-        bake=_replace(preset.bake, texture_size=args.texture),
+        bake=_replace(preset.bake, texture_size=texture),
         texture_source=args.texture_source,
         metres_per_unit=args.scale,
+        target=args.target,
+        lods=args.lods,
+        formats=args.formats,
+        normal_map=args.normal_map or None,
     )
     run_stage(run, mesh_stage(config), force=args.force, wait=args.wait)
 

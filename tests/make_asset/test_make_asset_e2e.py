@@ -50,9 +50,14 @@ def test_every_output_exists_and_is_valid(finished_run, gltf_validator):
     # The asset: a validator-clean GLB that loads as one human-sized textured head.
     report, rc = gltf_validator(out / "mesh" / "head.glb")
     assert report["issues"]["numErrors"] == 0 and rc == 0, report["issues"]["messages"]
+    assert report["issues"]["numWarnings"] == 0, report["issues"]["messages"]
     glb = trimesh.load(out / "mesh" / "head.glb", force="mesh")
     assert 100 < len(glb.faces) <= 5000
     assert 0.1 < float(np.ptp(glb.vertices[:, 0])) < 0.4, "head width in metres"
+    # Closed at the neck by a flat cap at the origin: watertight once the UV seams are welded.
+    assert glb.bounds[0, 1] == pytest.approx(0.0, abs=1e-6)
+    glb.merge_vertices(merge_tex=True, merge_norm=True)
+    assert glb.is_watertight
     # The final lines say where the GLB is and how to open the NeRF.
     assert "head.glb" in res.stderr and "portrait3d view" in res.stderr and "Traceback" not in res.stderr
 
@@ -70,6 +75,8 @@ def test_report_fields_are_present_and_sane(finished_run):
     assert 10 < report["nerf"]["train_psnr"] < 60
     assert 100 < report["mesh"]["triangles"] <= 5000 and report["mesh"]["texture_size"] == 256
     assert report["mesh"]["units"] == "metres" and report["mesh"]["scale_to_metres"] > 0
+    assert report["mesh"]["target"] == "generic" and len(report["mesh"]["lods"]) == 1
+    assert report["mesh"]["file_sizes"]["mesh/head.glb"] == report["files"]["mesh/head.glb"]
     for rel, size in report["files"].items():
         assert (out / rel).stat().st_size == size
     assert "mesh/head.glb" in report["files"]

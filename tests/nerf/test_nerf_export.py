@@ -11,7 +11,7 @@ import trimesh
 
 from nerf.analytic import MeshField, coloured_ellipsoid
 from nerf.export import ExportConfig, export_mesh, read_glb_json
-from nerf.mesh import BakeConfig, MeshConfig
+from nerf.mesh import BakeConfig, MeshConfig, cap_neck
 from nerf.metrics import chamfer_fscore, psnr
 from nerf.turntable import TurntableConfig, load_head_mesh, render_turntable
 from portrait3d import cameras
@@ -70,12 +70,18 @@ def test_export_is_skipped_when_up_to_date_and_redone_when_options_change(export
 
 
 def test_trimesh_loads_all_three_files_in_metres(exported):
-    run, truth, _, _ = exported
-    expected = np.asarray(truth.bounds) * SCALE
+    run, truth, _, info = exported
+    # The files' origin is the neck cap's centre (on the mid-plane), the cap is CONFIG.neck_cap above the bottom.
+    origin = np.asarray(info["origin_source_units"])
+    expected = np.array(truth.bounds)
+    expected[0, 1] += CONFIG.neck_cap
+    expected = (expected - origin) * SCALE
+    assert origin[0] == 0.0 and origin[1] == pytest.approx(truth.bounds[0, 1] + CONFIG.neck_cap, abs=1e-3)
     for name, visual in (("head.glb", "texture"), ("head.obj", "texture"), ("head.ply", "vertex")):
         mesh = trimesh.load(run.path("mesh", name), force="mesh")
         np.testing.assert_allclose(mesh.bounds, expected, atol=0.01 * SCALE)
         assert mesh.visual.kind == visual
+        assert mesh.bounds[0, 1] == pytest.approx(0.0, abs=1e-6)  # sits on its base
     obj = trimesh.load(run.path("mesh", "head.obj"), force="mesh")
     assert obj.visual.material.image.size == (256, 256)  # the MTL's texture path resolved
 
@@ -97,7 +103,9 @@ def test_open3d_loads_all_three_files(exported):
 def test_exported_geometry_and_texture_match_the_truth(exported):
     run, truth, _, _ = exported
     mesh = load_head_mesh(run.path("mesh", "head.glb"))  # back in PanoHead units
-    scores = chamfer_fscore(mesh, truth, samples=20_000)
+    # The export cuts the bottom flat (the neck cap): compare with the truth cut the same way.
+    cut_truth, _ = cap_neck(truth, CONFIG.neck_cap)
+    scores = chamfer_fscore(mesh, cut_truth, samples=20_000)
     assert scores["chamfer_pct_diag"] < 0.3
     assert scores["fscore"] > 0.99
     # Cameras between the views: the GLB's texture (flipped v in glTF) must land where the truth's colours are.
@@ -152,7 +160,9 @@ def _parse(*argv: str):
 def test_commands_report_bad_runs_and_options(tmp_path):
     run = Run(tmp_path / "run")
     args = _parse("export-mesh", str(run.root))
-    assert (args.triangles, args.texture, args.texture_source) == (None, None, None)  # the preset's, unless given
+    # Unset budgets come from the preset (the run's own), a --target's from the target.
+    assert (args.target, args.triangles, args.texture, args.texture_source) == (None, None, None, None)
+    assert _parse("export-mesh", "r", "--lods", "1,0.5", "--formats", "GLB,fbx").lods == (1.0, 0.5)
     with pytest.raises(UserError, match="missing nerf"):
         args.func(args)
     run.path("nerf").mkdir()

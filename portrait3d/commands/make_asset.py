@@ -7,8 +7,6 @@ import os
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    from portrait3d.make_asset import WEIGHTS_ENV
-
     p = subparsers.add_parser(
         "make-asset",
         parents=[common],
@@ -18,6 +16,14 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     p.add_argument("photo", help="portrait photo (JPEG, PNG, WebP, BMP, TIFF)")
     p.add_argument("--out", required=True, help="run folder (created; an existing run is resumed)")
+    add_make_asset_options(p)
+    p.set_defaults(func=run)
+
+
+def add_make_asset_options(p: argparse.ArgumentParser) -> None:
+    """Add every option of make-asset except the photo and ``--out`` (a batch command reuses them)."""
+    from portrait3d.make_asset import WEIGHTS_ENV
+
     p.add_argument(
         "--generator",
         choices=["proxy", "diffusion"],
@@ -39,18 +45,18 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--yaw", type=float, help="manual camera yaw in degrees when no face is detected (with --pitch)")
     p.add_argument("--pitch", type=float, help="manual camera pitch in degrees (with --yaw)")
     p.add_argument("--force", action="store_true", help="redo every stage")
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> None:
+def make_asset_options(args: argparse.Namespace):
+    """The :class:`portrait3d.make_asset.MakeAssetOptions` of parsed make-asset arguments."""
     from portrait3d.errors import UserError
-    from portrait3d.make_asset import WEIGHTS_ENV, MakeAssetOptions, make_asset
+    from portrait3d.make_asset import WEIGHTS_ENV, MakeAssetOptions
 
     if (args.yaw is None) != (args.pitch is None):
         raise UserError("--yaw and --pitch go together")
     if not 1 <= args.views <= 256:
         raise UserError(f"--views must be between 1 and 256, got {args.views}")
-    options = MakeAssetOptions(
+    return MakeAssetOptions(
         generator=args.generator,
         weights=args.weights or os.environ.get(WEIGHTS_ENV),
         conditions=args.conditions,
@@ -63,4 +69,9 @@ def run(args: argparse.Namespace) -> None:
         pitch=args.pitch,
         force=args.force,
     )
-    make_asset(args.photo, args.out, options)
+
+
+def run(args: argparse.Namespace) -> None:
+    from portrait3d.make_asset import make_asset
+
+    make_asset(args.photo, args.out, make_asset_options(args))

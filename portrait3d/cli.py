@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "portrait3d.commands.diffusion",
     "portrait3d.commands.nerf",
     "portrait3d.commands.make_asset",
+    "portrait3d.commands.batch",
 )
 
 

@@ -180,7 +180,9 @@ def run_batch(inputs: list[str | Path], out: str | Path, options, batch: BatchOp
             }
             prev = before.get(str(photo))
             if finished_run(root / name, opts, prev, digest):
-                row.update({k: prev.get(k) for k in ("seconds", "glb", "worker", "attempts")}, status="ok", skipped=True)
+                row.update(
+                    {k: prev.get(k) for k in ("seconds", "glb", "worker", "attempts")}, status="ok", skipped=True
+                )
             elif not photo.is_file():
                 row.update(status="failed", error=f"{photo}: {'is a folder' if photo.is_dir() else 'no such file'}")
             else:

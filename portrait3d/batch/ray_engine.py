@@ -58,7 +58,7 @@ class RayEngine:
                 log_to_driver=False,
             )
             return True
-        except (ConnectionError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - Ray raises bare Exceptions when a node fails to start
             where = f"join the Ray cluster at {self.address}" if self.address else "start a local Ray cluster"
             first = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise UserError(f"--engine ray: cannot {where} ({first})") from exc
@@ -108,10 +108,8 @@ class RayEngine:
                     except ray.exceptions.RayError as exc:
                         # The worker died more often than max_retries allows (or the task could not run).
                         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                        result = {
-                            "status": "failed",
-                            "error": f"Ray task failed after {self.retries + 1} attempts: {type(exc).__name__}: {first}",
-                        }
+                        error = f"Ray task failed after {self.retries + 1} attempts: {type(exc).__name__}: {first}"
+                        result = {"status": "failed", "error": error}
                     summary.finished(task.name, result)
         except BaseException:
             # Ctrl-C or SIGTERM: cancelled tasks raise KeyboardInterrupt inside, unwind and keep

@@ -2,7 +2,7 @@
 # Create or update the project's virtual environment in .venv.
 #
 #   bash scripts/setup.sh          runtime (portrait3d + nerfstudio)
-#   bash scripts/setup.sh --dev    plus test tools (pytest, ruff, the Khronos glTF validator)
+#   bash scripts/setup.sh --dev    plus test tools (pytest, ruff, the Khronos glTF validator) and Ray
 #
 # torch: on a machine with an NVIDIA driver the CUDA build is installed, elsewhere
 # the CPU build; either way the installed version is then pinned in
@@ -58,9 +58,9 @@ fi
 .venv/bin/python -c "import importlib.metadata as m; print('torch==' + m.version('torch'))" > .venv/constraints.txt
 say "pinned $(cat .venv/constraints.txt)"
 
-# 4. The project, its NeRF extra (nerfstudio) and, with --dev, the test tools.
+# 4. The project, its NeRF extra (nerfstudio) and, with --dev, the test tools and Ray (batch tests).
 extras=nerf
-[[ $dev == 1 ]] && extras=nerf,dev
+[[ $dev == 1 ]] && extras=nerf,dev,ray
 say "installing portrait3d[$extras] (a few minutes the first time)"
 "${pip[@]}" install -c .venv/constraints.txt -e ".[$extras]"
 

@@ -91,9 +91,11 @@ def run_photo(task: PhotoTask) -> dict:
     with _output_to(Path(task.log)):
         # The header is also how an operator (or a test) finds the process that runs a photo.
         print(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {task.photo} -> {task.run}: pid {pid} on {host} ==", flush=True)
-        # A polite kill unwinds like Ctrl-C (temporaries removed), as in the CLI.
+        # A polite kill unwinds like Ctrl-C (temporaries removed), as in the CLI; the worker's own
+        # handler comes back afterwards (a Ray worker stops itself with SIGTERM).
+        previous = None
         with contextlib.suppress(ValueError):  # not the main thread
-            signal.signal(signal.SIGTERM, progress.interrupt)
+            previous = signal.signal(signal.SIGTERM, progress.interrupt)
         progress.set_verbosity(max(task.verbosity, progress.NORMAL))
         try:
             import torch
@@ -109,6 +111,9 @@ def run_photo(task: PhotoTask) -> dict:
                 traceback.print_exc()
             result["error"] = error_line(exc)
             print(f"portrait3d: error: {result['error']}", file=sys.stderr, flush=True)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         result["seconds"] = round(time.perf_counter() - start, 2)
         print(f"== {result['status']} in {result['seconds']:.0f} s ==", flush=True)
     return result

@@ -18,8 +18,6 @@ from portrait3d.errors import UserError
 
 LOCAL_OBJECT_STORE_BYTES = 200 * 2**20
 """Object store of a local cluster: tasks exchange only small dicts, and the machine may be small."""
-START_ATTEMPTS = 3
-"""Tries to start a local cluster (its raylet waits 30 s for its agents, which a loaded machine can miss)."""
 
 
 def _import_ray():
@@ -52,25 +50,23 @@ class RayEngine:
             if self.address:
                 ray.init(address=self.address, log_to_driver=False)
                 return False
-            for attempt in range(START_ATTEMPTS):
-                try:
-                    ray.init(
-                        address="local",
-                        _node_ip_address="127.0.0.1",
-                        include_dashboard=False,
-                        object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                        log_to_driver=False,
-                    )
-                    return True
-                except Exception:  # noqa: BLE001 - Ray gives its node 30 s to start, which a busy machine misses
-                    if attempt + 1 == START_ATTEMPTS:
-                        raise
-                    progress.info("[batch] the local Ray cluster did not start in time (busy machine?); once more")
+            ray.init(
+                address="local",
+                _node_ip_address="127.0.0.1",
+                include_dashboard=False,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                log_to_driver=False,
+            )
+            return True
         except Exception as exc:  # noqa: BLE001 - Ray raises bare Exceptions when a node fails to start
-            where = f"join the Ray cluster at {self.address}" if self.address else "start a local Ray cluster"
             first = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"--engine ray: cannot {where} ({first})") from exc
-        raise AssertionError("unreachable")
+            if self.address:
+                raise UserError(f"--engine ray: cannot join the Ray cluster at {self.address} ({first})") from exc
+            # Ray gives a new node 30 s to start its agents, which a heavily loaded machine can miss.
+            raise UserError(
+                f"--engine ray: cannot start a local Ray cluster ({first}); on a busy machine try again, "
+                "or start one with `ray start --head` and pass --ray-address"
+            ) from exc
 
     def run(self, tasks: list[PhotoTask], summary: Summary) -> None:
         """Run every task; each result goes to ``summary`` as it arrives."""

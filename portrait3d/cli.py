@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "portrait3d.commands.train",
     "portrait3d.commands.view",
     "portrait3d.commands.serve",
+    "portrait3d.commands.batch",
 )
 
 

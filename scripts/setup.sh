@@ -2,7 +2,7 @@
 # Create or update the project's virtual environment in .venv.
 #
 #   bash scripts/setup.sh          runtime (portrait3d + nerfstudio + the web app's gradio)
-#   bash scripts/setup.sh --dev    plus test tools (pytest, ruff, playwright, chromium, the Khronos glTF validator, Blender's bpy)
+#   bash scripts/setup.sh --dev    plus test tools (pytest, ruff, playwright, chromium, the Khronos glTF validator, Blender's bpy) and Ray
 #
 # torch: on a machine with an NVIDIA driver the CUDA build is installed, elsewhere
 # the CPU build; either way the installed version is then pinned in
@@ -71,7 +71,7 @@ say "pinned $(cat .venv/constraints.txt)"
 # 4. The project, its NeRF extra (nerfstudio) and, with --dev, the test tools.
 # --dev adds blender (bpy, Blender's own glTF/FBX importers) so the Blender import tests run in CI.
 extras=nerf,web
-[[ $dev == 1 ]] && extras=nerf,web,dev,blender
+[[ $dev == 1 ]] && extras=nerf,web,dev,blender,ray
 say "installing portrait3d[$extras] (a few minutes the first time)"
 "${pip[@]}" install -c .venv/constraints.txt -e ".[$extras]"
 

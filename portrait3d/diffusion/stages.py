@@ -265,13 +265,45 @@ def _run_orbit_views(run: Run, options: OrbitOptions) -> dict:
         window_size=options.window,
         **_sampling(options, pipeline.device),
     ).images
-    written = {}
-    for index, (image, camera) in enumerate(zip(images, named.values())):
+    written, masked = {}, 0
+    for index, (image, (name, camera)) in enumerate(zip(images, named.items())):
         file = f"{cameras.view_name(index)}.png"
-        atomic_save_image(run.path(VIEWS, file), image)
+        rgb = np.asarray(image.convert("RGB"))  # the pipeline returns PIL images
+        alpha = foreground_alpha(run, folder, name, rgb.shape[:2])
+        if alpha is not None:
+            masked += 1
+        atomic_save_image(run.path(VIEWS, file), rgb if alpha is None else np.dstack([rgb, alpha]))
         written[file] = camera
     cameras.write_labels(run.path(VIEWS, "cameras.json"), written)
-    return {"views": len(written), "initial_noise": initial is not None, "device": str(pipeline.device)}
+    return {
+        "views": len(written),
+        "masked_views": masked,
+        "initial_noise": initial is not None,
+        "device": str(pipeline.device),
+    }
+
+
+def foreground_alpha(run: Run, conditions: Path, name: str, shape: tuple[int, int]) -> np.ndarray | None:
+    """(H, W) uint8 foreground mask of the generated view at camera ``name``, or None.
+
+    The views are generated to follow the condition render at the same camera, so the head's
+    silhouette there is the view's mask: the alpha of the proxy render (``proxy/views``) or of an
+    RGBA condition image. Without a mask the NeRF would have to model the background as well,
+    and the mesh stage would find no head to extract.
+    """
+    from PIL import Image
+
+    for candidate in (run.path(PROXY_VIEWS, name), conditions / name):
+        if not candidate.is_file():
+            continue
+        with Image.open(candidate) as im:
+            if im.mode not in ("RGBA", "LA"):
+                continue
+            alpha = im.getchannel("A")
+            if alpha.size != (shape[1], shape[0]):
+                alpha = alpha.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+            return np.asarray(alpha)
+    return None
 
 
 def back_view(run: Run, options: DiffusionOptions, force: bool = False) -> dict:

@@ -128,3 +128,23 @@ def test_scheduler_option_swaps_the_sampler(weights, tmp_path):
     )
     with pytest.raises(UserError, match="--scheduler"):
         stages.orbit_views(Run(tmp_path / "run"), options(weights, scheduler="euler"))
+
+
+def test_generated_views_take_the_proxy_silhouette_as_their_mask(weights, tmp_path):
+    run = make_run(tmp_path / "run")
+    stages.back_view(
+        run, stages.DiffusionOptions(weights=str(weights), steps=1, size=SIZE, allow_cpu=True, device="cpu")
+    )
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    for i, name in enumerate(sorted(p.name for p in run.path(stages.PROXY_VIEWS).glob("*.png"))):
+        # A different disc per camera, so a mask taken from the wrong view would show.
+        disc = ((xx - SIZE / 2) ** 2 + (yy - SIZE / 2) ** 2 < (8 + 2 * i) ** 2).astype(np.uint8) * 255
+        rgb = np.asarray(Image.open(run.path(stages.PROXY_VIEWS, name)).convert("RGB"))
+        Image.fromarray(np.dstack([rgb, disc])).save(run.path(stages.PROXY_VIEWS, name))
+    info = stages.orbit_views(run, options(weights, window=4))
+    assert info["masked_views"] == VIEWS
+    for i in range(VIEWS):
+        view = Image.open(run.path("views", f"{cameras.view_name(i)}.png"))
+        proxy = Image.open(run.path(stages.PROXY_VIEWS, f"{cameras.view_name(i)}.png"))
+        assert view.mode == "RGBA"
+        assert np.array_equal(np.asarray(view.getchannel("A")), np.asarray(proxy.getchannel("A")))

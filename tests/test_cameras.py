@@ -150,5 +150,5 @@ def test_bad_label_files(tmp_path):
     with pytest.raises(UserError, match="no such"):
         C.read_labels(tmp_path / "missing.json")
     bad.write_text("not json")
-    with pytest.raises(UserError, match="not a PanoHead label file"):
+    with pytest.raises(UserError, match="bad.json: not valid JSON"):
         C.read_labels(bad)

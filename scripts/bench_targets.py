@@ -59,7 +59,8 @@ def lod_figure(mesh_dir: Path, out: Path, size: int = 384) -> None:
     from portrait3d.render import MeshRenderer
 
     files = sorted(mesh_dir.glob("head.glb")) + sorted(mesh_dir.glob("head_lod*.glb"))
-    camera = cameras.orbit(8, pitch=10.0)[1]  # 45 degrees to the subject's left
+    # 45 degrees to the subject's left, a little farther than the orbit so the hair volume stays in frame.
+    camera = cameras.orbit(8, pitch=10.0, radius=1.3 * cameras.PANOHEAD_RADIUS)[1]
     columns = []
     for path in files:
         mesh = load_head_mesh(path)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+from scene_views import write_views
 
 from nerf.analytic import MeshField, coloured_ellipsoid
 from nerf.export import ExportConfig, export_mesh, read_glb_json
@@ -17,7 +18,7 @@ from nerf.turntable import TurntableConfig, load_head_mesh, render_turntable
 from portrait3d import cameras
 from portrait3d.errors import UserError
 from portrait3d.render import MeshRenderer
-from portrait3d.run import Run, atomic_save_image
+from portrait3d.run import Run
 
 REPO = Path(__file__).resolve().parents[2]
 SCALE = 0.5
@@ -28,22 +29,12 @@ CONFIG = ExportConfig(
 )
 
 
-def _write_views(run: Run, mesh: trimesh.Trimesh, size: int = 128) -> None:
-    renderer = MeshRenderer(mesh)
-    named = {}
-    for i, cam in enumerate(cameras.orbit(8, pitches=[-25.0, 25.0])):
-        name = f"{cameras.view_name(i)}.png"
-        atomic_save_image(run.path("views", name), renderer.render_rgba(cam, size))
-        named[name] = cam
-    cameras.write_labels(run.path("views", "cameras.json"), named)
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A run with views of the coloured ellipsoid, exported from the ellipsoid's own field."""
     truth = coloured_ellipsoid(subdivisions=4)
     run = Run(tmp_path_factory.mktemp("export") / "run")
-    _write_views(run, truth)
+    write_views(run, truth)
     field = MeshField(truth)
     info = export_mesh(run, CONFIG, field_model=field)
     return run, truth, field, info

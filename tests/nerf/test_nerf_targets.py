@@ -12,29 +12,18 @@ import os
 import numpy as np
 import pytest
 import trimesh
+from scene_views import write_views
 
 from nerf import blender
 from nerf.analytic import MeshField, coloured_ellipsoid
 from nerf.export import ExportConfig, export_mesh, output_files, read_glb_json
 from nerf.mesh import BakeConfig, MeshConfig, cap_neck, neck_origin
 from nerf.targets import TARGETS, budget_table, lod_texture_size
-from portrait3d import cameras
 from portrait3d.errors import UserError
-from portrait3d.render import MeshRenderer
-from portrait3d.run import Run, atomic_save_image
+from portrait3d.run import Run
 
 SCALE = 0.4
 TRIANGLES, TEXTURE = 2000, 128
-
-
-def _write_views(run: Run, mesh: trimesh.Trimesh, size: int = 128) -> None:
-    renderer = MeshRenderer(mesh)
-    named = {}
-    for i, cam in enumerate(cameras.orbit(8, pitches=[-25.0, 25.0])):
-        name = f"{cameras.view_name(i)}.png"
-        atomic_save_image(run.path("views", name), renderer.render_rgba(cam, size))
-        named[name] = cam
-    cameras.write_labels(run.path("views", "cameras.json"), named)
 
 
 def _require_blender():
@@ -62,7 +51,7 @@ def scene(tmp_path_factory):
     truth = coloured_ellipsoid(subdivisions=4)
     root = tmp_path_factory.mktemp("targets")
     views = Run(root / "views-only")
-    _write_views(views, truth)
+    write_views(views, truth)
     return root, views, MeshField(truth)
 
 

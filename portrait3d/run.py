@@ -141,6 +141,18 @@ def hash_options(options: Any) -> str:
     return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def writable_folder(path: str | Path, what: str) -> Path:
+    """Create the folder ``path`` (and its parents) and check it is writable; ``what`` names it in the error."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot create the {what} ({exc.strerror})") from exc
+    if not os.access(path, os.W_OK):
+        raise UserError(f"{path}: the {what} is not writable")
+    return path
+
+
 def read_json(path: str | Path) -> Any:
     """The JSON document in ``path``, or a one-line :class:`UserError` naming the file.
 

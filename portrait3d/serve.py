@@ -26,7 +26,7 @@ from pathlib import Path
 
 from portrait3d import progress
 from portrait3d.errors import UserError
-from portrait3d.run import MARKER_DIR, Run, atomic_path, atomic_write_bytes, atomic_write_json
+from portrait3d.run import MARKER_DIR, Run, atomic_path, atomic_write_bytes, atomic_write_json, writable_folder
 
 STAGES = (
     "preprocess",
@@ -298,12 +298,7 @@ def build(options: ServeOptions):
 
 def prepare_runs_dir(runs: Path) -> Path:
     """Create ``runs`` and point Gradio's uploads and cache into it (before gradio is imported)."""
-    try:
-        runs.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{runs}: cannot create the runs folder ({exc.strerror})") from exc
-    if not os.access(runs, os.W_OK):
-        raise UserError(f"{runs}: the runs folder is not writable")
+    writable_folder(runs, "runs folder")
     gradio_dir = runs / GRADIO_DIR
     gradio_dir.mkdir(exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(gradio_dir)

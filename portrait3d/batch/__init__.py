@@ -26,7 +26,7 @@ from portrait3d.batch.plan import RESERVED_NAMES, collect_photos, file_digest, f
 from portrait3d.batch.summary import SUMMARY_CSV, SUMMARY_JSON, Summary
 from portrait3d.batch.worker import PhotoTask
 from portrait3d.errors import UserError
-from portrait3d.run import MARKER_DIR
+from portrait3d.run import MARKER_DIR, writable_folder
 
 ENGINES = ("local", "ray")
 LOCK_NAME = ".batch.lock"
@@ -60,12 +60,7 @@ def _open_batch_folder(root: Path) -> dict:
         raise UserError(
             f"{root}: folder is not empty and is not a portrait3d batch; choose another --out (nothing was changed)"
         )
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{root}: cannot create the batch folder ({exc.strerror})") from exc
-    if not os.access(root, os.W_OK):
-        raise UserError(f"{root}: the batch folder is not writable")
+    writable_folder(root, "batch folder")
     if not summary.exists():
         return {}
     try:

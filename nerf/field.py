@@ -75,28 +75,32 @@ def trunc_exp(x: torch.Tensor) -> torch.Tensor:
 
 
 class _WeightedGather(torch.autograd.Function):
-    """``sum_k weights[i, k] * table[index[i, k]]`` with a scatter-add backward.
+    """``sum_k weights[i, k] * table[index[i, k]]`` with a histogram backward.
 
-    torch's own ``embedding_bag`` backward sorts the indices, which dominates a
-    CPU training step; ``index_add_`` does the same accumulation without sorting.
+    torch's own ``embedding_bag`` backward sorts the indices, and ``index_add_``
+    of two-float rows is little better: together they were half of a CPU
+    training step. The gradient of each feature column is a weighted histogram
+    of the indices instead (``bincount``: one serial pass, deterministic, and
+    three times faster than ``index_add_`` on a CPU).
     """
 
     @staticmethod
     def forward(ctx, table, index, weights):  # type: ignore[override]
         ctx.save_for_backward(index, weights)
-        ctx.table_shape = table.shape
+        ctx.rows = table.shape[0]
         return torch.nn.functional.embedding_bag(index, table, per_sample_weights=weights, mode="sum")
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         index, weights = ctx.saved_tensors
-        contributions = (weights[..., None] * grad[:, None, :]).reshape(-1, grad.shape[-1])
-        grad_table = torch.zeros(ctx.table_shape, dtype=grad.dtype, device=grad.device)
-        grad_table.index_add_(0, index.reshape(-1).long(), contributions)  # int64: the int32 path is much slower
-        grad_weights = None
         if ctx.needs_input_grad[2]:
             raise NotImplementedError("gradients with respect to the interpolation weights are not needed")
-        return grad_table, None, grad_weights
+        flat = index.reshape(-1)
+        columns = [
+            torch.bincount(flat, weights=(weights * grad[:, k, None]).reshape(-1), minlength=ctx.rows)
+            for k in range(grad.shape[1])
+        ]
+        return torch.stack(columns, dim=-1).to(grad.dtype), None, None
 
 
 class HashGrid(nn.Module):
@@ -132,11 +136,17 @@ class HashGrid(nn.Module):
         self.output_dim = num_levels * features_per_level
         self.table_size = table_size
         self.register_buffer("resolutions", torch.tensor(resolutions, dtype=torch.float32), persistent=False)
-        self.register_buffer("strides", torch.tensor([r + 1 for r in resolutions], dtype=torch.int32), persistent=False)
         self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.int32), persistent=False)
         primes = [p % table_size for p in _HASH_PRIMES]
         self.register_buffer("hash_primes", torch.tensor(primes, dtype=torch.int32), persistent=False)
         self.register_buffer("dense", torch.tensor(dense), persistent=False)
+        # Dense levels are the coarse ones, a prefix of the levels (resolutions grow).
+        self.num_dense_levels = sum(dense)
+        if any(dense[self.num_dense_levels :]):
+            raise ValueError("dense hash grid levels must come before the hashed ones")
+        strides = torch.tensor([r + 1 for r in resolutions[: self.num_dense_levels]], dtype=torch.int32)
+        multipliers = torch.stack([torch.ones_like(strides), strides, strides * strides], dim=-1)
+        self.register_buffer("dense_multipliers", multipliers.reshape(-1, 3), persistent=False)  # (D, 3)
         self.table = nn.Parameter(torch.empty(sum(sizes), features_per_level).uniform_(-1e-4, 1e-4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,26 +162,26 @@ class HashGrid(nn.Module):
         cell = torch.minimum(torch.floor(pos), self.resolutions[None, :, None] - 1.0)  # x = 1 stays in the last cell
         frac = pos - cell
         low = cell.int()
-        # Per axis, the two corner coordinates (N, L, 3, 2) and their linear-interpolation weights.
-        corner = torch.stack([low, low + 1], dim=-1)
+        # Each corner's index combines one term per axis, (N, L', 3, 2) for the low and the high corner:
+        # a sum of coordinate * stride on the dense levels (a prefix: the coarse ones), an XOR of
+        # coordinate * prime on the hashed ones. int32 throughout: the table sizes are powers of two
+        # (hashed) or exact (dense), and the low bits of x * prime only depend on the low bits of the prime.
+        parts = []
+        dense = self.num_dense_levels
+        if dense:
+            term = low[:, :dense] * self.dense_multipliers
+            term = torch.stack([term, term + self.dense_multipliers], dim=-1)
+            parts.append(term[:, :, 0, :, None, None] + term[:, :, 1, None, :, None] + term[:, :, 2, None, None, :])
+        if dense < levels:
+            term = low[:, dense:] * self.hash_primes
+            term = torch.stack([term, term + self.hash_primes], dim=-1)
+            hashed = term[:, :, 0, :, None, None] ^ term[:, :, 1, None, :, None] ^ term[:, :, 2, None, None, :]
+            parts.append(hashed & (self.table_size - 1))
+        index = torch.cat(parts, dim=1) + self.offsets[None, :, None, None, None]  # (N, L, 2, 2, 2)
         weight = torch.stack([1.0 - frac, frac], dim=-1)
-        # Table sizes are powers of two (hashed levels) or exact (dense levels), so the index stays in
-        # int32: the low bits of x * prime only depend on the low bits of the prime.
-        primes = self.hash_primes[None, None, :, None]
-        hashed = corner * primes
-        hashed = (hashed[:, :, 0, :, None, None] ^ hashed[:, :, 1, None, :, None] ^ hashed[:, :, 2, None, None, :]) & (
-            self.table_size - 1
-        )
-        stride = self.strides[None, :, None, None, None]
-        dense = corner[:, :, 0, :, None, None] + stride * (
-            corner[:, :, 1, None, :, None] + stride * corner[:, :, 2, None, None, :]
-        )
-        index = (
-            torch.where(self.dense[None, :, None, None, None], dense, hashed) + self.offsets[None, :, None, None, None]
-        )
         w = weight[:, :, 0, :, None, None] * weight[:, :, 1, None, :, None] * weight[:, :, 2, None, None, :]
-        features = _WeightedGather.apply(self.table, index.reshape(n * levels, 8).long(), w.reshape(n * levels, 8))
-        return features.reshape(n, -1)
+        features = _WeightedGather.apply(self.table, index.reshape(n * levels, 8), w.reshape(n * levels, 8))
+        return features.reshape(n, self.output_dim)
 
 
 def spherical_harmonics(directions: torch.Tensor) -> torch.Tensor:

@@ -690,11 +690,13 @@ def bake_from_views(
     renderer = MeshRenderer(trimesh.Trimesh(uvmesh.vertices, uvmesh.faces, process=False))
     total = np.zeros((len(texels.points), 3))
     weight = np.zeros(len(texels.points))
+    # float32 for the per-view work on millions of texels (twice as fast; sums stay float64).
+    points, normals = texels.points.astype(np.float32), texels.normals.astype(np.float32)
     for view in progress.bar(views, desc="texture from views"):
         h, w = view.image.shape[:2]
         cam = view.camera
-        to_camera = cam.position - texels.points
-        cos = np.sum(texels.normals * to_camera, axis=1) / np.linalg.norm(to_camera, axis=1)
+        to_camera = cam.position.astype(np.float32) - points
+        cos = np.sum(normals * to_camera, axis=1) / np.linalg.norm(to_camera, axis=1)
         idx = np.flatnonzero(cos > 0.05)  # facing the camera
         uv, depth = cam.project(texels.points[idx], w, h)
         keep = (depth > 0) & np.all((uv >= 0) & (uv < [w, h]), axis=1)
@@ -707,9 +709,9 @@ def bake_from_views(
         idx, uv = idx[visible], uv[visible]
         # Interpolate premultiplied colour: at the silhouette, straight RGB would blend in the
         # background colour of transparent pixels (dark fringes on the crown).
-        image = view.image.astype(np.float64) / 255.0
+        image = view.image.astype(np.float32) / np.float32(255.0)
         image[..., :3] *= image[..., 3:]
-        rgba = _bilinear(image, uv)
+        rgba = _bilinear(image, uv.astype(np.float32))
         cos_weight = np.power(cos[idx], config.angle_power)
         total[idx] += rgba[:, :3] * cos_weight[:, None]
         weight[idx] += cos_weight * rgba[:, 3]
@@ -728,6 +730,10 @@ def bake_from_field(texels: Texels, rgb_fn: RgbFn, chunk: int = 1 << 16) -> np.n
         sl = slice(start, start + chunk)
         out[sl] = np.asarray(rgb_fn(texels.points[sl], -texels.normals[sl]), dtype=np.float64).reshape(-1, 3)
     return np.clip(out, 0.0, 1.0)
+
+
+FILL_SOURCES = 250_000
+"""Known texels (at most about this many, evenly thinned) that unseen texels take their colour from."""
 
 
 def assemble_texture(texels: Texels, colours: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
@@ -752,12 +758,15 @@ def assemble_texture(texels: Texels, colours: np.ndarray, known: np.ndarray | No
         if known.any():
             # Average a few nearest known points (closer ones count more) so that large unseen parts
             # (the crown, the neck cap) take the surrounding colour without streaks.
-            k = int(min(8, known.sum()))
-            tree = spatial.cKDTree(texels.points[known])
-            distance, nearest = tree.query(texels.points[~known], k=k)
+            # An evenly thinned set of known texels is enough for a smooth fill, and builds and queries
+            # several times faster than all of them (millions at 2048²).
+            sources = np.flatnonzero(known)[:: max(1, int(known.sum()) // FILL_SOURCES)]
+            k = int(min(8, len(sources)))
+            tree = spatial.cKDTree(texels.points[sources])
+            distance, nearest = tree.query(texels.points[~known], k=k, workers=-1)
             distance, nearest = distance.reshape(len(distance), k), nearest.reshape(len(nearest), k)
             weight = 1.0 / np.maximum(distance, 1e-6)
-            colours[~known] = np.einsum("nk,nkc->nc", weight, colours[known][nearest]) / weight.sum(1, keepdims=True)
+            colours[~known] = np.einsum("nk,nkc->nc", weight, colours[sources][nearest]) / weight.sum(1, keepdims=True)
         else:
             colours[:] = 0.5
     size = texels.covered.shape[0]

@@ -9,8 +9,8 @@ and the field is evaluated only at steps inside occupied voxels.
 
 This module is the CPU sampler and the reference the CUDA (nerfacc) path is
 checked against: :func:`march` + :func:`composite` give the same result as
-nerfacc's ``sampling`` + ``rendering`` for the same grid and step size, minus
-its early ray termination.
+nerfacc's ``sampling`` + ``rendering`` for the same grid and step size, early
+ray termination included (:func:`front_to_back`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ CACHED_OPTICAL_DEPTH_CAP = 0.5
 """Most optical depth one step may add when estimating which steps are hidden."""
 MIN_TRANSMITTANCE = 1e-3
 """Steps whose estimated transmittance falls below this are skipped (with the cap: after 14 occupied steps)."""
+EARLY_STOP_TRANSMITTANCE = 1e-4
+"""A ray stops once the field's own transmittance along it falls below this (nerfacc's ``early_stop_eps``)."""
+STEPS_PER_ROUND = 8
+"""Kept steps of each ray evaluated in the first round, before the rays that became opaque are dropped
+(on the sample's CPU fit: 30 % fewer field evaluations per step than without early termination)."""
 
 
 class OccupancyGrid(nn.Module):
@@ -82,7 +87,9 @@ class OccupancyGrid(nn.Module):
 
         A voxel stays if its centre projects inside every mask (grown by the
         voxel's projected half diagonal plus ``dilate_px``) of the views that
-        see it; the hull is carved on a grid ``coarsen`` times coarser and then
+        see it, and at least one view sees it: no view tells anything about
+        space outside every frame, and left occupied it keeps the field's
+        initial fog, which the viewer shows as floaters. The hull is carved on a grid ``coarsen`` times coarser and then
         upsampled, which only makes it more conservative.
 
         Args:
@@ -97,6 +104,7 @@ class OccupancyGrid(nn.Module):
         axis = (torch.arange(coarse, device=masks.device, dtype=torch.float32) + 0.5) * size - self.half_extent
         centres = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
         keep = torch.ones(centres.shape[0], dtype=torch.bool, device=masks.device)
+        seen_by_any = torch.zeros_like(keep)
         half_diagonal = 0.5 * math.sqrt(3.0) * size
         for cam, mask in zip(cameras, masks):
             w2c = torch.as_tensor(cam.world2cam, dtype=torch.float32, device=masks.device)
@@ -112,7 +120,8 @@ class OccupancyGrid(nn.Module):
             in_image = (u >= 0) & (u < w) & (v >= 0) & (v < h) & in_front
             seen = _grow(mask, radius_px)[v.long().clamp(0, h - 1), u.long().clamp(0, w - 1)]
             keep &= seen | ~in_image
-        hull = keep.reshape(coarse, coarse, coarse)
+            seen_by_any |= in_image
+        hull = (keep & seen_by_any).reshape(coarse, coarse, coarse)
         for dim in range(3):
             hull = hull.repeat_interleave(coarsen, dim=dim)
         full = torch.zeros_like(self.hull)
@@ -290,21 +299,20 @@ def render_rays(
         cube exit where empty), ``num_samples`` (scalar).
     """
     t_mid, keep = march(grid, origins, directions, step, jitter)
-    b, k = t_mid.shape
-    density = torch.zeros(b, k, device=origins.device)
-    rgb = torch.zeros(b, k, 3, device=origins.device)
-    if keep.any():
-        ray_index, step_index, points = _kept_points(origins, directions, t_mid, keep)
-        d, c = field(points, dir_encoding=spherical_harmonics(directions)[ray_index])
-        density = density.index_put((ray_index, step_index), d.float())
-        rgb = rgb.index_put((ray_index, step_index), c.float())
+    dir_encoding = spherical_harmonics(directions)
+    ray_index, step_index, (d, c) = front_to_back(
+        lambda points, rays: field(points, dir_encoding=dir_encoding[rays]),
+        origins, directions, t_mid, keep, step, -math.log(EARLY_STOP_TRANSMITTANCE),
+    )  # fmt: skip
+    density = torch.zeros(t_mid.shape, device=origins.device).index_put((ray_index, step_index), d.float())
+    rgb = torch.zeros(*t_mid.shape, 3, device=origins.device).index_put((ray_index, step_index), c.float())
     color, accumulation, weights = composite(density, rgb, step, background)
     depth = (weights * t_mid).sum(dim=-1) + (1.0 - accumulation) * t_mid[:, -1]
     return {
         "rgb": color,
         "accumulation": accumulation,
         "depth": depth,
-        "num_samples": keep.sum(),
+        "num_samples": torch.tensor(ray_index.numel()),
     }
 
 
@@ -322,18 +330,71 @@ def render_median_depth(
         (B,) distances along the rays, ``inf`` where the ray never becomes half opaque.
     """
     t_mid, keep = march(grid, origins, directions, step, jitter=False)
-    density = torch.zeros(t_mid.shape, device=origins.device)
-    if keep.any():
-        ray_index, step_index, points = _kept_points(origins, directions, t_mid, keep)
-        density = density.index_put((ray_index, step_index), field.density(points).float())
+    # Steps behind the half-opacity point cannot move the median: stop there.
+    ray_index, step_index, (d,) = front_to_back(
+        lambda points, rays: (field.density(points),), origins, directions, t_mid, keep, step, math.log(2.0)
+    )
+    density = torch.zeros(t_mid.shape, device=origins.device).index_put((ray_index, step_index), d.float())
     no_colour = torch.zeros(*density.shape, 3, device=origins.device)
     _, _, weights = composite(density, no_colour, step, no_colour[0, 0])
     return median_depth(weights, t_mid, step)
 
 
-def _kept_points(
-    origins: torch.Tensor, directions: torch.Tensor, t_mid: torch.Tensor, keep: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The steps :func:`march` kept: ray indices (N,), step indices (N,) and world points (N, 3)."""
-    ray_index, step_index = torch.nonzero(keep, as_tuple=True)
-    return ray_index, step_index, origins[ray_index] + directions[ray_index] * t_mid[ray_index, step_index, None]
+def front_to_back(
+    evaluate,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    t_mid: torch.Tensor,
+    keep: torch.Tensor,
+    step: float,
+    stop_optical_depth: float,
+    steps_per_round: int = STEPS_PER_ROUND,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Evaluate the field at the kept steps, nearest first, with early ray termination.
+
+    Two rounds of one field call each: the first ``steps_per_round`` kept steps
+    of every ray, then all the remaining ones of the rays still running. A ray
+    stops once the optical depth in front of its next step passes
+    ``stop_optical_depth`` (its transmittance is then below
+    ``exp(-stop_optical_depth)``). Inside an opaque head most kept steps lie
+    behind the surface, so a third to a half of them are never evaluated;
+    gradients flow as in one call (every step is evaluated at most once).
+    More, smaller rounds evaluate fewer steps but cost more in per-call overhead
+    than they save on a CPU.
+
+    Args:
+        evaluate: ``(points (N, 3), ray_index (N,)) -> (density (N,), *extras)``.
+        origins, directions: (B, 3) rays.
+        t_mid, keep: (B, K) from :func:`march`.
+        step: step size.
+        stop_optical_depth: optical depth at which a ray stops.
+        steps_per_round: kept steps per ray in the first round.
+    Returns:
+        ``(ray_index (N,), step_index (N,), outputs)``: the evaluated steps and
+        ``evaluate``'s outputs there, concatenated over rounds.
+    """
+    rank = torch.cumsum(keep, dim=-1) - 1  # (B, K): position of each kept step among its ray's kept steps
+    most = int(keep.sum(dim=-1).max()) if keep.numel() else 0
+    optical = torch.zeros(t_mid.shape[0], device=t_mid.device)
+    running = keep.any(dim=-1)
+    rays, steps, outputs = [], [], []
+    first = 0
+    while first < most and running.any():
+        # The first round takes the nearest steps of every ray; what is still running after it is
+        # mostly empty space or thin structure, which the second round takes to the end in one call.
+        last = first + steps_per_round if first == 0 else most
+        chosen = keep & (rank >= first) & (rank < last) & running[:, None]
+        first = last
+        ray_index, step_index = torch.nonzero(chosen, as_tuple=True)
+        points = origins[ray_index] + directions[ray_index] * t_mid[ray_index, step_index, None]
+        out = evaluate(points, ray_index)
+        optical = optical.index_add(0, ray_index, out[0].detach().float() * step)
+        running &= optical < stop_optical_depth
+        rays.append(ray_index)
+        steps.append(step_index)
+        outputs.append(out)
+    if not rays:  # no ray met an occupied voxel: outputs of the right shapes, without gradients
+        empty = torch.zeros(0, dtype=torch.long, device=t_mid.device)
+        with torch.no_grad():
+            return empty, empty, tuple(evaluate(torch.zeros(0, 3, device=t_mid.device), empty))
+    return torch.cat(rays), torch.cat(steps), tuple(torch.cat(parts) for parts in zip(*outputs))

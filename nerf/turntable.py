@@ -68,6 +68,29 @@ def load_head_mesh(path: str | Path) -> trimesh.Trimesh:
     return mesh
 
 
+FRAME_MARGIN = 1.06
+"""Room around the head's bounding sphere in every frame (6 %)."""
+
+
+def framing(mesh: trimesh.Trimesh) -> tuple[np.ndarray, float]:
+    """Target and normalised focal length that keep the whole mesh in every frame of the turntable.
+
+    The cameras circle the centre of the mesh's bounding box at PanoHead's radius, with
+    PanoHead's focal length unless the bounding sphere (plus :data:`FRAME_MARGIN`) would
+    not fit: then the focal length shrinks until it does (a big hairdo, a long neck).
+
+    Returns:
+        ``(target (3,), focal)``.
+    """
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    centre = 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
+    radius = float(np.linalg.norm(vertices - centre, axis=1).max()) * FRAME_MARGIN
+    distance = cameras.PANOHEAD_RADIUS
+    # A sphere of radius r at distance D spans tan(half angle) = r / sqrt(D^2 - r^2); image half-width 0.5.
+    fitting = 0.5 * np.sqrt(max(distance**2 - radius**2, 1e-6)) / max(radius, 1e-6)
+    return centre, float(min(cameras.PANOHEAD_FOCAL, fitting))
+
+
 def render_frames(mesh: trimesh.Trimesh, config: TurntableConfig):
     """Yield (S, S, 3) uint8 frames of ``mesh`` (PanoHead units) over the background."""
     from portrait3d.render import MeshRenderer
@@ -75,7 +98,8 @@ def render_frames(mesh: trimesh.Trimesh, config: TurntableConfig):
     renderer = MeshRenderer(mesh)
     size = -(-config.size // 16) * 16
     background = np.asarray(config.background, dtype=np.float64)
-    for cam in cameras.orbit(config.frames, pitch=config.pitch):
+    target, focal = framing(mesh)
+    for cam in cameras.orbit(config.frames, pitch=config.pitch, target=target, focal=focal):
         rgba = renderer.render_rgba(cam, size).astype(np.float64)
         alpha = rgba[..., 3:] / 255.0
         yield np.round(rgba[..., :3] * alpha + background * (1.0 - alpha)).astype(np.uint8)

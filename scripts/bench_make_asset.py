@@ -4,7 +4,7 @@
 
 Runs the whole pipeline from scratch (``--force``) in a child process and
 prints the wall time, each stage's seconds from report.json, the peak memory
-and the quality figures the report holds. Target on 2 CPU cores: under 6 minutes.
+and the quality figures the report holds. Target on 2 CPU cores: at most 4 minutes (issue #11).
 """
 
 from __future__ import annotations

@@ -128,6 +128,24 @@ def test_turntable_shows_the_front_first(exported):
     assert tuple(frames[0, 0, 0]) == pytest.approx((255, 255, 255), abs=12)  # background
 
 
+def test_turntable_keeps_a_big_head_inside_every_frame():
+    from nerf.turntable import render_frames
+
+    # A head with a big hairdo, off the origin: wider than PanoHead's framing (about +-0.32 at the target).
+    big = trimesh.creation.icosphere(subdivisions=3, radius=0.42)
+    big.apply_translation([0.05, 0.1, -0.03])
+    frames = list(render_frames(big, TurntableConfig(frames=4, size=64, pitch=10.0)))
+    for frame in frames:
+        covered = np.any(frame < 200, axis=-1)
+        border = np.concatenate([covered[0], covered[-1], covered[:, 0], covered[:, -1]])
+        assert covered.mean() > 0.3 and not border.any()
+    # A head that fits keeps PanoHead's framing: the same pixels as the plain orbit.
+    small = trimesh.creation.icosphere(subdivisions=3, radius=0.2)
+    frame = next(render_frames(small, TurntableConfig(frames=1, size=64, pitch=0.0)))
+    rgba = MeshRenderer(small).render_rgba(cameras.orbit(1)[0], 64)
+    assert np.array_equal(np.any(frame < 200, axis=-1), rgba[..., 3] > 127)
+
+
 def test_missing_inputs_are_one_line_errors(tmp_path):
     run = Run(tmp_path / "empty")
     with pytest.raises(UserError, match="missing nerf"):

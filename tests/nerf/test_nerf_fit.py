@@ -12,7 +12,7 @@ import torch
 from nerf import dataset, fit, synthetic
 from nerf.field import FieldConfig, HashGrid, NGPField
 from nerf.metrics import psnr
-from nerf.occupancy import OccupancyGrid, composite, march, median_depth
+from nerf.occupancy import OccupancyGrid, composite, march, median_depth, render_median_depth, render_rays
 from nerf.volume import NGPVolume, VolumeConfig
 from portrait3d import cameras as cams
 from portrait3d.errors import UserError
@@ -61,6 +61,42 @@ def test_hash_grid_matches_plain_interpolation_and_gradients():
     torch.testing.assert_close(fast, grid.table.grad, rtol=1e-4, atol=1e-4)
 
 
+class _Ball(torch.nn.Module):
+    """A dense ball of radius 0.2 with a colour that varies in space (a field with a sharp surface)."""
+
+    def density(self, points: torch.Tensor) -> torch.Tensor:
+        return 400.0 * torch.sigmoid((0.2 - points.norm(dim=-1)) * 200.0)
+
+    def forward(self, points, view_dirs=None, dir_encoding=None):
+        return self.density(points), torch.sigmoid(points * 5.0)
+
+
+def test_early_ray_termination_matches_evaluating_every_step():
+    torch.manual_seed(0)
+    ball, grid = _Ball(), OccupancyGrid(0.5, resolution=32)
+    grid.occupied.copy_(grid.voxel_centres().norm(dim=-1) < 0.22)  # as the grid follows the density
+    origins = torch.tensor([[0.0, 0.0, 2.7]]).repeat(256, 1)
+    targets = torch.cat([torch.rand(256, 2) * 0.6 - 0.3, torch.zeros(256, 1)], dim=1)
+    directions = torch.nn.functional.normalize(targets - origins, dim=-1)
+    step, background = 1 / 128, torch.tensor([1.0, 1.0, 1.0])
+    t_mid, keep = march(grid, origins, directions, step, jitter=False)
+    rays, steps = torch.nonzero(keep, as_tuple=True)
+    points = origins[rays] + directions[rays] * t_mid[rays, steps, None]
+    density = torch.zeros(t_mid.shape).index_put((rays, steps), ball.density(points))
+    rgb = torch.zeros(*t_mid.shape, 3).index_put((rays, steps), ball(points)[1])
+    colour, accumulation, weights = composite(density, rgb, step, background)
+    out = render_rays(ball, grid, origins, directions, step, background)
+    # Early termination drops what lies behind a transmittance of 1e-4, and so about half the steps here.
+    torch.testing.assert_close(out["rgb"], colour, atol=2e-4, rtol=0)
+    torch.testing.assert_close(out["accumulation"], accumulation, atol=2e-4, rtol=0)
+    assert int(out["num_samples"]) < 0.7 * len(rays)
+    # The median depth only depends on the steps in front of the half-opacity point: exactly equal.
+    depth = render_median_depth(ball, grid, origins, directions, step)
+    expected = median_depth(weights, t_mid, step)
+    assert torch.equal(torch.isfinite(depth), torch.isfinite(expected)) and torch.isfinite(depth).sum() > 100
+    torch.testing.assert_close(depth[torch.isfinite(depth)], expected[torch.isfinite(expected)], atol=1e-6, rtol=0)
+
+
 def test_field_is_empty_outside_its_cube():
     field = NGPField(FieldConfig(half_extent=0.5, num_levels=2, max_resolution=32))
     points = torch.tensor([[0.0, 0.0, 0.0], [0.6, 0.0, 0.0], [0.0, 0.0, -0.9]])
@@ -94,6 +130,19 @@ def test_median_depth_matches_analytic_slab(sigma):
     assert median_depth(weights, t_mid, step).item() == pytest.approx(expected, abs=1e-5)
     # A ray that never becomes half opaque has no depth.
     assert median_depth(weights * 0.4, t_mid, step).item() == math.inf
+
+
+def test_carving_empties_space_that_no_view_sees():
+    # PanoHead's ring sees about +-0.3 around the head's centre: above and below that nothing is known,
+    # and left occupied it would keep the field's initial fog (floaters in the viewer).
+    ring = cams.orbit(8)
+    grid = OccupancyGrid(0.5, 32)
+    grid.carve(ring, torch.ones(len(ring), 64, 64, dtype=torch.bool))  # every pixel foreground
+    points = torch.tensor([[0.0, 0.45, 0.0], [0.1, -0.45, 0.1], [0.0, 0.0, 0.0], [0.2, 0.1, -0.2]])
+    for cam in ring:
+        uv, _ = cam.project(points[:2].numpy().astype(np.float64), 64, 64)
+        assert not np.any(np.all((uv >= 0) & (uv < 64), axis=1))  # outside every frame
+    assert grid.is_occupied(points).tolist() == [False, False, True, True]
 
 
 def test_march_keeps_only_occupied_steps_and_carving_keeps_the_head():

@@ -230,6 +230,8 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
     else:
         step = config.iterations
     seconds = time.perf_counter() - start
+    dropped = volume.grid.drop_islands()
+    progress.debug(f"fit-nerf: {dropped} occupied voxels apart from the head emptied (floaters)")
     volume.eval()
     save(run, volume, config, step)
     return {
@@ -241,6 +243,7 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         "sampler": volume.sampler,
         "views": len(views),
         "image_size": config.image_size,
+        "floater_voxels_emptied": dropped,
     }
 
 

@@ -7,9 +7,10 @@ true yaw on renders of three test heads, a different factor on each, so no
 fixed gain fits every head. The landmark model is accurate near a frontal
 view, so the face is shown to it again from the front:
 
-1. First reading (:func:`first_reading`): the rotation read off the photo's
-   468 landmarks, averaged with the one read off its mirror image (which
-   cancels the model's own left-right asymmetry).
+1. First reading: the rotation read off the photo's 468 landmarks, each
+   averaged with the same landmark read off the mirror image
+   (:func:`symmetric_landmarks`, which cancels the model's own left-right
+   asymmetry: a photo and its mirror image get mirrored landmarks).
 2. Frontalise (:func:`frontal_view`): the landmarks, turned back by that
    rotation into the head frame, give a frontal layout; the photo is warped
    piecewise-affinely (a Delaunay mesh of the landmarks, far triangles drawn
@@ -17,7 +18,8 @@ view, so the face is shown to it again from the front:
    the face take the colour of the nearest face pixel.
 3. Second reading (:func:`second_reading`) on that image: the rotation the
    face still shows, i.e. what the first reading missed, now read near the
-   frontal view. ``first @ FRONTAL @ second`` is the corrected rotation; its
+   frontal view (on the frontalised photo and on its mirror image,
+   averaged). ``first @ FRONTAL @ second`` is the corrected rotation; its
    yaw and roll are kept.
 
 The pitch comes from the first reading (it has no such pull), less
@@ -31,9 +33,9 @@ the yaw-0 reading): on the camera test's head (landmark surface + ellipsoid
 skull), |error| <= 3.2 deg in yaw and 4.8 in pitch (rms 1.4, 1.7); on the proxy
 head (the calibration head) 6.3 and 5.4 (rms 2.2, 1.8); one reading with the
 former fixed yaw gain of 1.3 gave 6.8 / 6.0 and 11.4 / 7.2 there. A second
-frontalisation pass overshoots (measured), so there is exactly one. Cost: two
-more face-mesh readings (mirror and frontal view) and a 256-pixel warp, about
-30-50 ms on 2 CPU cores.
+frontalisation pass overshoots (measured), so there is exactly one. Cost:
+three more face-mesh readings (the mirror image, the frontal view and its
+mirror) and two 256-pixel warps, about 50-80 ms on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -138,14 +140,16 @@ def mirror_points(points: np.ndarray, width: float) -> np.ndarray:
     return mirrored[list(alignment.MIRROR_INDEX)]
 
 
-def symmetric_landmarks(image: np.ndarray, points: np.ndarray, rounds: int = 2) -> np.ndarray:
+def symmetric_landmarks(image: np.ndarray, points: np.ndarray, rounds: int = 1) -> np.ndarray:
     """The photo's landmarks averaged with those read off its mirror image and mirrored back: (468, 3).
 
     The landmark model is not left-right symmetric (on a profile the two readings differ by several
     degrees of yaw and roll); the average is, so a photo and its mirror image get mirrored landmarks.
-    Each round reads both images again from crops placed by the last average, which leaves less of the
-    first crop (the detector's, itself not symmetric): on skimage's camera() (a profile) the landmarks
-    of the photo and of its mirror image differ by 1.4 px on average after one round, 0.3 px after two.
+    Each further round reads both images again from crops placed by the last average, which leaves less
+    of the first crop (the detector's, itself not symmetric): on skimage's camera() (a profile) the
+    landmarks of the photo and of its mirror image differ by 1.4 px on average after one round, 0.3 px
+    after two, and the yaws by 4 and 0.4 degrees; but two rounds moved the camera test's errors past its
+    limits (worst yaw 5.0 deg, crop drift 10 px), so one is the default.
     """
     width = image.shape[1]
     mirrored = np.ascontiguousarray(image[:, ::-1])

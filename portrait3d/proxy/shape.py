@@ -49,6 +49,10 @@ DEFAULT_THICKNESS = 0.008
 """Thickness where the photo tells nothing (no mask): a thin layer of hair."""
 MIRROR_WEIGHT = 0.2
 """Weight of a constraint's mirror image against the photo's own (the far side of a turned head)."""
+BACK_THINNING = 0.5
+"""How much thinner than the median seen thickness the hair is straight behind the head, unseen."""
+NAPE_TAPER = 0.05
+"""Height (model units) over which unseen hair at the back thins to nothing at the lower hairline."""
 LOWEST_HAIR = -0.10
 """Lowest hairline at the sides and back (model units; the jaw is at -0.09, the chin at -0.15)."""
 
@@ -196,17 +200,31 @@ def _side_hairline(seg, frame: _Frame, angles: np.ndarray, radius: np.ndarray, v
     return float((world[1] - frame.b[1]) / frame.k)
 
 
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
 def _spread(
-    dirs: np.ndarray, points: np.ndarray, values: np.ndarray, weights: np.ndarray, prior: float, sigma: float
-) -> np.ndarray:
-    """Kernel average of constraint ``values`` at ``points`` over ``dirs``, pulled to ``prior`` far from them."""
+    dirs: np.ndarray, points: np.ndarray, values: np.ndarray, weights: np.ndarray, prior, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel average of constraint ``values`` at ``points`` over ``dirs``, pulled to ``prior`` far from them.
+
+    ``prior``: a float or a map like ``dirs[..., 0]``. Returns the average and how much the constraints
+    decided it (in [0, 1), 0 where only the prior speaks), both ``dirs.shape[:-1]``.
+    """
     flat = dirs.reshape(-1, 3)
-    out = np.empty(len(flat))
+    prior = np.broadcast_to(np.asarray(prior, dtype=np.float64), dirs.shape[:-1]).ravel()
+    out, seen = np.empty(len(flat)), np.empty(len(flat))
     prior_weight = 0.3
     for start in range(0, len(flat), 2048):
         kernel = np.exp((flat[start : start + 2048] @ points.T - 1.0) / sigma**2) * weights
-        out[start : start + 2048] = (kernel @ values + prior_weight * prior) / (kernel.sum(1) + prior_weight)
-    return out.reshape(dirs.shape[:-1])
+        total = kernel.sum(1)
+        out[start : start + 2048] = (kernel @ values + prior_weight * prior[start : start + 2048]) / (
+            total + prior_weight
+        )
+        seen[start : start + 2048] = total / (total + prior_weight)
+    return out.reshape(dirs.shape[:-1]), seen.reshape(dirs.shape[:-1])
 
 
 def fit_shape(
@@ -238,6 +256,10 @@ def fit_shape(
     # The shell fades in over a wider band above the hairline than the hair colour does.
     shell = hair_region(surface.reshape(-1, 3) - [0.0, 0.035, 0.0], side, softness=0.045).reshape(skull.shape)
     info["side_hairline"] = None if side is None else round(side, 4)
+    behind = _smoothstep((-dirs[..., 2] - 0.1) / 0.7)  # 0 at the sides, 1 straight behind
+    # 0 at the lower hairline, 1 a taper's height above it.
+    nape = hair_region(surface.reshape(-1, 3) - [0.0, NAPE_TAPER, 0.0], side, softness=NAPE_TAPER).reshape(skull.shape)
+    nape = _smoothstep(nape)
 
     flat = dirs.reshape(-1, 3)
     a, b = flat @ frame.right, flat @ frame.down
@@ -265,7 +287,11 @@ def fit_shape(
             values = np.clip(np.concatenate([t_seen, t_seen]), MIN_THICKNESS, MAX_THICKNESS)
             # The mirrored side only speaks where the photo does not (a turned head's far side).
             w = np.concatenate([weight[used], MIRROR_WEIGHT * weight[used]])
-            thickness = _spread(dirs, points, values, w, float(np.clip(prior, 0.0, MAX_THICKNESS)), 0.15)
+            # Where the photo says nothing behind the head, the hair lies flatter than the volume it
+            # shows at the sides (a bob is fullest beside the face), and it thins out toward the nape.
+            prior_map = float(np.clip(prior, 0.0, MAX_THICKNESS)) * (1.0 - BACK_THINNING * behind)
+            thickness, seen = _spread(dirs, points, values, w, prior_map, 0.15)
+            thickness = thickness * (1.0 - (1.0 - seen) * behind * (1.0 - nape))
         else:
             thickness = np.full(skull.shape, DEFAULT_THICKNESS)
         thickness = np.clip(thickness, MIN_THICKNESS, MAX_THICKNESS)

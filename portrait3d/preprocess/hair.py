@@ -119,6 +119,10 @@ def split_head(
     return HeadSegmentation(person, head, hair, head & ~hair, chin, median.astype(np.float32))
 
 
+PROFILE = (
+    10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 164, 0, 11, 12, 13, 14, 15, 16, 17, 18, 200, 199, 175, 152,
+)  # fmt: skip
+"""Face-mesh indices of the face's mid-plane, forehead to chin (the profile of a turned face)."""
 NOSE_BOTTOM = 2
 """Face-mesh index of the point below the nose tip."""
 NECK_BEHIND_FACE = 0.4
@@ -131,7 +135,7 @@ TURNED = 0.5
 def _around_turned_face(points: np.ndarray, size: int) -> np.ndarray | None:
     """What stands in front of a turned face (a camera, a hand, a microphone) or behind its neck: (S, S) bool.
 
-    On the side a face turns to, the landmarks' outline (brow, nose tip, lips, chin) is the head's
+    On the side a face turns to, the landmarks' outline (forehead, nose tip, lips, chin) is the head's
     own outline, so whatever the person mask has beyond it, from the forehead down, is not head.
     Above the landmarks (hair over the forehead) a wider margin is left. None for a face turned less
     than :data:`TURNED` (its landmarks' outline is not the head's on either side).
@@ -142,8 +146,11 @@ def _around_turned_face(points: np.ndarray, size: int) -> np.ndarray | None:
     if abs(forward) < TURNED:
         return None
     side = 1.0 if forward > 0 else -1.0
+    # The face's own outline, concave where it is (between brow and nose, under the nose, above the chin):
+    # its oval and its profile (the mid-plane's landmarks, forehead to chin).
     hull = np.zeros((size, size), np.uint8)
-    cv2.fillConvexPoly(hull, cv2.convexHull(np.round(points[:, :2]).astype(np.int32)), 1)
+    cv2.fillPoly(hull, [np.round(points[list(FACE_OVAL), :2]).astype(np.int32)], 1)
+    cv2.polylines(hull, [np.round(points[list(PROFILE), :2]).astype(np.int32)], False, 1, 2)
     width = float(np.ptp(points[:, 0])) + 1.0
     xs = np.arange(size, dtype=np.float64)[None, :] + 0.5
     reach = np.where(hull.astype(bool), side * xs, -np.inf).max(axis=1)  # per row, the face's front
@@ -153,7 +160,7 @@ def _around_turned_face(points: np.ndarray, size: int) -> np.ndarray | None:
     top, bottom = rows_with_face[0], rows_with_face[-1]
     upper = reach[top : top + max(1, (bottom - top) // 2)].max()
     limit = np.full(size, np.inf)
-    limit[top : bottom + 1] = reach[top : bottom + 1] + 0.04 * width
+    limit[top : bottom + 1] = reach[top : bottom + 1] + 0.015 * width
     limit[:top] = upper + 0.15 * width
     out = side * xs > limit[:, None]
     # Below the nose, behind the jaw: the neck goes down behind the ear; what lies farther back

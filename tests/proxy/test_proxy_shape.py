@@ -167,7 +167,9 @@ def test_profile_head_follows_the_photo_and_its_mirror(profile):
     heads = []
     for inputs in profile:
         _, seg, shape = head_shape(inputs.photo, inputs.camera, inputs.mask, inputs.landmarks)
-        assert silhouette_iou(shape.mesh, inputs.camera, seg) >= 0.95  # 0.88 / 0.90 before the occluder was cut
+        # 0.948 (0.952 without the in-frame cap: the photo shows the back of his head at its edge); 0.88 / 0.90
+        # before the occluder was cut.
+        assert silhouette_iou(shape.mesh, inputs.camera, seg) >= 0.94
         heads.append(shape.mesh)
     assert mirror_iou(*heads) >= 0.95  # 0.80 with the one-sided readings of the pose
 
@@ -184,4 +186,16 @@ def test_unseen_back_hair_is_thinner_and_tapers_to_the_nape(sample):
     level = (lat > -15) & (lat < 20)
     assert t[level, back].max() < 0.7 * t[level, side].mean()  # a bob is fullest beside the face
     nape = (lat > -50) & (lat < -35)
-    assert t[nape, back].max() < 0.5 * t[level, back].mean()  # thinning to the lower hairline, no ledge
+    assert t[nape, back].max() < 0.2 * t[level, side].mean()  # thinning to the lower hairline, no ledge
+
+
+def test_whole_head_is_inside_every_orbit_view(sample):
+    from portrait3d.cameras import camera_from_angles
+    from portrait3d.render import MeshRenderer
+
+    renderer = MeshRenderer(sample[3].mesh)
+    for yaw in np.arange(0.0, 360.0, 22.5):
+        silhouette = np.isfinite(renderer.render_depth(camera_from_angles(float(yaw)), 128))
+        assert silhouette.any()
+        # Measured: at least 5 px of 256 on each side; before the cap the back of the hair left the frame.
+        assert not silhouette[:, :1].any() and not silhouette[:, -1:].any(), yaw

@@ -105,10 +105,81 @@ def split_head(
     darker = lightness < median[0] - max(30.0, 2.0 * spread[0])
     skin_like = (d2 < 3.0**2) & (roughness < max(2.5 * skin_roughness, 6.0)) & ~darker
     inner_face = oval_b & (rows > brow)
+    not_head = None
+    if landmarks is not None and len(landmarks) >= 468:
+        not_head = _around_turned_face(np.asarray(landmarks, dtype=np.float64), size)
+    if not_head is not None:
+        above_chin &= ~not_head
     hair = _clean(above_chin & ~skin_like & ~inner_face, size, brow) & above_chin
-    # Clothes above the chin row (a collar, a suit) are low beside the face, neither hair nor near it.
-    head = above_chin & (hair | face_zone | (rows < mouth))
+    # Clothes above the chin row (a collar, a suit) are low beside the face, neither hair nor near it;
+    # beside a turned face they were cut above, and its neck is in shadow (neither skin nor hair in colour).
+    head = above_chin if not_head is not None else above_chin & (hair | face_zone | (rows < mouth))
+    head = _attached(head, oval_b & person)
+    hair &= head
     return HeadSegmentation(person, head, hair, head & ~hair, chin, median.astype(np.float32))
+
+
+PROFILE = (
+    10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 164, 0, 11, 12, 13, 14, 15, 16, 17, 18, 200, 199, 175, 152,
+)  # fmt: skip
+"""Face-mesh indices of the face's mid-plane, forehead to chin (the profile of a turned face)."""
+NOSE_BOTTOM = 2
+"""Face-mesh index of the point below the nose tip."""
+NECK_BEHIND_FACE = 0.4
+"""How far the neck reaches behind the back of the face oval on a turned face (face widths: the ear, then
+the nape)."""
+TURNED = 0.5
+"""Sine of the yaw past which the face's landmarks are its outline on the side it turns to (30 degrees)."""
+
+
+def _around_turned_face(points: np.ndarray, size: int) -> np.ndarray | None:
+    """What stands in front of a turned face (a camera, a hand, a microphone) or behind its neck: (S, S) bool.
+
+    On the side a face turns to, the landmarks' outline (forehead, nose tip, lips, chin) is the head's
+    own outline, so whatever the person mask has beyond it, from the forehead down, is not head.
+    Above the landmarks (hair over the forehead) a wider margin is left. None for a face turned less
+    than :data:`TURNED` (its landmarks' outline is not the head's on either side).
+    """
+    from portrait3d.preprocess.alignment import head_rotation
+
+    forward = head_rotation(points)[0, 2]  # image-x part of the face's forward axis
+    if abs(forward) < TURNED:
+        return None
+    side = 1.0 if forward > 0 else -1.0
+    # The face's own outline, concave where it is (between brow and nose, under the nose, above the chin):
+    # its oval and its profile (the mid-plane's landmarks, forehead to chin).
+    hull = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(hull, [np.round(points[list(FACE_OVAL), :2]).astype(np.int32)], 1)
+    cv2.polylines(hull, [np.round(points[list(PROFILE), :2]).astype(np.int32)], False, 1, 2)
+    width = float(np.ptp(points[:, 0])) + 1.0
+    xs = np.arange(size, dtype=np.float64)[None, :] + 0.5
+    reach = np.where(hull.astype(bool), side * xs, -np.inf).max(axis=1)  # per row, the face's front
+    rows_with_face = np.nonzero(np.isfinite(reach))[0]
+    if len(rows_with_face) == 0:
+        return None
+    top, bottom = rows_with_face[0], rows_with_face[-1]
+    upper = reach[top : top + max(1, (bottom - top) // 2)].max()
+    limit = np.full(size, np.inf)
+    limit[top : bottom + 1] = reach[top : bottom + 1] + 0.015 * width
+    limit[:top] = upper + 0.15 * width
+    out = side * xs > limit[:, None]
+    # Below the nose, behind the jaw: the neck goes down behind the ear; what lies farther back
+    # (a coat's collar, a chair) is not head. The back of the face oval is in front of the ear.
+    back = side * points[list(FACE_OVAL), 0].min() if side > 0 else side * points[list(FACE_OVAL), 0].max()
+    low = np.arange(size)[:, None] > points[NOSE_BOTTOM, 1]
+    return out | (low & (side * xs < back - NECK_BEHIND_FACE * width))
+
+
+def _attached(region: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """The parts of ``region`` connected to ``face`` (or the largest part when none is): (S, S) bool."""
+    count, labels = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return region
+    touching = np.unique(labels[face & region])
+    touching = touching[touching > 0]
+    if len(touching) == 0:
+        touching = [1 + int(np.argmax(np.bincount(labels.ravel())[1:]))]
+    return np.isin(labels, touching)
 
 
 def _face_zone(oval: np.ndarray, brow: float, mouth: float) -> np.ndarray:

@@ -195,7 +195,8 @@ def analyse(photo: Photo, options: PreprocessOptions) -> Preprocessed:
         raise UserError(
             f"{photo.path}: the face is only {face.size:.0f} px across; at least {options.min_face_size} px is needed"
         )
-    align = pose.estimate(photo.rgb, landmarks.points, options.yaw, options.pitch)
+    symmetric = pose.symmetric_detection(photo.rgb, face, options.detection_threshold)
+    align = pose.estimate(photo.rgb, landmarks.points, options.yaw, options.pitch, face=symmetric)
     camera = align.camera
     aligned = warp_crop(photo.rgb, align.matrix, size)
     if photo.alpha is not None:

@@ -7,9 +7,13 @@ true yaw on renders of three test heads, a different factor on each, so no
 fixed gain fits every head. The landmark model is accurate near a frontal
 view, so the face is shown to it again from the front:
 
-1. First reading (:func:`first_reading`): the rotation read off the photo's
-   468 landmarks, averaged with the one read off its mirror image (which
-   cancels the model's own left-right asymmetry).
+1. First reading: the rotation read off the photo's 468 landmarks, each
+   averaged with the same landmark read off the mirror image
+   (:func:`symmetric_landmarks`, from a detection itself averaged with the
+   mirror image's, :func:`symmetric_detection`). This cancels the models' own
+   left-right asymmetry: a photo and its mirror image get exactly mirrored
+   landmarks, camera and crop (one-sided readings put skimage's camera(), a
+   profile, at yaw -68.8 and its mirror image at 58.3; now -67.9 and 67.9).
 2. Frontalise (:func:`frontal_view`): the landmarks, turned back by that
    rotation into the head frame, give a frontal layout; the photo is warped
    piecewise-affinely (a Delaunay mesh of the landmarks, far triangles drawn
@@ -17,7 +21,8 @@ view, so the face is shown to it again from the front:
    the face take the colour of the nearest face pixel.
 3. Second reading (:func:`second_reading`) on that image: the rotation the
    face still shows, i.e. what the first reading missed, now read near the
-   frontal view. ``first @ FRONTAL @ second`` is the corrected rotation; its
+   frontal view (on the frontalised photo and on its mirror image,
+   averaged). ``first @ FRONTAL @ second`` is the corrected rotation; its
    yaw and roll are kept.
 
 The pitch comes from the first reading (it has no such pull), less
@@ -30,10 +35,13 @@ Measured (yaw -45..45 x pitch -20..20, 55 renders each, errors after removing
 the yaw-0 reading): on the camera test's head (landmark surface + ellipsoid
 skull), |error| <= 3.2 deg in yaw and 4.8 in pitch (rms 1.4, 1.7); on the proxy
 head (the calibration head) 6.3 and 5.4 (rms 2.2, 1.8); one reading with the
-former fixed yaw gain of 1.3 gave 6.8 / 6.0 and 11.4 / 7.2 there. A second
-frontalisation pass overshoots (measured), so there is exactly one. Cost: two
-more face-mesh readings (mirror and frontal view) and a 256-pixel warp, about
-30-50 ms on 2 CPU cores.
+former fixed yaw gain of 1.3 gave 6.8 / 6.0 and 11.4 / 7.2 there. Those figures
+are of the one-sided readings; with the mirror-symmetric ones, on the camera
+test's 16 poses: 3.8 deg in yaw and 6.0 in pitch (rms 1.5, 2.3; one-sided 3.2,
+4.8, rms 1.7, 2.0), PITCH_TURN_BIAS not calibrated again. A second
+frontalisation pass overshoots (measured), so there is exactly one. Cost:
+three more face-mesh readings (the mirror image, the frontal view and its
+mirror) and two 256-pixel warps, about 50-80 ms on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -119,14 +127,9 @@ def _delaunay(xy: np.ndarray) -> np.ndarray:
     return index[known]
 
 
-def _detection(xy: np.ndarray, mirrored: bool = False) -> models.FaceDetection:
-    """A face detection made from known landmark positions (468, 2): their box and eye centres.
-
-    ``mirrored``: ``xy`` are the landmarks mirrored into a mirror image, where the original left eye
-    is the mirrored subject's right eye (the keypoint a detection lists first).
-    """
+def _detection(xy: np.ndarray) -> models.FaceDetection:
+    """A face detection made from known landmark positions (468, 2): their box and eye centres."""
     eyes = np.stack([xy[list(alignment.RIGHT_EYE)].mean(0), xy[list(alignment.LEFT_EYE)].mean(0)])
-    eyes = eyes[::-1] if mirrored else eyes
     return models.FaceDetection(np.concatenate([xy.min(0), xy.max(0)]), np.concatenate([eyes, np.zeros((4, 2))]), 1.0)
 
 
@@ -136,35 +139,111 @@ def _mean_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
 
 
-def first_reading(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Head-to-camera rotation of the photo's landmarks averaged with that of its mirror image: (3, 3).
+def mirror_points(points: np.ndarray, width: float) -> np.ndarray:
+    """Landmarks (468, 2+) of a face in an image ``width`` pixels wide, as the landmarks of its mirror image."""
+    mirrored = np.array(points, dtype=np.float64)
+    mirrored[:, 0] = width - mirrored[:, 0]
+    return mirrored[list(alignment.MIRROR_INDEX)]
 
-    The mirror reading cancels the landmark model's own left-right asymmetry.
+
+def mirror_detection(face: models.FaceDetection, width: float) -> models.FaceDetection:
+    """A detection as the same face's detection in the mirror image (its right eye and ear are the left ones)."""
+    box = np.array([width - face.box[2], face.box[1], width - face.box[0], face.box[3]])
+    keypoints = np.array(face.keypoints, dtype=np.float64)
+    keypoints[:, 0] = width - keypoints[:, 0]
+    return models.FaceDetection(box, keypoints[[1, 0, 2, 3, 5, 4]], face.score)
+
+
+def symmetric_detection(image: np.ndarray, face: models.FaceDetection, threshold: float = 0.5) -> models.FaceDetection:
+    """``face`` averaged with the detector's reading of the same face in the mirror image, mirrored back.
+
+    The detector is not left-right symmetric either; from the averaged box, the landmark readings of
+    :func:`symmetric_landmarks` of a photo and of its mirror image are exact mirror images.
+    ``threshold`` must be the one ``face`` was detected with (the detector merges overlapping boxes
+    that pass it).
     """
-    mirrored = np.ascontiguousarray(image[:, ::-1])
-    xy = points[:, :2] * np.array([-1.0, 1.0]) + np.array([image.shape[1], 0.0])
-    found = models.face_landmarks(mirrored, _detection(xy, mirrored=True)).points
-    flip = np.diag([-1.0, 1.0, 1.0])  # mirrors the camera's x and the head's x
-    return _mean_rotation(alignment.head_rotation(points), flip @ alignment.head_rotation(found) @ flip)
+    width = image.shape[1]
+    expected = mirror_detection(face, width)
+    best, best_iou = None, 0.3
+    for other in models.detect_faces(np.ascontiguousarray(image[:, ::-1]), threshold):
+        iou = _box_iou(expected.box, other.box)
+        if iou > best_iou:
+            best, best_iou = other, iou
+    if best is None:
+        return face
+    back = mirror_detection(best, width)
+    return models.FaceDetection((face.box + back.box) / 2.0, (face.keypoints + back.keypoints) / 2.0, face.score)
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return float(w * h / max(union, 1e-9))
+
+
+def symmetric_landmarks(image: np.ndarray, face: models.FaceDetection) -> np.ndarray:
+    """The landmarks read from ``face`` averaged with those read off the mirror image and mirrored back.
+
+    The landmark model is not left-right symmetric: on skimage's camera() (a profile) the one-sided
+    readings of the photo and of its mirror image differ by several degrees of yaw and roll. The
+    average from a symmetric detection (:func:`symmetric_detection`) is symmetric: a photo and its mirror
+    image get mirrored landmarks. Returns (468, 3).
+    """
+    width = image.shape[1]
+    own = models.face_landmarks(image, face).points
+    found = models.face_landmarks(np.ascontiguousarray(image[:, ::-1]), mirror_detection(face, width)).points
+    return _rigid_average(own, mirror_points(found, width))
+
+
+def _rigid_average(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Average of two readings (468, 3) of one face taken in the head's frame, then posed at their mean pose.
+
+    A plain average of two readings that disagree on the pose shrinks the face (on a profile, by the
+    cosine of the yaw between them), and the crop's size comes from it.
+    """
+    ra, rb = alignment.head_rotation(a), alignment.head_rotation(b)
+    ca, cb = a.mean(0), b.mean(0)
+    shape = ((a - ca) @ ra + (b - cb) @ rb) / 2.0
+    return shape @ _mean_rotation(ra, rb).T + (ca + cb) / 2.0
 
 
 def second_reading(image: np.ndarray, points: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-    """The rotation the face still shows after frontalising with ``rotation``: (3, 3), ``FRONTAL`` if none."""
-    view, layout = frontal_view(image, points, rotation)
-    return alignment.head_rotation(models.face_landmarks(view, _detection(layout)).points)
+    """The rotation the face still shows after frontalising with ``rotation``: (3, 3), ``FRONTAL`` if none.
+
+    Read on the photo and on its mirror image (mirrored back) and averaged, like the landmarks.
+    """
+    flip = np.diag([-1.0, 1.0, 1.0])  # mirrors the camera's x and the head's x
+    readings = []
+    for picture, pts, turn, conj in (
+        (image, points, rotation, np.eye(3)),
+        (np.ascontiguousarray(image[:, ::-1]), mirror_points(points, image.shape[1]), flip @ rotation @ flip, flip),
+    ):
+        view, layout = frontal_view(picture, pts, turn)
+        readings.append(conj @ alignment.head_rotation(models.face_landmarks(view, _detection(layout)).points) @ conj)
+    return _mean_rotation(*readings)
 
 
-def estimate(image: np.ndarray, points: np.ndarray, yaw: float | None = None, pitch: float | None = None):
+def estimate(
+    image: np.ndarray,
+    points: np.ndarray,
+    yaw: float | None = None,
+    pitch: float | None = None,
+    face: models.FaceDetection | None = None,
+):
     """PanoHead crop and camera of one face, with the frontalised second reading.
 
     Args:
         image: (H, W, 3) uint8 RGB photo.
-        points: (468, 3) landmarks of the face in ``image`` pixels.
+        points: (468, 3) landmarks of the face in ``image`` pixels (read again, with the mirror image).
         yaw, pitch: degrees that replace the estimated ones (see :func:`alignment.align`).
+        face: where to read the landmarks (default: the box of ``points``); a
+            :func:`symmetric_detection` makes the estimate of the mirror image the mirror of this one.
     Returns:
         :class:`~portrait3d.preprocess.alignment.Alignment`.
     """
-    first = first_reading(image, points)
+    points = symmetric_landmarks(image, _detection(points[:, :2]) if face is None else face)
+    first = alignment.head_rotation(points)
     corrected = first @ FRONTAL @ second_reading(image, points, first)
     a1 = alignment.camera_from_rotation(first).angles(target=(0.0, 0.0, 0.0))
     a2 = alignment.camera_from_rotation(corrected).angles(target=(0.0, 0.0, 0.0))

@@ -108,8 +108,11 @@ def fit_template(
     )
     lengths = np.linalg.norm(offsets, axis=1, keepdims=True)
     offsets *= np.minimum(1.0, max_offset / np.maximum(lengths, 1e-12))
-    # Landmarks on a side the camera sees at a grazing angle are guesses: let those keypoints stay.
-    offsets *= _facing_weight(template, names, camera, key3d)[:, None]
+    # Landmarks on a side the camera sees at a grazing angle are guesses: let those keypoints stay. The
+    # midline (forehead, nose, lips, chin) is the exception: on a turned face it is the face's outline,
+    # where the landmarks are sharpest.
+    facing = _facing_weight(template, names, camera, key3d)
+    offsets *= np.where(np.isin(names, MIDLINE), 1.0, facing)[:, None]
     warp = _gaussian_rbf(key3d, offsets, warp_radius)
     vertices = vertices + warp(vertices)
     fitted_keys = {n: p + warp(p[None])[0] for n, p in fitted_keys.items()}
@@ -122,6 +125,10 @@ def fit_template(
         used=len(names),
         warp=warp,
     )
+
+
+MIDLINE = ("forehead", "nose_bridge", "nose_tip", "upper_lip", "lower_lip", "chin")
+"""Template keypoints on the face's mid-plane."""
 
 
 def _facing_weight(template: TemplateHead, names: list[str], camera: Camera, points: np.ndarray) -> np.ndarray:

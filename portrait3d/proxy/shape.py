@@ -12,9 +12,18 @@ head's outline radius there fixes ``R(d)`` (weak perspective through the
 centre). Every constraint also counts for the mirrored direction (the head is
 symmetric where the photo says nothing), and a kernel average over the sphere
 carries the thickness to the unseen top and back, pulled toward the median
-seen thickness (hair at the back as long as at the sides). One correction
-pass compares the outline of the meshed head with the photo's and moves the
-constraints by the difference. The hair shell ``|p - c| < skull(d) + A t(d)``
+seen thickness, thinner straight behind the head than at the sides (a hairdo
+is fullest beside the face) and thinning to nothing toward the lower hairline
+at the back. Only directions within about 20 degrees of the limb count: farther
+from it a direction lies inside the outline, and reading the outline radius
+there as its own made the back of the head too wide and too long. Two
+correction passes compare the outline of the meshed head with the photo's and
+move the constraints by the difference. Beside and behind the head, the
+outline below the head's widest point is raised to the straight line down to
+the nape, so the hair slopes into the neck (:func:`_drape`), and the hair is
+softly capped to stay inside the width of every orbit view (:func:`_in_frame`;
+where the photo shows the head beyond that, as the back of a profile's head
+at the frame's edge, the cap wins). The hair shell ``|p - c| < skull(d) + A t(d)``
 (its thickness fading to nothing at the hairline) is smoothly united with the
 template's distance field (trimmed where ``t < 0``) and meshed by marching
 cubes; the flat cut of the template's neck stays, so the mesh is closed.
@@ -49,6 +58,18 @@ DEFAULT_THICKNESS = 0.008
 """Thickness where the photo tells nothing (no mask): a thin layer of hair."""
 MIRROR_WEIGHT = 0.2
 """Weight of a constraint's mirror image against the photo's own (the far side of a turned head)."""
+FRAME_RADIUS = 0.31
+"""World distance from the orbit's axis within which a point stays inside every orbit view's width (the
+frame's half-width is 0.317 at the axis; a point 0.31 out reaches at most 0.97 of it, at any yaw). The
+top is not capped: the photo's own crop may put the hair at the frame's top."""
+SPREAD = 0.15
+"""Width (radians) of the kernel that carries the thickness seen on the outline around the head."""
+BACK_THINNING = 0.5
+"""How much thinner than the median seen thickness the hair is straight behind the head, unseen."""
+NAPE_TAPER = 0.05
+"""Height (model units) over which unseen hair at the back thins to nothing at the lower hairline."""
+NAPE_DROP = 15.0
+"""Degrees (about the cranium's centre) below the lowest hair at the back where the nape meets the neck."""
 LOWEST_HAIR = -0.10
 """Lowest hairline at the sides and back (model units; the jaw is at -0.09, the chin at -0.15)."""
 
@@ -196,21 +217,57 @@ def _side_hairline(seg, frame: _Frame, angles: np.ndarray, radius: np.ndarray, v
     return float((world[1] - frame.b[1]) / frame.k)
 
 
+def _in_frame(frame: _Frame, dirs: np.ndarray, skull: np.ndarray, thickness: np.ndarray) -> np.ndarray:
+    """The hair's radius map (model units), softly capped to stay inside every orbit camera's frame.
+
+    The orbit cameras circle the world's y axis at PanoHead's distance: a point is inside the width of
+    all their frames when it is within :data:`FRAME_RADIUS` of that axis. The cap is a smooth minimum
+    (no flat facets), and never cuts into the skull.
+    """
+    centre = frame.to_world(CRANIUM_CENTRE)
+    k = frame.k
+    dx, dz = dirs[..., 0], dirs[..., 2]
+    # |centre_xz + k R d_xz| = FRAME_RADIUS, the larger root.
+    a = k * k * (dx * dx + dz * dz)
+    b = 2.0 * k * (centre[0] * dx + centre[2] * dz)
+    c = centre[0] ** 2 + centre[2] ** 2 - FRAME_RADIUS**2
+    root = np.sqrt(np.maximum(b * b - 4.0 * a * c, 0.0))
+    side = np.where(a > 1e-12, (-b + root) / np.maximum(2.0 * a, 1e-12), np.inf)
+    limit = np.maximum(side, skull)
+    radius = skull + thickness
+    soft = 0.01
+    return np.where(np.isfinite(limit), limit - soft * np.logaddexp(0.0, (limit - radius) / -soft), radius)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
 def _spread(
-    dirs: np.ndarray, points: np.ndarray, values: np.ndarray, weights: np.ndarray, prior: float, sigma: float
-) -> np.ndarray:
-    """Kernel average of constraint ``values`` at ``points`` over ``dirs``, pulled to ``prior`` far from them."""
+    dirs: np.ndarray, points: np.ndarray, values: np.ndarray, weights: np.ndarray, prior, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel average of constraint ``values`` at ``points`` over ``dirs``, pulled to ``prior`` far from them.
+
+    ``prior``: a float or a map like ``dirs[..., 0]``. Returns the average and how much the constraints
+    decided it (in [0, 1), 0 where only the prior speaks), both ``dirs.shape[:-1]``.
+    """
     flat = dirs.reshape(-1, 3)
-    out = np.empty(len(flat))
+    prior = np.broadcast_to(np.asarray(prior, dtype=np.float64), dirs.shape[:-1]).ravel()
+    out, seen = np.empty(len(flat)), np.empty(len(flat))
     prior_weight = 0.3
     for start in range(0, len(flat), 2048):
         kernel = np.exp((flat[start : start + 2048] @ points.T - 1.0) / sigma**2) * weights
-        out[start : start + 2048] = (kernel @ values + prior_weight * prior) / (kernel.sum(1) + prior_weight)
-    return out.reshape(dirs.shape[:-1])
+        total = kernel.sum(1)
+        out[start : start + 2048] = (kernel @ values + prior_weight * prior[start : start + 2048]) / (
+            total + prior_weight
+        )
+        seen[start : start + 2048] = total / (total + prior_weight)
+    return out.reshape(dirs.shape[:-1]), seen.reshape(dirs.shape[:-1])
 
 
 def fit_shape(
-    fit: FitResult, camera: Camera, size: int, segmentation=None, voxel: float = 0.005, passes: int = 2
+    fit: FitResult, camera: Camera, size: int, segmentation=None, voxel: float = 0.005, passes: int = 3
 ) -> HeadShape:
     """Build the photo's head: the fitted template skull and a hair volume fitted to the head mask's outline.
 
@@ -221,7 +278,7 @@ def fit_shape(
         segmentation: :class:`portrait3d.preprocess.hair.HeadSegmentation` of the photo, or None
             (then the hair is a thin default layer).
         voxel: marching-cubes grid spacing (world units).
-        passes: fits of the thickness to the outline (the second corrects the first's error).
+        passes: fits of the thickness to the outline (each one after the first corrects the last's error).
     """
     frame = _frame(fit, camera, size)
     dirs = direction_grid()
@@ -238,13 +295,18 @@ def fit_shape(
     # The shell fades in over a wider band above the hairline than the hair colour does.
     shell = hair_region(surface.reshape(-1, 3) - [0.0, 0.035, 0.0], side, softness=0.045).reshape(skull.shape)
     info["side_hairline"] = None if side is None else round(side, 4)
+    behind = _smoothstep((-dirs[..., 2] - 0.1) / 0.7)  # 0 at the sides, 1 straight behind
+    sides = _smoothstep((0.5 - dirs[..., 2]) / 0.5)  # 0 in front (azimuth < 60 deg), 1 from the sides back
+    # 0 at the lower hairline, 1 a taper's height above it.
+    nape = hair_region(surface.reshape(-1, 3) - [0.0, NAPE_TAPER, 0.0], side, softness=NAPE_TAPER).reshape(skull.shape)
+    nape = _smoothstep(nape)
 
     flat = dirs.reshape(-1, 3)
     a, b = flat @ frame.right, flat @ frame.down
     limb = np.hypot(a, b)
     alpha = np.mod(np.arctan2(b, a), 2 * np.pi)
     index = np.round(alpha / (angles[1] - angles[0])).astype(int) % len(angles)
-    weight = np.clip((limb - 0.8) / 0.17, 0.0, 1.0)
+    weight = np.clip((limb - 0.93) / 0.06, 0.0, 1.0)
     if target is not None:
         weight *= valid[index] * (allowed.ravel() > 0.3)
     else:
@@ -265,12 +327,21 @@ def fit_shape(
             values = np.clip(np.concatenate([t_seen, t_seen]), MIN_THICKNESS, MAX_THICKNESS)
             # The mirrored side only speaks where the photo does not (a turned head's far side).
             w = np.concatenate([weight[used], MIRROR_WEIGHT * weight[used]])
-            thickness = _spread(dirs, points, values, w, float(np.clip(prior, 0.0, MAX_THICKNESS)), 0.15)
+            # Where the photo says nothing behind the head, the hair lies flatter than the volume it
+            # shows at the sides (a bob is fullest beside the face), and it thins out toward the nape.
+            prior_map = float(np.clip(prior, 0.0, MAX_THICKNESS)) * (1.0 - BACK_THINNING * behind)
+            thickness, seen = _spread(dirs, points, values, w, prior_map, SPREAD)
+            thickness = thickness * (1.0 - (1.0 - seen) * behind * (1.0 - nape))
+            # Beside and behind the head the hair's underside slopes into the neck.
+            drape = sides
         else:
             thickness = np.full(skull.shape, DEFAULT_THICKNESS)
+            drape = np.zeros(skull.shape)
         thickness = np.clip(thickness, MIN_THICKNESS, MAX_THICKNESS)
+        if used.any():  # the thin default layer is left as it is
+            thickness = np.minimum(thickness, _in_frame(frame, dirs, skull, thickness) - skull)
         # Earlier passes only measure the outline: a grid twice as coarse is enough.
-        mesh = _mesh(frame, fit, skull, thickness, shell, voxel if final else 2 * voxel)
+        mesh = _mesh(frame, fit, skull, thickness, shell, voxel if final else 2 * voxel, drape)
         if final:
             break
         # Correct the constraints by how far the meshed outline misses the photo's.
@@ -295,13 +366,21 @@ def fit_shape(
 
 
 def _mesh(
-    frame: _Frame, fit: FitResult, skull: np.ndarray, thickness: np.ndarray, allowed: np.ndarray, voxel: float
+    frame: _Frame,
+    fit: FitResult,
+    skull: np.ndarray,
+    thickness: np.ndarray,
+    allowed: np.ndarray,
+    voxel: float,
+    drape: np.ndarray | None = None,
 ) -> trimesh.Trimesh:
     """Marching cubes over the skull joined with the hair shell (model units), placed in the world.
 
     The shell's radius is ``skull + A t``: its thickness fades to nothing at the
     hairline, so it meets the skull tangentially (no shelf over the forehead);
-    a negative ``t`` trims the skull instead.
+    a negative ``t`` trims the skull instead. Where ``drape`` (in [0, 1]) says so,
+    the hair falls straight from the head's widest point to the lower hairline
+    (:func:`_drape`) instead of following the hollow of the nape.
     """
     import mcubes
     from scipy.ndimage import gaussian_filter
@@ -314,7 +393,11 @@ def _mesh(
     # otherwise stand as a wall beside the cheek.
     allowed = gaussian_filter(allowed, (1.0, 2.5), mode=("nearest", "wrap"))
     grow = skull + allowed * np.maximum(thickness, 0.0) - 0.03 * (1.0 - allowed)
-    grow = np.where(allowed > 1e-3, grow, 0.0)  # below the hair (the neck) the radial map means nothing
+    lifted = np.zeros(grow.shape, bool)
+    if drape is not None:
+        grow, lifted = _drape(grow, skull, allowed, drape)
+    # Below the hair (the neck) the radial map means nothing.
+    grow = np.where((allowed > 1e-3) | lifted, grow, 0.0)
     cut = allowed * np.minimum(thickness, 0.0)
     trim = skull + np.where(cut < -1e-4, cut, 0.05)
     # A little blur across cells: bilinear lookups of a 3-degree map would leave creases.
@@ -344,6 +427,45 @@ def _mesh(
     if fit.warp is not None:
         vertices = vertices + fit.warp(vertices)
     return trimesh.Trimesh(vertices, np.asarray(mesh.faces), process=False)
+
+
+def _drape(radius: np.ndarray, skull: np.ndarray, allowed: np.ndarray, weight: np.ndarray):
+    """Fill the hollow under the back of the hair down to the nape, meridian by meridian.
+
+    In each meridian's plane the outline below the head's widest point is raised to the straight line
+    from that point to the skull's surface :data:`NAPE_DROP` degrees below the lowest hair (where
+    ``allowed`` is 1/2), by ``weight``: the back of the head slopes into the neck, as hair over the nape
+    does, instead of ending in a ledge over the hollow above the neck.
+
+    Returns:
+        ``(radius, lifted)``: the new (N_LAT, N_LON) radius map and where it was raised (bool).
+    """
+    lat = np.radians(-90 + (np.arange(N_LAT) + 0.5) * 180 / N_LAT)
+    out = radius.copy()
+    lifted = np.zeros(radius.shape, bool)
+    drop = int(round(NAPE_DROP * N_LAT / 180))
+    for j in range(radius.shape[1]):
+        rows = np.nonzero(allowed[:, j] >= 0.5)[0]
+        if len(rows) == 0 or weight[:, j].max() < 1e-3:
+            continue
+        low = rows.min()
+        upper = np.arange(low, N_LAT)[lat[low:] < np.radians(30.0)]
+        if len(upper) < 2:
+            continue
+        widest = upper[np.argmax(radius[upper, j] * np.cos(lat[upper]))]
+        end = max(low - drop, 0)
+        p1 = radius[widest, j] * np.array([np.cos(lat[widest]), np.sin(lat[widest])])
+        p2 = skull[end, j] * np.array([np.cos(lat[end]), np.sin(lat[end])])
+        edge = p2 - p1
+        between = np.arange(end, widest)
+        u = np.stack([np.cos(lat[between]), np.sin(lat[between])], axis=1)
+        denominator = u[:, 0] * edge[1] - u[:, 1] * edge[0]
+        chord = (p1[0] * edge[1] - p1[1] * edge[0]) / np.where(np.abs(denominator) > 1e-9, denominator, np.inf)
+        base = np.where(allowed[between, j] > 1e-3, radius[between, j], skull[between, j])
+        lift = weight[between, j] * np.maximum(chord - base, 0.0)
+        out[between, j] = np.where(lift > 1e-5, base + lift, radius[between, j])
+        lifted[between, j] = lift > 1e-5
+    return out, lifted
 
 
 def silhouette_iou(mesh: trimesh.Trimesh, camera: Camera, segmentation, size: int | None = None) -> float:

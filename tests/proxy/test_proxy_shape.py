@@ -104,3 +104,98 @@ def test_mirrored_photo_gives_the_mirrored_head(sample, tmp_path):
     _, seg, shape = head_shape(inputs.photo, inputs.camera, inputs.mask, inputs.landmarks)
     assert silhouette_iou(shape.mesh, inputs.camera, seg) >= 0.95
     assert mirror_iou(sample[3].mesh, shape.mesh) >= 0.95
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory):
+    """skimage's camera() (a man in profile behind a camera on a tripod) and its mirror image, preprocessed."""
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("profile")
+    image = Image.fromarray(np.repeat(data.camera()[..., None], 3, axis=-1))
+    image.save(folder / "camera.png")
+    ImageOps.mirror(image).save(folder / "mirror.png")
+    return _preprocessed(folder / "camera.png", folder / "run"), _preprocessed(folder / "mirror.png", folder / "run_m")
+
+
+def _front_of_face(inputs, seg, margin: float):
+    """Person pixels more than ``margin`` face widths in front of the nose tip, rows from the brows to the chin."""
+    pts = inputs.landmarks
+    width = float(np.ptp(pts[:, 0]))
+    rows = np.arange(seg.person.shape[0])[:, None]
+    xs = np.arange(seg.person.shape[1])[None, :] + 0.5
+    side = np.sign(pts[1, 0] - pts[234, 0] + pts[1, 0] - pts[454, 0])  # the way the nose points
+    band = (rows > pts[list((70, 300)), 1].min()) & (rows < seg.chin_row)
+    return seg.person & band & (side * xs > side * pts[1, 0] + margin * width)
+
+
+def test_what_stands_in_front_of_a_turned_face_is_not_head(profile):
+    inputs = profile[0]
+    seg = split_head(inputs.photo, inputs.mask, inputs.landmarks)
+    front = _front_of_face(inputs, seg, 0.1)
+    assert front.sum() > 2000  # the photo's camera, which the person mask takes for the man
+    assert not (seg.head & front).any() and not (seg.hair & front).any()
+    # A synthetic occluder (a hand, a microphone) joined to the face in front of the mouth is cut too.
+    mask = inputs.mask.copy()
+    mouth = inputs.landmarks[13, :2].astype(int)
+    side = 1 if inputs.landmarks[1, 0] > inputs.landmarks[234, 0] else -1
+    x0, x1 = sorted((mouth[0], mouth[0] + side * 120))
+    mask[mouth[1] - 15 : mouth[1] + 15, max(x0, 0) : x1] = 255
+    occluded = split_head(inputs.photo, mask, inputs.landmarks)
+    blob = np.zeros_like(seg.person)
+    blob[mouth[1] - 15 : mouth[1] + 15, max(x0, 0) : x1] = True
+    assert not (occluded.head & blob & _front_of_face(inputs, occluded, 0.1)).any()
+    # The face itself stays head.
+    nose = inputs.landmarks[4, :2].astype(int)
+    assert seg.head[nose[1], nose[0]] and occluded.head[nose[1], nose[0]]
+
+
+def test_mirrored_profile_gets_mirrored_landmarks(profile):
+    from portrait3d.preprocess.pose import mirror_points
+
+    a, b = profile
+    yaw_a = a.camera.angles(target=(0.0, 0.0, 0.0)).yaw
+    yaw_b = b.camera.angles(target=(0.0, 0.0, 0.0)).yaw
+    assert yaw_a < -45 and abs(yaw_a + yaw_b) < 0.5  # -67.9 and 67.9; one-sided readings: -68.8 and 58.3
+    pa = a.landmarks[:, :2]
+    pb = mirror_points(b.landmarks, a.photo.shape[1])[:, :2]
+    np.testing.assert_allclose(pa, pb, atol=0.5)  # the same landmarks, mirrored
+
+
+@pytest.mark.slow
+def test_profile_head_follows_the_photo_and_its_mirror(profile):
+    heads = []
+    for inputs in profile:
+        _, seg, shape = head_shape(inputs.photo, inputs.camera, inputs.mask, inputs.landmarks)
+        # 0.948 (0.952 without the in-frame cap: the photo shows the back of his head at its edge); 0.88 / 0.90
+        # before the occluder was cut.
+        assert silhouette_iou(shape.mesh, inputs.camera, seg) >= 0.94
+        heads.append(shape.mesh)
+    assert mirror_iou(*heads) >= 0.95  # 0.80 with the one-sided readings of the pose
+
+
+def test_unseen_back_hair_is_thinner_and_tapers_to_the_nape(sample):
+    from portrait3d.proxy.shape import direction_grid
+
+    shape = sample[3]
+    dirs = direction_grid()
+    t = shape.thickness
+    lat = np.degrees(np.arcsin(dirs[:, 0, 1]))
+    back = np.argmin(np.abs(np.degrees(np.arctan2(dirs[0, :, 0], dirs[0, :, 2])) - 180.0 + 1.5))
+    side = np.argmin(np.abs(np.degrees(np.arctan2(dirs[0, :, 0], dirs[0, :, 2])) - 90.0))
+    level = (lat > -15) & (lat < 20)
+    assert t[level, back].max() < 0.7 * t[level, side].mean()  # a bob is fullest beside the face
+    nape = (lat > -50) & (lat < -35)
+    assert t[nape, back].max() < 0.2 * t[level, side].mean()  # thinning to the lower hairline, no ledge
+
+
+def test_whole_head_is_inside_every_orbit_view(sample):
+    from portrait3d.cameras import camera_from_angles
+    from portrait3d.render import MeshRenderer
+
+    renderer = MeshRenderer(sample[3].mesh)
+    for yaw in np.arange(0.0, 360.0, 22.5):
+        silhouette = np.isfinite(renderer.render_depth(camera_from_angles(float(yaw)), 128))
+        assert silhouette.any()
+        # Measured: at least 5 px of 256 on each side; before the cap the back of the hair left the frame.
+        assert not silhouette[:, :1].any() and not silhouette[:, -1:].any(), yaw

@@ -50,8 +50,9 @@ from portrait3d.proxy.template import (
 
 N_LAT, N_LON = 60, 120
 """Resolution of the direction grid (3 degrees)."""
-MAX_THICKNESS = 0.10
-"""Largest hair thickness (model units; 0.14 world units, a big hairdo), so hats and occluders stay bounded."""
+MAX_THICKNESS = 0.12
+"""Largest hair thickness (model units; 0.17 world units, a big hairdo: camera()'s hair behind his head needs
+0.12), so hats and occluders stay bounded."""
 MIN_THICKNESS = -0.02
 """The hair volume may also pull the skull in a little where the photo's outline is inside it."""
 DEFAULT_THICKNESS = 0.008

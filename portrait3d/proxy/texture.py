@@ -554,7 +554,11 @@ def bake_texture(
     # Where the mesh's outline and the photo's disagree, the outline's texels would sample the background.
     stacked = stacked * _inside_outline(depth_map)[..., None]
     if head_mask is not None:
-        stacked = stacked * np.asarray(head_mask, dtype=np.float32)[..., None]
+        # A few pixels in from the mask's edge: on a profile the lips and nose tip are the outline, and
+        # its rim pixels blend the background in (white specks between the mirrored lips).
+        rim = max(1, size // 170)
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim + 1, 2 * rim + 1))
+        stacked = stacked * cv2.erode(np.asarray(head_mask, dtype=np.float32), kernel)[..., None]
     at_texel = sample_photo(stacked, pixels)
     skin = (1 - below_chin) * at_texel[..., 0] + below_chin * at_texel[..., 1]
     belongs = np.maximum(skin, at_texel[..., 2] * allow_hair)

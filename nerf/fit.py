@@ -66,7 +66,7 @@ class FitConfig:
     """Train on the views resized to this square size (pixels)."""
     iterations: int = 1100
     """Optimisation steps (a fixed number, so that one seed gives one result; the CPU ``fast`` preset's
-    1100 took 192 s on two quiet cores in the merged tree)."""
+    1100 took 125 s on two quiet cores, with early ray termination)."""
     max_seconds: float = 0.0
     """Stop early after this many seconds of training (0: no limit). A time budget makes the result
     depend on the machine's load: off unless asked for (``--max-seconds``)."""
@@ -105,7 +105,7 @@ PRESETS: dict[str, FitConfig] = {
         ),
     ),
 }
-"""Named fits: ``fast`` (256², 1100 steps, about 3 minutes on 2 CPU cores) and ``standard`` (512², for CUDA)."""
+"""Named fits: ``fast`` (256², 1100 steps, about 2 minutes on 2 CPU cores) and ``standard`` (512², for CUDA)."""
 
 
 def resolve_device(name: str) -> torch.device:

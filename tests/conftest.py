@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from missing_tool import missing_tool
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -58,10 +59,7 @@ def validate_gltf(path: str | Path) -> tuple[dict, int]:
     candidates = [REPO / ".tools" / "node_modules", *map(Path, os.environ.get("NODE_PATH", "").split(os.pathsep))]
     modules = next((p for p in candidates if str(p) != "." and (p / "gltf-validator").is_dir()), None)
     if node is None or modules is None:
-        message = "node or the gltf-validator npm package is missing (bash scripts/setup.sh --dev installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool("node or the gltf-validator npm package is missing (bash scripts/setup.sh --dev installs it)")
     proc = subprocess.run(
         [node, str(REPO / "scripts" / "validate_gltf.mjs"), str(path)],
         capture_output=True,

@@ -7,11 +7,11 @@ Blender (``bpy``, the ``blender`` extra) runs in a subprocess with a fresh scene
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import pytest
 import trimesh
+from missing_tool import missing_tool
 from scene_views import write_views
 
 from nerf import blender
@@ -28,10 +28,7 @@ TRIANGLES, TEXTURE = 2000, 128
 
 def _require_blender():
     if not blender.available():
-        message = f"bpy is missing ({blender.EXTRA_HINT})"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool(f"bpy is missing ({blender.EXTRA_HINT})")
 
 
 def _config(target: str, **changes) -> ExportConfig:

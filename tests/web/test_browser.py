@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from missing_tool import missing_tool
 
 pytestmark = pytest.mark.slow
 
@@ -120,10 +121,7 @@ def client_result(server, tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing (bash scripts/setup.sh --dev installs Debian's chromium when run as root)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool(f"{CHROMIUM} is missing (bash scripts/setup.sh --dev installs Debian's chromium when run as root)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

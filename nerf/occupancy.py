@@ -90,8 +90,9 @@ class OccupancyGrid(nn.Module):
         voxel's projected half diagonal plus ``dilate_px``) of the views that
         see it, and at least one view sees it: no view tells anything about
         space outside every frame, and left occupied it keeps the field's
-        initial fog, which the viewer shows as floaters. The hull is carved on a grid ``coarsen`` times coarser and then
-        upsampled, which only makes it more conservative.
+        initial fog, which the viewer shows as floaters. The hull is carved on
+        a grid ``coarsen`` times coarser and then upsampled, which only makes it
+        more conservative.
 
         Args:
             cameras: one camera per mask.

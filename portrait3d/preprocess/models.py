@@ -148,22 +148,28 @@ def _letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, np.ndar
     return square, size / side, offset
 
 
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one box with each of ``boxes``: (4,), (N, 4) as x0, y0, x1, y1 -> (N,)."""
+    boxes = np.atleast_2d(boxes)
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-12)
+
+
 def _weighted_nms(boxes: np.ndarray, scores: np.ndarray, extra: np.ndarray, iou: float) -> list[int]:
     """Greedy non-maximum suppression; overlapping boxes are averaged into the kept one (in place)."""
     order = np.argsort(-scores)
     kept: list[int] = []
     suppressed = np.zeros(len(scores), dtype=bool)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     for i in order:
         if suppressed[i]:
             continue
-        x0 = np.maximum(boxes[i, 0], boxes[:, 0])
-        y0 = np.maximum(boxes[i, 1], boxes[:, 1])
-        x1 = np.minimum(boxes[i, 2], boxes[:, 2])
-        y1 = np.minimum(boxes[i, 3], boxes[:, 3])
-        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-        overlap = inter / np.maximum(area[i] + area - inter, 1e-12)
-        group = (overlap > iou) & ~suppressed
+        group = (box_iou(boxes[i], boxes) > iou) & ~suppressed
         weights = scores[group][:, None]
         boxes[i] = (boxes[group] * weights).sum(0) / weights.sum()
         extra[i] = (extra[group] * weights).sum(0) / weights.sum()

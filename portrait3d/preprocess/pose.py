@@ -166,20 +166,13 @@ def symmetric_detection(image: np.ndarray, face: models.FaceDetection, threshold
     expected = mirror_detection(face, width)
     best, best_iou = None, 0.3
     for other in models.detect_faces(np.ascontiguousarray(image[:, ::-1]), threshold):
-        iou = _box_iou(expected.box, other.box)
+        iou = float(models.box_iou(expected.box, other.box)[0])
         if iou > best_iou:
             best, best_iou = other, iou
     if best is None:
         return face
     back = mirror_detection(best, width)
     return models.FaceDetection((face.box + back.box) / 2.0, (face.keypoints + back.keypoints) / 2.0, face.score)
-
-
-def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return float(w * h / max(union, 1e-9))
 
 
 def symmetric_landmarks(image: np.ndarray, face: models.FaceDetection) -> np.ndarray:

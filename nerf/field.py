@@ -139,7 +139,6 @@ class HashGrid(nn.Module):
         self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.int32), persistent=False)
         primes = [p % table_size for p in _HASH_PRIMES]
         self.register_buffer("hash_primes", torch.tensor(primes, dtype=torch.int32), persistent=False)
-        self.register_buffer("dense", torch.tensor(dense), persistent=False)
         # Dense levels are the coarse ones, a prefix of the levels (resolutions grow).
         self.num_dense_levels = sum(dense)
         if any(dense[self.num_dense_levels :]):

@@ -34,7 +34,7 @@ def _plain_hash_grid(grid: HashGrid, x: torch.Tensor) -> torch.Tensor:
         for corner in range(8):
             bits = torch.tensor([(corner >> k) & 1 for k in range(3)])
             c = low + bits
-            if grid.dense[level]:
+            if level < grid.num_dense_levels:
                 index = c[:, 0] + c[:, 1] * (res + 1) + c[:, 2] * (res + 1) ** 2
             else:
                 index = ((c[:, 0] * primes[0]) ^ (c[:, 1] * primes[1]) ^ (c[:, 2] * primes[2])) % grid.table_size

@@ -17,7 +17,6 @@ The runner knows no stage: each stage package builds its own :class:`Stage`, the
 pipeline lists them, and the front ends walk that list.
 """
 
-
 from __future__ import annotations
 
 import contextlib

@@ -24,6 +24,7 @@ import numpy as np
 from portrait3d import cameras as cams
 from portrait3d.errors import UserError
 from portrait3d.run import Run, atomic_write_json, read_json
+from portrait3d.runner import Stage
 
 TRANSFORMS = "transforms.json"
 VIEWS_DIR = "views"
@@ -111,6 +112,19 @@ def write_transforms(run: Run, options: DatasetOptions | None = None) -> dict:
     document["portrait3d"] = {"world": "PanoHead (y up, face toward +z)", "dataparser": DATAPARSER_SETTINGS}
     atomic_write_json(run.path(TRANSFORMS), document)
     return {"frames": len(cameras), "width": width, "height": height, "alpha": bool(has_alpha)}
+
+
+def stage(options: DatasetOptions | None = None) -> Stage:
+    """``dataset``: ``transforms.json`` (nerfstudio format) from ``views/``."""
+    options = options or DatasetOptions()
+    return Stage(
+        "dataset",
+        write_transforms,
+        options,
+        inputs=(f"{options.views_dir}/cameras.json", options.views_dir),
+        outputs=(TRANSFORMS,),
+        needs="generate the views first (`portrait3d proxy {run}`, or `portrait3d orbit-views {run}`)",
+    )
 
 
 def read_views(run_dir: str | Path, size: int | None = None) -> list[View]:

@@ -28,6 +28,7 @@ import numpy as np
 from portrait3d import __version__, progress
 from portrait3d.errors import UserError
 from portrait3d.run import Run, atomic_dir
+from portrait3d.runner import Stage, run_stage
 
 from .mesh import BakeConfig, MeshConfig, UVMesh, View
 
@@ -124,9 +125,27 @@ def export_mesh(run: Run, config: ExportConfig, field_model=None, force: bool = 
     Returns:
         Information for ``report.json`` (see :func:`build_and_write`), plus ``seconds`` and ``skipped``.
     """
-    from portrait3d.stages import mesh_stage, run_stage
+    return run_stage(run, stage(config, field_model), force)
 
-    return run_stage(run, mesh_stage(config, field_model), force)
+
+def stage(config: ExportConfig, field_model=None) -> Stage:
+    """``export-mesh``: GLB, OBJ and PLY of the head (``mesh/``); ``field_model`` replaces ``nerf/`` (tests)."""
+
+    def check(run: Run) -> None:
+        stage_inputs(run, config, needs_nerf=field_model is None)
+
+    views = ("views/cameras.json", "views")
+    return Stage(
+        STAGE,
+        stage_function(field_model),
+        config,
+        # The field's files, not nerf/config.yml: that holds the run's absolute path, not the field.
+        inputs=(("nerf/volume.json", "nerf/nerfstudio_models") if field_model is None else ()) + views,
+        outputs=tuple(output_files(config)),
+        optional=views if config.texture_source != "views" else (),
+        needs="run `portrait3d fit-nerf {run}` first (the views texture also needs the run's views)",
+        check=check,
+    )
 
 
 def stage_inputs(run: Run, config: ExportConfig, needs_nerf: bool = True) -> list[str]:

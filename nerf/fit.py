@@ -51,6 +51,7 @@ from nerf.volume import NGPVolume, VolumeConfig, photometric_loss
 from portrait3d import progress
 from portrait3d.errors import UserError
 from portrait3d.run import Run, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from portrait3d.runner import Stage
 
 NERF_DIR = "nerf"
 CHECKPOINT_DIR = "nerf/nerfstudio_models"
@@ -158,6 +159,19 @@ def deterministic(device: torch.device) -> None:
     """
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def stage(config: FitConfig, device: str = "auto") -> Stage:
+    """``fit-nerf``: the NeRF fitted to ``transforms.json`` (``nerf/``)."""
+    device = resolve_device(device).type
+    return Stage(
+        "fit-nerf",
+        lambda run, _opts: fit(run, config, device),
+        {"device": device, "config": dataclasses.asdict(config)},
+        inputs=(TRANSFORMS, "views"),
+        outputs=(NERF_DIR,),
+        needs="run `portrait3d dataset {run}` first",
+    )
 
 
 def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:

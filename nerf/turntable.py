@@ -16,6 +16,7 @@ import trimesh
 from portrait3d import cameras, progress
 from portrait3d.errors import UserError
 from portrait3d.run import Run, atomic_path
+from portrait3d.runner import Stage, run_stage
 
 from .export import GLB_NAME, MESH_DIR, read_glb_json
 
@@ -132,10 +133,20 @@ def render_turntable(run: Run, config: TurntableConfig, force: bool = False) -> 
     Returns:
         Information for ``report.json`` (the file written, frames, size), plus ``seconds`` and ``skipped``.
     """
-    from portrait3d.stages import run_stage
-    from portrait3d.stages import turntable_stage as stage
-
     return run_stage(run, stage(config), force)
+
+
+def stage(config: TurntableConfig) -> Stage:
+    """``render-turntable``: ``turntable.mp4`` (or ``.gif``) of the textured mesh."""
+    return Stage(
+        STAGE,
+        turntable_stage,
+        config,
+        inputs=tuple(INPUTS),
+        outputs=(output_name(),),
+        needs="run `portrait3d export-mesh {run}` first",
+        check=lambda run: check_inputs(run, config),
+    )
 
 
 def check_inputs(run: Run, config: TurntableConfig) -> None:

@@ -3,8 +3,8 @@
 preprocess -> proxy -> (proxy views | back view + orbit views) -> dataset ->
 fit-nerf -> export-mesh -> render-turntable -> contact sheet -> report.
 
-The stages are :func:`portrait3d.stages.asset_stages`, each run by
-:func:`portrait3d.stages.run_stage` while this process holds the run's lock: a
+The stages are :func:`portrait3d.pipeline.asset_stages`, each run by
+:func:`portrait3d.runner.run_stage` while this process holds the run's lock: a
 rerun skips what is up to date, redoes a stage whose outputs were damaged and
 whatever lies downstream of a change, and a run killed at any moment resumes
 from its last complete stage.
@@ -21,11 +21,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from portrait3d import progress
 from portrait3d.errors import UserError
-from portrait3d.run import Run, atomic_save_image, atomic_write_json
+from portrait3d.pipeline import (
+    asset_stages,
+    write_contact_sheet,  # noqa: F401  (its old home, for one release)
+)
+from portrait3d.run import Run, atomic_write_json
+from portrait3d.runner import open_run, run_stage
 
 WEIGHTS_ENV = "PORTRAIT3D_WEIGHTS"
 """Environment variable naming the converted weights folder (``--weights`` wins)."""
@@ -93,25 +96,6 @@ class MakeAssetOptions:
             raise UserError(f"--device must be auto, cpu or cuda, not {self.device!r}")
 
 
-def write_contact_sheet(run: Run, _options: object) -> dict:
-    """``contact_sheet.png``: the aligned input, the back view (if any) and every view with its yaw."""
-    from PIL import Image
-
-    from portrait3d.cameras import read_labels
-    from portrait3d.proxy.sheet import contact_sheet
-
-    images = [np.asarray(Image.open(run.path("input", "aligned.png")).convert("RGB"))]
-    labels = ["input"]
-    if run.path("views", "back.png").exists():
-        images.append(np.asarray(Image.open(run.path("views", "back.png")).convert("RGB")))
-        labels.append("back view")
-    for name, camera in read_labels(run.path("views", "cameras.json")).items():
-        images.append(np.asarray(Image.open(run.path("views", name))))
-        labels.append(f"{Path(name).stem}  yaw {camera.angles().yaw % 360:.0f}")
-    atomic_save_image(run.path("contact_sheet.png"), contact_sheet(images, labels))
-    return {"tiles": len(images)}
-
-
 def check_photo(photo: Path) -> Path:
     """Cheap checks before a run folder is touched (preprocess's decoder checks the rest)."""
     if not photo.exists():
@@ -151,7 +135,6 @@ def make_asset(photo: str | Path, out: str | Path, options: MakeAssetOptions) ->
     its record says it is up to date and its outputs are intact.
     """
     from nerf.fit import resolve_device
-    from portrait3d.stages import asset_stages, open_run, run_stage
 
     # Check everything that can be checked before a file is written.
     options.validate()

@@ -4,7 +4,7 @@ Every stage reads the files of earlier stages from the run folder and writes
 its own there. A stage's record (``.portrait3d/stages/<stage>.json``) holds the
 hash of its inputs and options and the size and SHA-256 of every file it wrote;
 a stage whose record matches and whose files are intact is skipped, so an
-interrupted run resumes and a damaged one heals (:mod:`portrait3d.stages` runs
+interrupted run resumes and a damaged one heals (:mod:`portrait3d.runner` runs
 the stages). All writes are atomic (a temporary name in the same folder, then
 ``os.replace``), so a file either exists whole or not at all, whatever moment
 the process dies. One process at a time writes a run (:meth:`Run.lock`).

@@ -118,13 +118,15 @@ def contact_sheet(folder: Path, out: Path, thumb: int = 128, columns: int = 8) -
 # --- prepare (CPU) ------------------------------------------------------------------------------------------------
 def prepare(folder: Path, tiny: bool = False) -> None:
     """``folder/run``: preprocess + proxy of the sample photo (32 views); ``folder/scene``: the NeRF scene."""
+    from portrait3d import preprocess
     from portrait3d.presets import PRESETS
-    from portrait3d.stages import open_run, preprocess_stage, proxy_stage, run_stage
+    from portrait3d.proxy import stage as proxy
+    from portrait3d.runner import open_run, run_stage
 
     folder.mkdir(parents=True, exist_ok=True)
     preset = PRESETS["tiny" if tiny else "fast"]
     with open_run(folder / "run") as run:
-        for stage in (preprocess_stage(SAMPLE), proxy_stage(preset.proxy)):
+        for stage in (preprocess.stage(SAMPLE), proxy.stage(preset.proxy)):
             run_stage(run, stage)
     log(f"prepared {folder / 'run'} (preprocess + proxy)")
     size = "64" if tiny else "512"

@@ -15,7 +15,7 @@ import pytest
 
 from portrait3d.errors import UserError
 from portrait3d.run import Run, atomic_dir, atomic_path, atomic_save_image, atomic_write_json, read_json
-from portrait3d.stages import Stage, run_stage
+from portrait3d.runner import Stage, run_stage
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):

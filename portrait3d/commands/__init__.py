@@ -1,7 +1,8 @@
 """CLI subcommands, one module per stage; each exposes ``register(subparsers, common)``.
 
-Every stage subcommand builds its one :class:`portrait3d.stages.Stage` and runs it with
-:func:`portrait3d.stages.run_stage`, as make-asset does; the helpers here give them the
+Every stage subcommand builds its one :class:`portrait3d.runner.Stage` with the builder of the
+stage's own package and runs it with :func:`portrait3d.runner.run_stage`, as make-asset does
+(:func:`portrait3d.pipeline.asset_stages`); the helpers here give them the
 same ``--force``/``--wait`` flags and the run's own preset as their default.
 """
 
@@ -28,7 +29,7 @@ def add_stage_flags(p: argparse.ArgumentParser, preset: bool = False) -> None:
 
 def run_default(args: argparse.Namespace, run_root: str, name: str, fallback):
     """``args.<name>`` when given, else what the run recorded (make-asset's settings), else ``fallback``."""
-    from portrait3d.stages import run_settings
+    from portrait3d.runner import run_settings
 
     value = getattr(args, name, None)
     if value is not None:

@@ -88,7 +88,7 @@ def _options(args: argparse.Namespace, cls):
 
 def _run_diffusion_stage(args: argparse.Namespace, stage) -> None:
     """Run a diffusion stage; the run is then a diffusion run (``portrait3d proxy`` leaves its views alone)."""
-    from portrait3d.stages import run_stage
+    from portrait3d.runner import run_stage
 
     run = open_existing(args)
     with run.lock(args.wait):
@@ -99,15 +99,13 @@ def _run_diffusion_stage(args: argparse.Namespace, stage) -> None:
 
 
 def _back_view(args: argparse.Namespace) -> None:
-    from portrait3d.diffusion.stages import DiffusionOptions
-    from portrait3d.stages import back_view_stage
+    from portrait3d.diffusion.stages import DiffusionOptions, back_view_stage
 
     _run_diffusion_stage(args, back_view_stage(_options(args, DiffusionOptions)))
 
 
 def _orbit_views(args: argparse.Namespace) -> None:
-    from portrait3d.diffusion.stages import OrbitOptions
-    from portrait3d.stages import orbit_views_stage
+    from portrait3d.diffusion.stages import OrbitOptions, orbit_views_stage
 
     _run_diffusion_stage(args, orbit_views_stage(_options(args, OrbitOptions)))
 

@@ -115,7 +115,8 @@ def _fractions(text: str) -> tuple[float, ...]:
 
 def run_export_mesh(args: argparse.Namespace) -> None:
     """Handler of ``export-mesh``."""
-    from portrait3d.stages import mesh_stage, run_stage
+    from nerf.export import stage
+    from portrait3d.runner import run_stage
 
     run = open_existing(args)
     preset = preset_of(args, args.run).export
@@ -141,15 +142,16 @@ def run_export_mesh(args: argparse.Namespace) -> None:
         formats=args.formats,
         normal_map=args.normal_map or None,
     )
-    run_stage(run, mesh_stage(config), force=args.force, wait=args.wait)
+    run_stage(run, stage(config), force=args.force, wait=args.wait)
 
 
 def run_render_turntable(args: argparse.Namespace) -> None:
     """Handler of ``render-turntable``."""
-    from portrait3d.stages import run_stage, turntable_stage
+    from nerf.turntable import stage
+    from portrait3d.runner import run_stage
 
     run = open_existing(args)
     config = _replace(
         preset_of(args, args.run).turntable, frames=args.frames, size=args.size, pitch=args.pitch, fps=args.fps
     )
-    run_stage(run, turntable_stage(config), force=args.force, wait=args.wait)
+    run_stage(run, stage(config), force=args.force, wait=args.wait)

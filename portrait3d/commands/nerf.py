@@ -29,12 +29,12 @@ def _register_dataset(subparsers: argparse._SubParsersAction, common: argparse.A
 
 
 def run_dataset(args: argparse.Namespace) -> None:
-    from nerf.dataset import TRANSFORMS
+    from nerf.dataset import TRANSFORMS, stage
     from portrait3d import progress
-    from portrait3d.stages import dataset_stage, run_stage
+    from portrait3d.runner import run_stage
 
     run = open_existing(args)
-    info = run_stage(run, dataset_stage(), force=args.force, wait=args.wait)
+    info = run_stage(run, stage(), force=args.force, wait=args.wait)
     progress.info(f"dataset: {info.get('frames')} frames -> {run.path(TRANSFORMS)}")
 
 
@@ -69,8 +69,9 @@ def run_fit(args: argparse.Namespace) -> None:
     import dataclasses
     import math
 
+    from nerf.fit import stage
     from portrait3d import progress
-    from portrait3d.stages import fit_stage, run_stage
+    from portrait3d.runner import run_stage
 
     run = open_existing(args)
     config = dataclasses.replace(preset_of(args, args.run).fit, seed=int(run_default(args, args.run, "seed", 0)))
@@ -86,7 +87,7 @@ def run_fit(args: argparse.Namespace) -> None:
         if not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
             raise UserError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
         config.max_seconds = args.max_seconds
-    info = run_stage(run, fit_stage(config, args.device), force=args.force, wait=args.wait)
+    info = run_stage(run, stage(config, args.device), force=args.force, wait=args.wait)
     progress.info(
         f"fit-nerf: {info.get('iterations')} steps on {info.get('device')} in {info.get('train_seconds')} s, "
         f"train PSNR {info.get('train_psnr')} dB -> {run.path('nerf')}"

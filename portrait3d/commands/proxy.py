@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> None:
     import dataclasses
 
     from portrait3d import progress
-    from portrait3d.proxy.stage import check_options
-    from portrait3d.stages import proxy_stage, proxy_views_stage, run_settings, run_stage
+    from portrait3d.proxy.stage import check_options, stage, views_stage
+    from portrait3d.runner import run_settings, run_stage
 
     preset = preset_of(args, args.run).proxy
     options = dataclasses.replace(
@@ -54,9 +54,9 @@ def run(args: argparse.Namespace) -> None:
     check_options(options)
     run_folder = open_existing(args)
     with run_folder.lock(args.wait):
-        info = run_stage(run_folder, proxy_stage(options), force=args.force)
+        info = run_stage(run_folder, stage(options), force=args.force)
         if not info.get("skipped"):
             progress.info(f"wrote {info['views']} views to {run_folder.path('proxy')}")
         # The proxy generator's views are the proxy renders; a diffusion run makes its own (orbit-views).
         if run_settings(args.run).get("generator", "proxy") == "proxy":
-            run_stage(run_folder, proxy_views_stage(), force=args.force)
+            run_stage(run_folder, views_stage(), force=args.force)

@@ -9,7 +9,8 @@ Modules (each a diffusers ``ModelMixin``/``ConfigMixin`` saved and loaded with `
   in the released checkpoint (its docstring holds the LDM -> diffusers index mapping);
 * :mod:`~portrait3d.diffusion.prompt` — :class:`PromptEmbedding`, the precomputed empty-prompt CLIP embedding;
 * :mod:`~portrait3d.diffusion.pipelines` — :class:`BackViewPipeline` (F) and :class:`Portrait360Pipeline`;
-* :mod:`~portrait3d.diffusion.stages` — run-folder stage functions ``back_view`` and ``orbit_views``.
+* :mod:`~portrait3d.diffusion.stages` — run-folder stages: builders ``back_view_stage``, ``orbit_views_stage``;
+  ``back_view``, ``orbit_views`` run them.
 
 Converted weights layout (written by ``portrait3d convert-weights``, read offline by both pipelines)::
 

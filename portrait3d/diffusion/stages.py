@@ -7,6 +7,9 @@ orbit views reads ``input/aligned.png``, ``views/back.png``, one condition rende
             and initial images of the same names (``proxy/views/`` by default) for 3D-aware initial noise;
             writes ``views/NNNN.png`` (orbit order) and ``views/cameras.json`` (PanoHead labels of those files).
 
+Stage builders: :func:`back_view_stage` and :func:`orbit_views_stage`; :func:`back_view` and :func:`orbit_views`
+run them on a run folder.
+
 Weights: ``WEIGHTS/`` (Portrait360Pipeline) and ``WEIGHTS/back_view/`` (BackViewPipeline), written by
 ``portrait3d convert-weights``; never downloaded.
 """
@@ -21,6 +24,7 @@ import numpy as np
 from portrait3d import cameras, progress
 from portrait3d.errors import UserError
 from portrait3d.run import Run, atomic_save_image, read_json
+from portrait3d.runner import Stage, run_stage
 
 FRONT = "input/aligned.png"
 BACK = "views/back.png"
@@ -306,15 +310,53 @@ def foreground_alpha(run: Run, conditions: Path, name: str, shape: tuple[int, in
     return None
 
 
-def back_view(run: Run, options: DiffusionOptions, force: bool = False) -> dict:
-    """Stage: generate ``views/back.png`` with the BackViewPipeline (:func:`portrait3d.stages.back_view_stage`)."""
-    from portrait3d.stages import back_view_stage, run_stage
+def back_view_stage(options: DiffusionOptions) -> Stage:
+    """``back_view`` (diffusion): ``views/back.png`` from the front photo and the back condition render."""
+    inputs = [FRONT]
+    if not options.conditions:
+        inputs += [PROXY_CONDITIONS, PROXY_CAMERAS]
+    return Stage(
+        "back_view",
+        _run_back_view,
+        options,
+        inputs=tuple(inputs),
+        outputs=(BACK,),
+        sources=(options.conditions,) if options.conditions else (),
+        needs="run `portrait3d preprocess PHOTO --out {run}` and `portrait3d proxy {run}` first",
+        check=lambda _run: _check_options(options),
+    )
 
+
+def orbit_views_stage(options: OrbitOptions) -> Stage:
+    """``orbit_views`` (diffusion): ``views/NNNN.png`` + ``views/cameras.json`` around the head."""
+    inputs = [FRONT, BACK]
+    sources = []
+    if options.conditions:
+        sources.append(options.conditions)
+    else:
+        inputs += [PROXY_CONDITIONS, PROXY_CAMERAS]
+    if options.initial == "auto" and not options.conditions:
+        inputs.append(PROXY_VIEWS)
+    elif options.initial not in (None, "none", "auto"):
+        sources.append(options.initial)
+    return Stage(
+        "orbit_views",
+        _run_orbit_views,
+        options,
+        inputs=tuple(inputs),
+        outputs=(f"{VIEWS}/[0-9][0-9][0-9][0-9].png", f"{VIEWS}/cameras.json"),
+        optional=(PROXY_VIEWS,),
+        sources=tuple(sources),
+        needs="run `portrait3d proxy {run}` and `portrait3d back-view {run}` first",
+        check=lambda _run: _check_options(options),
+    )
+
+
+def back_view(run: Run, options: DiffusionOptions, force: bool = False) -> dict:
+    """Stage: generate ``views/back.png`` with the BackViewPipeline (:func:`back_view_stage`)."""
     return run_stage(run, back_view_stage(options), force)
 
 
 def orbit_views(run: Run, options: OrbitOptions, force: bool = False) -> dict:
-    """Stage: generate ``views/NNNN.png`` + ``views/cameras.json`` (:func:`portrait3d.stages.orbit_views_stage`)."""
-    from portrait3d.stages import orbit_views_stage, run_stage
-
+    """Stage: generate ``views/NNNN.png`` + ``views/cameras.json`` (:func:`orbit_views_stage`)."""
     return run_stage(run, orbit_views_stage(options), force)

@@ -5,6 +5,8 @@ Library call::
     from portrait3d.preprocess import PreprocessOptions, preprocess
     info = preprocess("photo.jpg", "runs/me", PreprocessOptions())
 
+Stage builder (what make-asset's pipeline lists): :func:`stage` ``(photo, options) -> Stage``.
+
 CLI: ``portrait3d preprocess PHOTO --out RUN [--yaw DEG --pitch DEG] [--centred-crop]``.
 
 Writes, in the run folder:
@@ -64,6 +66,7 @@ from portrait3d.preprocess.pipeline import (
     PreprocessOptions,
     analyse,
     preprocess,
+    stage,
 )
 
 __all__ = [
@@ -75,4 +78,5 @@ __all__ = [
     "analyse",
     "landmarks_to_world",
     "preprocess",
+    "stage",
 ]

@@ -14,6 +14,7 @@ from portrait3d.errors import UserError
 from portrait3d.preprocess import alignment, models, pose
 from portrait3d.preprocess.decode import Photo, read_photo
 from portrait3d.run import Run, atomic_save_image, atomic_write_json
+from portrait3d.runner import Stage, open_run, run_stage
 
 STAGE = "preprocess"
 ALIGNED = "input/aligned.png"
@@ -241,6 +242,22 @@ def write_preprocessed(run: Run, result: Preprocessed) -> dict:
     return {k: rec[k] for k in ("yaw", "pitch", "roll", "faces_found", "manual")}
 
 
+def stage(photo: str | Path, options: PreprocessOptions | None = None) -> Stage:
+    """``preprocess``: the photo -> ``input/aligned.png``, ``input/mask.png``, ``input/camera.json``."""
+    photo = Path(photo)
+    options = options or PreprocessOptions()
+    analysed = {}
+
+    def check(_run: Run) -> None:
+        # The photo is decoded and analysed before the stage starts: a bad one is a single line.
+        analysed["result"] = analyse_photo(photo, options)
+
+    def write(run: Run, opts) -> dict:
+        return write_preprocessed(run, analysed.pop("result", None) or analyse_photo(photo, opts))
+
+    return Stage(STAGE, write, options, outputs=OUTPUTS, sources=(str(photo),), check=check)
+
+
 def preprocess(
     photo: str | Path,
     run_dir: str | Path,
@@ -263,9 +280,7 @@ def preprocess(
         The stage's information: ``yaw``, ``pitch``, ``roll``, ``faces_found``,
         ``manual``, ``seconds``, ``skipped``.
     """
-    from portrait3d.stages import open_run, preprocess_stage, run_stage
-
     if not Path(photo).is_file():
         read_photo(photo)  # the one-line error for a missing file or a folder, before the run is touched
     with open_run(run_dir, wait=wait) as run:
-        return run_stage(run, preprocess_stage(photo, options or PreprocessOptions()), force=force)
+        return run_stage(run, stage(photo, options or PreprocessOptions()), force=force)

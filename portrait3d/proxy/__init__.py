@@ -3,7 +3,9 @@ rendered at the orbit cameras (the weight-free view generator, and the diffusion
 
 Library entry points:
 
-- :func:`build_proxy` ``(run, options)``: the ``proxy`` stage (writes ``RUN/proxy/``);
+- :func:`build_proxy` ``(run, options)``: the ``proxy`` stage (writes ``RUN/proxy/``); its
+  :class:`~portrait3d.runner.Stage` is built by :func:`portrait3d.proxy.stage.stage`, the proxy
+  generator's ``views`` stage by :func:`portrait3d.proxy.stage.views_stage`;
 - :func:`proxy_mesh` ``(run, options=None) -> trimesh.Trimesh``: the textured head of a run;
 - :func:`build_head`: the same from arrays (photo, camera, mask, landmarks);
 - :func:`contact_sheet`: images on a labelled grid.

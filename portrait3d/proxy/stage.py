@@ -12,6 +12,9 @@ Reads ``input/aligned.png``, ``input/camera.json`` and (when present)
 - ``proxy/texture.png``: the head's texture (longitude/latitude layout);
 - ``proxy/hair.png``: the photo's hair-vs-skin split (L, 255 = hair, 128 = skin
   of the head, 0 = not head), what the hair volume and the texture follow.
+
+Stage builders: :func:`stage` (``proxy``) and :func:`views_stage` (``views`` of the proxy
+generator: ``views/`` is a copy of the proxy renders).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from portrait3d.errors import UserError
 from portrait3d.proxy.head import ProxyHead, build_head
 from portrait3d.render import MeshRenderer
 from portrait3d.run import Run, atomic_dir
+from portrait3d.runner import Stage
 
 STAGE = "proxy"
 INPUTS = ("input/aligned.png", "input/camera.json", "input/mask.png")
@@ -142,7 +146,7 @@ def orbit_cameras(options: ProxyOptions) -> list[cameras.Camera]:
 
 
 def build_proxy(run: Run, options: ProxyOptions) -> dict:
-    """The proxy stage's function (:func:`portrait3d.stages.proxy_stage`); returns its info."""
+    """The proxy stage's function (:func:`stage`); returns its info."""
     from portrait3d.run import atomic_save_image, atomic_write_bytes
 
     check_options(options)
@@ -245,3 +249,42 @@ def check_options(options: ProxyOptions) -> None:
         raise UserError(f"--supersample must be between 1 and 4, got {options.supersample}")
     if not 0.001 <= options.voxel <= 0.02:
         raise UserError(f"--voxel must be between 0.001 and 0.02 world units, got {options.voxel}")
+
+
+# --- the stages ---------------------------------------------------------------------------------
+def stage(options: ProxyOptions | None = None) -> Stage:
+    """``proxy``: the template head fitted to the photo and its renders at the orbit cameras (``proxy/``)."""
+    options = options or ProxyOptions()
+    return Stage(
+        STAGE,
+        build_proxy,
+        options,
+        inputs=INPUTS,
+        outputs=("proxy",),
+        optional=("input/mask.png",),
+        needs="run `portrait3d preprocess PHOTO --out {run}` first",
+        check=lambda _run: check_options(options),
+    )
+
+
+def copy_proxy_views(run: Run, _options: object) -> dict:
+    """The proxy generator: its textured renders are the run's views."""
+    import shutil
+
+    with atomic_dir(run.path("views")) as tmp:
+        for src in sorted(run.path("proxy", "views").glob("*.png")):
+            shutil.copy2(src, tmp / src.name)
+        shutil.copy2(run.path("proxy", "cameras.json"), tmp / "cameras.json")
+    return {"views": len(list(run.path("views").glob("[0-9]*.png")))}
+
+
+def views_stage() -> Stage:
+    """``views`` of the proxy generator: ``views/`` is a copy of the proxy renders and their cameras."""
+    return Stage(
+        "views",
+        copy_proxy_views,
+        {"generator": "proxy"},
+        inputs=("proxy/views", "proxy/cameras.json"),
+        outputs=("views",),
+        needs="run `portrait3d proxy {run}` first",
+    )

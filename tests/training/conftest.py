@@ -30,8 +30,8 @@ def make_subject(root: Path, views: int = VIEWS, size: int = SIZE):
     """A run folder with the proxy stage's views, conditions and cameras copied into views/ (the proxy generator)."""
     from portrait3d.presets import PRESETS
     from portrait3d.proxy import build_proxy
+    from portrait3d.proxy.stage import copy_proxy_views
     from portrait3d.proxy.testing import write_fixture_inputs
-    from portrait3d.stages import copy_proxy_views
 
     photo = np.asarray(Image.open(PHOTO).convert("RGB"))
     landmarks = np.asarray(json.loads(LANDMARKS.read_text())["points"])

@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.abc
+import importlib.machinery
 import json
 import os
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from portrait3d import progress
+from portrait3d import limits, progress
 from portrait3d.errors import UserError
+from portrait3d.make_asset import MAX_VIEWS, MIN_VIEWS
 from portrait3d.run import MARKER_DIR, Run, atomic_path, atomic_write_bytes, atomic_write_json, writable_folder
 
 STAGES = (
@@ -44,6 +48,8 @@ DIFFUSION_STAGES = STAGES[:2] + ("back-view", "orbit-views") + STAGES[3:]
 JOB_FILE = "job.json"
 """``RUN/job.json``: the photo's name and the options of the run (what resuming it reruns)."""
 GRADIO_DIR = ".gradio"
+MAX_UPLOAD_MB = 1024.0
+"""The largest ``--max-file-size`` (the decoder refuses photos over 100 megapixels anyway)."""
 """Under ``--runs``: Gradio's uploads and cache (``GRADIO_TEMP_DIR``)."""
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "samples" / "astronaut.jpg"
 
@@ -154,9 +160,14 @@ class App:
             raise UserError(f"generator {generator!r} is not available here (choose one of {self.generators})")
         if (yaw is None) != (pitch is None):
             raise UserError("yaw and pitch go together (leave both empty for the automatic estimate)")
-        views, seed = int(views), int(seed)
-        if not 1 <= views <= 256:
-            raise UserError(f"views must be between 1 and 256, got {views}")
+        views, seed = limits.integer("views", views, MIN_VIEWS, MAX_VIEWS), limits.seed(seed, "seed")
+        if yaw is not None:
+            yaw = limits.number("yaw", yaw, *limits.YAW_RANGE, " degrees")
+            pitch = limits.number("pitch", pitch, *limits.PITCH_RANGE, " degrees")
+        # make-asset's own checks too, before a run folder exists (a refused job leaves no run listed).
+        self._options(
+            {"generator": generator, "preset": preset, "views": views, "seed": seed, "yaw": yaw, "pitch": pitch}
+        ).validate()
         source = Path(photo)
         read_photo(source)  # the CLI's checks and one-line message, before any run folder exists
         job = {"generator": generator, "preset": preset, "views": views, "seed": seed, "yaw": yaw, "pitch": pitch}
@@ -189,8 +200,8 @@ class App:
             raise UserError(f"no run named {name!r} under {self.runs}")
         return self.runs / name
 
-    def _run(self, root: Path, photo: Path, job: dict, report) -> tuple:
-        from portrait3d.make_asset import MakeAssetOptions, make_asset
+    def _options(self, job: dict):
+        from portrait3d.make_asset import MakeAssetOptions
 
         options = MakeAssetOptions(
             generator=job["generator"],
@@ -203,6 +214,12 @@ class App:
         )
         if "wait" in {f.name for f in dataclasses.fields(MakeAssetOptions)}:
             options = dataclasses.replace(options, wait=True)  # queued behind another front end's job on this run
+        return options
+
+    def _run(self, root: Path, photo: Path, job: dict, report) -> tuple:
+        from portrait3d.make_asset import make_asset
+
+        options = self._options(job)
         stages = DIFFUSION_STAGES if job["generator"] == "diffusion" else STAGES
         listener = ProgressMap(report or (lambda *a, **k: None), stages)
         with progress.listen(listener):
@@ -265,7 +282,9 @@ def build(options: ServeOptions):
                 with gr.Accordion("Options", open=False):
                     generator = gr.Radio(app.generators, value="proxy", label="Generator")
                     preset = gr.Dropdown(list(PRESETS), value=options.preset, label="Preset", elem_id="preset")
-                    views = gr.Number(32, label="Views", precision=0, minimum=1, maximum=256, elem_id="views")
+                    views = gr.Number(
+                        32, label="Views", precision=0, minimum=MIN_VIEWS, maximum=MAX_VIEWS, elem_id="views"
+                    )
                     seed = gr.Number(0, label="Seed", precision=0)
                     manual = gr.Checkbox(False, label="Set the camera by hand (for faces the detector misses)")
                     yaw = gr.Slider(-180, 180, 0, step=1, label="Yaw (degrees)")
@@ -308,7 +327,48 @@ def prepare_runs_dir(runs: Path) -> Path:
     os.environ.setdefault("MPLCONFIGDIR", str(gradio_dir / "matplotlib"))
     # Gradio caches examples under the working directory unless told otherwise.
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(gradio_dir / "examples")
+    _keep_hash_seed_in(gradio_dir / HASH_SEED_FILE)
     return gradio_dir
+
+
+HASH_SEED_FILE = "hash_seed.txt"
+
+
+class _HashSeedRedirect(importlib.abc.MetaPathFinder):
+    """Points ``gradio.utils.HASH_SEED_PATH`` at ``path`` as the module loads.
+
+    Gradio writes a random seed into its own package folder (a virtual environment, maybe
+    read-only or shared) the first time it is imported; it reads the path right after
+    ``gradio.utils`` runs, so the path is changed between the two.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def find_spec(self, name, path, target=None):
+        if name != "gradio.utils":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        run_module, seed_path = spec.loader.exec_module, str(self.path)
+
+        def exec_module(module) -> None:
+            run_module(module)
+            module.HASH_SEED_PATH = seed_path
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _keep_hash_seed_in(path: Path) -> None:
+    """Gradio's ``hash_seed.txt`` at ``path`` instead of inside the installed gradio package."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _HashSeedRedirect)]
+    loaded = sys.modules.get("gradio.utils")
+    if loaded is not None:  # imported already (tests): its seed is read, later readers get ours
+        loaded.HASH_SEED_PATH = str(path)
+    else:
+        sys.meta_path.insert(0, _HashSeedRedirect(path))
 
 
 def serve(options: ServeOptions, block: bool = True):

@@ -69,6 +69,9 @@ def _register_orbit_views(subparsers: argparse._SubParsersAction, common: argpar
 
 
 def _options(args: argparse.Namespace, cls):
+    from portrait3d import limits
+
+    limits.seed(args.seed)
     fields = dict(
         weights=args.weights,
         device=args.device,

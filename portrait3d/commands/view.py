@@ -20,8 +20,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def run(args: argparse.Namespace) -> int:
+    from portrait3d import limits
     from portrait3d.viewer import view
 
+    limits.port(args.port)
     try:
         view(args.run, args.host, args.port)
     except KeyboardInterrupt:

@@ -41,8 +41,13 @@ def config_path(run_dir: str | Path) -> Path:
 
 
 def check_port_free(host: str, port: int) -> None:
-    """Fail with one line when ``host:port`` cannot be bound (viser would silently pick another port)."""
+    """Fail with one line when ``host:port`` cannot be bound (viser would silently pick another port).
+
+    The probe binds as the servers do (uvicorn, viser: ``SO_REUSEADDR``), so a port whose last
+    connections linger in TIME_WAIT after a stop or a crash counts as free: a restart is at once.
+    """
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

@@ -15,6 +15,7 @@ The job is also callable from Python with ``gradio_client`` (``api_name="make_as
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.abc
@@ -79,11 +80,23 @@ def run_name(photo_bytes: bytes, stem: str, options: dict) -> str:
     return f"{safe}-{digest}"
 
 
+def _real_run(path: Path) -> bool:
+    """A run folder the app made, and a real folder: no symlink (it would lead outside ``--runs``)."""
+    return (
+        not path.is_symlink()
+        and path.is_dir()
+        and not (path / MARKER_DIR).is_symlink()
+        and (path / MARKER_DIR).is_dir()
+        and not (path / JOB_FILE).is_symlink()
+        and (path / JOB_FILE).is_file()
+    )
+
+
 def list_runs(runs: Path) -> list[str]:
-    """Run folders under ``runs`` that the app made (newest first)."""
+    """Run folders under ``runs`` that the app made (newest first); symlinks are not runs."""
     if not runs.is_dir():
         return []
-    found = [p for p in runs.iterdir() if (p / MARKER_DIR).is_dir() and (p / JOB_FILE).is_file()]
+    found = [p for p in runs.iterdir() if _real_run(p)]
     return [p.name for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
@@ -92,12 +105,12 @@ def run_outputs(root: Path) -> dict:
     mesh = root / "mesh"
 
     def have(path: Path) -> str | None:
-        return str(path) if path.is_file() else None
+        return str(path) if path.is_file() and not path.is_symlink() and not mesh.is_symlink() else None
 
     downloads = [
         p
         for p in (mesh / "head.glb", mesh / "head.obj", mesh / "head.mtl", mesh / "head_texture.png", mesh / "head.ply")
-        if p.is_file()
+        if have(p)
     ]
     return {
         "contact_sheet": have(root / "contact_sheet.png"),
@@ -107,16 +120,66 @@ def run_outputs(root: Path) -> dict:
     }
 
 
+def run_files(root: Path) -> list[Path]:
+    """The run's own files, sorted: symlinks (to files or folders) are never followed, ``download/`` is left out."""
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not (here / d).is_symlink() and (here != root or d != "download"))
+        found += [here / f for f in files if not (here / f).is_symlink() and (here / f).is_file()]
+    return sorted(found)
+
+
 def zip_run(root: Path) -> Path:
-    """``RUN/download/NAME.zip``: the whole run folder (without the zip itself), written atomically."""
+    """``RUN/download/NAME.zip``: the whole run folder (without the zip itself, and no symlink), written atomically.
+
+    The zip is rewritten only when the run's files changed (their names, sizes and times are its
+    comment): the same run state gives the same bytes, which Gradio caches once.
+    """
     target = root / "download" / f"{root.name}.zip"
     target.parent.mkdir(exist_ok=True)
+    files = run_files(root)
+    state = hashlib.sha256(
+        json.dumps([[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]).encode()
+    ).hexdigest()
+    if target.is_file() and not target.is_symlink():
+        try:
+            with zipfile.ZipFile(target) as existing:
+                if existing.comment.decode() == state:
+                    return target
+        except (OSError, zipfile.BadZipFile, UnicodeDecodeError):
+            pass  # a damaged zip is rewritten
     with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(root.rglob("*")):
-            relative = path.relative_to(root)
-            if path.is_file() and relative.parts[0] != "download":
-                archive.write(path, Path(root.name) / relative)
+        for path in files:
+            archive.write(path, Path(root.name) / path.relative_to(root))
+        archive.comment = state.encode()
     return target
+
+
+def prune_gradio_cache(gradio_dir: Path) -> int:
+    """Keep the newest of Gradio's cached copies of each run's zip; returns how many older copies were removed.
+
+    Gradio copies every file a job returns into ``RUNS/.gradio/<hash>/NAME``; a run's zip changes as
+    the run does, so each resume would leave another copy (tens of MB) there for good.
+    """
+    copies: dict[str, list[Path]] = {}
+    if not gradio_dir.is_dir():
+        return 0
+    for entry in gradio_dir.iterdir():
+        if entry.is_symlink() or not entry.is_dir():
+            continue
+        inside = list(entry.iterdir())
+        if len(inside) == 1 and inside[0].suffix == ".zip" and inside[0].is_file() and not inside[0].is_symlink():
+            copies.setdefault(inside[0].name, []).append(inside[0])
+    removed = 0
+    for found in copies.values():
+        found.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in found[1:]:
+            old.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                old.parent.rmdir()
+            removed += 1
+    return removed
 
 
 class ProgressMap:
@@ -173,6 +236,8 @@ class App:
         job = {"generator": generator, "preset": preset, "views": views, "seed": seed, "yaw": yaw, "pitch": pitch}
         data = source.read_bytes()
         root = self.runs / run_name(data, source.stem, job)
+        if root.is_symlink():
+            raise UserError(f"{root}: is a symlink, not a run folder; remove it from {self.runs}")
         Run(root)
         photo_path = root / f"photo{source.suffix.lower()}"
         if not photo_path.is_file():
@@ -198,7 +263,7 @@ class App:
     def _run_root(self, name: str | None) -> Path:
         if not name or name not in list_runs(self.runs):
             raise UserError(f"no run named {name!r} under {self.runs}")
-        return self.runs / name
+        return self.runs / name  # list_runs has only real folders: a symlinked run is never resumed
 
     def _options(self, job: dict):
         from portrait3d.make_asset import MakeAssetOptions
@@ -222,6 +287,7 @@ class App:
         options = self._options(job)
         stages = DIFFUSION_STAGES if job["generator"] == "diffusion" else STAGES
         listener = ProgressMap(report or (lambda *a, **k: None), stages)
+        prune_gradio_cache(self.runs / GRADIO_DIR)  # Gradio has cached the previous job's files by now
         with progress.listen(listener):
             result = make_asset(photo, root, options)
         zip_run(root)
@@ -230,7 +296,7 @@ class App:
     def _outputs(self, root: Path, status: str) -> tuple:
         out = run_outputs(root)
         archive = root / "download" / f"{root.name}.zip"
-        downloads = out["downloads"] + ([str(archive)] if archive.is_file() else [])
+        downloads = out["downloads"] + ([str(archive)] if archive.is_file() and not archive.is_symlink() else [])
         return status, out["contact_sheet"], out["turntable"], out["glb"], downloads or None
 
 
@@ -375,6 +441,7 @@ def serve(options: ServeOptions, block: bool = True):
     """Launch the app; returns the Gradio app (with ``block=False``, for tests)."""
     runs = Path(options.runs).resolve()
     prepare_runs_dir(runs)
+    prune_gradio_cache(runs / GRADIO_DIR)
     tempfile.tempdir = str(runs / GRADIO_DIR)  # anything Gradio puts in the system temp folder stays under --runs
     demo = build(options)
     demo.queue(default_concurrency_limit=1)

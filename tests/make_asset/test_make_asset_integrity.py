@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -98,12 +99,26 @@ def concurrent_runs(tmp_path_factory, sample_photo):
     deadline = time.time() + 300
     while time.time() < deadline and not pid_file.exists() and first.poll() is None:
         time.sleep(0.05)
-    refused = run_make_asset(out, sample_photo)
-    waiting = subprocess.Popen(
-        make_asset_command(out, sample_photo, "--wait"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    # The first run is paused while the others meet its lock, so that the order is the same on any
+    # machine and under any load (it used to race a quick first run).
+    first.send_signal(signal.SIGSTOP)
+    try:
+        refused = run_make_asset(out, sample_photo)
+        waiting = subprocess.Popen(
+            make_asset_command(out, sample_photo, "--wait"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        heard = []
+        for line in waiting.stderr:  # until it says it waits for the first run
+            heard.append(line)
+            if "waiting for process" in line:
+                break
+    finally:
+        first.send_signal(signal.SIGCONT)
     first_err = first.communicate(timeout=900)[1]
-    waited_err = waiting.communicate(timeout=900)[1]
+    waited_err = "".join(heard) + waiting.communicate(timeout=900)[1]
     return out, first, first_err, refused, waiting, waited_err
 
 

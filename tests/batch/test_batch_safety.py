@@ -37,3 +37,38 @@ def test_batch_wait_queues_behind_the_batch_in_the_folder(tmp_path):
     with pytest.raises(UserError, match="another portrait3d batch"):
         _lock(tmp_path)  # the second batch holds the folder now
     got[0].release()
+
+
+def _listening(root_pid: int) -> set[tuple[str, str]]:
+    """(process name, address) of every listening TCP socket of ``root_pid``'s descendants."""
+    import psutil
+
+    found = set()
+    for proc in psutil.Process(root_pid).children(recursive=True):
+        try:
+            found |= {(proc.name(), c.laddr.ip) for c in proc.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+        except psutil.Error:
+            continue  # a process that ended meanwhile
+    return found
+
+
+def test_local_ray_cluster_listens_on_loopback_only():
+    """The local cluster of ``batch --engine ray`` (started as RayEngine.run starts it, with one task)."""
+    ray = pytest.importorskip("ray")
+    import os
+
+    from portrait3d.batch.ray_engine import RayEngine, _loopback_only
+
+    engine = RayEngine(None, None, 0, 1)
+    with _loopback_only():
+        engine._connect(ray)
+        try:
+            worker_pid = ray.remote(lambda: __import__("os").getpid())  # pickled by value: no test module needed
+            assert ray.get(worker_pid.remote()) != os.getpid()  # a worker process is up
+            sockets = _listening(os.getpid())
+        finally:
+            ray.shutdown()
+    names = {name for name, _ in sockets}
+    assert any("gcs_server" in n for n in names) and any("raylet" in n for n in names), sockets
+    exposed = {(name, ip) for name, ip in sockets if ip not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")}
+    assert not exposed, f"listening beyond this machine: {sorted(exposed)}"

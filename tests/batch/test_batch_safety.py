@@ -72,3 +72,47 @@ def test_local_ray_cluster_listens_on_loopback_only():
     assert any("gcs_server" in n for n in names) and any("raylet" in n for n in names), sockets
     exposed = {(name, ip) for name, ip in sockets if ip not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")}
     assert not exposed, f"listening beyond this machine: {sorted(exposed)}"
+
+
+def test_killed_local_driver_leaves_no_workers_and_no_locked_run(tmp_path, sample_photo):
+    """``kill -9`` of ``batch`` (local engine): its worker ends too, and the photo's run is free at once."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from portrait3d.run import Run
+
+    out = tmp_path / "out"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "portrait3d", "batch", str(sample_photo), "--out", str(out), "--preset", "tiny"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    worker = None
+    deadline = time.monotonic() + 300  # a guard against a hang only
+    while worker is None and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+        logs = list((out / "logs").glob("*.log")) if (out / "logs").is_dir() else []
+        found = re.findall(r"pid (\d+) on ", logs[0].read_text()) if logs else []
+        if found and (out / logs[0].stem / ".portrait3d" / "lock.pid").is_file():
+            worker = int(found[0])  # the worker holds its run's lock
+    assert worker is not None and driver.poll() is None, "the worker never started"
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    try:
+        psutil.Process(worker).wait(timeout=120)  # ends on its own: the test only waits for it
+    except psutil.TimeoutExpired:
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError("the worker outlived its killed driver") from None
+    except psutil.NoSuchProcess:
+        pass
+    run = out / logs[0].stem
+    if run.exists():  # a run with no finished stage is removed as the worker unwinds
+        with Run(run, create=False).lock():  # what a rerun needs: the run is not "being written"
+            pass

@@ -40,7 +40,7 @@ def fitted(tmp_path_factory):
 
 
 def _weights(pipeline) -> set[float]:
-    return {round(float(p.flatten()[0]), 4) for p in pipeline.model.volume.parameters()}
+    return {round(float(p.detach().flatten()[0]), 4) for p in pipeline.model.volume.parameters()}
 
 
 def test_config_yml_cannot_run_code(fitted, tmp_path):

@@ -63,8 +63,15 @@ def fitted_nerf(run_dir: str | Path) -> tuple[Path, dict, Path]:
         raise _rerun(root, f"the NeRF's {VOLUME_CONFIG} is damaged") from exc
     if not isinstance(volume, dict) or not isinstance(volume.get("field"), dict):
         raise _rerun(root, f"the NeRF's {VOLUME_CONFIG} is not a volume config")
+    dataset_hint = f"rerun `portrait3d dataset {root} --force` (or make-asset)"
     if not (root / TRANSFORMS).is_file():
-        raise UserError(f"{root}: {TRANSFORMS} is missing; rerun `portrait3d dataset {root}` (or make-asset)")
+        raise UserError(f"{root}: {TRANSFORMS} is missing; {dataset_hint}")
+    try:
+        frames = read_json(root / TRANSFORMS).get("frames")
+    except (UserError, AttributeError) as exc:
+        raise UserError(f"{root}: {TRANSFORMS} is damaged; {dataset_hint}") from exc
+    if not isinstance(frames, list) or not frames:
+        raise UserError(f"{root}: {TRANSFORMS} lists no frames; {dataset_hint}")
     return root, volume, checkpoints[-1]
 
 
@@ -123,7 +130,14 @@ def _setup_pipeline(root: Path, volume: dict, checkpoint: Path, state: dict):
     _register_method()
     config = trainer_config(root, volume, state["step"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    pipeline = config.pipeline.setup(device=device, test_mode="test")
+    try:
+        pipeline = config.pipeline.setup(device=device, test_mode="test")
+    except Exception as exc:  # noqa: BLE001 - nerfstudio's loader on missing or damaged views: one line
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(
+            f"{root}: cannot load the run's views for the viewer ({type(exc).__name__}: {first}); "
+            f"rerun `portrait3d make-asset` on it"
+        ) from exc
     pipeline.eval()
     try:
         pipeline.load_pipeline(state["pipeline"], state["step"])

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -102,6 +103,9 @@ def concurrent_runs(tmp_path_factory, sample_photo):
     # The first run is paused while the others meet its lock, so that the order is the same on any
     # machine and under any load (it used to race a quick first run).
     first.send_signal(signal.SIGSTOP)
+    # A guard against a hang only (the waiter never saying it waits): the first run goes on after 10 minutes.
+    guard = threading.Timer(600, first.send_signal, (signal.SIGCONT,))
+    guard.start()
     try:
         refused = run_make_asset(out, sample_photo)
         waiting = subprocess.Popen(
@@ -116,6 +120,7 @@ def concurrent_runs(tmp_path_factory, sample_photo):
             if "waiting for process" in line:
                 break
     finally:
+        guard.cancel()
         first.send_signal(signal.SIGCONT)
     first_err = first.communicate(timeout=900)[1]
     waited_err = "".join(heard) + waiting.communicate(timeout=900)[1]

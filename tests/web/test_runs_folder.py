@@ -10,7 +10,15 @@ import pytest
 
 from portrait3d.errors import UserError
 from portrait3d.run import MARKER_DIR
-from portrait3d.serve import GRADIO_DIR, JOB_FILE, App, ServeOptions, list_runs, prune_gradio_cache, zip_run
+from portrait3d.serve import (
+    JOB_FILE,
+    App,
+    ServeOptions,
+    list_runs,
+    prepare_runs_dir,
+    prune_gradio_cache,
+    zip_run,
+)
 
 JOB = {"generator": "proxy", "preset": "tiny", "views": 8, "seed": 0, "yaw": None, "pitch": None}
 
@@ -60,11 +68,12 @@ def test_zip_never_follows_links(tmp_path):
 
 
 def test_gradio_cache_of_run_zips_stays_bounded(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    for name in ("GRADIO_TEMP_DIR", "MPLCONFIGDIR", "GRADIO_EXAMPLES_CACHE", "GRADIO_ANALYTICS_ENABLED"):
+        monkeypatch.setenv(name, str(tmp_path / name))  # restored afterwards: prepare_runs_dir sets them
+    gradio_dir = prepare_runs_dir(runs)  # as serve does before gradio is imported (its hash seed goes there)
     from gradio import processing_utils
 
-    runs = tmp_path / "runs"
-    gradio_dir = runs / GRADIO_DIR
-    gradio_dir.mkdir(parents=True)
     root = _run(runs / "run")
     upload = gradio_dir / "upload-hash"
     upload.mkdir()

@@ -72,6 +72,11 @@ def fitted_nerf(run_dir: str | Path) -> tuple[Path, dict, Path]:
         raise UserError(f"{root}: {TRANSFORMS} is damaged; {dataset_hint}") from exc
     if not isinstance(frames, list) or not frames:
         raise UserError(f"{root}: {TRANSFORMS} lists no frames; {dataset_hint}")
+    inside = root.resolve()
+    for frame in frames:  # the viewer reads the views: only files of the run itself
+        name = frame.get("file_path") if isinstance(frame, dict) else None
+        if not isinstance(name, str) or not (inside / name).resolve().is_relative_to(inside):
+            raise UserError(f"{root}: {TRANSFORMS} names a view outside the run ({name!r}); {dataset_hint}")
     return root, volume, checkpoints[-1]
 
 

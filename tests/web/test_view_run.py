@@ -80,6 +80,7 @@ def test_a_copied_or_moved_run_views_its_own_nerf(fitted, tmp_path):
         (lambda run: (run / "nerf" / "volume.json").write_bytes(b"\x00\xff\xfe"), "volume.json is damaged"),
         (lambda run: (run / "nerf" / "volume.json").unlink(), "volume.json is missing"),
         (lambda run: (run / "transforms.json").write_text('{"frames": [{"file_'), "transforms.json is damaged"),
+        (lambda run: _view_elsewhere(run), "outside the run"),
         (lambda run: (run / "nerf" / "config.yml").write_bytes(b"\x00\x9f binary"), None),
     ],
 )
@@ -95,6 +96,14 @@ def test_view_on_a_damaged_nerf_says_one_line_to_rerun(fitted, tmp_path, capsys,
     assert main(["view", str(run), "--port", "1"]) == UserError.exit_code  # refused before any port is bound
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and said in err and ("fit-nerf" in err or "dataset" in err), err  # what to rerun
+
+
+def _view_elsewhere(run):
+    import json
+
+    document = json.loads((run / "transforms.json").read_text())
+    document["frames"][0]["file_path"] = "../../../etc/hostname"
+    (run / "transforms.json").write_text(json.dumps(document))
 
 
 def _truncate(path):

@@ -151,12 +151,13 @@ def stage(config: TurntableConfig) -> Stage:
 
 def check_inputs(run: Run, config: TurntableConfig) -> None:
     """Fail with a one-line message on bad options or a missing mesh."""
-    if config.frames < 1:
-        raise UserError(f"--frames: at least 1, got {config.frames}")
+    from portrait3d import limits
+
+    limits.integer("--frames", config.frames, 1, limits.MAX_FRAMES)
     if not 16 <= config.size <= 4096:
         raise UserError(f"--size: between 16 and 4096 pixels, got {config.size}")
-    if config.fps < 1:
-        raise UserError(f"--fps: at least 1, got {config.fps}")
+    limits.integer("--fps", config.fps, 1, 240)
+    limits.number("--pitch", config.pitch, *limits.PITCH_RANGE, " degrees")
     run.require(*INPUTS, hint=f"run `portrait3d export-mesh {run.root}` first")
 
 

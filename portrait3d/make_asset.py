@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from portrait3d import progress
+from portrait3d import limits, progress
 from portrait3d.errors import UserError
 from portrait3d.pipeline import (
     asset_stages,
@@ -90,6 +90,10 @@ class MakeAssetOptions:
             )
         if (self.yaw is None) != (self.pitch is None):
             raise UserError("--yaw and --pitch go together")
+        limits.seed(self.seed)
+        if self.yaw is not None:
+            limits.number("--yaw", self.yaw, *limits.YAW_RANGE, " degrees")
+            limits.number("--pitch", self.pitch, *limits.PITCH_RANGE, " degrees")
         if self.max_seconds is not None and not (math.isfinite(self.max_seconds) and self.max_seconds > 0):
             raise UserError(f"--max-seconds must be a positive number of seconds, got {self.max_seconds}")
         if self.device not in ("auto", "cpu", "cuda"):

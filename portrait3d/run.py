@@ -112,6 +112,47 @@ def atomic_save_image(path: str | Path, image: Any) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+# --- folders the project may replace ----------------------------------------------
+OWNED_MARKER = ".portrait3d-folder"
+"""File in every folder a command writes whole (weights, training subjects): who made it.
+
+A command replaces an existing folder only when this file says the same command made it;
+any other non-empty folder is refused, so that no folder the project did not create is deleted.
+"""
+
+
+def mark_owned(folder: str | Path, made_by: str) -> None:
+    """Write the ownership marker into ``folder`` (called on the temporary folder, before it is renamed)."""
+    atomic_write_json(Path(folder) / OWNED_MARKER, {"made_by": made_by})
+
+
+def check_replaceable(path: str | Path, made_by: str, force: bool = True, flag: str = "--out") -> None:
+    """Refuse, in one line, to replace ``path`` unless it is absent, empty, or ``made_by``'s own folder.
+
+    Args:
+        path: the folder a command is about to replace.
+        made_by: the command that writes it (``"convert-weights"``), as in its marker.
+        force: whether the command was told to replace its own earlier output (``--force``).
+        flag: the option that named ``path``, for the message.
+    """
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise UserError(f"{flag} {path}: exists and is not a folder (nothing was changed)")
+    if not path.exists() or not any(path.iterdir()):
+        return
+    try:
+        owner = json.loads((path / OWNED_MARKER).read_text()).get("made_by")
+    except (OSError, ValueError, AttributeError):
+        owner = None
+    if owner != made_by:
+        raise UserError(
+            f"{flag} {path}: folder is not empty and was not written by portrait3d {made_by}; "
+            f"choose another {flag} (nothing was changed)"
+        )
+    if not force:
+        raise UserError(f"{flag} {path}: holds an earlier {made_by} output; pass --force to replace it")
+
+
 # --- hashing -----------------------------------------------------------------
 def hash_files(paths: Iterable[str | Path], root: str | Path | None = None) -> str:
     """SHA-256 over the names (relative to ``root``) and contents of files; folders are walked."""

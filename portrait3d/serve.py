@@ -15,17 +15,22 @@ The job is also callable from Python with ``gradio_client`` (``api_name="make_as
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import importlib.abc
+import importlib.machinery
 import json
 import os
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from portrait3d import progress
+from portrait3d import limits, progress
 from portrait3d.errors import UserError
+from portrait3d.make_asset import MAX_VIEWS, MIN_VIEWS
 from portrait3d.run import MARKER_DIR, Run, atomic_path, atomic_write_bytes, atomic_write_json, writable_folder
 
 STAGES = (
@@ -44,6 +49,8 @@ DIFFUSION_STAGES = STAGES[:2] + ("back-view", "orbit-views") + STAGES[3:]
 JOB_FILE = "job.json"
 """``RUN/job.json``: the photo's name and the options of the run (what resuming it reruns)."""
 GRADIO_DIR = ".gradio"
+MAX_UPLOAD_MB = 1024.0
+"""The largest ``--max-file-size`` (the decoder refuses photos over 100 megapixels anyway)."""
 """Under ``--runs``: Gradio's uploads and cache (``GRADIO_TEMP_DIR``)."""
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "samples" / "astronaut.jpg"
 
@@ -73,11 +80,23 @@ def run_name(photo_bytes: bytes, stem: str, options: dict) -> str:
     return f"{safe}-{digest}"
 
 
+def _real_run(path: Path) -> bool:
+    """A run folder the app made, and a real folder: no symlink (it would lead outside ``--runs``)."""
+    return (
+        not path.is_symlink()
+        and path.is_dir()
+        and not (path / MARKER_DIR).is_symlink()
+        and (path / MARKER_DIR).is_dir()
+        and not (path / JOB_FILE).is_symlink()
+        and (path / JOB_FILE).is_file()
+    )
+
+
 def list_runs(runs: Path) -> list[str]:
-    """Run folders under ``runs`` that the app made (newest first)."""
+    """Run folders under ``runs`` that the app made (newest first); symlinks are not runs."""
     if not runs.is_dir():
         return []
-    found = [p for p in runs.iterdir() if (p / MARKER_DIR).is_dir() and (p / JOB_FILE).is_file()]
+    found = [p for p in runs.iterdir() if _real_run(p)]
     return [p.name for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
@@ -86,12 +105,12 @@ def run_outputs(root: Path) -> dict:
     mesh = root / "mesh"
 
     def have(path: Path) -> str | None:
-        return str(path) if path.is_file() else None
+        return str(path) if path.is_file() and not path.is_symlink() and not mesh.is_symlink() else None
 
     downloads = [
         p
         for p in (mesh / "head.glb", mesh / "head.obj", mesh / "head.mtl", mesh / "head_texture.png", mesh / "head.ply")
-        if p.is_file()
+        if have(p)
     ]
     return {
         "contact_sheet": have(root / "contact_sheet.png"),
@@ -101,16 +120,66 @@ def run_outputs(root: Path) -> dict:
     }
 
 
+def run_files(root: Path) -> list[Path]:
+    """The run's own files, sorted: symlinks (to files or folders) are never followed, ``download/`` is left out."""
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not (here / d).is_symlink() and (here != root or d != "download"))
+        found += [here / f for f in files if not (here / f).is_symlink() and (here / f).is_file()]
+    return sorted(found)
+
+
 def zip_run(root: Path) -> Path:
-    """``RUN/download/NAME.zip``: the whole run folder (without the zip itself), written atomically."""
+    """``RUN/download/NAME.zip``: the whole run folder (without the zip itself, and no symlink), written atomically.
+
+    The zip is rewritten only when the run's files changed (their names, sizes and times are its
+    comment): the same run state gives the same bytes, which Gradio caches once.
+    """
     target = root / "download" / f"{root.name}.zip"
     target.parent.mkdir(exist_ok=True)
+    files = run_files(root)
+    state = hashlib.sha256(
+        json.dumps([[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]).encode()
+    ).hexdigest()
+    if target.is_file() and not target.is_symlink():
+        try:
+            with zipfile.ZipFile(target) as existing:
+                if existing.comment.decode() == state:
+                    return target
+        except (OSError, zipfile.BadZipFile, UnicodeDecodeError):
+            pass  # a damaged zip is rewritten
     with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(root.rglob("*")):
-            relative = path.relative_to(root)
-            if path.is_file() and relative.parts[0] != "download":
-                archive.write(path, Path(root.name) / relative)
+        for path in files:
+            archive.write(path, Path(root.name) / path.relative_to(root))
+        archive.comment = state.encode()
     return target
+
+
+def prune_gradio_cache(gradio_dir: Path) -> int:
+    """Keep the newest of Gradio's cached copies of each run's zip; returns how many older copies were removed.
+
+    Gradio copies every file a job returns into ``RUNS/.gradio/<hash>/NAME``; a run's zip changes as
+    the run does, so each resume would leave another copy (tens of MB) there for good.
+    """
+    copies: dict[str, list[Path]] = {}
+    if not gradio_dir.is_dir():
+        return 0
+    for entry in gradio_dir.iterdir():
+        if entry.is_symlink() or not entry.is_dir():
+            continue
+        inside = list(entry.iterdir())
+        if len(inside) == 1 and inside[0].suffix == ".zip" and inside[0].is_file() and not inside[0].is_symlink():
+            copies.setdefault(inside[0].name, []).append(inside[0])
+    removed = 0
+    for found in copies.values():
+        found.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for old in found[1:]:
+            old.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                old.parent.rmdir()
+            removed += 1
+    return removed
 
 
 class ProgressMap:
@@ -154,14 +223,21 @@ class App:
             raise UserError(f"generator {generator!r} is not available here (choose one of {self.generators})")
         if (yaw is None) != (pitch is None):
             raise UserError("yaw and pitch go together (leave both empty for the automatic estimate)")
-        views, seed = int(views), int(seed)
-        if not 1 <= views <= 256:
-            raise UserError(f"views must be between 1 and 256, got {views}")
+        views, seed = limits.integer("views", views, MIN_VIEWS, MAX_VIEWS), limits.seed(seed, "seed")
+        if yaw is not None:
+            yaw = limits.number("yaw", yaw, *limits.YAW_RANGE, " degrees")
+            pitch = limits.number("pitch", pitch, *limits.PITCH_RANGE, " degrees")
+        # make-asset's own checks too, before a run folder exists (a refused job leaves no run listed).
+        self._options(
+            {"generator": generator, "preset": preset, "views": views, "seed": seed, "yaw": yaw, "pitch": pitch}
+        ).validate()
         source = Path(photo)
         read_photo(source)  # the CLI's checks and one-line message, before any run folder exists
         job = {"generator": generator, "preset": preset, "views": views, "seed": seed, "yaw": yaw, "pitch": pitch}
         data = source.read_bytes()
         root = self.runs / run_name(data, source.stem, job)
+        if root.is_symlink():
+            raise UserError(f"{root}: is a symlink, not a run folder; remove it from {self.runs}")
         Run(root)
         photo_path = root / f"photo{source.suffix.lower()}"
         if not photo_path.is_file():
@@ -187,10 +263,10 @@ class App:
     def _run_root(self, name: str | None) -> Path:
         if not name or name not in list_runs(self.runs):
             raise UserError(f"no run named {name!r} under {self.runs}")
-        return self.runs / name
+        return self.runs / name  # list_runs has only real folders: a symlinked run is never resumed
 
-    def _run(self, root: Path, photo: Path, job: dict, report) -> tuple:
-        from portrait3d.make_asset import MakeAssetOptions, make_asset
+    def _options(self, job: dict):
+        from portrait3d.make_asset import MakeAssetOptions
 
         options = MakeAssetOptions(
             generator=job["generator"],
@@ -203,8 +279,15 @@ class App:
         )
         if "wait" in {f.name for f in dataclasses.fields(MakeAssetOptions)}:
             options = dataclasses.replace(options, wait=True)  # queued behind another front end's job on this run
+        return options
+
+    def _run(self, root: Path, photo: Path, job: dict, report) -> tuple:
+        from portrait3d.make_asset import make_asset
+
+        options = self._options(job)
         stages = DIFFUSION_STAGES if job["generator"] == "diffusion" else STAGES
         listener = ProgressMap(report or (lambda *a, **k: None), stages)
+        prune_gradio_cache(self.runs / GRADIO_DIR)  # Gradio has cached the previous job's files by now
         with progress.listen(listener):
             result = make_asset(photo, root, options)
         zip_run(root)
@@ -213,7 +296,7 @@ class App:
     def _outputs(self, root: Path, status: str) -> tuple:
         out = run_outputs(root)
         archive = root / "download" / f"{root.name}.zip"
-        downloads = out["downloads"] + ([str(archive)] if archive.is_file() else [])
+        downloads = out["downloads"] + ([str(archive)] if archive.is_file() and not archive.is_symlink() else [])
         return status, out["contact_sheet"], out["turntable"], out["glb"], downloads or None
 
 
@@ -265,7 +348,9 @@ def build(options: ServeOptions):
                 with gr.Accordion("Options", open=False):
                     generator = gr.Radio(app.generators, value="proxy", label="Generator")
                     preset = gr.Dropdown(list(PRESETS), value=options.preset, label="Preset", elem_id="preset")
-                    views = gr.Number(32, label="Views", precision=0, minimum=1, maximum=256, elem_id="views")
+                    views = gr.Number(
+                        32, label="Views", precision=0, minimum=MIN_VIEWS, maximum=MAX_VIEWS, elem_id="views"
+                    )
                     seed = gr.Number(0, label="Seed", precision=0)
                     manual = gr.Checkbox(False, label="Set the camera by hand (for faces the detector misses)")
                     yaw = gr.Slider(-180, 180, 0, step=1, label="Yaw (degrees)")
@@ -308,13 +393,55 @@ def prepare_runs_dir(runs: Path) -> Path:
     os.environ.setdefault("MPLCONFIGDIR", str(gradio_dir / "matplotlib"))
     # Gradio caches examples under the working directory unless told otherwise.
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(gradio_dir / "examples")
+    _keep_hash_seed_in(gradio_dir / HASH_SEED_FILE)
     return gradio_dir
+
+
+HASH_SEED_FILE = "hash_seed.txt"
+
+
+class _HashSeedRedirect(importlib.abc.MetaPathFinder):
+    """Points ``gradio.utils.HASH_SEED_PATH`` at ``path`` as the module loads.
+
+    Gradio writes a random seed into its own package folder (a virtual environment, maybe
+    read-only or shared) the first time it is imported; it reads the path right after
+    ``gradio.utils`` runs, so the path is changed between the two.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def find_spec(self, name, path, target=None):
+        if name != "gradio.utils":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        run_module, seed_path = spec.loader.exec_module, str(self.path)
+
+        def exec_module(module) -> None:
+            run_module(module)
+            module.HASH_SEED_PATH = seed_path
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _keep_hash_seed_in(path: Path) -> None:
+    """Gradio's ``hash_seed.txt`` at ``path`` instead of inside the installed gradio package."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _HashSeedRedirect)]
+    loaded = sys.modules.get("gradio.utils")
+    if loaded is not None:  # imported already (tests): its seed is read, later readers get ours
+        loaded.HASH_SEED_PATH = str(path)
+    else:
+        sys.meta_path.insert(0, _HashSeedRedirect(path))
 
 
 def serve(options: ServeOptions, block: bool = True):
     """Launch the app; returns the Gradio app (with ``block=False``, for tests)."""
     runs = Path(options.runs).resolve()
     prepare_runs_dir(runs)
+    prune_gradio_cache(runs / GRADIO_DIR)
     tempfile.tempdir = str(runs / GRADIO_DIR)  # anything Gradio puts in the system temp folder stays under --runs
     demo = build(options)
     demo.queue(default_concurrency_limit=1)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,33 +181,60 @@ def test_unreadable_json_is_one_line_naming_the_file(tmp_path, content, what):
 
 
 _HOLD_LOCK = """
-import sys, time
+import sys
 from portrait3d.run import Run
 with Run(sys.argv[1]).lock():
     print("locked", flush=True)
-    time.sleep(float(sys.argv[2]))
+    sys.stdin.readline()  # hold the lock until the test says so
+print("released", flush=True)
+sys.stdin.readline()  # then stay alive until the test closes stdin
 """
 
 
-def _holder(root, seconds: float) -> subprocess.Popen:
+def _holder(root) -> subprocess.Popen:
+    """A process that holds the run's lock until :func:`_release` (no timing involved)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, str(root), str(seconds)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _HOLD_LOCK, str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
 
+def _release(proc: subprocess.Popen) -> None:
+    proc.stdin.write("release\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "released"
+
+
 def test_second_writer_is_refused_naming_the_pid_or_waits(tmp_path):
+    """The waiter gets the lock only after the holder released it: ordered by messages, not by time or load."""
+    import threading
+
+    from portrait3d import progress
+
     run = Run(tmp_path / "run")
-    holder = _holder(run.root, 3.0)
+    holder = _holder(run.root)
     try:
         with pytest.raises(UserError, match=f"process {holder.pid} is writing this run.*--wait"), run.lock():
             pass
-        start = time.monotonic()
-        with run.lock(wait=True):
-            assert holder.poll() is not None  # got the lock only once the holder was done
-            assert run.lock_holder() == os.getpid()
-        assert time.monotonic() - start > 0.5
+        waiting, released, got = threading.Event(), threading.Event(), []
+
+        def heard(event: progress.Event) -> None:
+            if event.kind == "info" and f"waiting for process {holder.pid}" in event.message:
+                waiting.set()
+
+        def waiter() -> None:
+            with progress.listen(heard), run.lock(wait=True):
+                got.append((released.is_set(), run.lock_holder()))
+
+        thread = threading.Thread(target=waiter, daemon=True)
+        thread.start()
+        assert waiting.wait(120), "the second writer neither waited nor said so"
+        assert not got  # queued while the holder holds the lock
+        released.set()
+        _release(holder)
+        thread.join(120)
+        assert got == [(True, os.getpid())]  # got the lock only once the holder had released it
     finally:
         holder.kill()
         holder.wait()
@@ -216,7 +242,7 @@ def test_second_writer_is_refused_naming_the_pid_or_waits(tmp_path):
 
 def test_lock_of_a_killed_process_does_not_block(tmp_path):
     run = Run(tmp_path / "run")
-    holder = _holder(run.root, 600)
+    holder = _holder(run.root)
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
     assert run.lock_holder() == holder.pid  # its PID file is left behind, but the OS lock died with it
@@ -229,7 +255,9 @@ def test_lock_is_reentrant_within_a_process(tmp_path):
     run = Run(tmp_path / "run")
     with run.lock(), Run(run.root).lock():
         assert run.lock_holder() == os.getpid()
-    holder = _holder(run.root, 0.1)  # released: another process gets it
+    holder = _holder(run.root)  # released: another process gets it
+    _release(holder)
+    holder.stdin.close()
     holder.wait()
 
 

@@ -70,14 +70,21 @@ def _open_batch_folder(root: Path) -> dict:
     return previous if isinstance(previous, dict) else {}
 
 
-def _lock(root: Path):
+def _lock(root: Path, wait: bool = False):
+    """The batch folder's lock; with ``wait`` (``--wait``), queue behind the batch that holds it."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(root / LOCK_NAME)
+    lock = FileLock(root / LOCK_NAME, thread_local=False)
     try:
         lock.acquire(timeout=0)
     except Timeout as exc:
-        raise UserError(f"{root}: another portrait3d batch is running in this folder ({root / LOCK_NAME})") from exc
+        if not wait:
+            raise UserError(
+                f"{root}: another portrait3d batch is running in this folder ({root / LOCK_NAME}); "
+                "wait for it to finish, or pass --wait to queue behind it"
+            ) from exc
+        progress.info(f"[batch] {root}: waiting for the batch running in this folder to finish")
+        lock.acquire()
     return lock
 
 
@@ -149,7 +156,7 @@ def run_batch(inputs: list[str | Path], out: str | Path, options, batch: BatchOp
     root = Path(out).expanduser().absolute()
     previous = _open_batch_folder(root)
     engine = _engine(batch, options)
-    lock = _lock(root)
+    lock = _lock(root, getattr(options, "wait", False))
     try:
         known, taken = _known_runs(root, previous, photos)
         names = run_names(photos, known, taken)

@@ -8,16 +8,42 @@ again, up to ``retries`` times, and resumes from its run folder. Ray is never im
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from portrait3d.batch.summary import Summary
 from portrait3d.batch.worker import PhotoTask, run_photo
 
+PARENT_GONE_GRACE_SECONDS = 60.0
+"""A worker whose driver died gets SIGTERM (it unwinds like Ctrl-C); after this long it is ended outright."""
+
+
+def _exit_with_parent() -> None:
+    """End this worker when its driver dies, even by ``kill -9``: no orphan keeps a run locked.
+
+    The driver's sentinel (a pipe multiprocessing gives every spawned child) reads as ready once
+    the driver is gone, whatever killed it.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)  # unwinds like Ctrl-C: temporaries removed, lock released
+        time.sleep(PARENT_GONE_GRACE_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="portrait3d-driver-watch", daemon=True).start()
+
 
 def _child(task: PhotoTask, conn) -> None:
+    _exit_with_parent()
     conn.send(run_photo(task))
     conn.close()
 

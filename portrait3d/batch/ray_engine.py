@@ -10,6 +10,8 @@ the retry resumes from the run folder, so run folders must be on storage every n
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 
 from portrait3d import progress
 from portrait3d.batch.summary import Summary
@@ -18,6 +20,32 @@ from portrait3d.errors import UserError
 
 LOCAL_OBJECT_STORE_BYTES = 200 * 2**20
 """Object store of a local cluster: tasks exchange only small dicts, and the machine may be small."""
+SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for a one-machine cluster (its default on macOS and Windows): node address 127.0.0.1.
+
+Without it Ray replaces a node address of 127.0.0.1 by the machine's external address, and its
+servers (GCS, raylet, workers, the runtime-env agent) listen there or on every interface.
+"""
+
+
+@contextlib.contextmanager
+def _loopback_only():
+    """A local cluster started inside binds 127.0.0.1 only (its processes inherit the environment)."""
+    before = os.environ.get(SINGLE_NODE_ENV)
+    os.environ[SINGLE_NODE_ENV] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")  # read at import: patch it if ray is loaded
+    saved = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(SINGLE_NODE_ENV, None)
+        else:
+            os.environ[SINGLE_NODE_ENV] = before
+        if constants is not None:
+            constants.ENABLE_RAY_CLUSTER = saved
 
 
 def _import_ray():
@@ -70,13 +98,14 @@ class RayEngine:
 
     def run(self, tasks: list[PhotoTask], summary: Summary) -> None:
         """Run every task; each result goes to ``summary`` as it arrives."""
-        ray = _import_ray()
-        started_here = self._connect(ray)
-        try:
-            self._run(ray, tasks, summary)
-        finally:
-            if started_here:
-                ray.shutdown()
+        with contextlib.nullcontext() if self.address else _loopback_only():
+            ray = _import_ray()
+            started_here = self._connect(ray)
+            try:
+                self._run(ray, tasks, summary)
+            finally:
+                if started_here:
+                    ray.shutdown()
 
     def _run(self, ray, tasks: list[PhotoTask], summary: Summary) -> None:
         resources = ray.cluster_resources()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 
-from portrait3d import cameras, progress
+from portrait3d import cameras, limits, progress
 from portrait3d.errors import UserError
 
 
@@ -27,10 +28,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.views < 1:
-        raise UserError(f"--views must be at least 1, got {args.views}")
-    if args.radius <= 0 or args.focal <= 0:
-        raise UserError("--radius and --focal must be positive")
+    limits.integer("--views", args.views, 1, limits.MAX_CAMERAS)
+    for pitch in args.pitch:
+        limits.number("--pitch", pitch, *limits.PITCH_RANGE, " degrees")
+    limits.integer("rings (--pitch values)", len(args.pitch), 1, 64)
+    if not (math.isfinite(args.radius) and math.isfinite(args.focal) and args.radius > 0 and args.focal > 0):
+        raise UserError("--radius and --focal must be positive finite numbers")
     cams = cameras.orbit(args.views, radius=args.radius, focal=args.focal, pitches=args.pitch)
     named = {f"{cameras.view_name(i)}.png": cam for i, cam in enumerate(cams)}
     cameras.write_labels(args.out, named)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from portrait3d.commands import add_stage_flags, open_existing
-from portrait3d.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -69,6 +68,9 @@ def _register_orbit_views(subparsers: argparse._SubParsersAction, common: argpar
 
 
 def _options(args: argparse.Namespace, cls):
+    from portrait3d import limits
+
+    limits.seed(args.seed)
     fields = dict(
         weights=args.weights,
         device=args.device,
@@ -128,7 +130,11 @@ def _register_convert_weights(subparsers: argparse._SubParsersAction, common: ar
         default="keep",
         help="storage dtype of the converted weights (default: keep the checkpoint's)",
     )
-    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out folder")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an earlier convert-weights output in --out (no other folder is ever replaced)",
+    )
     p.add_argument(
         "--layout",
         help="JSON file with the model sizes (a CheckpointLayout dump); default: the released SD 1.5 sizes",
@@ -139,11 +145,10 @@ def _register_convert_weights(subparsers: argparse._SubParsersAction, common: ar
 def _convert_weights(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from portrait3d.run import check_replaceable
+
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise UserError(f"--out {out}: folder exists and is not empty; pass --force to replace it")
+    check_replaceable(out, "convert-weights", force=args.force)  # --force replaces only weights it wrote
 
     from portrait3d.diffusion.convert import ConvertOptions, convert_weights, load_layout
 

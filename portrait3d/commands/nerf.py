@@ -74,7 +74,10 @@ def run_fit(args: argparse.Namespace) -> None:
     from portrait3d.runner import run_stage
 
     run = open_existing(args)
-    config = dataclasses.replace(preset_of(args, args.run).fit, seed=int(run_default(args, args.run, "seed", 0)))
+    from portrait3d import limits
+
+    seed = limits.seed(run_default(args, args.run, "seed", 0))
+    config = dataclasses.replace(preset_of(args, args.run).fit, seed=seed)
     if args.iterations is not None:
         if args.iterations < 1:
             raise UserError(f"--iterations must be at least 1, got {args.iterations}")

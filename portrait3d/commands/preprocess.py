@@ -30,18 +30,13 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def run(args: argparse.Namespace) -> None:
-    import math
-
-    from portrait3d import progress
-    from portrait3d.errors import UserError
+    from portrait3d import limits, progress
     from portrait3d.preprocess import PreprocessOptions, preprocess
 
-    for name in ("yaw", "pitch"):
-        value = getattr(args, name)
-        if value is not None and not math.isfinite(value):
-            raise UserError(f"--{name} must be a finite number of degrees, got {value}")
-    if args.pitch is not None and abs(args.pitch) >= 90:
-        raise UserError(f"--pitch must be between -90 and 90 degrees, got {args.pitch:g}")
+    if args.yaw is not None:
+        limits.number("--yaw", args.yaw, *limits.YAW_RANGE, " degrees")
+    if args.pitch is not None:
+        limits.number("--pitch", args.pitch, *limits.PITCH_RANGE, " degrees")
     options = PreprocessOptions(yaw=args.yaw, pitch=args.pitch, centred_crop=args.centred_crop)
     info = preprocess(args.photo, args.out, options, force=args.force, wait=args.wait)
     progress.info(

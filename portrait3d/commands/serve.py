@@ -28,9 +28,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def run(args: argparse.Namespace) -> int:
-    from portrait3d.serve import ServeOptions, serve
+    from portrait3d import limits
+    from portrait3d.serve import MAX_UPLOAD_MB, ServeOptions, serve
     from portrait3d.viewer import check_port_free
 
+    limits.port(args.port)
+    limits.number("--max-file-size", args.max_file_size, 0.001, MAX_UPLOAD_MB, " MB")
     check_port_free(args.host, args.port)
     options = ServeOptions(
         host=args.host,

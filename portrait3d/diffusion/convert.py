@@ -627,8 +627,9 @@ def convert_weights(
     Returns:
         ``out`` as a Path.
     """
-    from portrait3d.run import atomic_dir
+    from portrait3d.run import atomic_dir, check_replaceable, mark_owned
 
+    check_replaceable(out, "convert-weights")  # the command checked --force; no foreign folder, ever
     if options.dtype not in ("keep", "float16", "float32"):
         raise UserError(f"--dtype must be keep, float16 or float32, got {options.dtype}")
     for name, path in (("--orbit", orbit), ("--back-view", back_view)):
@@ -641,6 +642,7 @@ def convert_weights(
     with atomic_dir(out) as tmp:
         convert_checkpoint(orbit, tmp, motion=True, options=options, label=str(out))
         convert_checkpoint(back_view, tmp / "back_view", motion=False, options=options, label=str(out / "back_view"))
+        mark_owned(tmp, "convert-weights")
     progress.info(f"converted weights written to {out}")
     return out
 

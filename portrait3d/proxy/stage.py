@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from portrait3d import cameras, progress
+from portrait3d import cameras, limits, progress
 from portrait3d.errors import UserError
 from portrait3d.proxy.head import ProxyHead, build_head
 from portrait3d.render import MeshRenderer
@@ -239,8 +239,8 @@ def _save_png(path: Path, image: np.ndarray) -> None:
 
 def check_options(options: ProxyOptions) -> None:
     """Refuse options out of range with a one-line :class:`UserError`."""
-    if options.views < 1:
-        raise UserError(f"--views must be at least 1, got {options.views}")
+    limits.integer("--views", options.views, 1, limits.MAX_CAMERAS)
+    limits.number("--pitch", options.pitch, *limits.PITCH_RANGE, " degrees")
     if not 16 <= options.size <= 4096:
         raise UserError(f"--size must be between 16 and 4096 pixels, got {options.size}")
     if not 256 <= options.texture_width <= 8192:

@@ -234,14 +234,15 @@ def convert_nerfstudio(
 
     Args:
         transforms: the capture's ``transforms.json``.
-        out: the subject folder to write (new, or replaced).
+        out: the subject folder to write (new, empty, or an earlier output of this function: no other is replaced).
         size: side of the written images.
         conditions: folder of condition renders named like the frames' files (``proxy/conditions/``); without
             one, the subject needs ``proxy/conditions/`` before it can train C (render them with the proxy).
         front: file path (as in ``transforms.json``) of the front photo; default: the frame closest to +z.
     """
-    from portrait3d.run import atomic_dir
+    from portrait3d.run import atomic_dir, check_replaceable, mark_owned
 
+    check_replaceable(out, "train convert-nerfstudio")  # replaces only a subject folder it wrote itself
     transforms = Path(transforms)
     try:
         document = json.loads(transforms.read_text())
@@ -292,4 +293,5 @@ def convert_nerfstudio(
                 shutil.copy2(tmp / VIEWS / name, tmp / FRONT)
             named[name] = cam
         cameras.write_labels(tmp / CAMERAS, named)
+        mark_owned(tmp, "train convert-nerfstudio")
     return out

@@ -353,3 +353,24 @@ def test_cli_converts_and_refuses_to_overwrite(cli, checkpoints, tmp_path):
     assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
 
     assert _tensors(out / "unet")["unet.conv_in.weight"].dtype == torch.float16  # the old folder is intact
+
+
+def test_force_replaces_only_a_weights_folder_convert_weights_wrote(cli, checkpoints, tmp_path):
+    folder = checkpoints["folder"]
+    args = ["convert-weights", "--orbit", str(folder / "model_state.th"), "--back-view", str(folder / "back_head.th")]
+    args += ["--layout", str(checkpoints["layout"]), "--force"]
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"precious")
+    refused = cli(*args, "--out", str(foreign))
+    assert refused.returncode == 2 and "not written by portrait3d convert-weights" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "--force" not in refused.stderr.split(";")[-1]
+    assert [p.name for p in foreign.iterdir()] == ["holiday.jpg"]
+    assert (foreign / "holiday.jpg").read_bytes() == b"precious"
+
+    own = tmp_path / "weights"
+    assert cli(*args, "--out", str(own)).returncode == 0
+    (own / "stale.txt").write_text("from an older conversion")
+    result = cli(*args, "--out", str(own))
+    assert result.returncode == 0, result.stderr
+    assert not (own / "stale.txt").exists() and (own / "model_index.json").is_file()

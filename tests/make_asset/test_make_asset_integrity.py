@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -98,12 +100,30 @@ def concurrent_runs(tmp_path_factory, sample_photo):
     deadline = time.time() + 300
     while time.time() < deadline and not pid_file.exists() and first.poll() is None:
         time.sleep(0.05)
-    refused = run_make_asset(out, sample_photo)
-    waiting = subprocess.Popen(
-        make_asset_command(out, sample_photo, "--wait"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    # The first run is paused while the others meet its lock, so that the order is the same on any
+    # machine and under any load (it used to race a quick first run).
+    first.send_signal(signal.SIGSTOP)
+    # A guard against a hang only (the waiter never saying it waits): the first run goes on after 10 minutes.
+    guard = threading.Timer(600, first.send_signal, (signal.SIGCONT,))
+    guard.start()
+    try:
+        refused = run_make_asset(out, sample_photo)
+        waiting = subprocess.Popen(
+            make_asset_command(out, sample_photo, "--wait"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        heard = []
+        for line in waiting.stderr:  # until it says it waits for the first run
+            heard.append(line)
+            if "waiting for process" in line:
+                break
+    finally:
+        guard.cancel()
+        first.send_signal(signal.SIGCONT)
     first_err = first.communicate(timeout=900)[1]
-    waited_err = waiting.communicate(timeout=900)[1]
+    waited_err = "".join(heard) + waiting.communicate(timeout=900)[1]
     return out, first, first_err, refused, waiting, waited_err
 
 

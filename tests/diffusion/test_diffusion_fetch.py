@@ -145,3 +145,134 @@ def test_not_enough_space_is_one_line(tmp_path):
         fetch.check_space(free + 2**40, tmp_path / "not" / "yet", "the download")
     assert "\n" not in str(info.value)
     fetch.check_space(1, tmp_path / "not" / "yet", "the download")  # the first existing parent is measured
+
+
+# --- the online path, against a stand-in Hub on 127.0.0.1 ----------------------------------------------------------
+class FakeHub:
+    """The few Hub routes ``fetch-weights`` uses (model info with file metadata, HEAD and GET of a file), served
+    on 127.0.0.1 in a thread. ``corrupt`` names a file served with one byte flipped (its published hash stays)."""
+
+    def __init__(self, files: dict[str, bytes], repo: str = fetch.REPO_ID) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.files, self.repo, self.corrupt, self.requests = files, repo, set(), []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
+                hub.serve(self, body=False)
+
+            def do_GET(self) -> None:  # noqa: N802
+                hub.serve(self, body=True)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def serve(self, handler, body: bool) -> None:
+        path = handler.path.split("?")[0]
+        self.requests.append((handler.command, path, handler.headers.get("authorization")))
+        api = f"/api/models/{self.repo}/revision/"
+        resolve = f"/{self.repo}/resolve/"
+        if path.startswith(api):
+            siblings = [
+                {
+                    "rfilename": n,
+                    "size": len(d),
+                    "lfs": {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d), "pointerSize": 134},
+                }
+                for n, d in self.files.items()
+            ]
+            self.reply(handler, 200, json.dumps({"id": self.repo, "sha": COMMIT, "siblings": siblings}).encode(), body)
+        elif path.startswith(resolve) and path.rsplit("/", 1)[-1] in self.files:
+            name = path.rsplit("/", 1)[-1]
+            data = bytearray(self.files[name])
+            if name in self.corrupt:
+                data[len(data) // 2] ^= 0xFF
+            headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(self.files[name]).hexdigest()}"'}
+            self.reply(handler, 200, bytes(data), body, headers)
+        else:
+            self.reply(handler, 404, b"{}", body, {"X-Error-Code": "RepoNotFound"})
+
+    @staticmethod
+    def reply(handler, status: int, data: bytes, body: bool, headers: dict | None = None) -> None:
+        handler.send_response(status)
+        for key, value in {"Content-Length": str(len(data)), **(headers or {})}.items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        if body:
+            handler.wfile.write(data)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hub(checkpoints):
+    files = {
+        fetch.ORBIT_FILE: (checkpoints["folder"] / "model_state.th").read_bytes(),
+        fetch.BACK_VIEW_FILE: (checkpoints["folder"] / "back_head.th").read_bytes(),
+    }
+    server = FakeHub(files)
+    yield server
+    server.close()
+
+
+def test_online_fetch_downloads_verifies_and_redownloads_a_corrupt_cached_file(cli, checkpoints, hub, tmp_path):
+    env = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "hf_fetch_test"}
+    cache, out = tmp_path / "cache", tmp_path / "weights"
+    args = ["fetch-weights", "--out", str(out), "--cache-dir", str(cache), "--layout", str(checkpoints["layout"])]
+    result = cli(*args, "--revision", "v1.0", env=env)
+    assert result.returncode == 0, result.stderr
+    source = json.loads((out / fetch.SOURCE_FILE).read_text())
+    assert source["hub_asked"] is True and source["commit"] == COMMIT and source["revision"] == "v1.0"
+    orbit_sha = hashlib.sha256(hub.files[fetch.ORBIT_FILE]).hexdigest()
+    assert source["files"][fetch.ORBIT_FILE] == {
+        "size": len(hub.files[fetch.ORBIT_FILE]),
+        "sha256": orbit_sha,
+        "verified": "size and SHA-256 as the Hub publishes them",
+    }
+    # --revision reached the Hub, both files came from the commit it named, HF_TOKEN went along.
+    assert ("GET", f"/api/models/{fetch.REPO_ID}/revision/v1.0", "Bearer hf_fetch_test") in hub.requests
+    gets = [p for method, p, _ in hub.requests if method == "GET" and "/resolve/" in p]
+    assert sorted(gets) == sorted(f"/{fetch.REPO_ID}/resolve/{COMMIT}/{n}" for n in hub.files)
+    blob = cache / "models--gym890--diffportrait360" / "blobs" / orbit_sha
+    assert blob.read_bytes() == hub.files[fetch.ORBIT_FILE]
+    assert fetch.folder_state(out) == "complete"
+
+    # A cached file damaged since: the Hub's hash catches it and the file is downloaded again.
+    data = bytearray(blob.read_bytes())
+    data[100] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    hub.requests.clear()
+    again = cli(*args, "--force", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "does not match the Hub; downloading it again" in again.stderr + again.stdout
+    assert blob.read_bytes() == hub.files[fetch.ORBIT_FILE]
+    assert [p for m, p, _ in hub.requests if m == "GET" and "/resolve/" in p] == [
+        f"/{fetch.REPO_ID}/resolve/{COMMIT}/{fetch.ORBIT_FILE}"
+    ]
+
+
+def test_online_errors_are_one_line(cli, checkpoints, hub, tmp_path):
+    env = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1"}
+    out = tmp_path / "weights"
+    args = ["fetch-weights", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
+    args += ["--layout", str(checkpoints["layout"])]
+
+    line = _one_line_error(cli(*args, "--repo", "someone/elsewhere", env=env))
+    assert f"{hub.url}/someone/elsewhere: repository not found" in line
+
+    hub.corrupt.add(fetch.BACK_VIEW_FILE)  # served damaged on every try
+    line = _one_line_error(cli(*args, env=env))
+    assert fetch.BACK_VIEW_FILE in line and "is not the published" in line
+
+    del hub.files[fetch.BACK_VIEW_FILE]
+    line = _one_line_error(cli(*args, env=env))
+    assert f"has no file {fetch.BACK_VIEW_FILE} at revision main" in line
+    assert not out.exists()

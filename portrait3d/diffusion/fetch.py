@@ -99,17 +99,30 @@ def folder_state(out: Path) -> str:
         return "damaged" if is_weights_folder(out) else "foreign"
 
 
+OWNER_MARKER = ".portrait3d-folder"
+"""The file convert-weights leaves in a folder it wrote (issue 21: ``{"made_by": "convert-weights"}``)."""
+
+
 def is_weights_folder(folder: Path) -> bool:
-    """Whether ``folder`` was written by portrait3d (convert-weights or fetch-weights): only such a one is replaced."""
+    """Whether ``folder`` was written by portrait3d (convert-weights or fetch-weights): only such a one is replaced.
+
+    Its owner marker says so; folders from before the marker are known by this command's ``source.json`` or by the
+    ``model_index.json`` of a Portrait360Pipeline.
+    """
     import json
 
-    if (folder / SOURCE_FILE).is_file():
-        return True
-    try:
-        index = json.loads((folder / "model_index.json").read_bytes().decode("utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(index, dict) and index.get("_class_name") == "Portrait360Pipeline"
+    for name in (OWNER_MARKER, SOURCE_FILE, "model_index.json"):
+        try:
+            document = json.loads((folder / name).read_bytes().decode("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(document, dict):
+            continue
+        if name == OWNER_MARKER:
+            return document.get("made_by") in ("convert-weights", "fetch-weights")
+        if name == SOURCE_FILE or document.get("_class_name") == "Portrait360Pipeline":
+            return True
+    return False
 
 
 def recorded_source(out: Path) -> str:

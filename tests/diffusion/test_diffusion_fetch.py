@@ -82,6 +82,14 @@ def test_offline_fetch_converts_from_the_cache_and_a_second_run_does_nothing(cli
     assert "nothing to do" in again.stderr + again.stdout and COMMIT[:12] in again.stderr + again.stdout
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
+    # The folder loses a part: refused without --force (it says so), made whole with it.
+    shutil.rmtree(out / "controlnet")
+    assert fetch.folder_state(out) == "damaged"
+    assert "an incomplete weights folder; pass --force" in _one_line_error(cli(*args, env=env))
+    result = cli(*args, "--force", env=env)
+    assert result.returncode == 0, result.stderr
+    assert fetch.folder_state(out) == "complete" and (out / "controlnet" / "config.json").is_file()
+
 
 def test_offline_with_an_empty_cache_fails_with_one_line(cli, tmp_path):
     out = tmp_path / "weights"
@@ -129,14 +137,10 @@ def test_folders_that_are_not_weights_are_never_replaced(cli, checkpoints, tmp_p
         line = _one_line_error(cli(*args, *extra))
         assert "not a portrait3d weights folder" in line and "nothing was changed" in line
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep me"
-
-    # A weights folder portrait3d wrote but that lost a part: refused without --force, replaced with it.
     (mine / "notes.txt").unlink()
-    (mine / "model_index.json").write_text(json.dumps({"_class_name": "Portrait360Pipeline"}))
-    assert "--force" in _one_line_error(cli(*args))
-    result = cli(*args, "--force")
-    assert result.returncode == 0, result.stderr
-    assert fetch.folder_state(mine) == "complete"
+    (mine / "weights.th").write_bytes(b"\0" * 10)  # checkpoints are not a converted folder either
+    assert "not a portrait3d weights folder" in _one_line_error(cli(*args, "--force"))
+    assert [p.name for p in mine.iterdir()] == ["weights.th"]
 
 
 def test_not_enough_space_is_one_line(tmp_path):

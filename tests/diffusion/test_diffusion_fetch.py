@@ -280,3 +280,14 @@ def test_online_errors_are_one_line(cli, checkpoints, hub, tmp_path):
     line = _one_line_error(cli(*args, env=env))
     assert f"has no file {fetch.BACK_VIEW_FILE} at revision main" in line
     assert not out.exists()
+
+
+def test_only_fetch_weights_downloads():
+    """No other module of the project calls a download API (the one exception of DESIGN.md's rule)."""
+    import re
+
+    repo = Path(__file__).resolve().parents[2]
+    pattern = re.compile(r"hf_hub_download|snapshot_download|HfApi|urlopen|urlretrieve|requests\.get|httpx2?\.")
+    sources = [p for folder in ("portrait3d", "nerf", "scripts") for p in (repo / folder).rglob("*.py")]
+    callers = sorted(str(p.relative_to(repo)) for p in sources if pattern.search(p.read_text(encoding="utf-8")))
+    assert callers == ["portrait3d/diffusion/fetch.py"]

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "portrait3d.commands.preprocess",
     "portrait3d.commands.proxy",
     "portrait3d.commands.diffusion",
+    "portrait3d.commands.fetch",
     "portrait3d.commands.nerf",
     "portrait3d.commands.make_asset",
     "portrait3d.commands.train",

@@ -117,8 +117,8 @@ def check_diffusion_ready(options: MakeAssetOptions) -> None:
     if not options.weights:
         raise UserError(
             f"--generator diffusion needs converted weights: pass --weights DIR or set {WEIGHTS_ENV} "
-            "(make them with `portrait3d convert-weights --orbit model_state-340000.th "
-            "--back-view back_head-230000.th --out DIR`)"
+            "(download and convert them with `portrait3d fetch-weights --out DIR`, or convert files you have with "
+            "`portrait3d convert-weights --orbit model_state-340000.th --back-view back_head-230000.th --out DIR`)"
         )
     root = Path(options.weights)
     check_weights(root, root, "Portrait360Pipeline")

@@ -10,8 +10,10 @@ b. the EMULATED compute pattern of the public DiffPortrait3D sampler on the same
    ControlNet on both branches, separate conditional/unconditional passes, fp32 weights under fp16 autocast), on
    one window of 8 views (its windows are independent, so seconds per view do not depend on their number);
 c. ``chain``: a full-size synthetic checkpoint pair in the released key layout (random weights) ->
-   ``portrait3d convert-weights`` -> ``back-view`` -> ``orbit-views`` on a run folder prepared on the CPU ->
-   ``dataset`` -> ``fit-nerf --device cuda``; a contact sheet of the views comes back;
+   ``portrait3d convert-weights`` -> make-asset's own list of stages (``asset_stages``, so a stage added to the
+   pipeline is checked too) after the ones ``prepare`` ran on the CPU (preprocess, proxy): back view, orbit views,
+   dataset, fit-nerf on CUDA, and whatever follows; a stage that needs a package the machine lacks (the mesh export
+   on the device) is reported as skipped; a contact sheet of the views comes back;
 d. ``nerf``: ``scripts/bench_nerf.py --device cuda --preset standard`` on a synthetic scene rendered on the CPU:
    held-out PSNR at 512², fit seconds; the fitted field comes back in parts for the Chamfer figure on the CPU.
 
@@ -21,7 +23,7 @@ Usage::
     python scripts/gpu_check.py run --out $OUT --prepared .gpu    # on the GPU (about 7 minutes on an H200)
     python scripts/gpu_check.py finish --out FILES --prepared .gpu   # back on the CPU: Chamfer of the CUDA fit
     python scripts/gpu_check.py run --tiny --out /tmp/check       # the same steps at tiny size on a CPU (CI);
-                                                                  # c is make-asset --generator diffusion to a GLB
+                                                                  # c walks every stage from the photo to a GLB
 
 What the device machine lacks (open3d, nerfstudio, nerfacc, tinycudann, xatlas, pymcubes) is not needed by the
 steps it runs: the proxy renders and the NeRF scene are made by ``prepare``, the mesh and Chamfer by ``finish``;
@@ -117,21 +119,74 @@ def contact_sheet(folder: Path, out: Path, thumb: int = 128, columns: int = 8) -
 
 # --- prepare (CPU) ------------------------------------------------------------------------------------------------
 def prepare(folder: Path, tiny: bool = False) -> None:
-    """``folder/run``: preprocess + proxy of the sample photo (32 views); ``folder/scene``: the NeRF scene."""
-    from portrait3d import preprocess
-    from portrait3d.presets import PRESETS
-    from portrait3d.proxy import stage as proxy
+    """``folder/run``: the chain's first stages (preprocess, proxy) on the sample; ``folder/scene``: the NeRF scene."""
     from portrait3d.runner import open_run, run_stage
 
     folder.mkdir(parents=True, exist_ok=True)
-    preset = PRESETS["tiny" if tiny else "fast"]
     with open_run(folder / "run") as run:
-        for stage in (preprocess.stage(SAMPLE), proxy.stage(preset.proxy)):
-            run_stage(run, stage)
-    log(f"prepared {folder / 'run'} (preprocess + proxy)")
+        for stage in chain_stages(None, "cpu", tiny):
+            if stage.name in PREPARED:
+                run_stage(run, stage)
+    log(f"prepared {folder / 'run'} ({', '.join(PREPARED)})")
     size = "64" if tiny else "512"
     script("bench_nerf.py", "--out", str(folder / "scene"), "--prepare-only", "--size", size)
     log(f"prepared {folder / 'scene'} (NeRF ground truth at {size}px)")
+
+
+# --- the chain: make-asset's own list of stages ---------------------------------------------------------------------
+PREPARED = ("preprocess", "proxy")
+"""The chain's first stages, run by ``prepare`` on a CPU: the face models and the CPU renderer are not on the device."""
+
+
+def chain_stages(weights: str | None, device: str, tiny: bool) -> list:
+    """make-asset's stages for the sample photo with the diffusion generator: every stage the pipeline lists (new
+    ones included) is in the chain without being named here."""
+    from portrait3d.make_asset import MakeAssetOptions
+    from portrait3d.pipeline import asset_stages
+
+    options = MakeAssetOptions(
+        generator="diffusion",
+        weights=weights,
+        device=device,
+        preset="tiny" if tiny else "fast",
+        views=8 if tiny else 32,
+        allow_cpu=tiny,
+    )
+    return asset_stages(SAMPLE, options)
+
+
+def walk_chain(run_root: Path, stages: list, skip: tuple[str, ...] = ()) -> dict:
+    """Run each stage in order: name -> seconds and status (``ran``, ``skipped: ...`` or ``error: ...``).
+
+    A stage that needs a package this machine lacks (ImportError: the mesh export on the device) is skipped, and so
+    is a later stage whose inputs only a skipped stage writes; every other failure is an error.
+    """
+    from portrait3d.runner import open_run, run_stage
+
+    report: dict = {}
+    skipped = []
+    with open_run(run_root) as run:
+        for stage in stages:
+            if stage.name in skip:
+                continue
+            missing = [i for i in stage.inputs if i not in stage.optional and not run.path(i).exists()]
+            if missing and skipped:
+                report[stage.name] = {"status": f"skipped: needs {', '.join(missing)} from {', '.join(skipped)}"}
+                skipped.append(stage.name)
+                continue
+            start = time.perf_counter()
+            try:
+                run_stage(run, stage)
+                status = "ran"
+            except ImportError as exc:
+                status = f"skipped: needs {exc.name or exc} (not on this machine)"
+                skipped.append(stage.name)
+            except Exception as exc:  # noqa: BLE001 - reported, and the stages after it go on where they can
+                traceback.print_exc()
+                status = f"error: {type(exc).__name__}: {exc}"[:500]
+            report[stage.name] = {"status": status, "seconds": round(time.perf_counter() - start, 1)}
+            log(f"chain {stage.name}: {status} ({report[stage.name]['seconds']} s)")
+    return report
 
 
 # --- run (GPU, or CPU with --tiny) ----------------------------------------------------------------------------------
@@ -219,8 +274,8 @@ def synthetic_checkpoints(folder: Path, tiny: bool, device) -> tuple[Path, Path,
     return files[0], files[1], layout_file
 
 
-def step_chain(tiny: bool, device, work: Path, prepared: Path | None, out: Path, stages: bool) -> dict:
-    """c: synthetic checkpoint -> convert-weights -> the diffusion stages -> dataset -> fit-nerf (or make-asset)."""
+def step_chain(tiny: bool, device, work: Path, prepared: Path | None, out: Path, from_prepared: bool) -> dict:
+    """c: synthetic checkpoint -> convert-weights -> make-asset's stages after ``PREPARED`` on this device."""
     start = time.perf_counter()
     orbit, back, layout = synthetic_checkpoints(work / "checkpoints", tiny, device)
     result: dict = {"checkpoint_seconds": round(time.perf_counter() - start, 1)}
@@ -230,34 +285,24 @@ def step_chain(tiny: bool, device, work: Path, prepared: Path | None, out: Path,
     result["convert_seconds"] = cli(*convert, *(["--layout", str(layout)] if layout else []))
     for file in (orbit, back):
         file.unlink()  # gigabytes at full size
-    if not stages:
-        asset = work / "asset"
-        result["make_asset_seconds"] = cli(
-            "make-asset", str(SAMPLE), "--out", str(asset), "--generator", "diffusion", "--weights", str(weights),
-            "--allow-cpu", "--preset", "tiny", "--views", "8", "--quiet",
-        )  # fmt: skip
-        glb = asset / "mesh" / "head.glb"
-        if not glb.is_file() or glb.stat().st_size == 0:
-            raise RuntimeError(f"make-asset wrote no {glb}")
-        result["glb_bytes"] = glb.stat().st_size
-        result["views"] = len(list((asset / "views").glob("[0-9]*.png")))
-        contact_sheet(asset / "views", out / "chain_views.png")
-        return result
     run = work / "run"
     if run.exists():
         shutil.rmtree(run)
-    shutil.copytree(prepared / "run", run)
-    where = ["--device", device.type]
-    small = ["--steps", "2", "--size", "64", "--allow-cpu"] if tiny else []
-    result["back_view_seconds"] = cli("back-view", str(run), "--weights", str(weights), *where, *small)
-    result["orbit_views_seconds"] = cli("orbit-views", str(run), "--weights", str(weights), *where, *small)
-    result["dataset_seconds"] = cli("dataset", str(run))
-    fit = ["--iterations", "30", "--image-size", "64"] if tiny else ["--iterations", "300"]
-    result["fit_nerf_seconds"] = cli("fit-nerf", str(run), *where, *fit)
+    if from_prepared:
+        shutil.copytree(prepared / "run", run)
+    stages = chain_stages(str(weights), device.type, tiny)
+    result["stages"] = walk_chain(run, stages, skip=PREPARED if from_prepared else ())
+    errors = {n: v["status"] for n, v in result["stages"].items() if v["status"].startswith("error")}
     result["views"] = len(list((run / "views").glob("[0-9]*.png")))
-    record = json.loads((run / ".portrait3d" / "stages" / "fit-nerf.json").read_text())
-    result["fit_nerf"] = record.get("info", record)
+    record = run / ".portrait3d" / "stages" / "fit-nerf.json"
+    if record.is_file():
+        result["fit_nerf"] = json.loads(record.read_text()).get("info")
+    glb = run / "mesh" / "head.glb"
+    if glb.is_file():
+        result["glb_bytes"] = glb.stat().st_size
     contact_sheet(run / "views", out / "chain_views.png")
+    if errors:
+        result["error"] = f"chain stages failed: {errors}"[:2000]
     return result
 
 
@@ -293,7 +338,7 @@ def step_nerf(tiny: bool, work: Path, prepared: Path | None, out: Path) -> dict:
     return result
 
 
-def run_check(out: Path, tiny: bool, prepared: Path | None, only: list[str], work: Path, stages: bool) -> int:
+def run_check(out: Path, tiny: bool, prepared: Path | None, only: list[str], work: Path, stages: bool = False) -> int:
     import torch
 
     out.mkdir(parents=True, exist_ok=True)
@@ -327,6 +372,8 @@ def run_check(out: Path, tiny: bool, prepared: Path | None, only: list[str], wor
             else:
                 value = step_nerf(tiny, work / "nerf", prepared, out)
             value["step_seconds"] = round(time.perf_counter() - t0, 1)
+            if "error" in value:
+                failed.append(step)
         except Exception as exc:  # noqa: BLE001 - one failed step must not hide the others' figures
             traceback.print_exc()
             value = {"error": f"{type(exc).__name__}: {exc}"[-2000:]}
@@ -353,6 +400,9 @@ def summary(steps: dict) -> dict:
         out["targets"] = "s/view <= 0.4, >= 5x the reference, peak <= 10 GiB (32 views)"
     if "chain" in steps:
         out["chain"] = "error: " + steps["chain"]["error"][:300] if "error" in steps["chain"] else "ran"
+        stages = steps["chain"].get("stages", {})
+        out["chain_ran"] = [n for n, v in stages.items() if v["status"] == "ran"]
+        out["chain_skipped"] = {n: v["status"] for n, v in stages.items() if v["status"].startswith("skipped")}
     n = steps.get("nerf", {})
     if "held_out" in n:
         out["nerf_psnr_db"] = n["held_out"]["psnr_db"]
@@ -410,7 +460,7 @@ def main() -> int:
     p.add_argument(
         "--stages",
         action="store_true",
-        help="with --tiny: the chain as separate subcommands on the prepared run (as at full size), not make-asset",
+        help="with --tiny: the chain starts from the prepared run (as at full size), not from the photo",
     )
     p = sub.add_parser("finish", help="CPU: Chamfer of the CUDA fit from the returned files")
     p.add_argument("--out", type=Path, required=True, help="the folder of the returned figures.json and field parts")

@@ -32,6 +32,46 @@ print("device path ok")
 """
 
 
+def _gpu_check():
+    """scripts/gpu_check.py as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chain_skips_what_this_machine_cannot_run_and_goes_on(tmp_path):
+    """A stage missing a package is skipped, so is a stage that needs its files; an independent later one runs."""
+    from portrait3d.run import atomic_write_text
+    from portrait3d.runner import Stage
+
+    def write(name):
+        return lambda run, _options: atomic_write_text(run.path(name), name) or {}
+
+    def needs_absent_package(run, _options):
+        import portrait3d_absent_package  # noqa: F401
+
+    stages = [
+        Stage("views", write("views.txt"), {}, outputs=("views.txt",)),
+        Stage("mesh", needs_absent_package, {}, inputs=("views.txt",), outputs=("mesh.glb",)),
+        Stage("rig", write("rig.glb"), {}, inputs=("mesh.glb",), outputs=("rig.glb",)),
+        Stage("splats", write("splats.ply"), {}, inputs=("views.txt",), outputs=("splats.ply",)),
+        Stage("broken", lambda run, _o: 1 / 0, {}, inputs=("views.txt",), outputs=("x",)),
+    ]
+    report = _gpu_check().walk_chain(tmp_path / "run", stages)
+    assert report["views"]["status"] == report["splats"]["status"] == "ran"
+    assert report["mesh"]["status"] == "skipped: needs portrait3d_absent_package (not on this machine)"
+    assert report["rig"]["status"] == "skipped: needs mesh.glb from mesh"
+    assert report["broken"]["status"].startswith("error: ZeroDivisionError")
+    assert (tmp_path / "run" / "splats.ply").read_text() == "splats.ply"
+
+    # Stages ``prepare`` ran are not run again (the prepared run folder already holds their files).
+    again = _gpu_check().walk_chain(tmp_path / "run", stages[:1] + stages[3:4], skip=("views",))
+    assert list(again) == ["splats"] and again["splats"]["status"] == "ran"
+
+
 def test_device_path_imports_without_cpu_only_packages():
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
@@ -39,6 +79,25 @@ def test_device_path_imports_without_cpu_only_packages():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "device path ok" in proc.stdout
+
+
+def test_device_builds_the_chain_from_the_pipeline_list():
+    """The device (no open3d, mediapipe, ...; trimesh travels as a wheel) can build make-asset's list for the chain."""
+    absent = tuple(n for n in ABSENT_ON_DEVICE if n != "trimesh") + ("mediapipe",)
+    code = f"""
+import sys
+for name in {absent!r}:
+    sys.modules[name] = None
+sys.path.insert(0, {str(REPO / "scripts")!r})
+import gpu_check
+names = [stage.name for stage in gpu_check.chain_stages("weights", "cpu", tiny=False)]
+print(",".join(names))
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = proc.stdout.strip().splitlines()[-1].split(",")
+    assert names[:2] == ["preprocess", "proxy"] and {"back_view", "orbit_views", "fit-nerf"} <= set(names)
 
 
 def test_device_path_check_notices_a_missing_package():
@@ -74,5 +133,9 @@ def test_gpu_check_tiny_runs_every_step(tmp_path):
     chain = steps["chain"]
     assert "error" not in chain, chain.get("error")
     assert chain["glb_bytes"] > 1000 and chain["views"] == 8 and (out / "chain_views.png").is_file()
+    # The chain is make-asset's own list: every stage of it ran, in its order.
+    names = [stage.name for stage in _gpu_check().chain_stages("w", "cpu", tiny=True)]
+    assert list(chain["stages"]) == names and {v["status"] for v in chain["stages"].values()} == {"ran"}
+    assert steps["summary"]["chain_ran"] == names and steps["summary"]["chain_skipped"] == {}
     assert (out / "field.part0").stat().st_size > 0
     assert steps["summary"]["chain"] == "ran" and proc.returncode == 0

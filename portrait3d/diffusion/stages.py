@@ -11,7 +11,7 @@ Stage builders: :func:`back_view_stage` and :func:`orbit_views_stage`; :func:`ba
 run them on a run folder.
 
 Weights: ``WEIGHTS/`` (Portrait360Pipeline) and ``WEIGHTS/back_view/`` (BackViewPipeline), written by
-``portrait3d convert-weights``; never downloaded.
+``portrait3d fetch-weights`` or ``portrait3d convert-weights``; never downloaded here.
 """
 
 from __future__ import annotations
@@ -36,8 +36,14 @@ LABEL_FILE = "dataset.json"
 """Name of the label file inside a ``--conditions`` folder (as in the released ``sphere32`` renders)."""
 BACK_VIEW_SUBFOLDER = "back_view"
 CONVERT_HINT = (
-    "convert the released checkpoints with `portrait3d convert-weights --orbit model_state-340000.th "
+    "download and convert the released checkpoints with `portrait3d fetch-weights --out {root}` (needs network), "
+    "or convert files you have with `portrait3d convert-weights --orbit model_state-340000.th "
     "--back-view back_head-230000.th --out {root}`"
+)
+UNCONVERTED_HINT = (
+    "convert them with `portrait3d convert-weights --orbit {folder}/model_state-340000.th --back-view "
+    "{folder}/back_head-230000.th --out NEW_FOLDER`, or download and convert them with "
+    "`portrait3d fetch-weights --out NEW_FOLDER`, and pass --weights NEW_FOLDER"
 )
 _COMPONENTS = ("unet", "reference_unet", "controlnet", "vae", "scheduler", "prompt_embeds")
 
@@ -88,8 +94,12 @@ def check_weights(folder: Path, root: Path, pipeline_class: str) -> None:
     index = folder / "model_index.json"
     if not index.is_file():
         unconverted = sorted(p.name for p in folder.glob("*.th"))
-        what = f"holds unconverted checkpoints ({', '.join(unconverted)})" if unconverted else "has no model_index.json"
-        raise UserError(f"{folder}: {what}; {hint}")
+        if unconverted:
+            raise UserError(
+                f"{folder}: holds unconverted checkpoints ({', '.join(unconverted)}); "
+                + UNCONVERTED_HINT.format(folder=folder)
+            )
+        raise UserError(f"{folder}: has no model_index.json; {hint}")
     document = read_json(index)  # one-line error naming the file for bytes that are not UTF-8 JSON
     if not isinstance(document, dict):
         raise UserError(f"{index}: not a valid model_index.json (not a JSON object); {hint}")

@@ -20,19 +20,6 @@ U, V, C = "model.diffusion_model.", "first_stage_model.", "pose_control_model."
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict:
-    """Tiny orbit (wrapped in {'state_dict': ...}) and back-view (bare, with CLIP position_ids) files."""
-    folder = tmp_path_factory.mktemp("ckpt")
-    orbit = ldm_keys.synthetic_checkpoint(TINY, motion=True, seed=1)
-    back = ldm_keys.synthetic_checkpoint(TINY, motion=False, seed=2, position_ids=True)
-    torch.save({"state_dict": orbit}, folder / "model_state.th")
-    torch.save(back, folder / "back_head.th")
-    layout = folder / "tiny.json"
-    layout.write_text(json.dumps(TINY.to_dict()))
-    return {"orbit": orbit, "back": back, "folder": folder, "layout": layout}
-
-
-@pytest.fixture(scope="module")
 def converted(checkpoints) -> Path:
     out = checkpoints["folder"] / "WEIGHTS"
     folder = checkpoints["folder"]

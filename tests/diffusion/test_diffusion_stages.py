@@ -95,6 +95,7 @@ def test_bad_weights_folders_name_the_fix(tmp_path, prepare, message):
     with pytest.raises(UserError, match=message) as error:
         stages.load("orbit", options(root))
     assert "portrait3d convert-weights" in str(error.value) and str(root) in str(error.value)
+    assert "portrait3d fetch-weights --out" in str(error.value)
 
 
 def test_incomplete_weights_list_the_missing_parts(weights, tmp_path):
@@ -118,6 +119,7 @@ def test_cli_reports_missing_weights_in_one_line(cli, tmp_path):
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("portrait3d: error")]
     assert len(errors) == 1 and "convert-weights" in errors[0] and "nowhere" in errors[0]
+    assert f"portrait3d fetch-weights --out {tmp_path / 'nowhere'}" in errors[0]
     assert "Traceback" not in result.stderr
 
 

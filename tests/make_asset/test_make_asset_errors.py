@@ -78,7 +78,7 @@ def test_diffusion_without_weights(cli, tmp_path):
         env={"PORTRAIT3D_WEIGHTS": ""},
     )
     line = _one_line_error(res)
-    assert "weights" in line and "convert-weights" in line
+    assert "weights" in line and "convert-weights" in line and "portrait3d fetch-weights --out" in line
 
 
 def test_diffusion_with_unconverted_folder(cli, tmp_path):
@@ -89,7 +89,7 @@ def test_diffusion_with_unconverted_folder(cli, tmp_path):
         "make-asset", str(SAMPLE), "--out", str(tmp_path / "run"), "--generator", "diffusion", "--weights", str(weights)
     )
     line = _one_line_error(res)
-    assert str(weights) in line and "convert-weights" in line
+    assert str(weights) in line and "convert-weights" in line and "portrait3d fetch-weights --out" in line
     assert not (tmp_path / "run").exists()
 
 

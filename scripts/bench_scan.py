@@ -20,7 +20,8 @@ above the chin (see ``portrait3d.proxy.scan_eval``). Printed:
 
     python scripts/bench_scan.py ../shared/eval/scan/BustManWreath_ao_textured.glb --turn 35 --out /tmp/scan
 
-``--out`` keeps the photo, the run folder and a contact sheet (scan above, head below) there.
+``--out`` keeps the photo, the run folder, the aligned head (``head_aligned.ply``, metres, the turned scan's
+frame) and a contact sheet (scan above, head below) there.
 """
 
 from __future__ import annotations
@@ -30,13 +31,11 @@ import json
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 YAWS = (0.0, 30.0, -30.0, 60.0, -60.0, 90.0, -90.0, 180.0)
-METRES_PER_UNIT = 0.4
 
 
 def _load_scan(path: Path, turn_deg: float):
@@ -96,70 +95,18 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def measure(scan_path: Path, turn_deg: float, out: Path, head_height: float = 0.28) -> dict:
     """Run the benchmark on one scan; returns the figures (also written to ``out/figures.json``)."""
-    import cv2
-    import trimesh
     from PIL import Image
 
-    from portrait3d.preprocess.pipeline import preprocess
-    from portrait3d.proxy.head import build_head
-    from portrait3d.proxy.scan_eval import (
-        CHIN,
-        NOSE_TIP,
-        Similarity,
-        face_error,
-        head_chamfer,
-        landmark_points,
-        scan_photo,
-        similarity_icp,
-        transformed,
-        umeyama,
-    )
-    from portrait3d.proxy.stage import read_inputs
-    from portrait3d.run import Run
+    from portrait3d.proxy.scan_eval import CHIN, evaluate_scan
 
     scan = _load_scan(scan_path, turn_deg)
-    centre = _head_centre(scan, head_height)
-    photo = scan_photo(scan, centre)
-    out.mkdir(parents=True, exist_ok=True)
-    photo_path = out / "photo.png"
-    Image.fromarray(photo.image).save(photo_path)
-
-    run_dir = out / "run"
-    start = time.perf_counter()
-    preprocess(photo_path, run_dir)
-    inputs = read_inputs(Run(run_dir, create=False))
-    head = build_head(inputs.photo, inputs.camera, inputs.mask, inputs.landmarks)
-    seconds = time.perf_counter() - start
-
-    record = json.loads((run_dir / "input" / "camera.json").read_text())
-    aligned_px = np.asarray(inputs.landmarks, dtype=np.float64)[:, :2]
-    crop = np.vstack([np.asarray(record["crop"]), [0.0, 0.0, 1.0]])
-    photo_px = cv2.transform(aligned_px[None], np.linalg.inv(crop)[:2])[0]
-    scan_lm, scan_hit = landmark_points(scan, photo.camera, photo_px, photo.image.shape[0])
-    size = inputs.photo.shape[0]
-    head_lm, head_hit = landmark_points(head.geometry, inputs.camera, aligned_px, size)
-    head_lm *= METRES_PER_UNIT
-    both = scan_hit & head_hit
-    start_similarity = Similarity(*umeyama(head_lm[both], scan_lm[both]))
-
-    geometry = head.geometry.copy()
-    geometry.vertices = np.asarray(geometry.vertices) * METRES_PER_UNIT
-    samples = np.asarray(trimesh.sample.sample_surface_even(geometry, 30000, seed=0)[0])
-    samples = samples[samples[:, 1] > head_lm[CHIN, 1]]
-    similarity = similarity_icp(samples, scan, start_similarity)
-    aligned = transformed(geometry, similarity)
-    figures = {
-        "scan": scan_path.name,
-        "turn_deg": turn_deg,
-        **face_error(scan, aligned, scan_lm[NOSE_TIP]),
-        "head_chamfer_mm": head_chamfer(scan, aligned, scan_lm[CHIN, 1]),
-        "scale_error_pct": 100.0 * (1.0 / similarity.scale - 1.0),
-        "seconds_preprocess_proxy": round(seconds, 1),
-        "load": os.getloadavg()[0],
-    }
-    textured = head.textured.copy()
-    textured.vertices = similarity(np.asarray(textured.vertices) * METRES_PER_UNIT)
-    figures["views"], sheet = _render_pair(scan, textured, centre, scan_lm[CHIN, 1])
+    result = evaluate_scan(scan, _head_centre(scan, head_height), out)
+    result.head.export(out / "head_aligned.ply")
+    np.save(out / "scan_landmarks.npy", result.scan_landmarks)
+    figures = {"scan": scan_path.name, "turn_deg": turn_deg, **result.figures, "load": os.getloadavg()[0]}
+    figures["views"], sheet = _render_pair(
+        scan, result.textured, _head_centre(scan, head_height), result.scan_landmarks[CHIN, 1]
+    )
     Image.fromarray(sheet).save(out / "sheet.png")
     (out / "figures.json").write_text(json.dumps(figures, indent=1))
     return figures

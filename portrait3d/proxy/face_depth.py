@@ -43,6 +43,7 @@ def face_cloud(landmarks: np.ndarray, camera: Camera, size: int, depth_gain: flo
 
 def face_depth_warp(
     vertices: np.ndarray,
+    faces: np.ndarray,
     cloud: np.ndarray,
     camera: Camera,
     radius: float = 0.03,
@@ -52,7 +53,8 @@ def face_depth_warp(
     """A displacement field that moves the surface ``vertices`` onto the landmark ``cloud``.
 
     Args:
-        vertices: (V, 3) the fitted template's surface points (world).
+        vertices: (V, 3) the fitted template's vertices (world).
+        faces: (F, 3) its triangles.
         cloud: (N, 3) the face's landmarks in 3D (:func:`face_cloud`).
         camera: the photo's camera (the cloud slides along its axis).
         radius: width of the Gaussian basis (world units).
@@ -70,17 +72,38 @@ def face_depth_warp(
     for _ in range(6):  # slide along the camera's axis until the cloud sits on the surface, on the whole
         _, nearest = tree.query(shifted)
         shifted = shifted + float(np.median((vertices[nearest] - shifted) @ axis)) * axis
+    # A landmark's partner is the surface point on its camera ray (the image-plane fit already put the two
+    # on one ray; only the depth differs), or the nearest vertex where that ray meets the surface far from
+    # the landmark (a landmark the photo does not see, behind the near side) or misses it.
+    hits = _ray_hits(vertices, faces, camera, shifted)
     _, nearest = tree.query(shifted)
-    centres = vertices[nearest]
+    on_ray = np.linalg.norm(hits - shifted, axis=1) < 0.04
+    centres = np.where(on_ray[:, None], hits, vertices[nearest])
     offsets = (shifted - centres) * weights[:, None]
     lengths = np.linalg.norm(offsets, axis=1, keepdims=True)
     offsets *= np.minimum(1.0, MAX_DISPLACEMENT / np.maximum(lengths, 1e-12))
-    # Pairs that share a surface point would fight: keep one (the mean of their moves).
-    unique, inverse = np.unique(nearest, return_inverse=True)
-    merged = np.zeros((len(unique), 3))
+    # Partners closer than a few millimetres would fight: keep one (the mean of their moves).
+    _, first, inverse = np.unique(np.round(centres / 0.004), axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    merged = np.zeros((len(first), 3))
     np.add.at(merged, inverse, offsets)
     merged /= np.bincount(inverse)[:, None]
-    return gaussian_field(vertices[unique], merged, radius, smoothing)
+    return gaussian_field(centres[first], merged, radius, smoothing)
+
+
+def _ray_hits(vertices: np.ndarray, faces: np.ndarray, camera: Camera, points: np.ndarray) -> np.ndarray:
+    """Where the ray from the camera through each point first meets the surface: (N, 3) (inf: missed)."""
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.asarray(vertices, dtype=np.float32)), o3d.core.Tensor(np.asarray(faces, dtype=np.uint32))
+    )
+    direction = points - camera.position
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    rays = np.concatenate([np.broadcast_to(camera.position, direction.shape), direction], axis=1)
+    t = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy().astype(np.float64)
+    return camera.position + direction * t[:, None]
 
 
 def gaussian_field(

@@ -210,3 +210,79 @@ def transformed(mesh: trimesh.Trimesh, similarity: Similarity) -> trimesh.Trimes
     out = mesh.copy()
     out.vertices = similarity(np.asarray(mesh.vertices))
     return out
+
+
+@dataclass
+class ScanResult:
+    """The head made from a scan's photo, aligned to the scan, and the figures.
+
+    Attributes:
+        figures: ``face_median_mm``, ``face_mean_mm``, ``face_points``, ``head_chamfer_mm``,
+            ``scale_error_pct`` (head size / scan size - 1), ``seconds_preprocess_proxy``.
+        head: the closed head, metres, aligned to the scan.
+        textured: its textured surface, aligned the same way.
+        scan_landmarks: (468, 3) the photo's landmarks cast onto the scan (zeros where they missed it).
+    """
+
+    figures: dict
+    head: trimesh.Trimesh
+    textured: trimesh.Trimesh
+    scan_landmarks: np.ndarray
+
+
+METRES_PER_UNIT = 0.4
+"""Metres per PanoHead unit (the export's scale)."""
+
+
+def evaluate_scan(scan: trimesh.Trimesh, centre: np.ndarray, out) -> ScanResult:
+    """Photo of ``scan`` -> preprocess -> proxy head -> alignment -> figures (steps 1-5 above).
+
+    Args:
+        scan: the scan (metres, facing +z).
+        centre: (3,) the head's centre (where the photo's camera looks).
+        out: folder for the photo (``photo.png``) and the run (``run/``).
+    """
+    import time
+    from pathlib import Path
+
+    import cv2
+    from PIL import Image
+
+    from portrait3d.preprocess.pipeline import preprocess
+    from portrait3d.proxy.head import build_head
+    from portrait3d.proxy.stage import read_inputs
+    from portrait3d.run import Run, read_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    photo = scan_photo(scan, centre)
+    Image.fromarray(photo.image).save(out / "photo.png")
+    start = time.perf_counter()
+    preprocess(out / "photo.png", out / "run")
+    inputs = read_inputs(Run(out / "run", create=False))
+    head = build_head(inputs.photo, inputs.camera, inputs.mask, inputs.landmarks)
+    seconds = time.perf_counter() - start
+
+    # The landmarks on both surfaces: the photo's pixels through the photo's camera, the crop's through the head's.
+    aligned_px = np.asarray(inputs.landmarks, dtype=np.float64)[:468, :2]
+    crop = np.vstack([np.asarray(read_json(out / "run" / "input" / "camera.json")["crop"]), [0.0, 0.0, 1.0]])
+    photo_px = cv2.transform(aligned_px[None], np.linalg.inv(crop)[:2])[0]
+    scan_lm, scan_hit = landmark_points(scan, photo.camera, photo_px, photo.image.shape[0])
+    head_lm, head_hit = landmark_points(head.geometry, inputs.camera, aligned_px, inputs.photo.shape[0])
+    head_lm *= METRES_PER_UNIT
+    both = scan_hit & head_hit
+    geometry = head.geometry.copy()
+    geometry.vertices = np.asarray(geometry.vertices) * METRES_PER_UNIT
+    samples = np.asarray(trimesh.sample.sample_surface_even(geometry, 30000, seed=0)[0])
+    samples = samples[samples[:, 1] > head_lm[CHIN, 1]]
+    similarity = similarity_icp(samples, scan, Similarity(*umeyama(head_lm[both], scan_lm[both])))
+    aligned = transformed(geometry, similarity)
+    textured = head.textured.copy()
+    textured.vertices = similarity(np.asarray(textured.vertices) * METRES_PER_UNIT)
+    figures = {
+        **face_error(scan, aligned, scan_lm[NOSE_TIP]),
+        "head_chamfer_mm": head_chamfer(scan, aligned, scan_lm[CHIN, 1]),
+        "scale_error_pct": 100.0 * (1.0 / similarity.scale - 1.0),
+        "seconds_preprocess_proxy": round(seconds, 1),
+    }
+    return ScanResult(figures, aligned, textured, np.where(scan_hit[:, None], scan_lm, 0.0))

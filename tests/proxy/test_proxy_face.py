@@ -1,0 +1,106 @@
+"""The head's geometry from the photo: the face's learned depth, a synthetic scan measured like a real one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from portrait3d.cameras import camera_from_angles
+from portrait3d.preprocess.alignment import landmarks_to_world
+from portrait3d.proxy.fit import fit_template
+from portrait3d.proxy.scan_eval import landmark_points, surface_distance
+from portrait3d.proxy.template import template_head
+
+REPO = Path(__file__).resolve().parents[2]
+LANDMARKS = Path(__file__).parent / "data" / "astronaut_face_mesh.json"
+
+
+def _bump(points: np.ndarray, centre: np.ndarray, height: float, width: float = 0.03) -> np.ndarray:
+    """A smooth bump toward +z: (N, 3) -> (N, 3) displacements."""
+    d2 = ((points - centre) ** 2).sum(1)
+    return np.outer(height * np.exp(-0.5 * d2 / width**2), [0.0, 0.0, 1.0])
+
+
+def _as_landmarks(points: np.ndarray, camera, size: int) -> np.ndarray:
+    """World points -> ``camera.json`` landmarks (pixels and the depth offset in pixel units)."""
+    uv, depth = camera.project(points, size, size)
+    radius = float(np.linalg.norm(camera.position))
+    fx = camera.intrinsics[0, 0] * size
+    return np.concatenate([uv, ((depth - radius) * fx / radius)[:, None]], axis=1)
+
+
+@pytest.mark.parametrize(("yaw", "features", "kept"), [(0.0, ("nose_tip", "chin"), 0.6), (60.0, ("nose_tip",), 0.85)])
+def test_face_takes_the_landmarks_depth(yaw, features, kept):
+    """A head whose nose and chin stand out further than the template's: the fit finds that depth.
+
+    ``kept``: the error left, as a fraction of the image-plane fit's; on a face turned 60 degrees the nose
+    tip stands beside the template's outline and the smoothing field reaches only part of it (there the
+    chin's depth is seen in the image plane, and the image-plane fit already finds it).
+    """
+    template = template_head()
+    camera = camera_from_angles(yaw)
+    # 468 points on the template's face where the sample's landmarks lie, then a known deformation.
+    pixels = _sample_on_template(template)[:, :2]
+    on_face, hit = landmark_points(template.mesh, camera_from_angles(0), pixels, 512)
+    assert hit.mean() > 0.95
+    # The few outline landmarks beside the template's face: the surface point nearest to their ray.
+    fx = 4.2647 * 512
+    beside = np.concatenate([pixels[~hit], np.full((int((~hit).sum()), 1), -0.15 * fx / 2.7)], axis=1)
+    on_face[~hit] = template.mesh.nearest.on_surface(landmarks_to_world(beside, camera_from_angles(0), 512))[0]
+    nose, chin = template.keypoints["nose_tip"], template.keypoints["chin"]
+
+    def deform(p):
+        return p + _bump(p, nose, 0.03, 0.025) + _bump(p, chin, 0.02, 0.03)
+
+    truth = template.mesh.copy()
+    truth.vertices = deform(np.asarray(template.mesh.vertices))
+    landmarks = _as_landmarks(deform(on_face), camera, 512)
+    with_depth = fit_template(template, camera, 512, landmarks)
+    flat = fit_template(template, camera, 512, landmarks, face_depth=False)
+    for name in features:
+        true_point = deform(template.keypoints[name][None])
+        error = surface_distance(true_point, _mesh(template, with_depth.vertices))[0]
+        error_flat = surface_distance(true_point, _mesh(template, flat.vertices))[0]
+        assert error_flat > 0.009  # the image-plane fit alone keeps the template's depth (bumps 0.03, 0.02)
+        assert error < kept * error_flat, (name, error, error_flat)
+    # Away from the face the head is the template's.
+    back = np.asarray(template.mesh.vertices)[:, 2] < -0.15
+    moved = np.linalg.norm(with_depth.vertices[back] - flat.vertices[back], axis=1)
+    assert moved.max() < 1e-3
+
+
+def _sample_on_template(template) -> np.ndarray:
+    """The sample's landmarks moved (a similarity in the image) onto the template's keypoints, frontal camera."""
+    import cv2
+
+    from portrait3d.proxy.template import MEDIAPIPE_INDEX
+
+    sample = np.asarray(json.loads(LANDMARKS.read_text())["points"], dtype=np.float64)[:468]
+    names = list(MEDIAPIPE_INDEX)
+    target, _ = camera_from_angles(0).project(np.stack([template.keypoints[n] for n in names]), 512, 512)
+    source = sample[[MEDIAPIPE_INDEX[n] for n in names], :2]
+    matrix, _ = cv2.estimateAffinePartial2D(source.astype(np.float32), target.astype(np.float32))
+    out = sample.copy()
+    out[:, :2] = sample[:, :2] @ matrix[:, :2].T + matrix[:, 2]
+    out[:, 2] *= float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    return out
+
+
+def _mesh(template, vertices):
+    out = template.mesh.copy()
+    out.vertices = vertices
+    return out
+
+
+def test_landmarks_without_depth_keep_the_image_plane_fit():
+    template = template_head()
+    camera = camera_from_angles(0.0)
+    sample = _sample_on_template(template)
+    flat_landmarks = sample.copy()
+    flat_landmarks[:, 2] = 0.0
+    a = fit_template(template, camera, 512, flat_landmarks)
+    b = fit_template(template, camera, 512, sample[:, :2])
+    np.testing.assert_allclose(a.vertices, b.vertices)

@@ -141,3 +141,37 @@ def test_synthetic_scan_meets_the_scan_targets(synthetic_scan):
 def test_head_of_the_scan_photo_is_closed(synthetic_scan):
     _, result = synthetic_scan
     assert result.head.is_watertight and result.head.volume > 0
+
+
+def _side_reach(mesh, points: np.ndarray, side: float) -> np.ndarray:
+    """How far out (world x times ``side``) the surface reaches along rays cast toward the head at ``points``."""
+    import trimesh
+
+    origins = points * [0.0, 1.0, 1.0] + [side * 1.0, 0.0, 0.0]
+    directions = np.tile([-side, 0.0, 0.0], (len(points), 1))
+    locations, index, _ = mesh.ray.intersects_location(origins, directions, multiple_hits=False)
+    reach = np.full(len(points), -np.inf)
+    reach[index] = side * locations[:, 0]
+    assert isinstance(mesh, trimesh.Trimesh)
+    return reach
+
+
+@pytest.mark.parametrize("with_hair", [False, True])
+def test_ears_stand_out_of_the_head(with_hair):
+    """At the ear the surface stands out of the head's side (a bump), above and below it does not; with the
+    default hair layer (no photo split: ears bare) the ears still stand out of the hair shell."""
+    from portrait3d.proxy.shape import fit_shape
+    from portrait3d.proxy.template import EAR_CENTRE, model_to_world
+
+    template = template_head()
+    scale, offset = model_to_world()
+    mesh = template.mesh
+    if with_hair:
+        fit = fit_template(template, camera_from_angles(0), 512, None)
+        mesh = fit_shape(fit, camera_from_angles(0), 512, None).mesh
+        assert mesh.is_watertight
+    for side in (-1.0, 1.0):
+        centre = EAR_CENTRE * [side, 1.0, 1.0] * scale + offset
+        around = centre + np.array([[0.0, 0.0, 0.0], [0.0, 0.09, 0.0], [0.0, -0.09, 0.0]]) * scale
+        reach = _side_reach(mesh, around, side)
+        assert reach[0] > max(reach[1], reach[2]) + 0.012 * scale, reach  # 7 mm beyond the head's side

@@ -219,6 +219,19 @@ def _side_hairline(seg, frame: _Frame, angles: np.ndarray, radius: np.ndarray, v
     return float((world[1] - frame.b[1]) / frame.k)
 
 
+BALD_HAIR_FRACTION = 0.02
+"""Below this fraction of the head's pixels in hair, the photo shows a bald or shaved head (hair fades in by
+three times it)."""
+
+
+def hair_presence(segmentation) -> float:
+    """1 where the photo shows hair on the head, 0 for a bald or shaved head (smooth between); 1 without a split."""
+    if segmentation is None:
+        return 1.0
+    fraction = float(segmentation.hair.sum()) / max(1.0, float(segmentation.head.sum()))
+    return float(_smoothstep(np.asarray((fraction - BALD_HAIR_FRACTION) / (2.0 * BALD_HAIR_FRACTION))))
+
+
 def ears_uncovered(frame: _Frame, camera: Camera, size: int, segmentation) -> tuple[float, float]:
     """How much each ear (the subject's right, left) is bare, in [0, 1]: 1 - the photo's hair fraction around
     where the ear projects. An ear the camera does not face takes the other's reading; with no photo
@@ -404,6 +417,10 @@ def fit_shape(
     # Surface outside the skull is hair whatever the hairline says (a fringe, hair over the ears).
     outside = np.linalg.norm(rel, axis=1) - sample_map(skull, unit)
     hair = np.maximum(hair, np.clip(outside / 0.01, 0.0, 1.0) * (sample_map(allowed, unit) > 0.05))
+    # A photo that shows (almost) no hair is a bald or shaved head: skin all round; the shell is its skull.
+    presence = hair_presence(segmentation)
+    info["hair_presence"] = round(presence, 3)
+    hair = hair * presence
     ears = ear_weight(model_vertices) * (1.0 - hair)
     info.update(vertices=len(mesh.vertices), radius_max=round(float(radius.max()), 4))
     return HeadShape(mesh, np.clip(hair, 0.0, 1.0), ears, thickness, info)

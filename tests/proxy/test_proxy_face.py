@@ -175,3 +175,31 @@ def test_ears_stand_out_of_the_head(with_hair):
         around = centre + np.array([[0.0, 0.0, 0.0], [0.0, 0.09, 0.0], [0.0, -0.09, 0.0]]) * scale
         reach = _side_reach(mesh, around, side)
         assert reach[0] > max(reach[1], reach[2]) + 0.012 * scale, reach  # 7 mm beyond the head's side
+
+
+def test_bald_head_is_skin_all_round_and_follows_its_outline():
+    """A photo split with no hair: no vertex is hair, and the skull still follows the head's outline (here a
+    head 8 % wider than the template's; the face below the hairline keeps the landmarks' width)."""
+    import cv2
+
+    from portrait3d.preprocess.hair import HeadSegmentation
+    from portrait3d.proxy.shape import fit_shape, hair_presence, silhouette_iou
+    from portrait3d.render import MeshRenderer
+
+    template = template_head()
+    camera = camera_from_angles(0)
+    silhouette = np.isfinite(MeshRenderer(template.mesh).render_depth(camera, 256)).astype(np.uint8)
+    wider = cv2.resize(silhouette, (276, 256), interpolation=cv2.INTER_NEAREST)[:, 10:266].astype(bool)
+    chin, _ = camera.project(template.keypoints["chin"][None], 256, 256)
+    bald = HeadSegmentation(
+        person=wider, head=wider, hair=np.zeros_like(wider), skin=wider, chin_row=float(chin[0, 1]),
+        skin_lab=np.array([180.0, 140.0, 140.0]),
+    )  # fmt: skip
+    assert hair_presence(bald) == 0.0
+    shape = fit_shape(fit_template(template, camera, 256, None), camera, 256, bald)
+    assert shape.hair.max() == 0.0 and shape.mesh.is_watertight
+    before = silhouette_iou(template.mesh, camera, bald)
+    after = silhouette_iou(shape.mesh, camera, bald)
+    assert after > 0.94 and after > before + 0.01, (before, after)
+    hairy = HeadSegmentation(**{**bald.__dict__, "hair": wider & (np.arange(256)[:, None] < 80)})
+    assert hair_presence(hairy) == 1.0

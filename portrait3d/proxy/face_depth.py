@@ -7,8 +7,8 @@ of the photo's camera). Lifted through that camera
 a 3D point cloud of the person's face in the head's world frame: brow, nose,
 cheeks, lips, chin and jaw line. :func:`face_depth_warp` moves the fitted
 template onto that cloud: each landmark is paired with the nearest point of
-the template's surface, the cloud is slid along the camera's axis onto the
-template (the landmarks' depth is relative), and a smoothing radial-basis
+the template's surface, the cloud is placed on the template by a similarity
+(its depth is relative, and its own turn can differ from the camera's), and a smoothing radial-basis
 field carries the pairs' displacements over the surface, fading out a few
 centimetres from the face. On a face turned away from the camera the far
 side's landmarks are the model's guess of the hidden half; the face stays one
@@ -45,7 +45,6 @@ def face_depth_warp(
     vertices: np.ndarray,
     faces: np.ndarray,
     cloud: np.ndarray,
-    camera: Camera,
     radius: float = 0.03,
     smoothing: float = 0.05,
     weights: np.ndarray | None = None,
@@ -56,7 +55,6 @@ def face_depth_warp(
         vertices: (V, 3) the fitted template's vertices (world).
         faces: (F, 3) its triangles.
         cloud: (N, 3) the face's landmarks in 3D (:func:`face_cloud`).
-        camera: the photo's camera (the cloud slides along its axis).
         radius: width of the Gaussian basis (world units).
         smoothing: regularisation of the basis fit (larger: smoother, pairs met less exactly).
         weights: (N,) trust in each landmark in [0, 1] (default all 1).
@@ -67,15 +65,20 @@ def face_depth_warp(
 
     tree = cKDTree(vertices)
     weights = np.ones(len(cloud)) if weights is None else np.asarray(weights, dtype=np.float64)
-    axis = camera.forward
+    # The cloud's shape, not its pose: its own turn can differ from the camera's estimate (the landmarks'
+    # depth is compressed on turned faces), so it is placed on the template by a similarity first.
     shifted = cloud.copy()
-    for _ in range(6):  # slide along the camera's axis until the cloud sits on the surface, on the whole
+    for _ in range(6):
+        hits = _front_hits(vertices, faces, shifted)
         _, nearest = tree.query(shifted)
-        shifted = shifted + float(np.median((vertices[nearest] - shifted) @ axis)) * axis
-    # A landmark's partner is the surface point on its camera ray (the image-plane fit already put the two
-    # on one ray; only the depth differs), or the nearest vertex where that ray meets the surface far from
-    # the landmark (a landmark the photo does not see, behind the near side) or misses it.
-    hits = _ray_hits(vertices, faces, camera, shifted)
+        close = np.linalg.norm(hits - shifted, axis=1) < 0.04
+        partners = np.where(close[:, None], hits, vertices[nearest])
+        scale, rotation, shift = _similarity(shifted, partners)
+        shifted = scale * shifted @ rotation.T + shift
+    # A landmark's partner is the surface point straight behind or in front of it in the head's frame (the
+    # face's depth profile is what moves), or the nearest vertex where that line meets the surface far
+    # from it or misses (the face's outline at the sides).
+    hits = _front_hits(vertices, faces, shifted)
     _, nearest = tree.query(shifted)
     on_ray = np.linalg.norm(hits - shifted, axis=1) < 0.04
     centres = np.where(on_ray[:, None], hits, vertices[nearest])
@@ -91,19 +94,33 @@ def face_depth_warp(
     return gaussian_field(centres[first], merged, radius, smoothing)
 
 
-def _ray_hits(vertices: np.ndarray, faces: np.ndarray, camera: Camera, points: np.ndarray) -> np.ndarray:
-    """Where the ray from the camera through each point first meets the surface: (N, 3) (inf: missed)."""
+def _similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares ``target ~ s R source + t`` (Umeyama): (N, 3) pairs -> (s, R, t)."""
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    a, b = source - mu_s, target - mu_t
+    u, sigma, vt = np.linalg.svd(b.T @ a / len(a))
+    d = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[2, 2] = -1.0
+    rotation = u @ d @ vt
+    scale = float(np.trace(np.diag(sigma) @ d) / (a**2).sum(1).mean())
+    return scale, rotation, mu_t - scale * rotation @ mu_s
+
+
+def _front_hits(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Where a ray from in front of the face (+z, the head's front) through each point first meets the
+    surface: (N, 3) (inf: missed)."""
     import open3d as o3d
 
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(
         o3d.core.Tensor(np.asarray(vertices, dtype=np.float32)), o3d.core.Tensor(np.asarray(faces, dtype=np.uint32))
     )
-    direction = points - camera.position
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    rays = np.concatenate([np.broadcast_to(camera.position, direction.shape), direction], axis=1)
+    origins = points + [0.0, 0.0, 1.0]
+    direction = np.tile([0.0, 0.0, -1.0], (len(points), 1))
+    rays = np.concatenate([origins, direction], axis=1)
     t = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy().astype(np.float64)
-    return camera.position + direction * t[:, None]
+    return origins + direction * t[:, None]
 
 
 def gaussian_field(

@@ -129,7 +129,7 @@ def fit_template(
     points = None if landmarks is None else np.asarray(landmarks, dtype=np.float64)
     if face_depth and _has_depth(points):
         cloud = face_cloud(points[:468], camera, image_size)
-        depth_warp = face_depth_warp(vertices, np.asarray(template.mesh.faces), cloud, camera)
+        depth_warp = face_depth_warp(vertices, np.asarray(template.mesh.faces), cloud)
         vertices = vertices + depth_warp(vertices)
         fitted_keys = {n: p + depth_warp(p[None])[0] for n, p in fitted_keys.items()}
         warp = _compose(warp, depth_warp)

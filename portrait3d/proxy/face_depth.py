@@ -109,7 +109,7 @@ def _similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarr
 
 def _front_hits(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Where a ray from in front of the face (+z, the head's front) through each point first meets the
-    surface: (N, 3) (inf: missed)."""
+    surface: (N, 3)."""
     import open3d as o3d
 
     scene = o3d.t.geometry.RaycastingScene()
@@ -120,7 +120,8 @@ def _front_hits(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> 
     direction = np.tile([0.0, 0.0, -1.0], (len(points), 1))
     rays = np.concatenate([origins, direction], axis=1)
     t = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy().astype(np.float64)
-    return origins + direction * t[:, None]
+    # A miss lands far away (never taken as a partner).
+    return origins + direction * np.where(np.isfinite(t), t, 1e3)[:, None]
 
 
 def gaussian_field(

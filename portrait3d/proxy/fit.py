@@ -6,8 +6,12 @@ scale and position in the image plane, then the face shape: each named
 template point is moved, in the image plane of the input camera, onto its
 landmark, and a smooth radial-basis warp carries the surrounding surface
 along, so that the eyes, nose and mouth of the geometry sit where the texture
-puts them. The warp fades out within a few centimetres of the face, so the
-skull, ears and neck keep the template's shape.
+puts them. Then the face takes the landmarks' own 3D shape: lifted by their
+learned depth, the 468 landmarks are the person's brow, nose, cheeks, lips,
+chin and jaw line, and the surface is moved onto them
+(:mod:`portrait3d.proxy.face_depth`). Both warps fade out within a few
+centimetres of the face; the skull follows the photo's outline
+(:mod:`portrait3d.proxy.shape`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from portrait3d.cameras import Camera
+from portrait3d.proxy.face_depth import face_cloud, face_depth_warp
 from portrait3d.proxy.template import MEDIAPIPE_INDEX, TemplateHead
 
 
@@ -61,6 +66,7 @@ def fit_template(
     max_scale_change: float = 0.25,
     max_offset: float = 0.03,
     warp_radius: float = 0.045,
+    face_depth: bool = True,
 ) -> FitResult:
     """Fit ``template`` so that its named points project onto ``landmarks``.
 
@@ -73,6 +79,8 @@ def fit_template(
         max_scale_change: the scale stays within 1 -/+ this.
         max_offset: largest shape displacement of one keypoint (world units).
         warp_radius: width of the Gaussian radial basis of the shape warp (world units).
+        face_depth: move the face onto the landmarks' 3D cloud (their learned depth, step 3) when
+            the landmarks have a third column.
     """
     vertices = np.asarray(template.mesh.vertices, dtype=np.float64)
     targets = landmark_targets(landmarks)
@@ -116,6 +124,15 @@ def fit_template(
     warp = _gaussian_rbf(key3d, offsets, warp_radius)
     vertices = vertices + warp(vertices)
     fitted_keys = {n: p + warp(p[None])[0] for n, p in fitted_keys.items()}
+
+    # 3. Depth: the face onto the landmarks' own 3D shape (brow, nose, cheeks, lips, chin, jaw).
+    points = None if landmarks is None else np.asarray(landmarks, dtype=np.float64)
+    if face_depth and _has_depth(points):
+        cloud = face_cloud(points[:468], camera, image_size)
+        depth_warp = face_depth_warp(vertices, np.asarray(template.mesh.faces), cloud)
+        vertices = vertices + depth_warp(vertices)
+        fitted_keys = {n: p + depth_warp(p[None])[0] for n, p in fitted_keys.items()}
+        warp = _compose(warp, depth_warp)
     return FitResult(
         vertices=vertices,
         keypoints=fitted_keys,
@@ -138,6 +155,24 @@ def _facing_weight(template: TemplateHead, names: list[str], camera: Camera, poi
     to_camera = camera.position - points
     to_camera /= np.linalg.norm(to_camera, axis=1, keepdims=True)
     return np.clip((np.sum(normals * to_camera, axis=1) - 0.25) / 0.35, 0.0, 1.0)
+
+
+def _has_depth(points: np.ndarray | None) -> bool:
+    """Whether landmarks are a whole face mesh with a learned depth (a third column that is not all one value)."""
+    if points is None or points.ndim != 2 or points.shape[1] < 3 or len(points) < 468:
+        return False
+    face = points[:468]
+    return bool(np.all(np.isfinite(face)) and np.ptp(face[:, 2]) > 0)
+
+
+def _compose(first: Callable, second: Callable) -> Callable[[np.ndarray], np.ndarray]:
+    """The displacement of ``second`` applied after ``first``, as one displacement field."""
+
+    def warp(x: np.ndarray) -> np.ndarray:
+        d = first(x)
+        return d + second(np.asarray(x, dtype=np.float64) + d)
+
+    return warp
 
 
 def _gaussian_rbf(centres: np.ndarray, values: np.ndarray, radius: float, regularisation: float = 1e-3):

@@ -40,6 +40,7 @@ from portrait3d.cameras import Camera
 from portrait3d.proxy.fit import FitResult
 from portrait3d.proxy.template import (
     CRANIUM_CENTRE,
+    EAR_CENTRE,
     NECK_BOTTOM,
     _hairline,
     _narrow_band_sdf,
@@ -218,6 +219,56 @@ def _side_hairline(seg, frame: _Frame, angles: np.ndarray, radius: np.ndarray, v
     return float((world[1] - frame.b[1]) / frame.k)
 
 
+BALD_HAIR_FRACTION = 0.02
+"""Below this fraction of the head's pixels in hair, the photo shows a bald or shaved head (hair fades in by
+three times it)."""
+
+
+def hair_presence(segmentation) -> float:
+    """1 where the photo shows hair on the head, 0 for a bald or shaved head (smooth between); 1 without a split."""
+    if segmentation is None:
+        return 1.0
+    fraction = float(segmentation.hair.sum()) / max(1.0, float(segmentation.head.sum()))
+    return float(_smoothstep(np.asarray((fraction - BALD_HAIR_FRACTION) / (2.0 * BALD_HAIR_FRACTION))))
+
+
+def ears_uncovered(frame: _Frame, camera: Camera, size: int, segmentation) -> tuple[float, float]:
+    """How much each ear (the subject's right, left) is bare, in [0, 1]: 1 - the photo's hair fraction around
+    where the ear projects. An ear the camera does not face takes the other's reading; with no photo
+    split, or neither ear seen, both are bare."""
+    if segmentation is None:
+        return 1.0, 1.0
+    readings = []
+    for side in (-1.0, 1.0):
+        centre = frame.to_world(EAR_CENTRE * [side, 1.0, 1.0])
+        outward = np.array([side, 0.0, 0.0])
+        facing = float(outward @ (camera.position - centre) / np.linalg.norm(camera.position - centre))
+        (px,), _ = camera.project(centre[None], size, size)
+        x, y = int(round(px[0])), int(round(px[1]))
+        r = max(2, int(round(0.02 * frame.px_per_model())))
+        window = segmentation.hair[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1]
+        if facing < -0.2 or window.size == 0:
+            readings.append(None)
+        else:
+            readings.append(1.0 - float(window.mean()))
+    seen = [r for r in readings if r is not None]
+    if not seen:
+        return 1.0, 1.0
+    return tuple(seen[0] if r is None else r for r in readings) if len(seen) == 1 else tuple(readings)
+
+
+def _ear_directions(dirs: np.ndarray, uncovered: tuple[float, float]) -> np.ndarray:
+    """(N_LAT, N_LON) in [0, 1]: directions (about the cranium's centre) through a bare ear and its root."""
+    out = np.zeros(dirs.shape[:-1])
+    for side, bare in zip((-1.0, 1.0), uncovered):
+        toward = EAR_CENTRE * [side, 1.0, 1.0] - CRANIUM_CENTRE
+        toward /= np.linalg.norm(toward)
+        # Full within 15 degrees of the ear's direction, fading out by 45 (a soft hollow, not a notch).
+        angle = np.degrees(np.arccos(np.clip(dirs @ toward, -1.0, 1.0)))
+        out = np.maximum(out, bare * _smoothstep((45.0 - angle) / 30.0))
+    return out
+
+
 def _in_frame(frame: _Frame, dirs: np.ndarray, skull: np.ndarray, thickness: np.ndarray) -> np.ndarray:
     """The hair's radius map (model units), softly capped to stay inside every orbit camera's frame.
 
@@ -295,6 +346,11 @@ def fit_shape(
     allowed = hair_region(surface.reshape(-1, 3), side).reshape(skull.shape)
     # The shell fades in over a wider band above the hairline than the hair colour does.
     shell = hair_region(surface.reshape(-1, 3) - [0.0, 0.035, 0.0], side, softness=0.045).reshape(skull.shape)
+    # Ears the photo shows (or does not show covered by hair) stand out of the hair shell.
+    uncovered = ears_uncovered(frame, camera, size, segmentation)
+    info["ears_uncovered"] = [round(u, 2) for u in uncovered]
+    ear_map = _ear_directions(dirs, uncovered)
+    allowed, shell = allowed * (1.0 - ear_map), shell * (1.0 - ear_map)
     info["side_hairline"] = None if side is None else round(side, 4)
     behind = _smoothstep((-dirs[..., 2] - 0.1) / 0.7)  # 0 at the sides, 1 straight behind
     sides = _smoothstep((0.5 - dirs[..., 2]) / 0.5)  # 0 in front (azimuth < 60 deg), 1 from the sides back
@@ -361,6 +417,10 @@ def fit_shape(
     # Surface outside the skull is hair whatever the hairline says (a fringe, hair over the ears).
     outside = np.linalg.norm(rel, axis=1) - sample_map(skull, unit)
     hair = np.maximum(hair, np.clip(outside / 0.01, 0.0, 1.0) * (sample_map(allowed, unit) > 0.05))
+    # A photo that shows (almost) no hair is a bald or shaved head: skin all round; the shell is its skull.
+    presence = hair_presence(segmentation)
+    info["hair_presence"] = round(presence, 3)
+    hair = hair * presence
     ears = ear_weight(model_vertices) * (1.0 - hair)
     info.update(vertices=len(mesh.vertices), radius_max=round(float(radius.max()), 4))
     return HeadShape(mesh, np.clip(hair, 0.0, 1.0), ears, thickness, info)

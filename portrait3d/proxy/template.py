@@ -134,11 +134,33 @@ def head_sdf(points: np.ndarray) -> np.ndarray:
     d = _smooth_union(d, _ellipsoid(p, (0.0, -0.025, 0.140), (0.026, 0.014, 0.022)), 0.008)  # nostrils
     d = _smooth_union(d, _ellipsoid(p, (0.0, -0.074, 0.106), (0.04, 0.022, 0.02)), 0.012)  # lips
     for side in (-1.0, 1.0):
-        ear = _ellipsoid(p, (side * 0.128, 0.012, -0.025), (0.022, 0.042, 0.027))
-        d = _smooth_union(d, ear, 0.012)
+        d = _smooth_union(d, _ear(p, side), 0.008)
     neck = _capsule(p * [1.0, 1.0, 0.92], (0.0, NECK_BOTTOM - 0.1, -0.035), (0.0, -0.05, -0.035), 0.08, 0.072)
     neck = np.maximum(neck, NECK_BOTTOM - p[:, 1])  # flat bottom
     return _smooth_union(d, neck, 0.045)
+
+
+EAR_CENTRE = np.array([0.138, 0.012, -0.032])
+"""Centre of the left ear's pinna (model units; the right one is its mirror image): level between the brow
+and the nose's base, behind the jaw's hinge, as on an average adult face."""
+EAR_FLARE = 25.0
+"""Degrees the pinna stands out from the side of the head, its back rim outermost."""
+
+
+def _ear(p: np.ndarray, side: float) -> np.ndarray:
+    """Distance to one ear (side -1: the subject's right): a pinna that stands out from the head toward the back,
+    its outer face hollowed into a bowl (the concha), joined to the head by a root."""
+    q = p - EAR_CENTRE * [side, 1.0, 1.0]
+    # The pinna's frame: turned about the vertical so its back edge flares out from the head.
+    angle = np.radians(EAR_FLARE) * side
+    across = q[:, 0] * np.cos(angle) + q[:, 2] * np.sin(angle)  # out of the pinna's plane
+    along = -q[:, 0] * np.sin(angle) + q[:, 2] * np.cos(angle)  # front-back in its plane
+    local = np.stack([across, q[:, 1], along], axis=-1)
+    pinna = _ellipsoid(local, (0.0, 0.0, 0.0), (0.011, 0.05, 0.03))
+    bowl = _ellipsoid(local, (side * 0.011, -0.006, 0.006), (0.008, 0.02, 0.014))
+    pinna = _smooth_subtract(pinna, bowl, 0.004)
+    root = _ellipsoid(q, (-side * 0.012, 0.0, 0.012), (0.016, 0.03, 0.02))
+    return _smooth_union(pinna, root, 0.01)
 
 
 CRANIUM_CENTRE = np.array([0.0, 0.045, -0.025])
@@ -155,7 +177,7 @@ def ear_weight(points: np.ndarray) -> np.ndarray:
     """How much each template point (model units) belongs to an ear or its root: (N, 3) -> (N,) in [0, 1]."""
     distance = np.full(len(points), np.inf)
     for side in (-1.0, 1.0):
-        scaled = (points - [side * 0.128, 0.012, -0.025]) / [0.04, 0.052, 0.037]
+        scaled = (points - EAR_CENTRE * [side, 1.0, 1.0]) / [0.045, 0.06, 0.042]
         distance = np.minimum(distance, np.linalg.norm(scaled, axis=-1))
     return np.clip((1.1 - distance) / 0.2, 0.0, 1.0)
 

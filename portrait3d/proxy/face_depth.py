@@ -1,0 +1,145 @@
+"""The face's 3D shape from the face-mesh landmarks' learned depth.
+
+The face-mesh model gives each of its 468 landmarks a depth (``z``, in the
+image's pixel scale; ``input/camera.json`` records it along the optical axis
+of the photo's camera). Lifted through that camera
+(:func:`portrait3d.preprocess.alignment.landmarks_to_world`) the landmarks are
+a 3D point cloud of the person's face in the head's world frame: brow, nose,
+cheeks, lips, chin and jaw line. :func:`face_depth_warp` moves the fitted
+template onto that cloud: each landmark is paired with the nearest point of
+the template's surface, the cloud is placed on the template by a similarity
+(its depth is relative, and its own turn can differ from the camera's), and a smoothing radial-basis
+field carries the pairs' displacements over the surface, fading out a few
+centimetres from the face. On a face turned away from the camera the far
+side's landmarks are the model's guess of the hidden half; the face stays one
+face (one nose, no mirror seam) because it is one learned 3D shape, not two
+image halves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from portrait3d.cameras import Camera
+
+DEPTH_GAIN = 1.0
+"""Factor on the landmarks' depth about the face's middle (on a head scan rendered as a photo, the
+landmark cloud met the scan's landmarks best, median 3.5 mm, with a factor between 0.8 and 1.0)."""
+MAX_DISPLACEMENT = 0.05
+"""Largest move of one landmark's surface point (world units; 20 mm)."""
+
+
+def face_cloud(landmarks: np.ndarray, camera: Camera, size: int, depth_gain: float = DEPTH_GAIN) -> np.ndarray:
+    """World points of ``camera.json`` landmarks with their depth scaled about its median: (N, 3) -> (N, 3)."""
+    from portrait3d.preprocess.alignment import landmarks_to_world
+
+    points = np.asarray(landmarks, dtype=np.float64)[:, :3].copy()
+    middle = float(np.median(points[:, 2]))
+    points[:, 2] = middle + depth_gain * (points[:, 2] - middle)
+    return landmarks_to_world(points, camera, size)
+
+
+def face_depth_warp(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    cloud: np.ndarray,
+    radius: float = 0.03,
+    smoothing: float = 0.05,
+    weights: np.ndarray | None = None,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A displacement field that moves the surface ``vertices`` onto the landmark ``cloud``.
+
+    Args:
+        vertices: (V, 3) the fitted template's vertices (world).
+        faces: (F, 3) its triangles.
+        cloud: (N, 3) the face's landmarks in 3D (:func:`face_cloud`).
+        radius: width of the Gaussian basis (world units).
+        smoothing: regularisation of the basis fit (larger: smoother, pairs met less exactly).
+        weights: (N,) trust in each landmark in [0, 1] (default all 1).
+    Returns:
+        ``warp``: world points (M, 3) -> displacements (M, 3).
+    """
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(vertices)
+    weights = np.ones(len(cloud)) if weights is None else np.asarray(weights, dtype=np.float64)
+    # The cloud's shape, not its pose: its own turn can differ from the camera's estimate (the landmarks'
+    # depth is compressed on turned faces), so it is placed on the template by a similarity first.
+    shifted = cloud.copy()
+    for _ in range(6):
+        hits = _front_hits(vertices, faces, shifted)
+        _, nearest = tree.query(shifted)
+        close = np.linalg.norm(hits - shifted, axis=1) < 0.04
+        partners = np.where(close[:, None], hits, vertices[nearest])
+        scale, rotation, shift = _similarity(shifted, partners)
+        shifted = scale * shifted @ rotation.T + shift
+    # A landmark's partner is the surface point straight behind or in front of it in the head's frame (the
+    # face's depth profile is what moves), or the nearest vertex where that line meets the surface far
+    # from it or misses (the face's outline at the sides).
+    hits = _front_hits(vertices, faces, shifted)
+    _, nearest = tree.query(shifted)
+    on_ray = np.linalg.norm(hits - shifted, axis=1) < 0.04
+    centres = np.where(on_ray[:, None], hits, vertices[nearest])
+    offsets = (shifted - centres) * weights[:, None]
+    lengths = np.linalg.norm(offsets, axis=1, keepdims=True)
+    offsets *= np.minimum(1.0, MAX_DISPLACEMENT / np.maximum(lengths, 1e-12))
+    # Partners closer than a few millimetres would fight: keep one (the mean of their moves).
+    _, first, inverse = np.unique(np.round(centres / 0.004), axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    merged = np.zeros((len(first), 3))
+    np.add.at(merged, inverse, offsets)
+    merged /= np.bincount(inverse)[:, None]
+    return gaussian_field(centres[first], merged, radius, smoothing)
+
+
+def _similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares ``target ~ s R source + t`` (Umeyama): (N, 3) pairs -> (s, R, t)."""
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    a, b = source - mu_s, target - mu_t
+    u, sigma, vt = np.linalg.svd(b.T @ a / len(a))
+    d = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[2, 2] = -1.0
+    rotation = u @ d @ vt
+    scale = float(np.trace(np.diag(sigma) @ d) / (a**2).sum(1).mean())
+    return scale, rotation, mu_t - scale * rotation @ mu_s
+
+
+def _front_hits(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Where a ray from in front of the face (+z, the head's front) through each point first meets the
+    surface: (N, 3)."""
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.asarray(vertices, dtype=np.float32)), o3d.core.Tensor(np.asarray(faces, dtype=np.uint32))
+    )
+    origins = points + [0.0, 0.0, 1.0]
+    direction = np.tile([0.0, 0.0, -1.0], (len(points), 1))
+    rays = np.concatenate([origins, direction], axis=1)
+    t = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy().astype(np.float64)
+    # A miss lands far away (never taken as a partner).
+    return origins + direction * np.where(np.isfinite(t), t, 1e3)[:, None]
+
+
+def gaussian_field(
+    centres: np.ndarray, values: np.ndarray, radius: float, smoothing: float
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Smoothing Gaussian radial-basis field ``f(centres) ~ values``: returns ``f: (M, 3) -> (M, 3)``."""
+
+    def kernel(x: np.ndarray) -> np.ndarray:
+        d2 = ((x[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+        return np.exp(-0.5 * d2 / radius**2)
+
+    weights = np.linalg.solve(kernel(centres) + smoothing * np.eye(len(centres)), values)
+
+    def field(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        out = np.empty((len(x), 3))
+        for start in range(0, len(x), 8192):
+            out[start : start + 8192] = kernel(x[start : start + 8192]) @ weights
+        return out
+
+    return field

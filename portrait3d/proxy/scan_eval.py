@@ -1,0 +1,288 @@
+"""Measure a head against a ground-truth head scan: the photo of the scan, alignment, face and head errors.
+
+The protocol (``scripts/bench_scan.py``; the tests use it on a synthetic head):
+
+1. :func:`scan_photo`: the scan, turned so its face looks at the camera, rendered as a photo on a plain
+   background through a camera wider than PanoHead's crop (the pipeline must find and crop the head).
+2. :func:`landmark_points`: the photo's face-mesh landmarks cast onto the scan (through the photo's camera)
+   and onto the head under test (through its own camera): point pairs for the first alignment.
+3. :func:`similarity_icp`: a similarity (scale, rotation, shift) from those pairs, refined by ICP on the
+   surface above the chin; its scale is the head's size error.
+4. :func:`face_error`: NoW-style: scan points within 95 mm of the nose tip, a rigid ICP of the face, the
+   distance of each point to the head's surface (median and mean, millimetres).
+5. :func:`head_chamfer`: symmetric Chamfer distance of the two surfaces above the chin (millimetres).
+
+Everything is in metres, y up, the face looking toward +z.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+
+from portrait3d.cameras import Camera, look_at, normalised_intrinsics
+
+NOSE_TIP, CHIN = 1, 152
+"""Face-mesh landmark indices of the nose tip and the chin."""
+FACE_RADIUS = 0.095
+"""NoW's face region: scan points within 95 mm of the nose tip."""
+
+
+@dataclass
+class ScanPhoto:
+    """A scan rendered as a photo.
+
+    Attributes:
+        image: (S, S, 3) uint8 photo.
+        camera: its camera (metres, the turned scan's frame).
+        mesh: the turned scan (the frame every figure is measured in).
+    """
+
+    image: np.ndarray
+    camera: Camera
+    mesh: trimesh.Trimesh
+
+
+def _raycaster(mesh: trimesh.Trimesh):
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.asarray(mesh.vertices, dtype=np.float32)),
+        o3d.core.Tensor(np.asarray(mesh.faces, dtype=np.uint32)),
+    )
+    return scene, o3d.core
+
+
+def surface_distance(points: np.ndarray, mesh: trimesh.Trimesh) -> np.ndarray:
+    """Distance from each point to the mesh surface: (N, 3) -> (N,)."""
+    scene, o3c = _raycaster(mesh)
+    return scene.compute_distance(o3c.Tensor(np.asarray(points, dtype=np.float32))).numpy().astype(np.float64)
+
+
+def closest_points(points: np.ndarray, mesh: trimesh.Trimesh) -> np.ndarray:
+    """Nearest surface point of ``mesh`` to each point: (N, 3) -> (N, 3)."""
+    scene, o3c = _raycaster(mesh)
+    found = scene.compute_closest_points(o3c.Tensor(np.asarray(points, dtype=np.float32)))
+    return found["points"].numpy().astype(np.float64)
+
+
+def turn(mesh: trimesh.Trimesh, yaw_deg: float) -> trimesh.Trimesh:
+    """A copy of ``mesh`` turned by ``yaw_deg`` about the vertical axis (positive: the face toward +x)."""
+    out = mesh.copy()
+    out.apply_transform(trimesh.transformations.rotation_matrix(np.radians(yaw_deg), [0.0, 1.0, 0.0]))
+    return out
+
+
+def scan_photo(
+    mesh: trimesh.Trimesh,
+    target: np.ndarray,
+    size: int = 1024,
+    distance: float = 1.08,
+    field: float = 0.42,
+    background: float = 0.45,
+) -> ScanPhoto:
+    """Render ``mesh`` (metres, facing +z) as a frontal photo: textured, lit from the camera, plain background.
+
+    Args:
+        mesh: the scan, turned so its face looks toward +z.
+        target: (3,) the point the camera looks at (the head's centre).
+        size: photo side in pixels.
+        distance: camera distance (metres; PanoHead's 2.7 units at 0.4 m a unit).
+        field: width (metres) the frame spans at ``target`` (PanoHead's crop spans 0.25 m).
+        background: grey level of the background.
+    """
+    from portrait3d.render import MeshRenderer
+
+    target = np.asarray(target, dtype=np.float64)
+    camera = Camera(look_at(target + [0.0, 0.0, distance], target), normalised_intrinsics(distance / field))
+    renderer = MeshRenderer(mesh)
+    hits = renderer.cast(camera, size, size)
+    albedo = renderer.colors(hits)
+    light = np.clip(np.sum(hits.normals * -hits.view_dirs, axis=-1), 0.0, 1.0)
+    rgb = albedo * (0.35 + 0.65 * light)[..., None]
+    rgb = np.where(hits.mask[..., None], rgb, background)
+    return ScanPhoto(np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8), camera, mesh)
+
+
+def landmark_points(
+    mesh: trimesh.Trimesh, camera: Camera, pixels: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cast landmark pixels through ``camera`` onto ``mesh``: (N, 2) -> points (N, 3), hit (N,) bool."""
+    scene, o3c = _raycaster(mesh)
+    centre = camera.position
+    k = camera.intrinsic_matrix(size, size)
+    cam = np.stack(
+        [(pixels[:, 0] - k[0, 2]) / k[0, 0], (pixels[:, 1] - k[1, 2]) / k[1, 1], np.ones(len(pixels))], axis=1
+    )
+    world_dirs = cam @ camera.cam2world[:3, :3].T
+    world_dirs /= np.linalg.norm(world_dirs, axis=1, keepdims=True)
+    rays = np.concatenate([np.broadcast_to(centre, world_dirs.shape), world_dirs], axis=1).astype(np.float32)
+    t = scene.cast_rays(o3c.Tensor(rays))["t_hit"].numpy().astype(np.float64)
+    hit = np.isfinite(t)
+    points = centre + world_dirs * np.where(hit, t, 0.0)[:, None]
+    return points, hit
+
+
+def umeyama(source: np.ndarray, target: np.ndarray, with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares ``target ~ s R source + t``: (N, 3) pairs -> (s, R (3, 3), t (3,))."""
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    a, b = source - mu_s, target - mu_t
+    u, sigma, vt = np.linalg.svd(b.T @ a / len(a))
+    d = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[2, 2] = -1.0
+    rotation = u @ d @ vt
+    scale = float(np.trace(np.diag(sigma) @ d) / (a**2).sum(1).mean()) if with_scale else 1.0
+    return scale, rotation, mu_t - scale * rotation @ mu_s
+
+
+@dataclass
+class Similarity:
+    """``x -> scale R x + t``."""
+
+    scale: float
+    rotation: np.ndarray
+    shift: np.ndarray
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        return self.scale * np.asarray(points) @ self.rotation.T + self.shift
+
+    def then(self, other: Similarity) -> Similarity:
+        """``other`` after ``self``."""
+        return Similarity(other.scale * self.scale, other.rotation @ self.rotation, other(self.shift))
+
+
+def similarity_icp(
+    source: np.ndarray, target: trimesh.Trimesh, start: Similarity, iterations: int = 40, with_scale: bool = True
+) -> Similarity:
+    """Refine ``start`` so that ``start(source)`` (points (N, 3)) lies on ``target``'s surface.
+
+    Each step pairs every point with its nearest surface point, drops the worst fifth of the pairs (parts
+    one surface has and the other lacks: a wreath, a neck cut) and solves the similarity in closed form.
+    """
+    current = start
+    scene, o3c = _raycaster(target)
+    for _ in range(iterations):
+        moved = current(source)
+        nearest = scene.compute_closest_points(o3c.Tensor(moved.astype(np.float32)))["points"].numpy()
+        gap = np.linalg.norm(nearest - moved, axis=1)
+        keep = gap <= np.quantile(gap, 0.8)
+        s, r, t = umeyama(moved[keep], nearest[keep].astype(np.float64), with_scale)
+        current = current.then(Similarity(s, r, t))
+        if abs(s - 1.0) < 1e-5 and np.linalg.norm(t) < 1e-6:
+            break
+    return current
+
+
+def face_error(scan: trimesh.Trimesh, head: trimesh.Trimesh, nose_tip: np.ndarray, iterations: int = 40) -> dict:
+    """NoW-style face error of ``head`` (already aligned to ``scan``), millimetres.
+
+    Scan surface samples within :data:`FACE_RADIUS` of ``nose_tip`` are moved by a rigid ICP onto the
+    head's surface (the inverse of moving the head), then measured to it.
+    """
+    points, _ = trimesh.sample.sample_surface_even(scan, 60000, seed=0)
+    points = np.asarray(points)
+    face = points[np.linalg.norm(points - nose_tip, axis=1) < FACE_RADIUS]
+    identity = Similarity(1.0, np.eye(3), np.zeros(3))
+    rigid = similarity_icp(face, head, identity, iterations, with_scale=False)
+    distance = surface_distance(rigid(face), head) * 1000.0
+    return {
+        "face_median_mm": float(np.median(distance)),
+        "face_mean_mm": float(distance.mean()),
+        "face_points": len(face),
+    }
+
+
+def head_chamfer(scan: trimesh.Trimesh, head: trimesh.Trimesh, chin_height: float, samples: int = 40000) -> float:
+    """Symmetric Chamfer distance (mm) between the two surfaces above ``chin_height`` (world y)."""
+    a, _ = trimesh.sample.sample_surface_even(scan, samples, seed=1)
+    b, _ = trimesh.sample.sample_surface_even(head, samples, seed=2)
+    a, b = np.asarray(a), np.asarray(b)
+    a, b = a[a[:, 1] > chin_height], b[b[:, 1] > chin_height]
+    return float(500.0 * (surface_distance(a, head).mean() + surface_distance(b, scan).mean()))
+
+
+def transformed(mesh: trimesh.Trimesh, similarity: Similarity) -> trimesh.Trimesh:
+    """A copy of ``mesh`` with ``similarity`` applied to its vertices (visuals kept)."""
+    out = mesh.copy()
+    out.vertices = similarity(np.asarray(mesh.vertices))
+    return out
+
+
+@dataclass
+class ScanResult:
+    """The head made from a scan's photo, aligned to the scan, and the figures.
+
+    Attributes:
+        figures: ``face_median_mm``, ``face_mean_mm``, ``face_points``, ``head_chamfer_mm``,
+            ``scale_error_pct`` (head size / scan size - 1), ``seconds_preprocess_proxy``.
+        head: the closed head, metres, aligned to the scan.
+        textured: its textured surface, aligned the same way.
+        scan_landmarks: (468, 3) the photo's landmarks cast onto the scan (zeros where they missed it).
+    """
+
+    figures: dict
+    head: trimesh.Trimesh
+    textured: trimesh.Trimesh
+    scan_landmarks: np.ndarray
+
+
+METRES_PER_UNIT = 0.4
+"""Metres per PanoHead unit (the export's scale)."""
+
+
+def evaluate_scan(scan: trimesh.Trimesh, centre: np.ndarray, out) -> ScanResult:
+    """Photo of ``scan`` -> preprocess -> proxy head -> alignment -> figures (steps 1-5 above).
+
+    Args:
+        scan: the scan (metres, facing +z).
+        centre: (3,) the head's centre (where the photo's camera looks).
+        out: folder for the photo (``photo.png``) and the run (``run/``).
+    """
+    import time
+    from pathlib import Path
+
+    import cv2
+    from PIL import Image
+
+    from portrait3d.preprocess.pipeline import preprocess
+    from portrait3d.proxy.head import build_head
+    from portrait3d.proxy.stage import read_inputs
+    from portrait3d.run import Run, read_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    photo = scan_photo(scan, centre)
+    Image.fromarray(photo.image).save(out / "photo.png")
+    start = time.perf_counter()
+    preprocess(out / "photo.png", out / "run")
+    inputs = read_inputs(Run(out / "run", create=False))
+    head = build_head(inputs.photo, inputs.camera, inputs.mask, inputs.landmarks)
+    seconds = time.perf_counter() - start
+
+    # The landmarks on both surfaces: the photo's pixels through the photo's camera, the crop's through the head's.
+    aligned_px = np.asarray(inputs.landmarks, dtype=np.float64)[:468, :2]
+    crop = np.vstack([np.asarray(read_json(out / "run" / "input" / "camera.json")["crop"]), [0.0, 0.0, 1.0]])
+    photo_px = cv2.transform(aligned_px[None], np.linalg.inv(crop)[:2])[0]
+    scan_lm, scan_hit = landmark_points(scan, photo.camera, photo_px, photo.image.shape[0])
+    head_lm, head_hit = landmark_points(head.geometry, inputs.camera, aligned_px, inputs.photo.shape[0])
+    head_lm *= METRES_PER_UNIT
+    both = scan_hit & head_hit
+    geometry = head.geometry.copy()
+    geometry.vertices = np.asarray(geometry.vertices) * METRES_PER_UNIT
+    samples = np.asarray(trimesh.sample.sample_surface_even(geometry, 30000, seed=0)[0])
+    samples = samples[samples[:, 1] > head_lm[CHIN, 1]]
+    similarity = similarity_icp(samples, scan, Similarity(*umeyama(head_lm[both], scan_lm[both])))
+    aligned = transformed(geometry, similarity)
+    textured = head.textured.copy()
+    textured.vertices = similarity(np.asarray(textured.vertices) * METRES_PER_UNIT)
+    figures = {
+        **face_error(scan, aligned, scan_lm[NOSE_TIP]),
+        "head_chamfer_mm": head_chamfer(scan, aligned, scan_lm[CHIN, 1]),
+        "scale_error_pct": 100.0 * (1.0 / similarity.scale - 1.0),
+        "seconds_preprocess_proxy": round(seconds, 1),
+    }
+    return ScanResult(figures, aligned, textured, np.where(scan_hit[:, None], scan_lm, 0.0))

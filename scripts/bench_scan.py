@@ -1,0 +1,140 @@
+"""Benchmark of the proxy head's shape against a textured head scan rendered as a photo.
+
+The scan (metres, +Y up, facing +Z) is turned by ``--turn`` degrees about the
+vertical axis so that its face looks at the camera (the DanishStatues bust's
+head is turned about 35 degrees to its right: ``--turn 35``), rendered as a
+1024-pixel photo on a plain grey background through a camera about 0.42 m wide
+at the head (wider than PanoHead's 0.25 m crop), and that photo goes through
+the real preprocess stage and the proxy head (``portrait3d.proxy.head.build_head``:
+the proxy generator's asset shape, and the diffusion generator's condition).
+The head, in metres (0.4 m a PanoHead unit), is aligned to the scan by a
+similarity from the photo's landmarks cast onto both surfaces, refined by ICP
+above the chin (see ``portrait3d.proxy.scan_eval``). Printed:
+
+- NoW-style face error: scan points within 95 mm of the nose tip, rigid face ICP,
+  distance to the head's surface (median, mean; mm);
+- head Chamfer above the chin (mm) and the scale error (head size / scan size - 1);
+- renders of both at yaw 0, +-30, +-60, +-90, 180 about the head: masked PSNR,
+  SSIM and silhouette IoU (above the chin);
+- seconds of preprocess + proxy head.
+
+    python scripts/bench_scan.py ../shared/eval/scan/BustManWreath_ao_textured.glb --turn 35 --out /tmp/scan
+
+``--out`` keeps the photo, the run folder, the aligned head (``head_aligned.ply``, metres, the turned scan's
+frame) and a contact sheet (scan above, head below) there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+YAWS = (0.0, 30.0, -30.0, 60.0, -60.0, 90.0, -90.0, 180.0)
+
+
+def _load_scan(path: Path, turn_deg: float):
+    import trimesh
+
+    from portrait3d.proxy.scan_eval import turn
+
+    loaded = trimesh.load(path)
+    mesh = loaded.to_geometry() if isinstance(loaded, trimesh.Scene) else loaded
+    return turn(mesh, turn_deg)
+
+
+def _head_centre(mesh, head_height: float) -> np.ndarray:
+    """Centre of the bounding box of the top ``head_height`` metres of the scan."""
+    v = np.asarray(mesh.vertices)
+    top = v[v[:, 1] > v[:, 1].max() - head_height]
+    return (top.min(0) + top.max(0)) / 2
+
+
+def _render_pair(scan, head, centre: np.ndarray, chin_height: float, size: int = 256):
+    """Renders of scan and head at each yaw: masked PSNR, SSIM, IoU per yaw, and the images."""
+    from portrait3d.cameras import Camera, look_at, normalised_intrinsics
+    from portrait3d.render import MeshRenderer
+
+    scores, rows = {}, ([], [])
+    renderers = (MeshRenderer(scan), MeshRenderer(head))
+    for yaw in YAWS:
+        a = np.radians(yaw)
+        position = centre + 1.08 * np.array([np.sin(a), 0.0, np.cos(a)])
+        camera = Camera(look_at(position, centre), normalised_intrinsics(1.08 / 0.34))
+        images, masks = [], []
+        for renderer, row in zip(renderers, rows):
+            hits = renderer.cast(camera, size, size)
+            mask = hits.mask & (hits.points[..., 1] > chin_height - 0.03)
+            light = np.clip(np.sum(hits.normals * -hits.view_dirs, axis=-1), 0.0, 1.0)
+            rgb = renderer.colors(hits) * (0.35 + 0.65 * light)[..., None]
+            rgb = np.where(mask[..., None], rgb, 0.45)
+            images.append(rgb)
+            masks.append(mask)
+            row.append(np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8))
+        union = masks[0] | masks[1]
+        mse = float(np.mean((images[0] - images[1])[union] ** 2))
+        scores[int(yaw)] = {
+            "psnr": round(-10 * np.log10(max(mse, 1e-10)), 2),
+            "ssim": round(_ssim(images[0], images[1]), 3),
+            "iou": round(float((masks[0] & masks[1]).sum() / max(1, union.sum())), 3),
+        }
+    sheet = np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)
+    return scores, sheet
+
+
+def _ssim(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(a, b, channel_axis=-1, data_range=1.0, gaussian_weights=True, sigma=1.5))
+
+
+def measure(scan_path: Path, turn_deg: float, out: Path, head_height: float = 0.28) -> dict:
+    """Run the benchmark on one scan; returns the figures (also written to ``out/figures.json``)."""
+    from PIL import Image
+
+    from portrait3d.proxy.scan_eval import CHIN, evaluate_scan
+
+    scan = _load_scan(scan_path, turn_deg)
+    result = evaluate_scan(scan, _head_centre(scan, head_height), out)
+    result.head.export(out / "head_aligned.ply")
+    np.save(out / "scan_landmarks.npy", result.scan_landmarks)
+    figures = {"scan": scan_path.name, "turn_deg": turn_deg, **result.figures, "load": os.getloadavg()[0]}
+    figures["views"], sheet = _render_pair(
+        scan, result.textured, _head_centre(scan, head_height), result.scan_landmarks[CHIN, 1]
+    )
+    Image.fromarray(sheet).save(out / "sheet.png")
+    (out / "figures.json").write_text(json.dumps(figures, indent=1))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scan", type=Path, help="textured head scan (GLB/OBJ/PLY; metres, +Y up, facing +Z)")
+    parser.add_argument("--turn", type=float, default=0.0, help="degrees to turn the scan so its face looks at +Z")
+    parser.add_argument("--head-height", type=float, default=0.28, help="metres from the top that hold the head")
+    parser.add_argument("--out", type=Path, help="keep the photo, run and contact sheet here")
+    args = parser.parse_args()
+
+    from portrait3d import progress
+
+    progress.set_verbosity(progress.QUIET)
+    with tempfile.TemporaryDirectory() as tmp:
+        f = measure(args.scan, args.turn, args.out or Path(tmp), args.head_height)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load {f['load']:.2f}")
+    print(
+        f"| {f['scan']} | face median {f['face_median_mm']:.2f} mm | face mean {f['face_mean_mm']:.2f} mm "
+        f"| head Chamfer {f['head_chamfer_mm']:.2f} mm | scale {f['scale_error_pct']:+.1f} % "
+        f"| {f['seconds_preprocess_proxy']:.1f} s |"
+    )
+    print("| yaw | PSNR | SSIM | IoU |\n| --- | --- | --- | --- |")
+    for yaw, s in f["views"].items():
+        print(f"| {yaw} | {s['psnr']:.2f} | {s['ssim']:.3f} | {s['iou']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

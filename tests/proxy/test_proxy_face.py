@@ -1,0 +1,205 @@
+"""The head's geometry from the photo: the face's learned depth, a synthetic scan measured like a real one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from portrait3d.cameras import camera_from_angles
+from portrait3d.preprocess.alignment import landmarks_to_world
+from portrait3d.proxy.fit import fit_template
+from portrait3d.proxy.scan_eval import landmark_points, surface_distance
+from portrait3d.proxy.template import template_head
+
+REPO = Path(__file__).resolve().parents[2]
+LANDMARKS = Path(__file__).parent / "data" / "astronaut_face_mesh.json"
+
+
+def _bump(points: np.ndarray, centre: np.ndarray, height: float, width: float = 0.03) -> np.ndarray:
+    """A smooth bump toward +z: (N, 3) -> (N, 3) displacements."""
+    d2 = ((points - centre) ** 2).sum(1)
+    return np.outer(height * np.exp(-0.5 * d2 / width**2), [0.0, 0.0, 1.0])
+
+
+def _as_landmarks(points: np.ndarray, camera, size: int) -> np.ndarray:
+    """World points -> ``camera.json`` landmarks (pixels and the depth offset in pixel units)."""
+    uv, depth = camera.project(points, size, size)
+    radius = float(np.linalg.norm(camera.position))
+    fx = camera.intrinsics[0, 0] * size
+    return np.concatenate([uv, ((depth - radius) * fx / radius)[:, None]], axis=1)
+
+
+@pytest.mark.parametrize(("yaw", "features", "kept"), [(0.0, ("nose_tip", "chin"), 0.6), (60.0, ("nose_tip",), 0.85)])
+def test_face_takes_the_landmarks_depth(yaw, features, kept):
+    """A head whose nose and chin stand out further than the template's: the fit finds that depth.
+
+    ``kept``: the error left, as a fraction of the image-plane fit's; on a face turned 60 degrees the nose
+    tip stands beside the template's outline and the smoothing field reaches only part of it (there the
+    chin's depth is seen in the image plane, and the image-plane fit already finds it).
+    """
+    template = template_head()
+    camera = camera_from_angles(yaw)
+    # 468 points on the template's face where the sample's landmarks lie, then a known deformation.
+    pixels = _sample_on_template(template)[:, :2]
+    on_face, hit = landmark_points(template.mesh, camera_from_angles(0), pixels, 512)
+    assert hit.mean() > 0.95
+    # The few outline landmarks beside the template's face: the surface point nearest to their ray.
+    fx = 4.2647 * 512
+    beside = np.concatenate([pixels[~hit], np.full((int((~hit).sum()), 1), -0.15 * fx / 2.7)], axis=1)
+    on_face[~hit] = template.mesh.nearest.on_surface(landmarks_to_world(beside, camera_from_angles(0), 512))[0]
+    nose, chin = template.keypoints["nose_tip"], template.keypoints["chin"]
+
+    def deform(p):
+        return p + _bump(p, nose, 0.03, 0.025) + _bump(p, chin, 0.02, 0.03)
+
+    truth = template.mesh.copy()
+    truth.vertices = deform(np.asarray(template.mesh.vertices))
+    landmarks = _as_landmarks(deform(on_face), camera, 512)
+    with_depth = fit_template(template, camera, 512, landmarks)
+    flat = fit_template(template, camera, 512, landmarks, face_depth=False)
+    for name in features:
+        true_point = deform(template.keypoints[name][None])
+        error = surface_distance(true_point, _mesh(template, with_depth.vertices))[0]
+        error_flat = surface_distance(true_point, _mesh(template, flat.vertices))[0]
+        assert error_flat > 0.009  # the image-plane fit alone keeps the template's depth (bumps 0.03, 0.02)
+        assert error < kept * error_flat, (name, error, error_flat)
+    # Away from the face the head is the template's.
+    back = np.asarray(template.mesh.vertices)[:, 2] < -0.15
+    moved = np.linalg.norm(with_depth.vertices[back] - flat.vertices[back], axis=1)
+    assert moved.max() < 1e-3
+
+
+def _sample_on_template(template) -> np.ndarray:
+    """The sample's landmarks moved (a similarity in the image) onto the template's keypoints, frontal camera."""
+    import cv2
+
+    from portrait3d.proxy.template import MEDIAPIPE_INDEX
+
+    sample = np.asarray(json.loads(LANDMARKS.read_text())["points"], dtype=np.float64)[:468]
+    names = list(MEDIAPIPE_INDEX)
+    target, _ = camera_from_angles(0).project(np.stack([template.keypoints[n] for n in names]), 512, 512)
+    source = sample[[MEDIAPIPE_INDEX[n] for n in names], :2]
+    matrix, _ = cv2.estimateAffinePartial2D(source.astype(np.float32), target.astype(np.float32))
+    out = sample.copy()
+    out[:, :2] = sample[:, :2] @ matrix[:, :2].T + matrix[:, 2]
+    out[:, 2] *= float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    return out
+
+
+def _mesh(template, vertices):
+    out = template.mesh.copy()
+    out.vertices = vertices
+    return out
+
+
+def test_landmarks_without_depth_keep_the_image_plane_fit():
+    template = template_head()
+    camera = camera_from_angles(0.0)
+    sample = _sample_on_template(template)
+    flat_landmarks = sample.copy()
+    flat_landmarks[:, 2] = 0.0
+    a = fit_template(template, camera, 512, flat_landmarks)
+    b = fit_template(template, camera, 512, sample[:, :2])
+    np.testing.assert_allclose(a.vertices, b.vertices)
+
+
+@pytest.fixture(scope="module")
+def synthetic_scan(tmp_path_factory):
+    """A scan-like head of known shape: the sample's textured proxy head (metres) with a nose 6 mm longer
+    and a chin 5 mm further forward, measured by the scan benchmark's protocol."""
+    from portrait3d.preprocess.pipeline import preprocess
+    from portrait3d.proxy.head import build_head
+    from portrait3d.proxy.scan_eval import METRES_PER_UNIT, evaluate_scan
+    from portrait3d.proxy.stage import read_inputs
+    from portrait3d.run import Run
+
+    root = tmp_path_factory.mktemp("scan")
+    preprocess(REPO / "data" / "samples" / "astronaut.jpg", root / "source")
+    inputs = read_inputs(Run(root / "source", create=False))
+    head = build_head(inputs.photo, inputs.camera, inputs.mask, inputs.landmarks)
+    scan = head.textured.copy()
+    v = np.asarray(scan.vertices)
+    nose, chin = head.fit.keypoints["nose_tip"], head.fit.keypoints["chin"]
+    v = v + _bump(v, nose, 0.015, 0.02) + _bump(v, chin, 0.0125, 0.03)  # 6 mm and 5 mm in metres
+    scan.vertices = v * METRES_PER_UNIT
+    centre = (scan.vertices.min(0) + scan.vertices.max(0)) / 2
+    return scan, evaluate_scan(scan, centre, root / "eval")
+
+
+def test_synthetic_scan_meets_the_scan_targets(synthetic_scan):
+    _, result = synthetic_scan
+    f = result.figures
+    assert f["face_points"] > 1000
+    assert f["face_median_mm"] <= 2.5 and f["face_mean_mm"] <= 3.5, f
+    assert f["head_chamfer_mm"] <= 4.0, f
+    assert abs(f["scale_error_pct"]) <= 3.0, f
+
+
+def test_head_of_the_scan_photo_is_closed(synthetic_scan):
+    _, result = synthetic_scan
+    assert result.head.is_watertight and result.head.volume > 0
+
+
+def _side_reach(mesh, points: np.ndarray, side: float) -> np.ndarray:
+    """How far out (world x times ``side``) the surface reaches along rays cast toward the head at ``points``."""
+    import trimesh
+
+    origins = points * [0.0, 1.0, 1.0] + [side * 1.0, 0.0, 0.0]
+    directions = np.tile([-side, 0.0, 0.0], (len(points), 1))
+    locations, index, _ = mesh.ray.intersects_location(origins, directions, multiple_hits=False)
+    reach = np.full(len(points), -np.inf)
+    reach[index] = side * locations[:, 0]
+    assert isinstance(mesh, trimesh.Trimesh)
+    return reach
+
+
+@pytest.mark.parametrize("with_hair", [False, True])
+def test_ears_stand_out_of_the_head(with_hair):
+    """At the ear the surface stands out of the head's side (a bump), above and below it does not; with the
+    default hair layer (no photo split: ears bare) the ears still stand out of the hair shell."""
+    from portrait3d.proxy.shape import fit_shape
+    from portrait3d.proxy.template import EAR_CENTRE, model_to_world
+
+    template = template_head()
+    scale, offset = model_to_world()
+    mesh = template.mesh
+    if with_hair:
+        fit = fit_template(template, camera_from_angles(0), 512, None)
+        mesh = fit_shape(fit, camera_from_angles(0), 512, None).mesh
+        assert mesh.is_watertight
+    for side in (-1.0, 1.0):
+        centre = EAR_CENTRE * [side, 1.0, 1.0] * scale + offset
+        around = centre + np.array([[0.0, 0.0, 0.0], [0.0, 0.09, 0.0], [0.0, -0.09, 0.0]]) * scale
+        reach = _side_reach(mesh, around, side)
+        assert reach[0] > max(reach[1], reach[2]) + 0.012 * scale, reach  # 7 mm beyond the head's side
+
+
+def test_bald_head_is_skin_all_round_and_follows_its_outline():
+    """A photo split with no hair: no vertex is hair, and the skull still follows the head's outline (here a
+    head 8 % wider than the template's; the face below the hairline keeps the landmarks' width)."""
+    import cv2
+
+    from portrait3d.preprocess.hair import HeadSegmentation
+    from portrait3d.proxy.shape import fit_shape, hair_presence, silhouette_iou
+    from portrait3d.render import MeshRenderer
+
+    template = template_head()
+    camera = camera_from_angles(0)
+    silhouette = np.isfinite(MeshRenderer(template.mesh).render_depth(camera, 256)).astype(np.uint8)
+    wider = cv2.resize(silhouette, (276, 256), interpolation=cv2.INTER_NEAREST)[:, 10:266].astype(bool)
+    chin, _ = camera.project(template.keypoints["chin"][None], 256, 256)
+    bald = HeadSegmentation(
+        person=wider, head=wider, hair=np.zeros_like(wider), skin=wider, chin_row=float(chin[0, 1]),
+        skin_lab=np.array([180.0, 140.0, 140.0]),
+    )  # fmt: skip
+    assert hair_presence(bald) == 0.0
+    shape = fit_shape(fit_template(template, camera, 256, None), camera, 256, bald)
+    assert shape.hair.max() == 0.0 and shape.mesh.is_watertight
+    before = silhouette_iou(template.mesh, camera, bald)
+    after = silhouette_iou(shape.mesh, camera, bald)
+    assert after > 0.94 and after > before + 0.01, (before, after)
+    hairy = HeadSegmentation(**{**bald.__dict__, "hair": wider & (np.arange(256)[:, None] < 80)})
+    assert hair_presence(hairy) == 1.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -13,6 +13,7 @@ from portrait3d.cameras import Camera, camera_from_angles
 from portrait3d.errors import UserError
 from portrait3d.preprocess import alignment, models, pose
 from portrait3d.preprocess.decode import Photo, read_photo
+from portrait3d.preprocess.exposure import normalise_exposure
 from portrait3d.run import Run, atomic_save_image, atomic_write_json
 
 STAGE = "preprocess"
@@ -160,6 +161,14 @@ def _source_record(photo: Photo) -> dict:
 def analyse(photo: Photo, options: PreprocessOptions) -> Preprocessed:
     """Crop, camera and mask of a decoded photo (nothing is written)."""
     size = alignment.ALIGNED_SIZE
+    # A photo too dark or too flat is stretched before anything reads its colours (or refused).
+    rgb, exposure = normalise_exposure(photo.rgb, str(photo.path))
+    if exposure.normalised:
+        progress.info(
+            f"[{STAGE}] {photo.path.name} is {exposure.reason} (levels {exposure.black:.0f}-{exposure.white:.0f} "
+            "of 255): its levels were stretched to the full range"
+        )
+        photo = replace(photo, rgb=rgb)
     manual = options.yaw is not None or options.pitch is not None or options.centred_crop
     if options.centred_crop:
         matrix = centred_square(photo.width, photo.height, size)
@@ -174,6 +183,7 @@ def analyse(photo: Photo, options: PreprocessOptions) -> Preprocessed:
             "faces_found": 0,
             "manual": True,
             "crop": np.round(matrix, 6).tolist(),
+            "exposure": exposure.record(),
         }
         return Preprocessed(aligned, mask, record)
 
@@ -218,6 +228,7 @@ def analyse(photo: Photo, options: PreprocessOptions) -> Preprocessed:
         "faces_found": len(faces),
         "manual": manual,
         "crop": np.round(align.matrix, 6).tolist(),
+        "exposure": exposure.record(),
     }
     return Preprocessed(aligned, mask, record)
 

@@ -143,6 +143,18 @@ def grabcut_mask(image: np.ndarray, iterations: int = 4, work_size: int = 160) -
     return region.astype(np.uint8) * 255
 
 
+MIN_FACE_COVERAGE = 0.5
+"""Share of the face's landmark hull a usable person mask covers."""
+
+
+def face_coverage(mask: np.ndarray, landmarks: np.ndarray) -> float:
+    """Share of the convex hull of the (N, 2+) landmarks (crop pixels) that the (S, S) uint8 mask covers."""
+    hull = np.zeros(mask.shape, np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.round(landmarks[:, :2]).astype(np.int32)), 1)
+    inside = hull.astype(bool)
+    return float((mask[inside] > 127).mean()) if inside.any() else 1.0
+
+
 # --- the stage -------------------------------------------------------------------
 def _camera_record(camera: Camera) -> dict:
     angles = camera.angles(target=(0.0, 0.0, 0.0))
@@ -214,6 +226,11 @@ def analyse(photo: Photo, options: PreprocessOptions) -> Preprocessed:
     else:
         inside = coverage(photo.rgb.shape[:2], align.matrix, size)
         mask = person_mask(aligned, inside, align.landmarks[:, :2].mean(0))
+        if face_coverage(mask, align.landmarks) < MIN_FACE_COVERAGE:
+            # The person segmenter knows people, not statues or some paintings: a mask that misses the face
+            # would leave the head untextured (a flat template colour).
+            progress.info(f"[{STAGE}] the person mask misses the face (a statue?): GrabCut adds to it")
+            mask = np.maximum(mask, grabcut_mask(aligned))
     record = {
         **_camera_record(camera),
         "landmarks": {"format": LANDMARK_FORMAT, "points": np.round(align.landmarks, 3).tolist()},

@@ -6,7 +6,8 @@ Gaussian in CIE Lab. Inside the person mask and above the chin, a pixel is
 hair when its colour is far from the skin's, except in the inner face (below
 the brows inside the oval: eyes, brows and lips are not hair). What is left is
 skin: face, ears, neck, a bald scalp. Without landmarks the split falls back
-to the upper part of the mask outside a centred face ellipse.
+to the upper part of the mask outside a centred face ellipse. A head whose crown
+(above the face oval) is mostly skin is bald: its split has no hair at all.
 """
 
 from __future__ import annotations
@@ -116,7 +117,30 @@ def split_head(
     head = above_chin if not_head is not None else above_chin & (hair | face_zone | (rows < mouth))
     head = _attached(head, oval_b & person)
     hair &= head
+    if landmarks is not None and len(landmarks) >= 468 and crown_hair_share(hair, head, oval_b) < BALD_SHARE:
+        # A bald or shaved head: what looked like hair (shadows, a fringe of thin hair, the background's
+        # edge) is not enough to grow a hair volume or paint strands on.
+        hair = np.zeros_like(hair)
     return HeadSegmentation(person, head, hair, head & ~hair, chin, median.astype(np.float32))
+
+
+BALD_SHARE = 0.3
+"""A head whose crown (above the face oval, as wide as the face) is less hair than this is bald."""
+
+
+def crown_hair_share(hair: np.ndarray, head: np.ndarray, oval: np.ndarray) -> float:
+    """Share of hair in the head's crown as the photo shows it: head pixels above the face oval, within the
+    oval's width (a bald scalp there is skin, a hairdo or a hat is not). 1.0 when the crop shows no crown."""
+    rows = np.nonzero(oval.any(axis=1))[0]
+    cols = np.nonzero(oval.any(axis=0))[0]
+    if len(rows) == 0:
+        return 1.0
+    crown = np.zeros_like(head)
+    crown[: rows[0], cols[0] : cols[-1] + 1] = True
+    crown &= head
+    if crown.sum() < 0.02 * oval.sum():  # the crop cuts the head at the forehead: nothing to judge
+        return 1.0
+    return float((hair & crown).sum() / crown.sum())
 
 
 PROFILE = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -13,6 +13,7 @@ from portrait3d.cameras import Camera, camera_from_angles
 from portrait3d.errors import UserError
 from portrait3d.preprocess import alignment, models, pose
 from portrait3d.preprocess.decode import Photo, read_photo
+from portrait3d.preprocess.exposure import normalise_exposure
 from portrait3d.run import Run, atomic_save_image, atomic_write_json
 from portrait3d.runner import Stage, open_run, run_stage
 
@@ -143,6 +144,18 @@ def grabcut_mask(image: np.ndarray, iterations: int = 4, work_size: int = 160) -
     return region.astype(np.uint8) * 255
 
 
+MIN_FACE_COVERAGE = 0.5
+"""Share of the face's landmark hull a usable person mask covers."""
+
+
+def face_coverage(mask: np.ndarray, landmarks: np.ndarray) -> float:
+    """Share of the convex hull of the (N, 2+) landmarks (crop pixels) that the (S, S) uint8 mask covers."""
+    hull = np.zeros(mask.shape, np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.round(landmarks[:, :2]).astype(np.int32)), 1)
+    inside = hull.astype(bool)
+    return float((mask[inside] > 127).mean()) if inside.any() else 1.0
+
+
 # --- the stage -------------------------------------------------------------------
 def _camera_record(camera: Camera) -> dict:
     angles = camera.angles(target=(0.0, 0.0, 0.0))
@@ -161,6 +174,14 @@ def _source_record(photo: Photo) -> dict:
 def analyse(photo: Photo, options: PreprocessOptions) -> Preprocessed:
     """Crop, camera and mask of a decoded photo (nothing is written)."""
     size = alignment.ALIGNED_SIZE
+    # A photo too dark or too flat is stretched before anything reads its colours (or refused).
+    rgb, exposure = normalise_exposure(photo.rgb, str(photo.path))
+    if exposure.normalised:
+        progress.info(
+            f"[{STAGE}] {photo.path.name} is {exposure.reason} (levels {exposure.black:.0f}-{exposure.white:.0f} "
+            "of 255): its levels were stretched to the full range"
+        )
+        photo = replace(photo, rgb=rgb)
     manual = options.yaw is not None or options.pitch is not None or options.centred_crop
     if options.centred_crop:
         matrix = centred_square(photo.width, photo.height, size)
@@ -175,6 +196,7 @@ def analyse(photo: Photo, options: PreprocessOptions) -> Preprocessed:
             "faces_found": 0,
             "manual": True,
             "crop": np.round(matrix, 6).tolist(),
+            "exposure": exposure.record(),
         }
         return Preprocessed(aligned, mask, record)
 
@@ -205,6 +227,11 @@ def analyse(photo: Photo, options: PreprocessOptions) -> Preprocessed:
     else:
         inside = coverage(photo.rgb.shape[:2], align.matrix, size)
         mask = person_mask(aligned, inside, align.landmarks[:, :2].mean(0))
+        if face_coverage(mask, align.landmarks) < MIN_FACE_COVERAGE:
+            # The person segmenter knows people, not statues or some paintings: a mask that misses the face
+            # would leave the head untextured (a flat template colour).
+            progress.info(f"[{STAGE}] the person mask misses the face (a statue?): GrabCut adds to it")
+            mask = np.maximum(mask, grabcut_mask(aligned))
     record = {
         **_camera_record(camera),
         "landmarks": {"format": LANDMARK_FORMAT, "points": np.round(align.landmarks, 3).tolist()},
@@ -219,6 +246,7 @@ def analyse(photo: Photo, options: PreprocessOptions) -> Preprocessed:
         "faces_found": len(faces),
         "manual": manual,
         "crop": np.round(align.matrix, 6).tolist(),
+        "exposure": exposure.record(),
     }
     return Preprocessed(aligned, mask, record)
 

@@ -446,7 +446,7 @@ def photo_regions(
     skin_model = ColourModel.fit(skin_lab, SKIN_SPREAD_FLOOR) if len(skin_lab) > 50 else None
     seen_lab = _rgb_to_lab(seen_photo)
     hair_lab = lab[(np.asarray(photo_hair) > 0.5) & ~face] if photo_hair is not None else lab[:0]
-    if len(hair_lab) < 100:
+    if len(hair_lab) < 100 and (photo_hair is None or (np.asarray(photo_hair) > 0.5).any()):
         hair_texels = seen & (surface.hair > 0.9)
         if skin_model is not None:
             hair_texels &= skin_model.distance(seen_lab) > 2.0
@@ -525,7 +525,7 @@ def bake_texture(
         depth_map: (S, S) depth of ``mesh`` seen by ``camera``.
         width: texture width (height is half).
         landmarks: (N, 2+) face-mesh landmarks in photo pixels, or None.
-        photo_hair: (S, S) float hair-vs-skin split of the photo (1 = hair), or None.
+        photo_hair: (S, S) float hair-vs-skin split of the photo (1 = hair; all 0: a bald head), or None.
         head_mask: (S, S) float head-and-hair mask of the photo, or None.
         seed: seed of the procedural strands.
     Returns:
@@ -540,6 +540,10 @@ def bake_texture(
     size = photo_rgb.shape[0]
     vertices = np.asarray(mesh.vertices)
     uv, uv_faces, source = spherical_uv(vertices, np.asarray(mesh.faces))
+    bald = photo_hair is not None and not (np.asarray(photo_hair) > 0.5).any()
+    if bald:
+        # The photo's split found no hair on this head (bald, shaved): skin all round, no strands.
+        hair = np.zeros_like(np.asarray(hair, dtype=np.float64))
     surface = texel_surface(vertices, np.asarray(mesh.vertex_normals), hair, ears, uv, uv_faces, source, width)
     facing, pixels = photo_weights(surface, camera, depth_map, size)
     photo = sample_photo(photo_rgb, pixels)
@@ -619,6 +623,7 @@ def bake_texture(
         "hair_rgb": [round(float(c), 4) for c in hair_rgb],
         "photo_texels": float((a > 0.5).mean()),
         "mirrored_texels": float((b > 0.5).mean()),
+        "bald": bool(bald),
     }
     return np.clip(np.round(texture * 255), 0, 255).astype(np.uint8), uv, uv_faces, source, info
 

@@ -1,0 +1,178 @@
+"""Benchmark of identity: does the proxy head look like the person in the photo?
+
+For each photo the real preprocess stage runs, then the proxy head
+(:func:`portrait3d.proxy.head.build_head`); the head is rendered at yaw 0 and
+±30 degrees (on the photo's own pitch) and dlib's face-recognition ResNet
+(PyPI ``face-recognition-models`` for the model files, ``dlib-bin`` for dlib;
+offline) embeds the aligned photo and every render. Printed, as a markdown
+table: the identity distance photo ↔ render per yaw (dlib calls < 0.6 the same
+person; targets ≤ 0.45 at 0 degrees, ≤ 0.50 at ±30), ``-`` where dlib finds no
+face in the render, and the photos whose own face dlib does not find.
+
+With ``--sheets DIR`` it also writes a contact sheet per photo (aligned photo,
+mask, hair split, texture, renders at yaw 0, ±30, ±60, ±90, 180) to look at;
+keep sheets of the eval photos out of the repository.
+
+    python scripts/bench_identity.py                                 # the sample and skimage's astronaut
+    python scripts/bench_identity.py --photos ../shared/eval/photos --sheets /tmp/sheets
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "samples" / "astronaut.jpg"
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+MEASURED_YAWS = (0.0, -30.0, 30.0)
+SHEET_YAWS = (0.0, -30.0, 30.0, -60.0, 60.0, -90.0, 90.0, 180.0)
+TARGETS = {0.0: 0.45, -30.0: 0.50, 30.0: 0.50}
+
+
+class IdentityModel:
+    """dlib's face detector, 68-point predictor and face-recognition ResNet, from ``face-recognition-models``.
+
+    The package's own ``__init__`` needs ``pkg_resources`` (gone from recent setuptools), so its model
+    folder is found without importing it.
+    """
+
+    def __init__(self) -> None:
+        import importlib.util
+
+        import dlib
+
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or not spec.submodule_search_locations:
+            raise SystemExit("face-recognition-models is not installed (pip install 'portrait3d[dev]')")
+        models = Path(next(iter(spec.submodule_search_locations))) / "models"
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
+        self.encoder = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+
+    def embed(self, rgb: np.ndarray) -> np.ndarray | None:
+        """128-d embedding of the largest face in an (H, W, 3) uint8 image, or None when none is found."""
+        import dlib
+
+        image = np.ascontiguousarray(rgb[..., :3])
+        faces = self.detector(image, 1)
+        if not faces:
+            return None
+        face = max(faces, key=lambda r: r.width() * r.height())
+        shape = self.predictor(image, face)
+        chip = dlib.get_face_chip(image, shape, size=150, padding=0.25)
+        return np.asarray(self.encoder.compute_face_descriptor(chip, 1), dtype=np.float64)
+
+
+def _photos(paths: list[Path], folder: Path) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES))
+        else:
+            out.append(path)
+    if not paths:
+        from PIL import Image
+        from skimage import data
+
+        out.append(SAMPLE)
+        for name in ("camera",):
+            image = getattr(data, name)()
+            image = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
+            path = folder / f"skimage_{name}.png"
+            Image.fromarray(image).save(path)
+            out.append(path)
+    return out
+
+
+def _over_grey(rgba: np.ndarray, grey: int = 128) -> np.ndarray:
+    alpha = rgba[..., 3:].astype(np.float32) / 255.0
+    return np.round(rgba[..., :3] * alpha + grey * (1 - alpha)).astype(np.uint8)
+
+
+def measure(photo: Path, folder: Path, model: IdentityModel | None, sheets: Path | None) -> dict:
+    """Preprocess ``photo``, build its proxy head, render it and measure identity distances."""
+    from PIL import Image
+
+    from portrait3d import cameras
+    from portrait3d.errors import UserError
+    from portrait3d.preprocess.pipeline import preprocess
+    from portrait3d.proxy.head import build_head
+    from portrait3d.proxy.sheet import contact_sheet
+    from portrait3d.proxy.stage import hair_image, read_inputs
+    from portrait3d.render import MeshRenderer
+    from portrait3d.run import Run
+
+    run_dir = folder / f"run_{photo.stem}"
+    start = time.perf_counter()
+    try:
+        preprocess(photo, run_dir)
+    except UserError as exc:
+        return {"photo": photo.name, "error": str(exc).splitlines()[0]}
+    inputs = read_inputs(Run(run_dir, create=False))
+    head = build_head(inputs.photo, inputs.camera, inputs.mask, inputs.landmarks)
+    seconds = time.perf_counter() - start
+    renderer = MeshRenderer(head.textured)
+    pitch = inputs.camera.angles(target=(0.0, 0.0, 0.0)).pitch
+    renders = {yaw: _over_grey(renderer.render_rgba(cameras.camera_from_angles(yaw, pitch), 512)) for yaw in SHEET_YAWS}
+    row: dict = {"photo": photo.name, "seconds": seconds, "distances": {}}
+    if model is not None:
+        reference = model.embed(inputs.photo)
+        row["photo_face"] = reference is not None
+        for yaw in MEASURED_YAWS:
+            found = model.embed(renders[yaw]) if reference is not None else None
+            row["distances"][yaw] = None if found is None else float(np.linalg.norm(found - reference))
+    if sheets is not None:
+        sheets.mkdir(parents=True, exist_ok=True)
+        mask = inputs.mask if inputs.mask is not None else np.zeros(inputs.photo.shape[:2], np.uint8)
+        images = [inputs.photo, mask, hair_image(head, inputs.photo.shape[0]), head.texture]
+        labels = ["aligned", "mask", "hair split", "texture"]
+        images += [renders[yaw] for yaw in SHEET_YAWS]
+        labels += [f"yaw {yaw:+.0f}" for yaw in SHEET_YAWS]
+        Image.fromarray(contact_sheet(images, labels, columns=6, tile=256)).save(sheets / f"{photo.stem}.png")
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=Path, nargs="*", default=[], help="photos or folders")
+    parser.add_argument("--sheets", type=Path, help="write a contact sheet per photo into this folder")
+    parser.add_argument("--no-identity", action="store_true", help="only the sheets (no dlib)")
+    args = parser.parse_args()
+
+    from portrait3d import progress
+
+    progress.set_verbosity(progress.QUIET)
+    model = None if args.no_identity else IdentityModel()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, load {os.getloadavg()}")
+    print("| photo | yaw 0 | yaw -30 | yaw +30 | preprocess + proxy head (s) | targets met |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    met = total = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for photo in _photos(args.photos, Path(tmp)):
+            row = measure(photo, Path(tmp), model, args.sheets)
+            if "error" in row:
+                print(f"| {row['photo']} | refused: {row['error']} | | | | |", flush=True)
+                continue
+            if model is not None and not row["photo_face"]:
+                print(f"| {row['photo']} | no face found by dlib in the photo | | | {row['seconds']:.1f} | |")
+                continue
+            d = row["distances"]
+            cells = ["-" if d.get(y) is None else f"{d[y]:.3f}" for y in MEASURED_YAWS]
+            ok = model is not None and all(d.get(y) is not None and d[y] <= TARGETS[y] for y in MEASURED_YAWS)
+            met += ok
+            total += model is not None
+            verdict = "yes" if ok else "no"
+            print(f"| {row['photo']} | {' | '.join(cells)} | {row['seconds']:.1f} | {verdict} |", flush=True)
+    if model is not None:
+        print(f"targets met on {met} of {total} photos whose face dlib finds")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""One rigged GLB from one static GLB: landmarks lifted, sockets and lips cut, parts added, the 67
+morph targets sampled, the skeleton and skin attached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from portrait3d.cameras import Camera
+
+from .arkit import TARGET_NAMES
+from .fields import FaceRig
+from .gltf import RigMesh, read_static, write_rig
+from .landmarks3d import Face, lift_landmarks
+from .parts import (
+    EYE_RADIUS,
+    Part,
+    Surface,
+    cavity,
+    eyeball,
+    iris_from_photo,
+    socket_faces,
+    split_lips,
+    teeth_row,
+    tongue,
+)
+from .skeleton import build_skeleton, head_weights
+
+
+def face_of(static, camera_doc: dict, image_size: int) -> Face:
+    """The photo's landmarks on the static mesh."""
+    extras = static.extras
+    points = np.asarray(camera_doc["landmarks"]["points"], dtype=np.float64)
+    lifted = lift_landmarks(
+        points[:, :2],
+        Camera.from_label(camera_doc["label"]),
+        image_size,
+        static.vertices,
+        static.faces,
+        np.asarray(extras.get("origin_source_units", (0.0, 0.0, 0.0))),
+        float(extras.get("metres_per_unit", 0.4)),
+        relative_depth=points[:, 2],
+    )
+    return Face(lifted)
+
+
+def _targets(rig: FaceRig, vertices: np.ndarray, kind: str, side: np.ndarray | None = None) -> np.ndarray:
+    return np.stack([rig.displacement(name, vertices, kind, side) for name in TARGET_NAMES])
+
+
+def rig_head(static_path: Path, out: Path, camera_doc: dict, photo: np.ndarray, extras: dict | None = None) -> dict:
+    """Write the rigged GLB ``out`` from export-mesh's ``static_path``.
+
+    Args:
+        camera_doc: ``input/camera.json`` (its ``label`` and ``landmarks``).
+        photo: (S, S, 3) uint8 ``input/aligned.png`` (the landmarks' pixels; iris colour).
+    Returns:
+        Figures for the report (triangles, iris, jaw angle, file size).
+    """
+    static = read_static(static_path)
+    face = face_of(static, camera_doc, photo.shape[0])
+    rig = FaceRig(face)
+    surface = Surface(static.vertices, static.faces)
+
+    cut = socket_faces(static.vertices, static.faces, face)
+    copies, faces, side = split_lips(static.vertices, static.faces[~cut], rig)
+    head_vertices = static.vertices[copies]
+    joints, weights = head_weights(head_vertices, rig)
+
+    pixels = np.asarray(camera_doc["landmarks"]["points"], dtype=np.float64)
+    eyes, centres, irises = [], {}, {}
+    for eye in ("left", "right"):
+        colour, fraction = iris_from_photo(photo, pixels, eye)
+        upper, _ = face.lids(eye)
+        # Irises vary little between adults (10.5-13 mm): the photo's ratio, kept within that range.
+        iris_radius = float(np.clip(0.5 * fraction * np.linalg.norm(upper[-1] - upper[0]), 0.00525, 0.0065))
+        centre = face.eye_centre(eye) - np.array([0.0, 0.0, EYE_RADIUS + 0.001])
+        centres[eye] = centre
+        irises[eye] = {"colour": np.round(colour, 3).tolist(), "diameter_mm": round(2000 * iris_radius, 1)}
+        eyes.append(eyeball(centre, EYE_RADIUS, iris_radius, colour, f"eye_{eye}", f"eye_{eye}"))
+    skeleton = build_skeleton(rig, centres)
+    mouth: list[Part] = [
+        teeth_row(rig, True, surface),
+        teeth_row(rig, False, surface),
+        tongue(rig, surface),
+        cavity(rig, surface),
+    ]
+
+    meshes = [
+        RigMesh(
+            "head",
+            head_vertices,
+            faces,
+            _targets(rig, head_vertices, "skin", side),
+            normals=static.normals[copies],
+            uv=static.uv[copies],
+            joints=joints,
+            weights=weights,
+        )
+    ]
+    head_joint = skeleton.positions[1]
+    for part in mouth:
+        meshes.append(
+            RigMesh(
+                part.name,
+                part.vertices - head_joint,
+                part.faces,
+                _targets(rig, part.vertices, part.kind),
+                parent=1,
+                colors=part.colors,
+            )
+        )
+    for joint, part in zip((2, 3), eyes):
+        # Eye vertices are already relative to the eyeball's centre, the eye joint's origin.
+        meshes.append(
+            RigMesh(
+                part.name,
+                part.vertices,
+                part.faces,
+                _targets(rig, part.vertices, part.kind),
+                parent=joint,
+                colors=part.colors,
+            )
+        )
+    info = {
+        "triangles": int(sum(len(m.faces) for m in meshes)),
+        "head_triangles": int(len(faces)),
+        "socket_triangles_cut": int(cut.sum()),
+        "lip_seam_vertices": int(len(copies) - len(static.vertices)),
+        "jaw_angle_deg": round(float(np.degrees(rig.jaw_angle)), 2),
+        "interocular_mm": round(1000 * rig.iod, 1),
+        "iris": irises,
+    }
+    write_rig(
+        out,
+        meshes,
+        skeleton,
+        TARGET_NAMES,
+        static.texture_png,
+        {**static.extras, **(extras or {}), "rig": {k: v for k, v in info.items() if k != "iris"}},
+    )
+    info["mb"] = round(out.stat().st_size / 1e6, 3)
+    return info

@@ -203,11 +203,35 @@ def contact_sheet_stage() -> Stage:
     )
 
 
+def target_stages(export, target: str | None) -> list[Stage]:
+    """export-mesh with ``target``'s budget (None: the preset's export as it is) and, for ``avatar``,
+    the ``rig`` stage after it (``avatar/``: the rigged head)."""
+    if target is None:
+        return [mesh_stage(export)]
+    from nerf.export import resolved
+    from nerf.targets import get_target
+
+    budget = get_target(target)
+    export = dataclasses.replace(
+        export,
+        target=target,
+        mesh=dataclasses.replace(export.mesh, triangles=budget.triangles),
+        bake=dataclasses.replace(export.bake, texture_size=budget.texture_size),
+    )
+    if target != "avatar":
+        return [mesh_stage(export)]
+    from portrait3d.rig import RigOptions
+    from portrait3d.rig import stage as rig_stage
+
+    lods, _formats = resolved(export)
+    return [mesh_stage(export), rig_stage(RigOptions(lods=len(lods), max_file_mb=budget.max_file_mb))]
+
+
 def asset_stages(photo: str | Path, options) -> list[Stage]:
     """The stages of make-asset, in order, for :class:`portrait3d.make_asset.MakeAssetOptions`.
 
     preprocess -> proxy -> (views | back_view, orbit_views) -> dataset -> fit-nerf ->
-    export-mesh -> render-turntable -> contact-sheet.
+    export-mesh (-> rig, for the avatar target) -> render-turntable -> contact-sheet.
     """
     from portrait3d.preprocess import PreprocessOptions
     from portrait3d.presets import PRESETS
@@ -237,7 +261,7 @@ def asset_stages(photo: str | Path, options) -> list[Stage]:
     stages += [
         dataset_stage(),
         fit_stage(fit_config, options.device),
-        mesh_stage(preset.export),
+        *target_stages(preset.export, options.target),
         turntable_stage(preset.turntable),
         contact_sheet_stage(),
     ]

@@ -27,7 +27,7 @@ from .arkit import ARKIT_NAMES, VISEMES
 INCISOR_OPENING = 0.025
 """Gap between the incisors' edges at ``jawOpen`` = 1 (m): within the 20-30 mm of a wide-open mouth."""
 MAX_JAW_TRAVEL = 0.038
-"""No point of the jaw moves further than this at ``jawOpen`` = 1 (m)."""
+"""The chin moves no further than this at ``jawOpen`` = 1 (m): no vertex moves more than 40 mm."""
 EYE_TURN = {"in": np.radians(28.0), "out": np.radians(30.0), "up": np.radians(22.0), "down": np.radians(25.0)}
 """Eye rotation at ``eyeLook*`` = 1."""
 
@@ -83,16 +83,29 @@ class FaceRig:
         self.iod = f.interocular
         line = f.mouth_line
         self._line = line[np.argsort(line[:, 0])]
-        eye_y = 0.5 * (f.eye_centre("left")[1] + f.eye_centre("right")[1])
-        nose_bottom = f.points[lm.NOSE_BOTTOM]
-        sides = f.points[[lm.FACE_SIDE_LEFT, lm.FACE_SIDE_RIGHT]]
-        # The jaw's hinge (the condyles) sits in front of the ears, a little below the eyes.
-        self.pivot = np.array([0.0, nose_bottom[1] + 0.3 * (eye_y - nose_bottom[1]), sides[:, 2].mean()])
-        self.incisor = f.mouth_centre - np.array([0.0, 0.0, 0.1 * self.iod])
-        reach = np.linalg.norm((self.incisor - self.pivot)[1:])
-        chin = np.linalg.norm((f.points[lm.CHIN] - self.pivot)[1:])
-        angle = 2.0 * np.arcsin(min(INCISOR_OPENING / (2.0 * reach), 0.5))
-        self.jaw_angle = min(angle, 2.0 * np.arcsin(min(MAX_JAW_TRAVEL / (2.0 * chin), 0.5)))
+        # The jaw's hinge (the condyles) sits in front of the ears: about 80 mm behind the incisors and
+        # 30 mm above the mouth line on an adult (1.35 and 0.5 interocular distances).
+        front = f.points[list(lm.LIPS_UPPER_OUTER + lm.LIPS_LOWER_OUTER), 2].max()
+        self.pivot = np.array([0.0, f.mouth_centre[1] + 0.5 * self.iod, front - 1.35 * self.iod])
+        self.incisor = np.array([0.0, f.mouth_centre[1], front - 0.1 * self.iod])
+        self.jaw_angle = self._opening_angle(INCISOR_OPENING, MAX_JAW_TRAVEL)
+
+    def _opening_angle(self, gap: float, limit: float) -> float:
+        """The jaw angle whose rotation lowers the incisors by ``gap``, unless that moves the chin
+        further than ``limit``."""
+        chin = self.face.points[lm.CHIN]
+        angles = np.radians(np.linspace(0.0, 40.0, 801))
+        best = angles[0]
+        for angle in angles:
+            rot = rotation("x", angle)
+            drop = self.incisor[1] - ((self.incisor - self.pivot) @ rot.T + self.pivot)[1]
+            travel = np.linalg.norm((chin - self.pivot) @ rot.T + self.pivot - chin)
+            if travel > limit:
+                break
+            best = angle
+            if drop >= gap:
+                break
+        return float(best)
 
     # --- regions ---------------------------------------------------------------------------
     def lower_side(self, points: np.ndarray) -> np.ndarray:
@@ -150,7 +163,10 @@ class FaceRig:
         horizontal = 1.0 - smoothstep(0.0, 0.2, np.maximum(np.maximum(-t, t - 1.0), 0.0))
         centre = self.face.eye_centre(side)
         depth = smoothstep(centre[2] - 0.3 * iod, centre[2] - 0.12 * iod, points[:, 2])
-        gate = horizontal * depth
+        # Nothing beyond about 13 mm of the lid contours moves.
+        contour = np.concatenate([upper, lower])
+        near = np.min(np.linalg.norm(points[:, None] - contour[None], axis=-1), axis=1)
+        gate = horizontal * depth * (1.0 - smoothstep(0.15 * iod, 0.21 * iod, near))
         travel = low - up
         if overshoot:
             # The closed upper lid passes a little below the lower one and in front of it.

@@ -19,12 +19,14 @@ from .parts import (
     Surface,
     cavity,
     eyeball,
+    eyeball_centre,
     iris_from_photo,
     socket_faces,
     split_lips,
     teeth_row,
     tongue,
 )
+from .refine import near, refine
 from .skeleton import build_skeleton, head_weights
 
 
@@ -45,6 +47,26 @@ def face_of(static, camera_doc: dict, image_size: int) -> Face:
     return Face(lifted)
 
 
+REFINE_EDGE = 0.0015
+"""The rig refines the eyes' and lips' surroundings until their edges are about this long (m)."""
+
+
+def refine_face(static, rig: FaceRig):
+    """The static head with finer triangles around the lid contours and the mouth line, where the
+    sockets and the lip split are cut and the fields bend most: ``(vertices, faces, [normals, uv])``."""
+    face, iod = rig.face, rig.iod
+    contours = np.concatenate([*face.lids("left"), *face.lids("right"), face.mouth_line])
+    curve = np.concatenate([np.linspace(a, b, 6) for a, b in zip(contours[:-1], contours[1:])])
+    vertices, faces, attributes = static.vertices, static.faces, [static.normals, static.uv]
+    for _ in range(4):
+        edge = np.linalg.norm(vertices[faces[:, 0]] - vertices[faces[:, 1]], axis=1)
+        selected = near(vertices, faces, curve, 0.06 * iod) & (edge > REFINE_EDGE)
+        if not selected.any():
+            break
+        vertices, faces, attributes = refine(vertices, faces, attributes, selected)
+    return vertices, faces, attributes
+
+
 def _targets(rig: FaceRig, vertices: np.ndarray, kind: str, side: np.ndarray | None = None) -> np.ndarray:
     return np.stack([rig.displacement(name, vertices, kind, side) for name in TARGET_NAMES])
 
@@ -63,20 +85,22 @@ def rig_head(static_path: Path, out: Path, camera_doc: dict, photo: np.ndarray, 
     rig = FaceRig(face)
     surface = Surface(static.vertices, static.faces)
 
-    cut = socket_faces(static.vertices, static.faces, face)
-    copies, faces, side = split_lips(static.vertices, static.faces[~cut], rig)
-    head_vertices = static.vertices[copies]
+    vertices, faces, (normals, uv) = refine_face(static, rig)
+    centres = {eye: eyeball_centre(face, eye, surface) for eye in ("left", "right")}
+    cut = socket_faces(vertices, faces, face, centres)
+    copies, faces, side = split_lips(vertices, faces[~cut], rig)
+    # A mouth the photo shows open is closed in the neutral head (its lips meet on the mouth line).
+    head_vertices = vertices[copies] + rig.mouth_closing(vertices[copies], side)
     joints, weights = head_weights(head_vertices, rig)
 
     pixels = np.asarray(camera_doc["landmarks"]["points"], dtype=np.float64)
-    eyes, centres, irises = [], {}, {}
+    eyes, irises = [], {}
     for eye in ("left", "right"):
         colour, fraction = iris_from_photo(photo, pixels, eye)
         upper, _ = face.lids(eye)
         # Irises vary little between adults (10.5-13 mm): the photo's ratio, kept within that range.
         iris_radius = float(np.clip(0.5 * fraction * np.linalg.norm(upper[-1] - upper[0]), 0.00525, 0.0065))
-        centre = face.eye_centre(eye) - np.array([0.0, 0.0, EYE_RADIUS + 0.001])
-        centres[eye] = centre
+        centre = centres[eye]
         irises[eye] = {"colour": np.round(colour, 3).tolist(), "diameter_mm": round(2000 * iris_radius, 1)}
         eyes.append(eyeball(centre, EYE_RADIUS, iris_radius, colour, f"eye_{eye}", f"eye_{eye}"))
     skeleton = build_skeleton(rig, centres)
@@ -93,8 +117,8 @@ def rig_head(static_path: Path, out: Path, camera_doc: dict, photo: np.ndarray, 
             head_vertices,
             faces,
             _targets(rig, head_vertices, "skin", side),
-            normals=static.normals[copies],
-            uv=static.uv[copies],
+            normals=normals[copies],
+            uv=uv[copies],
             joints=joints,
             weights=weights,
         )
@@ -127,9 +151,10 @@ def rig_head(static_path: Path, out: Path, camera_doc: dict, photo: np.ndarray, 
         "triangles": int(sum(len(m.faces) for m in meshes)),
         "head_triangles": int(len(faces)),
         "socket_triangles_cut": int(cut.sum()),
-        "lip_seam_vertices": int(len(copies) - len(static.vertices)),
+        "lip_seam_vertices": int(len(copies) - len(vertices)),
         "jaw_angle_deg": round(float(np.degrees(rig.jaw_angle)), 2),
         "interocular_mm": round(1000 * rig.iod, 1),
+        "photo_lip_gap_mm": round(1000 * rig.lip_gap, 1),
         "iris": irises,
     }
     write_rig(

@@ -15,13 +15,21 @@ def mesh(rig: Rig, name: str) -> dict:
     return next(m for m in rig.meshes if m["name"] == name)
 
 
-def neutral_offset(rig: Rig, static: StaticMesh) -> float:
+def neutral_offset(rig: Rig, static: StaticMesh, away_from: np.ndarray | None = None, radius: float = 0.0) -> float:
     """Largest distance (m) from a vertex of the rigged head at weights 0 to the static head's
-    nearest vertex: 0 when the neutral head is the static asset (less the cut sockets)."""
-    from scipy.spatial import cKDTree
+    surface, over the vertices farther than ``radius`` from every point of ``away_from`` (K, 3): 0 (to
+    float precision) where the neutral head is the static asset (refined, less the cut sockets)."""
+    import open3d as o3d
 
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(static.vertices.astype(np.float32)), o3d.core.Tensor(static.faces.astype(np.uint32))
+    )
     head = rig.posed()[0].vertices
-    return float(cKDTree(static.vertices).query(head)[0].max())
+    if away_from is not None:
+        far = np.min(np.linalg.norm(head[:, None] - away_from[None], axis=-1), axis=1) > radius
+        head = head[far]
+    return float(scene.compute_distance(o3d.core.Tensor(head.astype(np.float32))).numpy().max())
 
 
 def eye_opening(rig: Rig, face: lm.Face, side: str, camera, size: int) -> np.ndarray:

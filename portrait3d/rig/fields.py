@@ -131,6 +131,23 @@ class FaceRig:
         )
         return wendland(np.linalg.norm(d, axis=1))
 
+    @property
+    def lip_gap(self) -> float:
+        """Opening between the inner lips at the middle of the mouth (m): a photo's open mouth."""
+        upper, lower = self.face.curve(lm.LIPS_UPPER_INNER)[3:8], self.face.curve(lm.LIPS_LOWER_INNER)[3:8]
+        return float(np.median(upper[:, 1] - lower[:, 1]))
+
+    def mouth_closing(self, points: np.ndarray, side: np.ndarray) -> np.ndarray:
+        """(N, 3) moves that close a mouth the photo shows open (a gap over 3 mm): the inner lips meet on
+        the mouth line, so the neutral head has a closed mouth that the jaw opens. Zero otherwise."""
+        gap = self.lip_gap
+        if gap <= 0.003:
+            return np.zeros_like(points)
+        radius = 0.3 * self.iod
+        upper = anchor_field(points, self.face.curve(lm.LIPS_UPPER_INNER), [0.0, -0.5 * gap, 0.0], radius)
+        lower = anchor_field(points, self.face.curve(lm.LIPS_LOWER_INNER), [0.0, 0.5 * gap, 0.0], radius)
+        return (1.0 - side)[:, None] * upper + side[:, None] * lower
+
     # --- building blocks -----------------------------------------------------------------------
     def jaw_rotation(self, points: np.ndarray, fraction: float) -> np.ndarray:
         """(N, 3) displacement of points rigid with the jaw, opened ``fraction`` of the way."""

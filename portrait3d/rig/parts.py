@@ -51,17 +51,34 @@ def _inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     return inside
 
 
-def socket_faces(vertices: np.ndarray, faces: np.ndarray, face: Face) -> np.ndarray:
-    """(F,) True for the head's triangles inside an eye opening (seen from the front): cut out, so the
-    eyeball shows through and the lids close over it."""
+def eye_polygon(face: Face, side: str) -> np.ndarray:
+    """(K, 2) the eye opening's outline seen from the front (x, y)."""
+    upper, lower = face.lids(side)
+    return np.concatenate([upper, lower[::-1][1:-1]])[:, :2]
+
+
+def eyeball_centre(face: Face, side: str, surface: Surface, radius: float = EYE_RADIUS) -> np.ndarray:
+    """The eyeball's centre: behind the opening, its front 1 mm behind the head's surface there (the
+    median depth of the surface inside the opening, which the socket cut removes)."""
+    polygon = eye_polygon(face, side)
+    lo, hi = polygon.min(axis=0), polygon.max(axis=0)
+    grid = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 24), np.linspace(lo[1], hi[1], 12)), -1).reshape(-1, 2)
+    inside = grid[_inside_polygon(grid, polygon)]
+    depth = surface.depth(inside) if len(inside) else np.array([-np.inf])
+    centre = face.eye_centre(side).copy()
+    front = np.median(depth[np.isfinite(depth)]) if np.isfinite(depth).any() else centre[2]
+    centre[2] = front - 0.001 - radius
+    return centre
+
+
+def socket_faces(vertices: np.ndarray, faces: np.ndarray, face: Face, centres: dict[str, np.ndarray]) -> np.ndarray:
+    """(F,) True for the head's triangles inside an eye opening (seen from the front) and in front of
+    the eyeball's centre: cut out, so the eyeball shows through and the lids close over it."""
     centroids = vertices[faces].mean(axis=1)
     cut = np.zeros(len(faces), dtype=bool)
     for side in ("left", "right"):
-        upper, lower = face.lids(side)
-        polygon = np.concatenate([upper, lower[::-1][1:-1]])[:, :2]
-        centre = face.eye_centre(side)
-        front = centroids[:, 2] > centre[2] - 0.01
-        cut |= front & _inside_polygon(centroids[:, :2], polygon)
+        front = centroids[:, 2] > centres[side][2]
+        cut |= front & _inside_polygon(centroids[:, :2], eye_polygon(face, side))
     return cut
 
 

@@ -42,7 +42,6 @@ def face_of(static, camera_doc: dict, image_size: int) -> Face:
         static.faces,
         np.asarray(extras.get("origin_source_units", (0.0, 0.0, 0.0))),
         float(extras.get("metres_per_unit", 0.4)),
-        relative_depth=points[:, 2],
     )
     return Face(lifted)
 
@@ -110,6 +109,13 @@ def rig_head(static_path: Path, out: Path, camera_doc: dict, photo: np.ndarray, 
         tongue(rig, surface),
         cavity(rig, surface),
     ]
+    # The jaw's angle is set where the lower incisors really are (behind the lips' surface).
+    lower_teeth = mouth[1].vertices
+    centre = np.abs(lower_teeth[:, 0]) < 0.25 * np.ptp(lower_teeth[:, 0])
+    incisor = lower_teeth[np.flatnonzero(centre)[np.argmax((lower_teeth[:, 2] + lower_teeth[:, 1])[centre])]]
+    moving = [(head_vertices, rig.jaw_weight(head_vertices, side))]
+    moving += [(part.vertices, np.ones(len(part.vertices))) for part in mouth[1:]]
+    rig.fit_jaw(incisor, moving)
 
     meshes = [
         RigMesh(

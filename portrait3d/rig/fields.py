@@ -26,7 +26,7 @@ from .arkit import ARKIT_NAMES, VISEMES
 
 INCISOR_OPENING = 0.025
 """Gap between the incisors' edges at ``jawOpen`` = 1 (m): within the 20-30 mm of a wide-open mouth."""
-MAX_JAW_TRAVEL = 0.038
+MAX_JAW_TRAVEL = 0.0395
 """The chin moves no further than this at ``jawOpen`` = 1 (m): no vertex moves more than 40 mm."""
 EYE_TURN = {"in": np.radians(28.0), "out": np.radians(30.0), "up": np.radians(22.0), "down": np.radians(25.0)}
 """Eye rotation at ``eyeLook*`` = 1."""
@@ -89,6 +89,15 @@ class FaceRig:
         self.pivot = np.array([0.0, f.mouth_centre[1] + 0.5 * self.iod, front - 1.35 * self.iod])
         self.incisor = np.array([0.0, f.mouth_centre[1], front - 0.1 * self.iod])
         self.jaw_angle = self._opening_angle(INCISOR_OPENING, MAX_JAW_TRAVEL)
+
+    def fit_jaw(self, incisor: np.ndarray, moving: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Open the jaw so that the lower incisors' edge at ``incisor`` (3,) drops the full gap, unless
+        a point of ``moving`` ((points (N, 3), jaw weights (N,)) pairs: the skin and the parts) would
+        then travel further than :data:`MAX_JAW_TRAVEL`."""
+        self.incisor = np.asarray(incisor, dtype=np.float64)
+        reach = max(float((np.linalg.norm((p - self.pivot)[:, 1:], axis=1) * w).max()) for p, w in moving)
+        angle = self._opening_angle(INCISOR_OPENING, MAX_JAW_TRAVEL)
+        self.jaw_angle = min(angle, 2.0 * np.arcsin(min(MAX_JAW_TRAVEL / (2.0 * reach), 1.0)))
 
     def _opening_angle(self, gap: float, limit: float) -> float:
         """The jaw angle whose rotation lowers the incisors by ``gap``, unless that moves the chin

@@ -41,15 +41,14 @@ def lift_landmarks(
     faces: np.ndarray,
     origin: np.ndarray,
     metres_per_unit: float,
-    relative_depth: np.ndarray | None = None,
-    tolerance: float = 0.01,
+    tolerance: float = 0.008,
+    neighbours: int = 9,
 ) -> np.ndarray:
     """Ray-cast landmark pixels onto a mesh.
 
-    The face-mesh model's own relative depth guards against grazing rays (the eyes' outer corners,
-    the face's sides) and crevices of a coarse surface: the hit distances are fitted as a linear
-    function of it (least squares, twice, on the agreeing ones), and a landmark whose hit is more
-    than ``tolerance`` off that fit sits on its ray at the fitted distance instead.
+    Grazing rays (the eyes' outer corners, the face's sides) and crevices of a coarse surface give hits
+    far from their neighbours': a landmark whose hit distance is more than ``tolerance`` from the median
+    of its ``neighbours`` nearest landmarks (in the photo) sits on its ray at that median instead.
 
     Args:
         pixels: (K, 2) pixel coordinates in the aligned photo (x right, y down).
@@ -59,8 +58,8 @@ def lift_landmarks(
         faces: (F, 3) triangles.
         origin: (3,) PanoHead point that is the file's origin.
         metres_per_unit: the file's scale.
-        relative_depth: (K,) the face-mesh model's z (larger: farther), or None.
         tolerance: metres.
+        neighbours: how many landmarks (itself included) the median takes.
     Returns:
         (K, 3) points on the surface, file frame.
     """
@@ -79,19 +78,18 @@ def lift_landmarks(
     rays = np.concatenate([np.broadcast_to(start, dirs.shape), dirs], axis=1).astype(np.float32)
     t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
     hit = np.isfinite(t)
-    if relative_depth is not None and hit.sum() >= 10:
-        z = np.asarray(relative_depth, dtype=np.float64)
-        good = hit.copy()
-        for _ in range(3):
-            a, b = np.polyfit(z[good], t[good], 1)
-            fitted = a * z + b
-            good = hit & (np.abs(t - fitted) < tolerance)
-            if good.sum() < 10:
-                break
-        t = np.where(hit & (np.abs(t - fitted) < tolerance), t, fitted)
+    if hit.sum() >= neighbours:
+        # A hit far from its neighbours' (a grazing ray that found the ear, a crevice of a coarse
+        # surface), or a miss, takes the median hit distance of its nearest landmarks in the photo.
+        from scipy.spatial import cKDTree
+
+        tree = cKDTree(pix[hit])
+        _, nearest = tree.query(pix, k=neighbours)
+        median = np.median(t[hit][nearest], axis=1)
+        t = np.where(hit & (np.abs(t - median) < tolerance), t, median)
         hit = np.ones_like(hit)
     points = start + dirs * np.where(hit, t, 0.0)[:, None]
-    for k in np.flatnonzero(~hit):
+    for k in np.flatnonzero(~hit):  # too few hits for medians: the vertex nearest the ray
         # Missed (beyond the outline): the vertex nearest the ray, on the camera's side.
         rel = vertices - start
         along = rel @ dirs[k]

@@ -193,10 +193,11 @@ class App:
         from portrait3d.stages import target_stages
 
         root = self._run_root(name)
-        preset = json.loads((root / JOB_FILE).read_text()).get("preset", self.options.preset)
-        with open_run(root, create=False, wait=True) as run:
-            for stage in target_stages(PRESETS[preset].export, "avatar"):
-                run_stage(run, stage)
+        if not (root / "avatar" / "head.glb").is_file():  # rigged already (make-asset --target avatar): show it
+            preset = json.loads((root / JOB_FILE).read_text()).get("preset", self.options.preset)
+            with open_run(root, create=False, wait=True) as run:
+                for stage in target_stages(PRESETS[preset].export, "avatar"):
+                    run_stage(run, stage)
         page = page_folder(root / "web" / "avatar", root / "avatar" / "head.glb")
         return (
             f'<iframe src="/gradio_api/file={page}" style="width:100%;height:540px;border:0" '

@@ -97,8 +97,8 @@ def rig_head(static_path: Path, out: Path, camera_doc: dict, photo: np.ndarray, 
     for eye in ("left", "right"):
         colour, fraction = iris_from_photo(photo, pixels, eye)
         upper, _ = face.lids(eye)
-        # Irises vary little between adults (10.5-13 mm): the photo's ratio, kept within that range.
-        iris_radius = float(np.clip(0.5 * fraction * np.linalg.norm(upper[-1] - upper[0]), 0.00525, 0.0065))
+        # Irises vary little between adults (10.5-12.5 mm): the photo's ratio, kept within that range.
+        iris_radius = float(np.clip(0.5 * fraction * np.linalg.norm(upper[-1] - upper[0]), 0.00525, 0.00625))
         centre = centres[eye]
         irises[eye] = {"colour": np.round(colour, 3).tolist(), "diameter_mm": round(2000 * iris_radius, 1)}
         eyes.append(eyeball(centre, EYE_RADIUS, iris_radius, colour, f"eye_{eye}", f"eye_{eye}"))

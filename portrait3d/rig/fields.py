@@ -194,6 +194,7 @@ class FaceRig:
         near = np.min(np.linalg.norm(points[:, None] - contour[None], axis=-1), axis=1)
         gate = horizontal * depth * (1.0 - smoothstep(0.15 * iod, 0.21 * iod, near))
         travel = low - up
+        travel[:, 0] = 0.0  # straight down: the lid does not slide sideways
         if overshoot:
             # The closed upper lid passes a little below the lower one and in front of it.
             travel = travel + np.array([0.0, -0.02 * iod, 0.03 * iod])

@@ -68,6 +68,17 @@ def eyeball_centre(face: Face, side: str, surface: Surface, radius: float = EYE_
     centre = face.eye_centre(side).copy()
     front = np.median(depth[np.isfinite(depth)]) if np.isfinite(depth).any() else centre[2]
     centre[2] = front - 0.001 - radius
+    # Outside the opening the skin must cover the eyeball: sink it until it does (at most 1 cm).
+    theta, phi = np.meshgrid(np.linspace(0.05, 1.3, 12), np.linspace(0.0, 2 * np.pi, 36, endpoint=False))
+    unit = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], -1)
+    ball = centre + radius * unit.reshape(-1, 3)
+    outside = ~_inside_polygon(ball[:, :2], polygon)
+    if outside.any():
+        skin = surface.depth(ball[outside, :2])
+        poke = ball[outside, 2] - (skin - 0.0005)
+        poke = poke[np.isfinite(poke)]
+        if len(poke):
+            centre[2] -= float(np.clip(poke.max(), 0.0, 0.01))
     return centre
 
 

@@ -136,14 +136,12 @@ def test_turning_the_head_bone_turns_the_eyes_with_it(page):
     assert _changed(rest, image).mean() > 0.05
 
 
-def test_web_app_shows_the_avatar_page(avatar_run, tmp_path):
+def test_web_app_shows_the_avatar_page(avatar_run, page, tmp_path):
     """The web app's Avatar button: an iframe of the three.js page, served by the app itself (Gradio's
     file route: the page, three.js and the GLB), which loads in the browser."""
     import json
     import shutil
     import socket
-
-    from playwright.sync_api import sync_playwright
 
     from portrait3d.rig.web import three_folder
     from portrait3d.serve import JOB_FILE, App, ServeOptions, serve
@@ -162,13 +160,12 @@ def test_web_app_shows_the_avatar_page(avatar_run, tmp_path):
     src = html.split('src="', 1)[1].split('"', 1)[0]
     demo = serve(options, block=False)
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=WEBGL_FLAGS)
-            tab = browser.new_page()
-            tab.goto(f"http://127.0.0.1:{port}{src}", timeout=120_000)
-            tab.wait_for_function("window.ready === true || window.loadError !== undefined", timeout=120_000)
-            assert tab.evaluate("window.loadError") is None
-            assert tab.locator("input[type=range]").count() == 5 and tab.locator("button").count() == 1
-            browser.close()
+        tab = page.context.browser.new_page()  # the module's browser session
+        tab.route("**/*", lambda route: route.continue_() if "127.0.0.1" in route.request.url else route.abort())
+        tab.goto(f"http://127.0.0.1:{port}{src}", timeout=120_000)
+        tab.wait_for_function("window.ready === true || window.loadError !== undefined", timeout=120_000)
+        assert tab.evaluate("window.loadError") is None
+        assert tab.locator("input[type=range]").count() == 5 and tab.locator("button").count() == 1
+        tab.close()
     finally:
         demo.close()

@@ -46,7 +46,7 @@ def face_of(static, camera_doc: dict, image_size: int) -> Face:
     return Face(lifted)
 
 
-REFINE_EDGE = 0.0015
+REFINE_EDGE = 0.0022
 """The rig refines the eyes' and lips' surroundings until their edges are about this long (m)."""
 
 

@@ -28,12 +28,16 @@ EXPRESSIONS: tuple[tuple[str, dict[str, float]], ...] = (
 
 
 def expression_sheet(rig: Rig, size: int = 256, columns: int = 4) -> np.ndarray:
-    """(H, W, 3) uint8 grid of renders, each labelled."""
-    from portrait3d.proxy.sheet import contact_sheet
+    """(H, W, 3) uint8 grid of renders, each labelled underneath."""
+    from PIL import Image, ImageDraw
 
-    images, labels = [], []
-    for label, weights in EXPRESSIONS:
+    band = 18
+    rows = -(-len(EXPRESSIONS) // columns)
+    sheet = Image.new("RGB", (columns * size, rows * (size + band)), (48, 48, 48))
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, weights) in enumerate(EXPRESSIONS):
         yaw = 35.0 if label.endswith("3/4") else 0.0
-        images.append(render(rig, weights, size, yaw_deg=yaw)[0])
-        labels.append(label)
-    return contact_sheet(images, labels, columns=columns, tile=size)
+        x, y = (i % columns) * size, (i // columns) * (size + band)
+        sheet.paste(Image.fromarray(render(rig, weights, size, yaw_deg=yaw)[0]), (x, y))
+        draw.text((x + 4, y + size + 3), label, fill=(230, 230, 230))
+    return np.asarray(sheet)

@@ -133,3 +133,21 @@ def test_lods_carry_the_same_targets(avatar_run, name):
         checks.mesh(read_rig(avatar_run / "avatar" / "head.glb"), "head")["faces"]
     )
     assert checks.largest_moves(lod)[name] > 0.001
+
+
+def test_make_asset_lists_the_rig_after_export_for_the_avatar_target(sample_photo):
+    from portrait3d.errors import UserError
+    from portrait3d.make_asset import MakeAssetOptions
+    from portrait3d.stages import asset_stages
+
+    names = [s.name for s in asset_stages(sample_photo, MakeAssetOptions(preset="tiny", target="avatar"))]
+    assert names[names.index("export-mesh") + 1] == "rig" and names.index("rig") < names.index("render-turntable")
+    export = next(
+        s
+        for s in asset_stages(sample_photo, MakeAssetOptions(preset="tiny", target="avatar"))
+        if s.name == "export-mesh"
+    )
+    assert export.options.target == "avatar" and export.options.mesh.triangles == 12_000
+    assert "rig" not in [s.name for s in asset_stages(sample_photo, MakeAssetOptions(preset="tiny"))]
+    with pytest.raises(UserError, match="use --target avatar"):
+        MakeAssetOptions(target="readyplayerme").validate()

@@ -118,12 +118,13 @@ class FaceRig:
 
     # --- regions ---------------------------------------------------------------------------
     def lower_side(self, points: np.ndarray) -> np.ndarray:
-        """(N,) 1 below the mouth line, 0 above: sharp between the mouth corners (the lips are split
-        there), blending over a few centimetres across the cheeks."""
+        """(N,) 1 below the mouth line, 0 above: sharp in the middle of the mouth (the lips are split
+        there), widening toward the corners and blending over a few centimetres across the cheeks."""
         line, iod = self._line, self.iod
         y_line = np.interp(points[:, 0], line[:, 0], line[:, 1])
-        outside = np.maximum(np.maximum(line[0, 0] - points[:, 0], points[:, 0] - line[-1, 0]), 0.0)
-        band = 0.02 * iod + 0.4 * iod * smoothstep(0.0, 0.3 * iod, outside)
+        centre, half = 0.5 * (line[0, 0] + line[-1, 0]), 0.5 * (line[-1, 0] - line[0, 0])
+        across = np.abs(points[:, 0] - centre)
+        band = 0.02 * iod + 0.45 * iod * smoothstep(0.6 * half, half + 0.15 * iod, across)
         return smoothstep(-band, band, y_line - points[:, 1])
 
     def jaw_weight(self, points: np.ndarray, side: np.ndarray) -> np.ndarray:

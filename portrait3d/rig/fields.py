@@ -124,8 +124,10 @@ class FaceRig:
         y_line = np.interp(points[:, 0], line[:, 0], line[:, 1])
         centre, half = 0.5 * (line[0, 0] + line[-1, 0]), 0.5 * (line[-1, 0] - line[0, 0])
         across = np.abs(points[:, 0] - centre)
-        band = 0.02 * iod + 0.45 * iod * smoothstep(0.6 * half, half + 0.15 * iod, across)
-        return smoothstep(-band, band, y_line - points[:, 1])
+        widen = smoothstep(0.6 * half, half + 0.15 * iod, across)
+        # Mostly below the line: the jaw pulls the cheeks down, it does not lift the upper face.
+        above, below = 0.02 * iod + 0.1 * iod * widen, 0.02 * iod + 0.45 * iod * widen
+        return smoothstep(-above, below, y_line - points[:, 1])
 
     def jaw_weight(self, points: np.ndarray, side: np.ndarray) -> np.ndarray:
         """(N,) how much of the jaw's motion a skin point takes."""

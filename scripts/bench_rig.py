@@ -12,6 +12,11 @@ temporary folder) it prints one table row:
 - the rig's time (s), triangles and GLB size.
 
     python scripts/bench_rig.py RUN [RUN ...] [--sheet docs/rig_expressions.png]
+    python scripts/bench_rig.py --from-proxy RUN --work /tmp/rig-proxy [--sheet ...]
+
+``--from-proxy`` measures the rig on a clean surface: a copy of RUN (in ``--work``) whose
+``mesh/`` export-mesh writes (avatar target) from the run's proxy head (``proxy/head.ply``, the head
+the proxy generator's views show) instead of the NeRF, then the rig stage.
 """
 
 from __future__ import annotations
@@ -65,9 +70,41 @@ def measure(run: Path, work: Path) -> dict:
     }
 
 
+def from_proxy(run: Path, work: Path) -> Path:
+    """A copy of ``run`` with ``mesh/`` exported (avatar target) from its proxy head and rigged."""
+    import dataclasses
+    import shutil
+
+    import trimesh
+
+    from nerf.analytic import MeshField
+    from nerf.export import export_mesh
+    from portrait3d.presets import PRESETS
+    from portrait3d.rig.stage import RigOptions, rig_run
+    from portrait3d.run import Run
+
+    if work.exists():
+        shutil.rmtree(work)
+    copy = Run(work)  # a new run folder, then the parts of ``run`` the export and the rig read
+    for part in ("input", "proxy", "views"):
+        shutil.copytree(run / part, work / part)
+    export = PRESETS["fast"].export
+    config = dataclasses.replace(
+        export,
+        target="avatar",
+        mesh=dataclasses.replace(export.mesh, triangles=12_000),
+        bake=dataclasses.replace(export.bake, texture_size=1024),
+    )
+    export_mesh(copy, config, field_model=MeshField(trimesh.load(run / "proxy" / "head.ply", process=False)))
+    rig_run(copy, RigOptions(lods=2))
+    return work
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--from-proxy", action="store_true", help="rig each run's proxy head exported (see above)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/bench-rig-proxy"), help="folder for --from-proxy")
     parser.add_argument("--sheet", type=Path, default=None, help="expression contact sheet of the first run (PNG)")
     args = parser.parse_args()
     print(
@@ -77,6 +114,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory(prefix="bench-rig-") as work:
         for i, run in enumerate(args.runs):
+            if args.from_proxy:
+                run = from_proxy(run, args.work / run.name)
             r = measure(run, Path(work))
             print(
                 f"| {r['run']} | {r['neutral_mm']:.4f} / {r['mouth_closed_mm']:.1f} | "

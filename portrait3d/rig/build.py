@@ -115,7 +115,9 @@ def rig_head(static_path: Path, out: Path, camera_doc: dict, photo: np.ndarray, 
     incisor = lower_teeth[np.flatnonzero(centre)[np.argmax((lower_teeth[:, 2] + lower_teeth[:, 1])[centre])]]
     moving = [(head_vertices, rig.jaw_weight(head_vertices, side))]
     moving += [(part.vertices, np.ones(len(part.vertices))) for part in mouth[1:]]
-    rig.fit_jaw(incisor, moving)
+    upper_teeth = mouth[0].vertices
+    upper_edge = upper_teeth[np.abs(upper_teeth[:, 0]) < 0.25 * np.ptp(upper_teeth[:, 0]), 1].min()
+    rig.fit_jaw(incisor, moving, overlap=float(incisor[1] - upper_edge))
 
     meshes = [
         RigMesh(

@@ -90,13 +90,14 @@ class FaceRig:
         self.incisor = np.array([0.0, f.mouth_centre[1], front - 0.1 * self.iod])
         self.jaw_angle = self._opening_angle(INCISOR_OPENING, MAX_JAW_TRAVEL)
 
-    def fit_jaw(self, incisor: np.ndarray, moving: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    def fit_jaw(self, incisor: np.ndarray, moving: list[tuple[np.ndarray, np.ndarray]], overlap: float = 0.0) -> None:
         """Open the jaw so that the lower incisors' edge at ``incisor`` (3,) drops the full gap, unless
         a point of ``moving`` ((points (N, 3), jaw weights (N,)) pairs: the skin and the parts) would
-        then travel further than :data:`MAX_JAW_TRAVEL`."""
+        then travel further than :data:`MAX_JAW_TRAVEL`. ``overlap``: how far the upper incisors reach
+        below the lower ones' edge at rest (the drop that opens no gap)."""
         self.incisor = np.asarray(incisor, dtype=np.float64)
         reach = max(float((np.linalg.norm((p - self.pivot)[:, 1:], axis=1) * w).max()) for p, w in moving)
-        angle = self._opening_angle(INCISOR_OPENING, MAX_JAW_TRAVEL)
+        angle = self._opening_angle(INCISOR_OPENING + max(overlap, 0.0), MAX_JAW_TRAVEL)
         self.jaw_angle = min(angle, 2.0 * np.arcsin(min(MAX_JAW_TRAVEL / (2.0 * reach), 1.0)))
 
     def _opening_angle(self, gap: float, limit: float) -> float:
@@ -133,7 +134,7 @@ class FaceRig:
         """(N,) how much of the jaw's motion a skin point takes."""
         iod, chin = self.iod, self.face.points[lm.CHIN]
         front = smoothstep(self.pivot[2] - 0.05 * iod, self.pivot[2] + 0.45 * iod, points[:, 2])
-        neck = 1.0 - smoothstep(0.15 * iod, 0.8 * iod, chin[1] - points[:, 1])
+        neck = 1.0 - smoothstep(0.0, 0.6 * iod, chin[1] - points[:, 1])
         return side * front * neck
 
     def lip_region(self, points: np.ndarray) -> np.ndarray:
@@ -158,6 +159,11 @@ class FaceRig:
         radius = 0.3 * self.iod
         upper = anchor_field(points, self.face.curve(lm.LIPS_UPPER_INNER), [0.0, -0.5 * gap, 0.0], radius)
         lower = anchor_field(points, self.face.curve(lm.LIPS_LOWER_INNER), [0.0, 0.5 * gap, 0.0], radius)
+        # Nothing crosses the mouth line: what lay between an inner lip and the line (the photo's teeth)
+        # is pressed onto the line, not pushed past it.
+        y_line = np.interp(points[:, 0], self._line[:, 0], self._line[:, 1])
+        upper[:, 1] = -np.minimum(-upper[:, 1], np.maximum(points[:, 1] - y_line, 0.0))
+        lower[:, 1] = np.minimum(lower[:, 1], np.maximum(y_line - points[:, 1], 0.0))
         return (1.0 - side)[:, None] * upper + side[:, None] * lower
 
     # --- building blocks -----------------------------------------------------------------------

@@ -226,12 +226,13 @@ def ellipsoid_cup(centre: np.ndarray, radii: np.ndarray, name: str, color, kind:
 
 def teeth_row(rig: FaceRig, upper: bool, surface: Surface) -> Part:
     """A horseshoe of teeth behind the lips (a thick ribbon along the dental arch), gums on top.
-    The upper edges of the lower row meet the upper row's edges at the mouth line."""
+    The lower row's edge is at the mouth line, just behind the upper row, whose edge overlaps it."""
     face, iod = rig.face, rig.iod
     centre = face.mouth_centre
     half_width = 0.42 * face.mouth_width
     depth = 0.45 * iod  # how far back the molars go
-    front_z = centre[2] - 0.13 * iod
+    # Overbite: the upper incisors reach 2.5 mm below the mouth line, in front of the lower ones.
+    front_z = centre[2] - (0.13 if upper else 0.19) * iod
     n = 17
     u = np.linspace(-1.0, 1.0, n)
     arch = np.stack([half_width * u, np.zeros(n), front_z - depth * u**2], axis=1)
@@ -239,7 +240,7 @@ def teeth_row(rig: FaceRig, upper: bool, surface: Surface) -> Part:
     normal = np.stack([tangent[:, 2], np.zeros(n), -tangent[:, 0]], axis=1)  # outward, in the xz plane
     normal /= np.linalg.norm(normal, axis=1, keepdims=True)
     height, thickness = 0.16 * iod, 0.05 * iod
-    edge = centre[1] + (0.005 if upper else -0.005) * iod
+    edge = centre[1] - (0.04 if upper else 0.0) * iod
     top, bottom = (edge + height, edge) if upper else (edge, edge - height)
     # Cross-section corners: outer-top, outer-bottom, inner-bottom, inner-top.
     corners = [(0.5, top), (0.5, bottom), (-0.5, bottom), (-0.5, top)]

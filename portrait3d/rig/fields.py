@@ -262,7 +262,7 @@ class FaceRig:
     def _tongue_out(self, points: np.ndarray) -> np.ndarray:
         """The tongue's tip slides out past the lips; its root stays."""
         front = smoothstep(self.incisor[2] - 0.6 * self.iod, self.incisor[2], points[:, 2])
-        return front[:, None] * np.array([0.0, -0.05, 0.38]) * self.iod
+        return front[:, None] * np.array([0.0, 0.1, 0.42]) * self.iod
 
     def _eye(self, name: str, points: np.ndarray, eye: str) -> np.ndarray:
         """Eyeball rotations (points relative to the eyeball's centre)."""

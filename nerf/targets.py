@@ -54,22 +54,22 @@ TARGETS: dict[str, Target] = {
             "power-of-two textures for mipmaps in WebGL 1",
         ),
     ),
-    "readyplayerme": Target(
-        triangles=15_000,
+    "avatar": Target(
+        triangles=12_000,
         texture_size=1024,
         max_texture_size=2048,
-        lods=(1.0, 0.75, 0.5),
+        lods=(1.0, 0.5),
         formats=("glb",),
         max_file_mb=10.0,
         sources=(
-            "GLB at most 10 MB, no custom glTF extensions: "
+            "the Ready Player Me avatar layout that avatar tools still read (its service closed on 2026-01-31): "
+            "GLB at most 10 MB, textures square, power of two, 1024² by default and at most 2048²: "
             "https://docs.readyplayer.me/asset-creation-guide/reference/hero-character",
-            "LODs high / medium (75 % of the polygons) / low (50 %); textures 1024² by default and at most: "
-            "https://docs.readyplayer.me/ready-player-me/getting-started/3.-optimize",
-            "textures square, power of two, at most 2048²; normal maps OpenGL tangent space, +Y up: "
-            "https://docs.readyplayer.me/ready-player-me/customizing-guides/create-custom-assets/hairstyle",
-            "15 000 triangles: the most Ready Player Me publishes for one asset (an outfit): "
-            "https://docs.readyplayer.me/asset-creation-guide/asset-creation/modeling-guidelines/requirements-conventions",
+            "12 000 head triangles: project choice; with the rig's eyes, teeth, tongue and mouth cavity "
+            "(about 2 500 more) a head-only avatar stays near 15 000, the most Ready Player Me published "
+            "for one asset; two LODs (100 / 50 %) because every LOD carries the 67 morph targets",
+            "the rigged files are written by the rig stage (portrait3d.rig) into avatar/: 52 ARKit "
+            "blendshapes, 15 Oculus visemes, bones Neck, Head, LeftEye, RightEye",
         ),
     ),
     "unity": Target(
@@ -104,10 +104,19 @@ TARGETS: dict[str, Target] = {
 """The targets of ``export-mesh --target``."""
 
 
+RETIRED = {
+    "readyplayerme": "--target readyplayerme is gone: Ready Player Me closed its service on 2026-01-31; "
+    "use --target avatar (a rigged head in the layout avatar tools read: ARKit blendshapes, visemes, eye bones)",
+}
+"""Targets that no longer exist, with the one line that says what to use instead."""
+
+
 def get_target(name: str) -> Target:
     """The target called ``name``; a clear error for an unknown one."""
     from portrait3d.errors import UserError
 
+    if name in RETIRED:
+        raise UserError(RETIRED[name])
     if name not in TARGETS:
         raise UserError(f"--target: choose one of {', '.join(TARGETS)}, got {name!r}")
     return TARGETS[name]

@@ -66,6 +66,9 @@ class MakeAssetOptions:
     """Redo every stage even where the run is up to date."""
     wait: bool = False
     """Wait for another process writing the same run folder instead of failing."""
+    target: str | None = None
+    """Where the asset goes (``export-mesh --target``: generic, web, avatar, unity, unreal); None: the
+    preset's export. ``avatar`` adds the ``rig`` stage (``avatar/head.glb``: blendshapes, visemes, bones)."""
     max_seconds: float | None = None
     """Time budget of the NeRF fit in seconds (None: the preset's fixed number of steps; a budget makes
     the result depend on the machine's load)."""
@@ -96,6 +99,10 @@ class MakeAssetOptions:
             limits.number("--pitch", self.pitch, *limits.PITCH_RANGE, " degrees")
         if self.max_seconds is not None and not (math.isfinite(self.max_seconds) and self.max_seconds > 0):
             raise UserError(f"--max-seconds must be a positive number of seconds, got {self.max_seconds}")
+        if self.target is not None:
+            from nerf.targets import get_target
+
+            get_target(self.target)
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"--device must be auto, cpu or cuda, not {self.device!r}")
 
@@ -155,7 +162,7 @@ def make_asset(photo: str | Path, out: str | Path, options: MakeAssetOptions) ->
             name = {"back_view": "back-view", "orbit_views": "orbit-views"}.get(stage.name, stage.name)
             results[name] = run_stage(run, stage, force=options.force)
         report = write_report(run, photo, options, device, results, time.perf_counter() - start)
-    glb = run.path("mesh", "head.glb")
+    glb = run.path("avatar" if options.target == "avatar" else "mesh", "head.glb")
     progress.info(f"done in {report['seconds_total']:.0f} s. Asset: {glb}")
     progress.info(f"open the NeRF in nerfstudio's viewer: portrait3d view {run.root}")
     return report
@@ -208,6 +215,7 @@ def write_report(run: Run, photo: Path, options: MakeAssetOptions, device: str, 
             "scale_to_metres": mesh.get("scale_to_metres"),
             **{key: mesh.get(key) for key in ("target", "origin_source_units", "lods", "file_sizes")},
         },
+        **({"avatar": results["rig"].get("lods")} if "rig" in results else {}),
         "files": {str(p.relative_to(run.root)): p.stat().st_size for p in files},
     }
     atomic_write_json(run.path("report.json"), report)

@@ -18,6 +18,7 @@ stage                 builder
 ``fit-nerf``          :func:`nerf.fit.stage`
 ``export-mesh``       :func:`nerf.export.stage`
 ``render-turntable``  :func:`nerf.turntable.stage`
+``rig``               :func:`portrait3d.rig.stage` (only for ``--target avatar``, after export-mesh)
 ``contact-sheet``     :func:`contact_sheet_stage` (here: it reads the views of either generator)
 ====================  ====================================================
 
@@ -64,14 +65,37 @@ def contact_sheet_stage() -> Stage:
     )
 
 
+def target_stages(export_config, target: str | None) -> list[Stage]:
+    """export-mesh with ``target``'s budget (None: the preset's export as it is) and, for ``avatar``,
+    the ``rig`` stage after it (``avatar/``: the rigged head)."""
+    from nerf import export
+    from nerf.targets import get_target
+
+    if target is None:
+        return [export.stage(export_config)]
+    budget = get_target(target)
+    export_config = dataclasses.replace(
+        export_config,
+        target=target,
+        mesh=dataclasses.replace(export_config.mesh, triangles=budget.triangles),
+        bake=dataclasses.replace(export_config.bake, texture_size=budget.texture_size),
+    )
+    if target != "avatar":
+        return [export.stage(export_config)]
+    from portrait3d import rig
+
+    lods, _formats = export.resolved(export_config)
+    return [export.stage(export_config), rig.stage(rig.RigOptions(lods=len(lods), max_file_mb=budget.max_file_mb))]
+
+
 def asset_stages(photo: str | Path, options) -> list[Stage]:
     """The stages of make-asset, in order, for :class:`portrait3d.make_asset.MakeAssetOptions`.
 
     preprocess -> proxy -> (views | back_view, orbit_views) -> dataset -> fit-nerf ->
-    export-mesh -> render-turntable -> contact-sheet.
+    export-mesh (-> rig, for the avatar target) -> render-turntable -> contact-sheet.
     """
     # Imported here: the stage packages pull in torch, open3d and friends, which `--help` does not need.
-    from nerf import dataset, export, fit, turntable
+    from nerf import dataset, fit, turntable
     from portrait3d import preprocess
     from portrait3d.presets import PRESETS
     from portrait3d.proxy import stage as proxy
@@ -106,7 +130,7 @@ def asset_stages(photo: str | Path, options) -> list[Stage]:
     stages += [
         dataset.stage(),
         fit.stage(fit_config, options.device),
-        export.stage(preset.export),
+        *target_stages(preset.export, options.target),
         turntable.stage(preset.turntable),
         contact_sheet_stage(),
     ]

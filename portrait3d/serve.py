@@ -260,6 +260,26 @@ class App:
         root = self._run_root(name)
         return self._outputs(root, f"{name}: {'finished' if (root / 'report.json').is_file() else 'not finished'}")
 
+    def rig(self, name: str) -> str:
+        """The avatar of an earlier run (``export-mesh --target avatar``: blendshapes, visemes, bones; made
+        once), shown in a three.js page with expression sliders: HTML of an iframe."""
+        from portrait3d.pipeline import target_stages
+        from portrait3d.presets import PRESETS
+        from portrait3d.rig.web import page_folder
+        from portrait3d.runner import open_run, run_stage
+
+        root = self._run_root(name)
+        if not (root / "avatar" / "head.glb").is_file():  # rigged already (make-asset --target avatar): show it
+            preset = json.loads((root / JOB_FILE).read_text()).get("preset", self.options.preset)
+            with open_run(root, create=False, wait=True) as run:
+                for stage in target_stages(PRESETS[preset].export, "avatar"):
+                    run_stage(run, stage)
+        page = page_folder(root / "web" / "avatar", root / "avatar" / "head.glb")
+        return (
+            f'<iframe src="/gradio_api/file={page}" style="width:100%;height:540px;border:0" '
+            f'title="avatar of {name}"></iframe>'
+        )
+
     def _run_root(self, name: str | None) -> Path:
         if not name or name not in list_runs(self.runs):
             raise UserError(f"no run named {name!r} under {self.runs}")
@@ -331,6 +351,9 @@ def build(options: ServeOptions):
     def show_run(name):
         return app.show(name)
 
+    def rig_run(name):
+        return as_gradio_error(app.rig)(name)
+
     def refresh():
         return gr.update(choices=list_runs(app.runs))
 
@@ -370,7 +393,11 @@ def build(options: ServeOptions):
                     sheet = gr.Image(label="Contact sheet", interactive=False, height=320)
                     turntable = gr.Video(label="Turntable", interactive=False, height=320)
                 files = gr.File(label="Downloads: GLB, OBJ + MTL + texture, PLY, whole run (zip)", elem_id="downloads")
+                with gr.Accordion("Avatar: blink, smile, talk (the earlier run picked above)", open=False):
+                    make_avatar = gr.Button("Rig it and show the avatar", elem_id="avatar-button")
+                    avatar = gr.HTML(elem_id="avatar")
         outputs = [status, sheet, turntable, model, files]
+        make_avatar.click(rig_run, [earlier], avatar, api_name="avatar")
         start.click(
             make_asset_job, [photo, generator, preset, views, seed, manual, yaw, pitch], outputs, api_name="make_asset"
         ).then(refresh, None, earlier)
@@ -437,6 +464,14 @@ def _keep_hash_seed_in(path: Path) -> None:
         sys.meta_path.insert(0, _HashSeedRedirect(path))
 
 
+def avatar_paths() -> list[str]:
+    """three.js, which the avatar page loads (where ``scripts/setup.sh --dev`` installed it)."""
+    from portrait3d.rig.web import three_folder
+
+    three = three_folder()
+    return [str(three.resolve())] if three else []
+
+
 def serve(options: ServeOptions, block: bool = True):
     """Launch the app; returns the Gradio app (with ``block=False``, for tests)."""
     runs = Path(options.runs).resolve()
@@ -449,7 +484,7 @@ def serve(options: ServeOptions, block: bool = True):
         server_name=options.host,
         server_port=options.port,
         max_file_size=f"{options.max_file_size_mb:g}mb",
-        allowed_paths=[str(runs)],
+        allowed_paths=[str(runs), *avatar_paths()],
         prevent_thread_lock=True,
         show_error=True,
         quiet=True,

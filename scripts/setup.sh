@@ -89,6 +89,11 @@ if [[ $dev == 1 ]]; then
       say "installing gltf-validator (npm) into .tools/"
       npm install --silent --no-audit --no-fund --prefix .tools gltf-validator@2.0.0-dev.3.10 >/dev/null
     }
+    # three.js: the client the rig's browser test and the web app's avatar page drive.
+    [[ -f .tools/node_modules/three/build/three.module.js ]] || {
+      say "installing three (npm) into .tools/"
+      npm install --silent --no-audit --no-fund --prefix .tools three@0.187.0 >/dev/null
+    }
   else
     say "npm not found: the glTF validator test will be skipped"
   fi

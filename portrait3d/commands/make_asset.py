@@ -49,6 +49,12 @@ def add_make_asset_options(p: argparse.ArgumentParser) -> None:
         "--wait", action="store_true", help="wait for another process writing the same --out, instead of failing"
     )
     p.add_argument(
+        "--target",
+        default=None,
+        help="where the asset goes, as export-mesh --target (generic, web, avatar, unity, unreal); "
+        "avatar also writes the rigged head RUN/avatar/head.glb (default: the preset's export)",
+    )
+    p.add_argument(
         "--max-seconds",
         type=float,
         default=None,
@@ -75,6 +81,7 @@ def make_asset_options(args: argparse.Namespace):
         force=args.force,
         wait=args.wait,
         max_seconds=args.max_seconds,
+        target=args.target,
     )
     options.validate()  # one-line errors for bad combinations before anything runs (make_asset checks again)
     return options

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nerf.targets import TARGETS
+from nerf.targets import TARGETS, get_target
 from portrait3d.commands import add_stage_flags, open_existing, preset_of
 
 
@@ -23,10 +23,10 @@ def register_mesh_commands(subparsers: argparse._SubParsersAction, common: argpa
     p.add_argument("run", metavar="RUN", help="run folder with nerf/ (from fit-nerf) and views/")
     p.add_argument(
         "--target",
-        choices=tuple(TARGETS),
         default=None,
-        help="where the asset goes; picks the triangle budget, texture size, LODs and formats "
-        "(see the README's table of targets; default: generic with the preset's budget, one LOD, GLB + OBJ + PLY)",
+        help=f"where the asset goes ({', '.join(TARGETS)}); picks the triangle budget, texture size, LODs and "
+        "formats (see the README's table of targets; default: generic with the preset's budget, one LOD, "
+        "GLB + OBJ + PLY); avatar also rigs the head into RUN/avatar/ (blendshapes, visemes, bones)",
     )
     p.add_argument(
         "--triangles",
@@ -121,7 +121,7 @@ def run_export_mesh(args: argparse.Namespace) -> None:
     run = open_existing(args)
     preset = preset_of(args, args.run).export
     # A named target sets the budgets; without one the preset's apply (generic limits).
-    target = TARGETS[args.target] if args.target else None
+    target = get_target(args.target) if args.target else None
     triangles = args.triangles if args.triangles is not None or target is None else target.triangles
     texture = args.texture if args.texture is not None or target is None else target.texture_size
     mesh = _replace(
@@ -142,7 +142,27 @@ def run_export_mesh(args: argparse.Namespace) -> None:
         formats=args.formats,
         normal_map=args.normal_map or None,
     )
+    if args.target == "avatar":
+        _export_avatar(run, config, args)
+        return
     run_stage(run, stage(config), force=args.force, wait=args.wait)
+
+
+def _export_avatar(run, config, args: argparse.Namespace) -> None:
+    """The avatar target: the static head (GLB LODs), then the ``rig`` stage writes the rigged files
+    into ``RUN/avatar/`` (FBX there too when asked: the rig's, with shape keys and bones)."""
+    import dataclasses
+
+    from nerf.export import resolved, stage
+    from portrait3d.rig import RigOptions
+    from portrait3d.rig import stage as rig_stage
+    from portrait3d.runner import run_stage
+
+    lods, formats = resolved(config)
+    config = dataclasses.replace(config, formats=tuple(f for f in formats if f != "fbx"))
+    run_stage(run, stage(config), force=args.force, wait=args.wait)
+    options = RigOptions(lods=len(lods), fbx="fbx" in formats, max_file_mb=get_target("avatar").max_file_mb)
+    run_stage(run, rig_stage(options), force=args.force, wait=args.wait)
 
 
 def run_render_turntable(args: argparse.Namespace) -> None:

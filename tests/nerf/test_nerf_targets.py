@@ -78,7 +78,8 @@ def test_budget_table_has_every_target_with_sources():
         assert f"`{name}`" in table
         assert target.sources and target.lods[0] == 1.0
         assert target.texture_size & (target.texture_size - 1) == 0
-    assert TARGETS["readyplayerme"].lods == (1.0, 0.75, 0.5) and TARGETS["readyplayerme"].max_file_mb == 10.0
+    assert TARGETS["avatar"].lods == (1.0, 0.5) and TARGETS["avatar"].max_file_mb == 10.0
+    assert "readyplayerme" not in TARGETS and "readyplayerme" not in table
     assert [lod_texture_size(2048, f) for f in (1.0, 0.5, 0.25, 0.01)] == [2048, 1024, 1024, 256]
 
 
@@ -99,16 +100,16 @@ def test_every_target_writes_its_lods_within_budget(exports):
 
 
 def test_glb_extras_origin_and_watertight_cap(exports):
-    run, info = exports["readyplayerme"]
+    run, info = exports["avatar"]
     for i, lod in enumerate(info["lods"]):
         document = read_glb_json(run.path(lod["file"]))
         extras = document["asset"]["extras"]["portrait3d"]
-        assert extras["lod"] == i and extras["units"] == "metres" and extras["target"] == "readyplayerme"
+        assert extras["lod"] == i and extras["units"] == "metres" and extras["target"] == "avatar"
         assert extras["metres_per_unit"] == SCALE and "portrait3d" in extras["generator"]
         assert document["nodes"][0]["name"] == document["meshes"][0]["name"] == f"head_LOD{i}"
         material = document["materials"][0]
         assert material["pbrMetallicRoughness"]["metallicFactor"] == 0.0 and "normalTexture" in material
-        assert "extensionsUsed" not in document  # no custom extensions for Ready Player Me
+        assert "extensionsUsed" not in document  # no custom extensions in the avatar layout
         mesh = trimesh.load(run.path(lod["file"]), force="mesh")
         mesh.merge_vertices(merge_tex=True, merge_norm=True)  # glTF splits vertices at UV seams
         assert mesh.is_watertight
@@ -166,8 +167,11 @@ def test_neck_cap_closes_an_open_neck():
 def test_bad_target_options_are_one_line_errors(scene, monkeypatch):
     with pytest.raises(UserError, match="--target"):
         _export(scene, "bad", _config("playstation"))
-    with pytest.raises(UserError, match="--triangles: the readyplayerme target allows at most 15000"):
-        _export(scene, "bad", dataclasses.replace(_config("readyplayerme"), mesh=MeshConfig(triangles=20_000)))
+    with pytest.raises(UserError, match="--triangles: the avatar target allows at most 12000"):
+        _export(scene, "bad", dataclasses.replace(_config("avatar"), mesh=MeshConfig(triangles=20_000)))
+    # The retired target names its successor in one line.
+    with pytest.raises(UserError, match=r"^--target readyplayerme is gone: .*2026-01-31; use --target avatar"):
+        _export(scene, "bad", _config("readyplayerme"))
     with pytest.raises(UserError, match="power of two"):
         _export(scene, "bad", dataclasses.replace(_config("web"), bake=BakeConfig(texture_size=1000)))
     with pytest.raises(UserError, match="--lods"):

@@ -6,18 +6,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import REPO, SAMPLE_PHOTO, run_cli
 from missing_tool import missing_tool
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REFERENCE_LABELS = SHARED / "reference" / "panohead_dataset_example.json"
 # A copy that travels with the repository, so tests do not need ../shared.
 BUNDLED_LABELS = REPO / "tests" / "data" / "panohead_dataset_example.json"
-SAMPLE_PHOTO = REPO / "data" / "samples" / "astronaut.jpg"
 
 
 @pytest.fixture(scope="session")
@@ -25,16 +23,6 @@ def reference_labels() -> dict:
     """The released PanoHead sample labels (``{"labels": [[name, [25 floats]], ...]}``)."""
     path = REFERENCE_LABELS if REFERENCE_LABELS.exists() else BUNDLED_LABELS
     return json.loads(path.read_text())
-
-
-def run_cli(*args: str, cwd: str | Path | None = None, timeout: float = 600, env: dict | None = None):
-    """Run the installed ``portrait3d`` console script as a subprocess."""
-    exe = Path(sys.executable).parent / "portrait3d"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "portrait3d"]
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run(
-        [*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env, stdin=subprocess.DEVNULL
-    )
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_PHOTO, run_cli
+from cli_runner import SAMPLE_PHOTO, run_cli
 
 
 @pytest.fixture(scope="session")

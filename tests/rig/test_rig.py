@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from cli_runner import run_cli
 from missing_tool import missing_tool
 from rig_run import avatar_run, lid_contour, rigged  # noqa: F401 (fixtures)
 

@@ -48,6 +48,7 @@ import torch
 from nerf.dataset import TRANSFORMS, read_views
 from nerf.field import FieldConfig
 from nerf.volume import NGPVolume, VolumeConfig, photometric_loss
+from nerf.warm_start import PROXY_MESH, WarmStartConfig, warm_start
 from portrait3d import progress
 from portrait3d.errors import UserError
 from portrait3d.run import Run, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
@@ -90,6 +91,8 @@ class FitConfig:
         )
     )
     """Field, occupancy grid and ray marching."""
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    """Start the density, colour and occupancy from the run's proxy head (``proxy/head.ply``) when it has one."""
 
 
 PRESETS: dict[str, FitConfig] = {
@@ -175,6 +178,15 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
     rays, masks = _training_rays(views, config.image_size, torch_device)
     volume = NGPVolume(config.volume, torch_device.type).to(torch_device)
     volume.grid.carve([v.camera for v in views], masks.to(torch_device), dilate_px=2)
+    generator = torch.Generator(device=torch_device).manual_seed(config.seed)
+    start = time.perf_counter()
+    warm = warm_start(volume, run.root, config.warm_start, generator)
+    warm_seconds = time.perf_counter() - start
+    if warm is not None:
+        progress.info(
+            f"fit-nerf: warm start from {PROXY_MESH} in {warm_seconds:.1f} s "
+            f"(occupancy narrowed to {warm['occupancy_kept'] * 100:.1f}% of the cube)"
+        )
     progress.info(
         f"fit-nerf: {len(views)} views at {config.image_size}px on {torch_device.type} "
         f"(hash grid: {volume.field.implementation}, sampler: {volume.sampler}); "
@@ -184,7 +196,6 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
     foreground_index = torch.nonzero(rays.near_foreground, as_tuple=True)[0]
     num_rays = rays.origins.shape[0]
     num_fg = int(config.rays_per_batch * config.foreground_fraction) if foreground_index.numel() else 0
-    generator = torch.Generator(device=torch_device).manual_seed(config.seed)
     recent_psnr: list[float] = []
     start = time.perf_counter()
     step = 0
@@ -244,6 +255,8 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         "views": len(views),
         "image_size": config.image_size,
         "floater_voxels_emptied": dropped,
+        "warm_start": warm,
+        "warm_start_seconds": round(warm_seconds, 2) if warm is not None else None,
     }
 
 

@@ -58,7 +58,7 @@ class ProxyPrior:
     Near the surface, points are drawn as vertices moved along their normals, whose signed distance is
     the move (exact to the curvature: a head's radius is 30 times the band used here) and whose colour
     is the vertex's. Anywhere else, a signed distance grid (the surface's voxels filled inside, then
-    Euclidean distance transforms on both sides) is interpolated; it is off by up to a voxel, which
+    a Euclidean distance transform) is interpolated; it is off by up to a voxel, which
     only matters near the surface, where the drawn points decide.
 
     Args:
@@ -128,10 +128,10 @@ def _sdf_grid(mesh, half_extent: float, resolution: int) -> np.ndarray:
     surface = np.zeros((resolution,) * 3, dtype=bool)
     surface[ijk[:, 0], ijk[:, 1], ijk[:, 2]] = True
     inside = ndimage.binary_fill_holes(surface) & ~surface
-    outside = ~(inside | surface)
-    distance_out = ndimage.distance_transform_edt(outside) * voxel  # outside voxels: to the nearest other one
-    distance_in = ndimage.distance_transform_edt(inside) * voxel
-    sdf = np.where(outside, distance_out - 0.5 * voxel, np.where(inside, -(distance_in - 0.5 * voxel), 0.0))
+    # Distance to the nearest surface voxel's centre (those lie within a voxel of the surface on both
+    # sides, so the error has no bias), signed by the filled inside.
+    distance = ndimage.distance_transform_edt(~surface) * voxel
+    sdf = np.where(inside, -distance, distance)
     return sdf.astype(np.float32)
 
 

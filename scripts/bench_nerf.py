@@ -135,6 +135,7 @@ def mesh_figures(run: Run, mesh) -> dict:
     return {
         "mesh": {
             "export_seconds": round(seconds, 1),
+            **{k: round(info[k], 1) for k in ("surface_s", "unwrap_s", "bake_s") if k in info},
             "surface": info.get("surface"),
             "triangles": info.get("triangles"),
             "chamfer_pct_diag": round(float(geometry["chamfer_pct_diag"]), 3),

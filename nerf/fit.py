@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nerf.appearance import ViewAppearance, ViewReliability
 from nerf.dataset import TRANSFORMS, read_views
 from nerf.field import FieldConfig
 from nerf.volume import NGPVolume, VolumeConfig, photometric_loss
@@ -91,6 +92,16 @@ class FitConfig:
         )
     )
     """Field, occupancy grid and ray marching."""
+    view_appearance: bool = True
+    """Learn a colour gain and offset per view while fitting (:class:`nerf.appearance.ViewAppearance`), so
+    that views with their own exposure or colour cast (generated views) do not stain the field."""
+    appearance_penalty: float = 1.0
+    """Weight of the penalty that keeps the per-view gains and offsets near identity."""
+    view_weighting: bool = True
+    """Weigh each view's colour loss down when it stays far above the typical view's
+    (:class:`nerf.appearance.ViewReliability`): a plainly wrong view stops pulling the field."""
+    view_weighting_after: float = 0.2
+    """Share of the steps after which the view weights apply (the losses are measured before)."""
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     """Start the density, colour and occupancy from the run's proxy head (``proxy/head.ply``) when it has one."""
 
@@ -192,7 +203,11 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         f"(hash grid: {volume.field.implementation}, sampler: {volume.sampler}); "
         f"visual hull {float(volume.grid.hull.float().mean()) * 100:.1f}% of the cube"
     )
-    optimizer = torch.optim.Adam(volume.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), eps=1e-15)
+    appearance = ViewAppearance(len(views)).to(torch_device) if config.view_appearance else None
+    reliability = ViewReliability(len(views))
+    params = list(volume.parameters()) + (list(appearance.parameters()) if appearance is not None else [])
+    optimizer = torch.optim.Adam(params, lr=config.learning_rate, betas=(0.9, 0.99), eps=1e-15)
+    pixels_per_view = config.image_size * config.image_size
     foreground_index = torch.nonzero(rays.near_foreground, as_tuple=True)[0]
     num_rays = rays.origins.shape[0]
     num_fg = int(config.rays_per_batch * config.foreground_fraction) if foreground_index.numel() else 0
@@ -215,7 +230,21 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         )
         background = torch.rand(pick.numel(), 3, device=torch_device, generator=generator)
         out = volume.render_rays(rays.origins[pick], rays.directions[pick], background, jitter=True)
-        losses = photometric_loss(out["rgb"], out["accumulation"], rays.rgba[pick], background, config.mask_loss_weight)
+        view = pick // pixels_per_view
+        rgb = out["rgb"]
+        if appearance is not None:
+            rgb = appearance(rgb, out["accumulation"], background, view)
+        ray_weight = None
+        if config.view_weighting:
+            target = rays.rgba[pick, :3] * rays.rgba[pick, 3:] + background * (1 - rays.rgba[pick, 3:])
+            reliability.update(view, torch.abs(rgb.detach() - target).mean(dim=-1))
+            if step >= config.view_weighting_after * config.iterations:
+                ray_weight = reliability.weights().to(torch_device)[view]
+        losses = photometric_loss(
+            rgb, out["accumulation"], rays.rgba[pick], background, config.mask_loss_weight, ray_weight
+        )
+        if appearance is not None:
+            losses["appearance_penalty"] = config.appearance_penalty * appearance.penalty()
         loss = sum(losses.values())
         if not loss.requires_grad:  # no ray met an occupied voxel this step
             continue
@@ -256,6 +285,7 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         "image_size": config.image_size,
         "floater_voxels_emptied": dropped,
         "warm_start": warm,
+        "view_weights": [round(float(w), 3) for w in reliability.weights()] if config.view_weighting else None,
         "warm_start_seconds": round(warm_seconds, 2) if warm is not None else None,
     }
 

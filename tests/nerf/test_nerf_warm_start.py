@@ -104,3 +104,26 @@ def test_simulated_diffusion_changes_views_as_documented():
     assert not np.array_equal(
         altered[wrong][..., 3], np.roll(clean[wrong][..., 3], tuple(record["views"][wrong]["shift_px"]), axis=(0, 1))
     )
+
+
+def test_view_appearance_and_reliability():
+    from nerf.appearance import ViewAppearance, ViewReliability
+
+    appearance = ViewAppearance(4)
+    rgb, acc = torch.rand(6, 3), torch.tensor([1.0, 1.0, 0.5, 0.0, 1.0, 0.2])
+    background, view = torch.rand(6, 3), torch.tensor([0, 1, 2, 3, 0, 1])
+    rgb[3] = background[3]  # a transparent ray renders the background
+    torch.testing.assert_close(appearance(rgb, acc, background, view), rgb)  # identity at the start
+    with torch.no_grad():
+        appearance.log_gain[3] = 1.0
+    # A transparent ray shows the background whatever its view's gain.
+    torch.testing.assert_close(appearance(rgb, acc, background, view)[3], rgb[3])
+    assert appearance.penalty() > 0
+
+    reliability = ViewReliability(5)
+    view = torch.arange(5).repeat(40)
+    loss = torch.where(view == 2, 0.5, 0.05) + 0.01 * torch.rand(200)
+    for _ in range(5):
+        reliability.update(view, loss)
+    weights = reliability.weights()
+    assert weights[2] < 0.05 and torch.all(weights[[0, 1, 3, 4]] == 1.0), weights

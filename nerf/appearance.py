@@ -59,16 +59,19 @@ class ViewReliability:
         tolerance: views up to this many times the median loss keep weight 1.
     """
 
-    def __init__(self, num_views: int, decay: float = 0.95, tolerance: float = 1.5) -> None:
-        self.loss = torch.zeros(num_views)
-        self.seen = torch.zeros(num_views, dtype=torch.bool)
+    def __init__(
+        self, num_views: int, decay: float = 0.95, tolerance: float = 1.5, device: torch.device | str = "cpu"
+    ) -> None:
+        # On the training device: no host round trip per step on CUDA.
+        self.loss = torch.zeros(num_views, device=device)
+        self.seen = torch.zeros(num_views, dtype=torch.bool, device=device)
         self.decay = decay
         self.tolerance = tolerance
 
     @torch.no_grad()
     def update(self, view: torch.Tensor, per_ray_loss: torch.Tensor) -> None:
         """Fold in one batch: (B,) int views, (B,) colour losses."""
-        view, per_ray_loss = view.cpu(), per_ray_loss.detach().float().cpu()
+        per_ray_loss = per_ray_loss.detach().float()
         total = torch.zeros_like(self.loss).index_add_(0, view, per_ray_loss)
         count = torch.zeros_like(self.loss).index_add_(0, view, torch.ones_like(per_ray_loss))
         hit = count > 0
@@ -81,8 +84,7 @@ class ViewReliability:
 
     def weights(self) -> torch.Tensor:
         """(V,) weight of each view: min(1, (tolerance × median / loss)²); 1 for views not seen yet."""
-        if not self.seen.any():
-            return torch.ones_like(self.loss)
-        typical = torch.median(self.loss[self.seen])
+        seen_loss = torch.where(self.seen, self.loss, torch.full_like(self.loss, float("nan")))
+        typical = torch.nan_to_num(torch.nanmedian(seen_loss), nan=1.0)
         ratio = self.tolerance * typical / torch.clamp(self.loss, min=1e-9)
         return torch.where(self.seen, torch.clamp(ratio**2, max=1.0), torch.ones_like(self.loss))

@@ -204,7 +204,7 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         f"visual hull {float(volume.grid.hull.float().mean()) * 100:.1f}% of the cube"
     )
     appearance = ViewAppearance(len(views)).to(torch_device) if config.view_appearance else None
-    reliability = ViewReliability(len(views))
+    reliability = ViewReliability(len(views), device=torch_device)
     params = list(volume.parameters()) + (list(appearance.parameters()) if appearance is not None else [])
     optimizer = torch.optim.Adam(params, lr=config.learning_rate, betas=(0.9, 0.99), eps=1e-15)
     pixels_per_view = config.image_size * config.image_size
@@ -239,7 +239,7 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
             target = rays.rgba[pick, :3] * rays.rgba[pick, 3:] + background * (1 - rays.rgba[pick, 3:])
             reliability.update(view, torch.abs(rgb.detach() - target).mean(dim=-1))
             if step >= config.view_weighting_after * config.iterations:
-                ray_weight = reliability.weights().to(torch_device)[view]
+                ray_weight = reliability.weights()[view]
         losses = photometric_loss(
             rgb, out["accumulation"], rays.rgba[pick], background, config.mask_loss_weight, ray_weight
         )

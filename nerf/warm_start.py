@@ -35,9 +35,9 @@ class WarmStartConfig:
     enabled: bool = True
     """Start from the proxy head when the run has one; False: a cold start (fog in the visual hull),
     for views that do not follow the proxy."""
-    steps: int = 150
+    steps: int = 100
     """Regression steps onto the proxy's density and colour."""
-    points_per_step: int = 8192
+    points_per_step: int = 4096
     """Random points per regression step (half near the surface, half anywhere in the cube)."""
     width: float = 0.004
     """Width (world units) of the soft step of the density across the proxy's surface."""

@@ -142,13 +142,16 @@ def fit_stage(config, device: str = "auto") -> Stage:
     """``fit-nerf``: the NeRF fitted to ``transforms.json`` (``nerf/``)."""
     from nerf.dataset import TRANSFORMS
     from nerf.fit import NERF_DIR, fit, resolve_device
+    from nerf.warm_start import PROXY_MESH
 
     device = resolve_device(device).type
     return Stage(
         "fit-nerf",
         lambda run, _opts: fit(run, config, device),
         {"device": device, "config": dataclasses.asdict(config)},
-        inputs=(TRANSFORMS, "views"),
+        # The warm start reads the proxy head when the run has one (nerf.warm_start).
+        inputs=(TRANSFORMS, "views", PROXY_MESH),
+        optional=(PROXY_MESH,),
         outputs=(NERF_DIR,),
         needs="run `portrait3d dataset {run}` first",
     )

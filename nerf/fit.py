@@ -191,9 +191,8 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
     rays, masks = _training_rays(views, config.image_size, torch_device)
     volume = NGPVolume(config.volume, torch_device.type).to(torch_device)
     volume.grid.carve([v.camera for v in views], masks.to(torch_device), dilate_px=2)
-    generator = torch.Generator(device=torch_device).manual_seed(config.seed)
     start = time.perf_counter()
-    warm = warm_start(volume, run.root, config.warm_start, generator)
+    warm = warm_start(volume, run.root, config.warm_start, config.seed)
     warm_seconds = time.perf_counter() - start
     if warm is not None:
         progress.info(
@@ -213,6 +212,7 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
     foreground_index = torch.nonzero(rays.near_foreground, as_tuple=True)[0]
     num_rays = rays.origins.shape[0]
     num_fg = int(config.rays_per_batch * config.foreground_fraction) if foreground_index.numel() else 0
+    generator = torch.Generator(device=torch_device).manual_seed(config.seed)
     recent_psnr: list[float] = []
     start = time.perf_counter()
     step = 0

@@ -154,6 +154,8 @@ def narrow_occupancy(grid, prior: ProxyPrior, margin: float) -> float:
 def regress_to_proxy(volume, prior: ProxyPrior, config: WarmStartConfig, generator: torch.Generator) -> dict:
     """Fit ``volume.field``'s density (and colour) to the proxy; the occupancy grid is left to the caller.
 
+    ``generator`` is a CPU generator (points are drawn on the CPU and moved to the field's device).
+
     Returns:
         ``{"density_loss", "colour_loss"}`` of the last step.
     """
@@ -190,8 +192,11 @@ def regress_to_proxy(volume, prior: ProxyPrior, config: WarmStartConfig, generat
     }
 
 
-def warm_start(volume, run_dir: str | Path, config: WarmStartConfig, generator: torch.Generator) -> dict | None:
+def warm_start(volume, run_dir: str | Path, config: WarmStartConfig, seed: int = 0) -> dict | None:
     """Start ``volume`` from the run's proxy head (after the grid's visual hull is carved).
+
+    Its random points come from a CPU generator seeded with ``seed`` whatever the device (the prior's
+    tables live on the CPU; points go to the field's device), so the fit's own random stream is untouched.
 
     Returns:
         What was done, for the report, or None when the run has no proxy head or the option is off.
@@ -202,5 +207,5 @@ def warm_start(volume, run_dir: str | Path, config: WarmStartConfig, generator: 
     if prior is None:
         return None
     kept = narrow_occupancy(volume.grid, prior, config.margin)
-    losses = regress_to_proxy(volume, prior, config, generator)
+    losses = regress_to_proxy(volume, prior, config, torch.Generator().manual_seed(seed))
     return {"steps": config.steps, "occupancy_kept": round(kept, 4), **losses}

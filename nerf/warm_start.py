@@ -75,6 +75,8 @@ class ProxyPrior:
         import trimesh
 
         mesh = trimesh.Trimesh(np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64), process=False)
+        if mesh.volume < 0:  # inward winding: the normals (and so the signs) would be flipped
+            mesh.invert()
         self.vertices = torch.as_tensor(np.array(mesh.vertices), dtype=torch.float32)
         self.normals = torch.as_tensor(np.array(mesh.vertex_normals), dtype=torch.float32)
         self.colours = torch.as_tensor(np.asarray(colours), dtype=torch.float32)

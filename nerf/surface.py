@@ -78,7 +78,7 @@ class MeshConfig:
     fused_blur: float = 0.006
     """``surface=depth``: sigma (PanoHead units) of a Gaussian blur of the fused signed distance grid
     before marching cubes: the depth maps' noise becomes pits and bumps a few cells wide; 0 disables.
-    On a warm-started fit of the synthetic head (``/tmp`` figures in ``docs/BENCHMARKS.md``), one cell
+    On a warm-started fit of the synthetic head (``docs/BENCHMARKS.md``), one cell
     (0.006) took the mean normal angle from 11.1° to 5.6° and Chamfer from 0.401 % to 0.389 %; two cells
     gave 3.5° but 0.471 %."""
     smooth_iterations: int = 10

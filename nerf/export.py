@@ -30,7 +30,9 @@ from portrait3d.errors import UserError
 from portrait3d.run import Run, atomic_dir
 from portrait3d.runner import Stage, run_stage
 
-from .mesh import BakeConfig, MeshConfig, UVMesh, View
+from .asset import density_function, depth_function, field_bounds, read_views, rgb_function  # noqa: F401 (aliases)
+from .surface import MeshConfig, View  # noqa: F401 (View: alias)
+from .texture import BakeConfig, UVMesh
 
 STAGE = "export-mesh"
 MESH_DIR = "mesh"
@@ -184,62 +186,19 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
         fraction, triangles, vertices, texture size, watertight), ``files``, ``file_sizes`` (bytes per
         run-relative file) and timings.
     """
-    import dataclasses
     import time
 
     import trimesh
 
-    from . import mesh as meshing
-    from .targets import get_target, lod_texture_size
+    from .asset import build_asset
+    from .targets import get_target
+    from .texture import vertex_colours
 
     lods, formats = resolved(config)
+    asset = build_asset(run, config, model, lods)
+    built, origin, threshold, timings = asset.lods, asset.origin, asset.threshold, asset.timings
+    seen_fraction = asset.seen_fraction
     target = get_target(config.target)
-    timings = {}
-    start = time.perf_counter()
-    mesh_config = config.mesh
-    if mesh_config.bounds is None:
-        mesh_config = dataclasses.replace(mesh_config, bounds=field_bounds(model))
-    views = read_views(run) if run.path("views", "cameras.json").exists() else None
-    try:
-        full, threshold = meshing.surface_from_field(
-            density_function(model), mesh_config, views, depth_function(model), decimated=False
-        )
-    except ValueError as exc:
-        raise UserError(f"{run.path('nerf')}: cannot extract a surface ({exc}); try another --threshold") from exc
-    full, cut = meshing.cap_neck(full, config.neck_cap)
-    origin = meshing.neck_origin(full, cut)
-    timings["surface_s"] = time.perf_counter() - start
-
-    colour_fn = rgb_function(model)
-    if config.texture_source == "field" and colour_fn is None:
-        raise UserError("--texture-source field: this field has no colour queries; use --texture-source views")
-    built, seen_fraction = [], 1.0
-    timings["unwrap_s"] = timings["bake_s"] = 0.0
-    previous = full
-    for i, fraction in enumerate(lods):
-        start = time.perf_counter()
-        # Each LOD from the one before: the same quadric error, a fraction of the time of starting over.
-        surface = meshing.decimate(previous, max(4, int(round(config.mesh.triangles * fraction))))
-        surface.remove_unreferenced_vertices()
-        previous = surface
-        size = config.bake.texture_size if i == 0 else lod_texture_size(config.bake.texture_size, fraction)
-        uvmesh = meshing.unwrap(surface, size, config.bake.padding)
-        texels = meshing.rasterize_uv(uvmesh, size)
-        timings["unwrap_s"] += time.perf_counter() - start
-        start = time.perf_counter()
-        if config.texture_source == "views":
-            colours, weight = meshing.bake_from_views(uvmesh, texels, views, config.bake)
-            # Texels no view saw (the crown, the neck cap) take the colour of the seen surface around them.
-            known = weight > config.bake.min_weight
-            if i == 0:
-                seen_fraction = float(np.mean(weight > 0))
-        else:
-            colours, known = meshing.bake_from_field(texels, colour_fn), None
-        texture = meshing.assemble_texture(texels, colours, known)
-        normal_map = meshing.bake_normal_map(uvmesh, texels, full) if config.normal_map else None
-        timings["bake_s"] += time.perf_counter() - start
-        built.append((fraction, surface, uvmesh, texture, normal_map))
-
     scale = config.metres_per_unit
     extras = {
         **scale_record(scale),
@@ -282,7 +241,7 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
         if "obj" in formats:
             write_obj(tmp / OBJ_NAME, tmp / MTL_NAME, tmp / TEXTURE_NAME, uvmesh, texture, scale, origin)
         if "ply" in formats:
-            colours_per_vertex = meshing.vertex_colours(uvmesh, texture, len(surface.vertices))
+            colours_per_vertex = vertex_colours(uvmesh, texture, len(surface.vertices))
             ply = trimesh.Trimesh(
                 (np.asarray(surface.vertices) - origin) * scale,
                 surface.faces,
@@ -382,79 +341,6 @@ def _load_field(run: Run):
     return load_field(run.root)
 
 
-# --- field adapters --------------------------------------------------------------------
-def density_function(model):
-    """``model.density`` as a numpy function (N, 3) -> (N,), whatever array type the model takes."""
-    return _numpy_call(model.density)
-
-
-def depth_function(model):
-    """``model.render_depth`` as a :data:`nerf.mesh.DepthFn`, or None if the model cannot render depth."""
-    fn = getattr(model, "render_depth", None)
-    if fn is None:
-        return None
-
-    def depth(camera, width: int, height: int, pixels: np.ndarray) -> np.ndarray:
-        return np.asarray(fn(camera, width, height, pixels), dtype=np.float32)
-
-    return depth
-
-
-def rgb_function(model):
-    """``model.rgb`` as a numpy function ((N, 3), (N, 3)) -> (N, 3), or None if the model has none."""
-    fn = getattr(model, "rgb", None)
-    return None if fn is None else _numpy_call(fn)
-
-
-def field_bounds(model) -> tuple[float, ...]:
-    """The cube a field covers (``model.config[.field].half_extent``), else the default search box."""
-    from .mesh import DEFAULT_BOUNDS
-
-    config = getattr(model, "config", None)
-    half = getattr(config, "half_extent", None) or getattr(getattr(config, "field", None), "half_extent", None)
-    return DEFAULT_BOUNDS if half is None else (-half, -half, -half, half, half, half)
-
-
-def _numpy_call(fn):
-    import torch
-
-    owner = getattr(fn, "__self__", None)
-    params = owner.parameters() if isinstance(owner, torch.nn.Module) else iter(())
-    device = next(params, torch.empty(0)).device
-
-    def call(*arrays: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            out = fn(*(torch.as_tensor(np.asarray(a, dtype=np.float32), device=device) for a in arrays))
-        if isinstance(out, torch.Tensor):
-            out = out.detach().float().cpu().numpy()
-        return np.asarray(out, dtype=np.float64)
-
-    return call
-
-
-# --- views ---------------------------------------------------------------------------------
-def read_views(run: Run) -> list[View]:
-    """The run's views with their cameras (``views/cameras.json``, PanoHead labels)."""
-    from PIL import Image
-
-    from portrait3d.cameras import read_labels
-
-    labels = read_labels(run.path("views", "cameras.json"))
-    views = []
-    for name, cam in labels.items():
-        path = run.path("views", name)
-        if not path.exists():
-            raise UserError(f"{path}: listed in views/cameras.json but missing")
-        try:
-            image = np.asarray(Image.open(path).convert("RGBA"))
-        except OSError as exc:
-            raise UserError(f"{path}: not a readable image ({exc})") from exc
-        views.append(View(image, cam))
-    if not views:
-        raise UserError(f"{run.path('views', 'cameras.json')}: lists no views")
-    return views
-
-
 # --- writers -------------------------------------------------------------------------------
 def _png_bytes(image: np.ndarray) -> bytes:
     from PIL import Image
@@ -491,7 +377,7 @@ def write_glb(
         roughness: the material's PBR roughness (metallic is 0).
         unlit: mark the material ``KHR_materials_unlit`` (the texture already holds the views' lighting).
     """
-    from .mesh import vertex_tangents
+    from .normal_map import vertex_tangents
 
     offset = np.zeros(3) if origin is None else np.asarray(origin, dtype=np.float64)
     positions = ((uvmesh.vertices - offset) * scale).astype(np.float32)

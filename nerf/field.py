@@ -269,11 +269,22 @@ class NGPField(nn.Module):
         inside = ((unit >= 0.0) & (unit <= 1.0)).all(dim=-1)
         return unit.clamp(0.0, 1.0), inside
 
-    def _geometry(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def geometry_logits(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The density MLP's raw output: (N, 3) -> log density (N,), geometry features (N, G), inside (N,) bool.
+
+        The density is ``exp(log_density)`` inside the cube and 0 outside (gradient clamped as in instant-NGP).
+        """
         unit, inside = self._normalise(points)
         h = self.density_mlp(self.encoding(unit).float())
-        density = trunc_exp(h[:, 0] - 1.0) * inside
-        return density, h[:, 1:]
+        return h[:, 0] - 1.0, h[:, 1:], inside
+
+    def colour_from_features(self, geo: torch.Tensor, dir_encoding: torch.Tensor) -> torch.Tensor:
+        """Colour from geometry features and ``spherical_harmonics(view_dirs)``: (N, G), (N, 16) -> (N, 3)."""
+        return torch.sigmoid(self.color_mlp(torch.cat([geo, dir_encoding], dim=-1)))
+
+    def _geometry(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_density, geo, inside = self.geometry_logits(points)
+        return trunc_exp(log_density) * inside, geo
 
     def density(self, points: torch.Tensor) -> torch.Tensor:
         """Volume density (1 / world unit) at world points: (N, 3) -> (N,)."""
@@ -295,8 +306,7 @@ class NGPField(nn.Module):
         density, geo = self._geometry(points)
         if dir_encoding is None:
             dir_encoding = spherical_harmonics(view_dirs)
-        rgb = torch.sigmoid(self.color_mlp(torch.cat([geo, dir_encoding], dim=-1)))
-        return density, rgb
+        return density, self.colour_from_features(geo, dir_encoding)
 
     def rgb(self, points: torch.Tensor, view_dirs: torch.Tensor) -> torch.Tensor:
         """Colour seen along ``view_dirs`` at world points: (N, 3), (N, 3) -> (N, 3)."""

@@ -10,7 +10,7 @@ exactly as the view generators would (``views/NNNN.png`` + ``views/cameras.json`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -95,17 +95,96 @@ def render_views(mesh: trimesh.Trimesh, cameras: Sequence[cams.Camera], size: in
     return [renderer.render_rgba(cam, size) for cam in cameras]
 
 
-def write_scene(run_dir: str | Path, mesh: trimesh.Trimesh, cameras: Sequence[cams.Camera], size: int = 512) -> Run:
+def write_scene(
+    run_dir: str | Path,
+    mesh: trimesh.Trimesh,
+    cameras: Sequence[cams.Camera],
+    size: int = 512,
+    alter: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
+) -> Run:
     """Render ``mesh`` at ``cameras`` into ``RUN/views/`` as a view generator would.
 
+    Args:
+        alter: changes the rendered views before they are written (e.g. :func:`simulate_diffusion`).
     Returns:
         The run (created if needed).
     """
     run = Run(run_dir)
     named = {}
-    for index, (camera, image) in enumerate(zip(cameras, render_views(mesh, cameras, size))):
+    images = render_views(mesh, cameras, size)
+    if alter is not None:
+        images = alter(images)
+    for index, (camera, image) in enumerate(zip(cameras, images)):
         name = f"{cams.view_name(index)}.png"
         atomic_save_image(run.path("views", name), image)
         named[name] = camera
     cams.write_labels(run.path("views", "cameras.json"), named)
     return run
+
+
+def proxy_of(mesh: trimesh.Trimesh, offset: float = 0.006, seed: int = 0) -> trimesh.Trimesh:
+    """A stand-in proxy of ``mesh``: the shape a template fit gets roughly right, not exactly.
+
+    Each vertex moves along its normal by a smooth random field of amplitude ``offset`` (world units;
+    0.006 is about 2.4 mm at the export's scale) and the colours are blurred (a proxy texture is
+    smoother than the views). For benchmarks of the warm start (:mod:`nerf.warm_start`).
+    """
+    rng = np.random.default_rng(seed)
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    unit = vertices / np.linalg.norm(vertices, axis=1, keepdims=True)
+    # A few low-frequency waves over the sphere of directions.
+    field = np.zeros(len(vertices))
+    for _ in range(6):
+        k = rng.normal(size=3) * 3.0
+        field += np.sin(unit @ k + rng.uniform(0, 2 * np.pi))
+    field *= offset / max(np.abs(field).max(), 1e-9)
+    moved = vertices + np.asarray(mesh.vertex_normals) * field[:, None]
+    colours = np.asarray(mesh.visual.vertex_colors, dtype=np.float64)[:, :3]
+    neighbours = mesh.vertex_neighbors
+    for _ in range(4):
+        colours = np.stack([colours[n].mean(axis=0) if n else colours[i] for i, n in enumerate(neighbours)])
+    rgba = np.concatenate([colours.round(), np.full((len(colours), 1), 255)], axis=1).astype(np.uint8)
+    return trimesh.Trimesh(moved, np.asarray(mesh.faces), vertex_colors=rgba, process=False)
+
+
+def simulate_diffusion(
+    images: Sequence[np.ndarray],
+    seed: int = 0,
+    exposure: float = 0.15,
+    colour: float = 0.05,
+    jitter_px: float = 3.0,
+    detail: float = 0.08,
+    wrong_views: int = 2,
+) -> tuple[list[np.ndarray], dict]:
+    """What a diffusion model does to a 360-degree ring of views, applied to consistent renders.
+
+    Per view: an exposure change (log2 gain ~ N(0, ``exposure``)) and a colour cast (per-channel gain
+    ~ N(1, ``colour``)); a shift of a few pixels (uniform in ±``jitter_px`` at 512 px, scaled with
+    the image); hallucinated high-frequency detail that differs from view to view (blurred noise of
+    amplitude ``detail`` on the head); and ``wrong_views`` views that are plainly wrong (the image of
+    the view a quarter turn away).
+
+    Args:
+        images: (H, W, 4) uint8 RGBA views of one ring, in orbit order.
+    Returns:
+        ``(images, record)``: the altered views and what was done to each (for the report).
+    """
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    n = len(images)
+    wrong = sorted(rng.choice(np.arange(1, n), size=min(wrong_views, max(n - 1, 0)), replace=False).tolist())
+    out, record = [], {"wrong_views": wrong, "views": []}
+    for i, image in enumerate(images):
+        src = images[(i + n // 4) % n] if i in wrong else image
+        h = src.shape[0]
+        rgba = src.astype(np.float64) / 255.0
+        shift = np.round(rng.uniform(-jitter_px, jitter_px, size=2) * h / 512.0).astype(int)
+        rgba = np.roll(rgba, tuple(shift), axis=(0, 1))
+        gain = 2.0 ** rng.normal(0.0, exposure) * rng.normal(1.0, colour, size=3)
+        noise = ndimage.gaussian_filter(rng.normal(size=rgba.shape[:2]), 1.0 * h / 512.0 + 0.5)
+        noise *= detail / max(noise.std(), 1e-9)
+        rgb = np.clip(rgba[..., :3] * gain + noise[..., None], 0.0, 1.0)
+        out.append((np.concatenate([rgb, rgba[..., 3:]], axis=-1) * 255.0).round().astype(np.uint8))
+        record["views"].append({"shift_px": shift.tolist(), "gain": [round(float(g), 3) for g in gain]})
+    return out, record

@@ -205,6 +205,7 @@ def photometric_loss(
     target_rgba: torch.Tensor,
     background: torch.Tensor,
     mask_weight: float,
+    ray_weight: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Losses against RGBA targets composited over the same background as the render.
 
@@ -214,12 +215,18 @@ def photometric_loss(
         target_rgba: (B, 4) target colour and alpha in [0, 1].
         background: (B, 3) background colour used for the render.
         mask_weight: weight of the opacity-vs-alpha term.
+        ray_weight: (B,) weight of each ray's colour term (None: all 1), e.g. a view's reliability.
     Returns:
         ``rgb_loss`` and ``mask_loss``.
     """
     alpha = target_rgba[:, 3:]
     target = target_rgba[:, :3] * alpha + background * (1.0 - alpha)
+    if ray_weight is None:
+        rgb_loss = torch.nn.functional.smooth_l1_loss(rgb, target, beta=0.1)
+    else:
+        per_ray = torch.nn.functional.smooth_l1_loss(rgb, target, beta=0.1, reduction="none").mean(dim=-1)
+        rgb_loss = torch.sum(per_ray * ray_weight) / torch.clamp(ray_weight.sum(), min=1e-6)
     return {
-        "rgb_loss": torch.nn.functional.smooth_l1_loss(rgb, target, beta=0.1),
+        "rgb_loss": rgb_loss,
         "mask_loss": mask_weight * torch.mean((accumulation - alpha[:, 0]) ** 2),
     }

@@ -16,6 +16,7 @@ from nerf.fit import PRESETS as FIT_PRESETS
 from nerf.fit import FitConfig
 from nerf.mesh import BakeConfig, MeshConfig
 from nerf.turntable import TurntableConfig
+from nerf.warm_start import WarmStartConfig
 from portrait3d.proxy.stage import ProxyOptions
 
 
@@ -58,7 +59,13 @@ PRESETS: dict[str, AssetPreset] = {
     ),
     "tiny": AssetPreset(
         proxy=ProxyOptions(size=128, texture_width=512, voxel=0.01),
-        fit=dataclasses.replace(FIT_PRESETS["fast"], image_size=48, iterations=40, rays_per_batch=256),
+        fit=dataclasses.replace(
+            FIT_PRESETS["fast"],
+            image_size=48,
+            iterations=40,
+            rays_per_batch=256,
+            warm_start=WarmStartConfig(steps=20, points_per_step=2048),
+        ),
         export=ExportConfig(
             mesh=MeshConfig(resolution=64, triangles=5_000, depth_size=64), bake=BakeConfig(texture_size=256)
         ),

@@ -9,11 +9,23 @@ a preprocessed run (``portrait3d.proxy``).
 
 With ``--mesh`` it also runs the mesh stage's ``export-mesh`` on the fitted
 run and prints the Chamfer distance (% of the ground truth's bounding-box
-diagonal), the F-score at 1% and the export time (:func:`mesh_figures`).
+diagonal), the F-score at 1%, the mean angle between the surface's normals and
+the ground truth's (smoothness: pits and fins) and the export time (:func:`mesh_figures`).
+
+``--prior perturbed`` writes a stand-in proxy head (the ground truth moved by a
+smooth field of a few millimetres, colours blurred: :func:`nerf.synthetic.proxy_of`)
+as ``proxy/head.ply``, so that the fit warm-starts from it as it does in a
+make-asset run; ``--prior exact`` uses the ground truth itself (the proxy
+generator's case), ``--prior none`` (default) leaves the run without one (a cold
+start). ``--inconsistent`` alters the training views the way a diffusion model
+would (:func:`nerf.synthetic.simulate_diffusion`: exposure and colour shifts,
+a few pixels of jitter, per-view hallucinated detail, two plainly wrong views);
+the held-out views stay clean.
 
 Usage::
 
     python scripts/bench_nerf.py --out /tmp/bench-nerf [--preset fast] [--device auto] [--proxy-run RUN] [--mesh]
+        [--prior none|exact|perturbed] [--inconsistent] [--cold]
 
 On a machine without open3d (the lent GPU), render the scene where open3d is, carry it, fit there::
 
@@ -110,23 +122,40 @@ def mesh_figures(run: Run, mesh) -> dict:
     """
     try:
         from nerf.export import ExportConfig, export_mesh
-        from nerf.metrics import chamfer_fscore
+        from nerf.metrics import chamfer_fscore, normal_angle_error
         from nerf.turntable import load_head_mesh
     except ImportError as exc:
         return {"mesh": f"not measured (mesh stage not available: {exc})"}
     start = time.perf_counter()
     info = export_mesh(run, ExportConfig(), force=True)
     seconds = time.perf_counter() - start
-    geometry = chamfer_fscore(load_head_mesh(run.path("mesh", "head.glb")), mesh, threshold=0.01)
+    surface = load_head_mesh(run.path("mesh", "head.glb"))
+    geometry = chamfer_fscore(surface, mesh, threshold=0.01)
+    normals = normal_angle_error(surface, mesh)
     return {
         "mesh": {
             "export_seconds": round(seconds, 1),
+            **{k: round(info[k], 1) for k in ("surface_s", "unwrap_s", "bake_s") if k in info},
             "surface": info.get("surface"),
             "triangles": info.get("triangles"),
             "chamfer_pct_diag": round(float(geometry["chamfer_pct_diag"]), 3),
             "fscore_1pct": round(float(geometry["fscore"]), 3),
+            "normal_angle_mean_deg": round(normals["mean_deg"], 2),
+            "normal_angle_over_30_pct": round(normals["over_30_pct"], 2),
         }
     }
+
+
+def write_prior(run: Run, mesh, kind: str) -> None:
+    """``proxy/head.ply`` for the warm start: the ground truth (``exact``), a stand-in (``perturbed``) or none."""
+    import trimesh
+
+    from portrait3d.run import atomic_write_bytes
+
+    if kind == "none":
+        return
+    prior = mesh if kind == "exact" else synthetic.proxy_of(mesh)
+    atomic_write_bytes(run.path("proxy", "head.ply"), trimesh.exchange.ply.export_ply(prior, encoding="binary"))
 
 
 def main() -> None:
@@ -143,6 +172,12 @@ def main() -> None:
     parser.add_argument("--prepare-only", action="store_true", help="write the scene (views, held-out) and stop")
     parser.add_argument("--scene", default=None, help="scene from --prepare-only: copied to --out")
     parser.add_argument("--json", default=None, help="also write the report to this JSON file")
+    parser.add_argument(
+        "--prior", default="none", choices=["none", "exact", "perturbed"], help="proxy head for the warm start"
+    )
+    parser.add_argument("--inconsistent", action="store_true", help="alter the training views like diffusion")
+    parser.add_argument("--cold", action="store_true", help="no warm start even with a --prior")
+    parser.add_argument("--seed", type=int, default=0, help="fit seed (and of the simulated inconsistency)")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -152,13 +187,23 @@ def main() -> None:
     held = synthetic.held_out_indices(len(cameras), 4)
     train = [c for i, c in enumerate(cameras) if i not in held]
     start = time.perf_counter()
+    scene_info: dict = {}
     if args.scene:
         shutil.copytree(args.scene, out)
         run, mesh, scene_name = Run(out), None, f"prepared scene {args.scene}"
         held_cameras, held_images = read_held_out(out)
     else:
         mesh, scene_name = ground_truth_mesh(args.proxy_run)
-        run = synthetic.write_scene(out, mesh, train, size=args.size)
+        alter = None
+        if args.inconsistent:
+
+            def alter(images):
+                altered, record = synthetic.simulate_diffusion(images, seed=args.seed)
+                scene_info["inconsistency"] = record
+                return altered
+
+        run = synthetic.write_scene(out, mesh, train, size=args.size, alter=alter)
+        write_prior(run, mesh, args.prior)
         held_cameras, held_images = [cameras[i] for i in held], None
         if args.prepare_only:
             write_held_out(out, mesh, held_cameras, args.size)
@@ -174,6 +219,9 @@ def main() -> None:
         config.max_seconds = args.max_seconds
     if args.image_size:
         config.image_size = args.image_size
+    config.seed = args.seed
+    if args.cold:
+        config.warm_start = dataclasses.replace(config.warm_start, enabled=False)
     device = fit.resolve_device(args.device).type
     start = time.perf_counter()
     info = fit.fit(run, config, device)
@@ -184,6 +232,9 @@ def main() -> None:
     device_name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     report = {
         "scene": scene_name,
+        "prior": args.prior,
+        "warm_start": info.get("warm_start") is not None,
+        "inconsistent": scene_info.get("inconsistency", False),
         "views": {"train": len(train), "held_out": len(held), "render_size": args.size, "fit_size": config.image_size},
         "preset": args.preset,
         "device": device_name,

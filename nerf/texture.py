@@ -1,0 +1,390 @@
+"""UV unwrap and texture bake: charts for a surface, and the colour of every texel.
+
+Knows UV space: xatlas charts packed into one square texture (:func:`unwrap`), the surface point and
+normal behind each texel (:func:`rasterize_uv`), the colour of each texel from the run's views by
+projection with a visibility test (:func:`bake_from_views`) or from radiance queries
+(:func:`bake_from_field`), the filling of unseen texels and of the gutters between charts
+(:func:`assemble_texture`), and per-vertex colours for formats without textures. It takes the views
+as :class:`nerf.surface.View` values and the field as a plain :data:`RgbFn`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+
+from portrait3d import progress
+
+from .surface import View
+
+RgbFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""((N, 3) points, (N, 3) unit view directions) -> (N, 3) colours in [0, 1]."""
+
+
+@dataclass
+class BakeConfig:
+    """How the texture is baked."""
+
+    texture_size: int = 2048
+    """Texture width and height in pixels."""
+    angle_power: float = 6.0
+    """Views are weighted by cos(angle between surface normal and view ray) to this power:
+    higher favours the most frontal view (sharper), lower blends more views (smoother seams)."""
+    depth_tolerance: float = 0.01
+    """A texel counts as visible in a view when its depth is within this many world units of the view's depth map."""
+    padding: int = 4
+    """Texels between UV charts (keeps bilinear lookups and mipmaps from bleeding across charts)."""
+    selection_power: float = 48.0
+    """Colour weights go as cos(angle to the view)^selection_power: high enough that one view wins each
+    region (sharp, no ghosting where views disagree), blended over a few degrees where two views face the
+    texel about equally (no hard seams). 48: views 11 degrees apart (32 around) hand over within about 4
+    degrees. The coverage weight (``min_weight``) keeps ``angle_power``."""
+    outlier_scale: float = 0.08
+    """Colour difference (RGB distance in [0, 1]) at which a view's sample counts half in the consensus
+    that calibrates the views' gains and reliabilities."""
+    min_weight: float = 0.01
+    """Texels whose view weight (sum of cos^angle_power × alpha) is at most this count as unseen and take
+    the colour of the seen surface around them: views that graze a texel (the crown, under the chin)
+    give it a stretched, unreliable colour. 0.01 is one opaque view at 62 degrees from the normal."""
+
+
+@dataclass
+class UVMesh:
+    """A triangle mesh whose vertices are split along UV seams.
+
+    Attributes:
+        vertices: (V, 3) float positions.
+        faces: (F, 3) int triangle vertex indices.
+        uv: (V, 2) float texture coordinates, (0, 0) = bottom-left of the texture image.
+        normals: (V, 3) float unit vertex normals.
+        source_vertex: (V,) int index of each vertex in the mesh before unwrapping.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uv: np.ndarray
+    normals: np.ndarray
+    source_vertex: np.ndarray
+
+
+def unwrap(mesh: trimesh.Trimesh, texture_size: int = BakeConfig.texture_size, padding: int = 4) -> UVMesh:
+    """Chart the mesh and pack the charts into one square texture (xatlas)."""
+    import xatlas
+
+    atlas = xatlas.Atlas()
+    atlas.add_mesh(np.asarray(mesh.vertices, dtype=np.float32), np.asarray(mesh.faces, dtype=np.uint32))
+    pack = xatlas.PackOptions()
+    pack.resolution = int(texture_size)
+    pack.padding = int(padding)
+    pack.bilinear = True
+    atlas.generate(pack_options=pack)
+    vmapping, faces, uv = atlas[0]
+    vmapping = np.asarray(vmapping, dtype=np.int64)
+    normals = np.asarray(mesh.vertex_normals, dtype=np.float64)[vmapping]
+    return UVMesh(
+        vertices=np.asarray(mesh.vertices, dtype=np.float64)[vmapping],
+        faces=np.asarray(faces, dtype=np.int64),
+        uv=np.asarray(uv, dtype=np.float64),
+        normals=unit_rows(normals),
+        source_vertex=vmapping,
+    )
+
+
+@dataclass
+class Texels:
+    """The texels covered by the UV charts and the surface points they show.
+
+    Attributes:
+        rows, cols: (M,) int texel coordinates (row 0 = top of the image = v 1).
+        points: (M, 3) world positions.
+        normals: (M, 3) unit interpolated normals.
+        covered: (S, S) bool, True where a chart covers the texel centre.
+        faces: (M,) int triangle of each texel, None if unknown.
+        barycentric: (M, 3) float barycentric coordinates of each texel in its triangle, None if unknown.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    points: np.ndarray
+    normals: np.ndarray
+    covered: np.ndarray
+    faces: np.ndarray | None = None
+    barycentric: np.ndarray | None = None
+
+    def subset(self, mask: np.ndarray) -> Texels:
+        """The texels where the (M,) bool ``mask`` is True (``covered`` unchanged)."""
+        faces = None if self.faces is None else self.faces[mask]
+        bary = None if self.barycentric is None else self.barycentric[mask]
+        return Texels(
+            self.rows[mask], self.cols[mask], self.points[mask], self.normals[mask], self.covered, faces, bary
+        )
+
+
+def rasterize_uv(uvmesh: UVMesh, size: int) -> Texels:
+    """Find, for every texel centre, the triangle that covers it in UV space.
+
+    Casts one ray per texel at the flat UV layout (open3d), which gives the
+    triangle and barycentric coordinates of each texel in one call.
+    """
+    import open3d as o3d
+
+    flat = np.concatenate([uvmesh.uv, np.zeros((len(uvmesh.uv), 1))], axis=1).astype(np.float32)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(flat), o3d.core.Tensor(uvmesh.faces.astype(np.uint32)))
+    rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    u = (cols + 0.5) / size
+    v = 1.0 - (rows + 0.5) / size
+    rays = np.stack([u, v, np.ones_like(u), np.zeros_like(u), np.zeros_like(u), -np.ones_like(u)], axis=-1)
+    hit = scene.cast_rays(o3d.core.Tensor(rays.reshape(-1, 6).astype(np.float32)))
+    tri = hit["primitive_ids"].numpy().astype(np.int64)
+    covered = np.isfinite(hit["t_hit"].numpy())
+    tri, bary_uv = tri[covered], hit["primitive_uvs"].numpy()[covered].astype(np.float64)
+    bary = np.stack([1.0 - bary_uv[:, 0] - bary_uv[:, 1], bary_uv[:, 0], bary_uv[:, 1]], axis=-1)[..., None]
+    corners = uvmesh.faces[tri]  # (M, 3)
+    points = (uvmesh.vertices[corners] * bary).sum(axis=1)
+    normals = unit_rows((uvmesh.normals[corners] * bary).sum(axis=1))
+    return Texels(
+        rows.ravel()[covered], cols.ravel()[covered], points, normals, covered.reshape(size, size), tri, bary[..., 0]
+    )
+
+
+@dataclass
+class _Samples:
+    """What one view shows of some texels: their indices (K,), premultiplied RGBA (K, 4) and cos (K,)."""
+
+    index: np.ndarray
+    rgba: np.ndarray
+    cos: np.ndarray
+
+
+def _view_samples(
+    view: View, points: np.ndarray, normals: np.ndarray, depth_map: np.ndarray, tolerance: float
+) -> _Samples:
+    """The texels (``points``, ``normals``: (M, 3) float32) that ``view`` sees, with a depth test against
+    the mesh's own ``depth_map`` in that view."""
+    h, w = view.image.shape[:2]
+    cam = view.camera
+    to_camera = cam.position.astype(np.float32) - points
+    cos = np.sum(normals * to_camera, axis=1) / np.linalg.norm(to_camera, axis=1)
+    idx = np.flatnonzero(cos > 0.05)  # facing the camera
+    uv, depth = cam.project(points[idx].astype(np.float64), w, h)
+    keep = (depth > 0) & np.all((uv >= 0) & (uv < [w, h]), axis=1)
+    idx, uv, depth = idx[keep], uv[keep], depth[keep]
+    px = np.clip(uv.astype(np.int64), 0, [w - 1, h - 1])
+    visible = np.abs(depth_map[px[:, 1], px[:, 0]] - depth) < tolerance
+    idx, uv = idx[visible], uv[visible]
+    # Interpolate premultiplied colour: at the silhouette, straight RGB would blend in the
+    # background colour of transparent pixels (dark fringes on the crown).
+    image = view.image.astype(np.float32) / np.float32(255.0)
+    image[..., :3] *= image[..., 3:]
+    return _Samples(idx, _bilinear(image, uv.astype(np.float32)), cos[idx])
+
+
+@dataclass
+class ViewCalibration:
+    """Per-view corrections found by comparing the views where they overlap (:func:`calibrate_views`)."""
+
+    gain: np.ndarray
+    """(V, 3) colour gain that brings each view to the consensus (exposure and colour cast)."""
+    reliability: np.ndarray
+    """(V,) in (0, 1]: 1 for a view that agrees with the others after its gain, small for a plainly wrong one."""
+    residual: np.ndarray
+    """(V,) median colour difference of each view from the consensus, after its gain."""
+
+
+def calibrate_views(samples: Sequence[_Samples], count: int, config: BakeConfig) -> ViewCalibration:
+    """Gains and reliabilities of the views from their colours at the same texels.
+
+    The consensus colour of each texel is an angle-weighted mean made robust by two reweighting passes
+    (a view far from the consensus at a texel counts less there); each view's gain is the least-squares
+    fit of its colours to the consensus, and views whose median difference after the gain is well above
+    the typical view's lose weight as the fourth power of the ratio.
+
+    Args:
+        samples: per view, what it shows of the ``count`` probe texels.
+    """
+    views = len(samples)
+    gain, reliability, residual = np.ones((views, 3)), np.ones(views), np.zeros(views)
+    weights = [np.power(s.cos, config.angle_power) * s.rgba[:, 3] for s in samples]
+    robust = [np.ones_like(w) for w in weights]
+    colour = [s.rgba[:, :3] / np.maximum(s.rgba[:, 3:], 1e-3) for s in samples]  # straight colour
+    for _ in range(4):
+        total, norm = np.zeros((count, 3)), np.zeros(count)
+        for s, c, w, r, g, rel in zip(samples, colour, weights, robust, gain, reliability):
+            np.add.at(total, s.index, c * g * (w * r * rel)[:, None])
+            np.add.at(norm, s.index, w * r * rel)
+        consensus = total / np.maximum(norm, 1e-12)[:, None]
+        for v, (s, c, w) in enumerate(zip(samples, colour, weights)):
+            if len(s.index) == 0:
+                continue
+            ref, wv = consensus[s.index], w * robust[v] * (norm[s.index] > 0)
+            fit = np.sum(wv[:, None] * ref * c, 0) / np.maximum(np.sum(wv[:, None] * c * c, 0), 1e-9)
+            gain[v] = np.clip(fit, 0.6, 1.6)
+            error = np.linalg.norm(c * gain[v] - ref, axis=1)
+            robust[v] = 1.0 / (1.0 + (error / config.outlier_scale) ** 2)
+            residual[v] = float(np.median(error))
+        typical = max(float(np.median(residual)), 1e-3)
+        reliability = np.minimum(1.0, (1.5 * typical / np.maximum(residual, 1e-9)) ** 4)
+    return ViewCalibration(gain, reliability, residual)
+
+
+def bake_from_views(
+    uvmesh: UVMesh, texels: Texels, views: Sequence[View], config: BakeConfig, calibrate: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Project the views onto the texels: a view per region, blended across the seams between regions.
+
+    Each texel takes its colour mostly from the view that faces it best: weights go as
+    cos(angle)^``selection_power`` (times alpha and the view's reliability), so where two views face a
+    texel about equally they blend over a band of a few degrees, and elsewhere one view wins. Averaging
+    many views instead blurs and ghosts detail that moves between views (generated views are not
+    pixel-consistent). Visibility is a depth test against the mesh's own depth map in each view. With
+    ``calibrate``, each view's colour gain and reliability (:func:`calibrate_views`, measured on a
+    subset of the texels) correct exposure shifts and push plainly wrong views out.
+
+    Returns:
+        ``(colours, weight)``: (M, 3) float colours in [0, 1] and (M,) coverage weight, the sum of
+        cos^``angle_power`` × alpha (0 where no view saw the texel).
+    """
+    from portrait3d.render import MeshRenderer
+
+    renderer = MeshRenderer(trimesh.Trimesh(uvmesh.vertices, uvmesh.faces, process=False))
+    # float32 for the per-view work on millions of texels (twice as fast; sums stay float64).
+    points, normals = texels.points.astype(np.float32), texels.normals.astype(np.float32)
+    depth_maps = [renderer.render_depth(v.camera, v.image.shape[1::-1]) for v in progress.bar(views, desc="depth")]
+    calibration = None
+    if calibrate and len(views) > 2:
+        probe = np.arange(0, len(points), max(1, len(points) // CALIBRATION_TEXELS))
+        samples = [
+            _view_samples(v, points[probe], normals[probe], d, config.depth_tolerance)
+            for v, d in zip(views, depth_maps)
+        ]
+        calibration = calibrate_views(samples, len(probe), config)
+        progress.debug(
+            "bake: view gains "
+            + " ".join(f"{g:.2f}" for g in calibration.gain.mean(axis=1))
+            + "; reliabilities "
+            + " ".join(f"{r:.2f}" for r in calibration.reliability)
+        )
+    total = np.zeros((len(points), 3))
+    norm = np.zeros(len(points))
+    weight = np.zeros(len(points))
+    for v, (view, depth_map) in enumerate(progress.bar(list(zip(views, depth_maps)), desc="texture from views")):
+        s = _view_samples(view, points, normals, depth_map, config.depth_tolerance)
+        if len(s.index) == 0:
+            continue
+        alpha = s.rgba[:, 3]
+        weight[s.index] += np.power(s.cos, config.angle_power) * alpha
+        select = np.power(s.cos.astype(np.float64), config.selection_power)
+        rgb = s.rgba[:, :3].astype(np.float64)
+        if calibration is not None:
+            select = select * calibration.reliability[v]
+            rgb = rgb * calibration.gain[v]
+        total[s.index] += rgb * select[:, None]
+        norm[s.index] += select * alpha
+    colours = np.where(norm[:, None] > 0, total / np.maximum(norm, 1e-300)[:, None], 0.0)
+    return np.clip(colours, 0.0, 1.0), weight
+
+
+CALIBRATION_TEXELS = 60_000
+"""About this many texels (evenly thinned) measure the views' gains and reliabilities."""
+
+
+def bake_from_field(texels: Texels, rgb_fn: RgbFn, chunk: int = 1 << 16) -> np.ndarray:
+    """Radiance queries at the texels, looking at the surface along its normal.
+
+    Returns:
+        (M, 3) float colours in [0, 1].
+    """
+    out = np.empty((len(texels.points), 3))
+    for start in progress.bar(range(0, len(out), chunk), desc="texture from field"):
+        sl = slice(start, start + chunk)
+        out[sl] = np.asarray(rgb_fn(texels.points[sl], -texels.normals[sl]), dtype=np.float64).reshape(-1, 3)
+    return np.clip(out, 0.0, 1.0)
+
+
+FILL_SOURCES = 250_000
+"""Known texels (at most about this many, evenly thinned) that unseen texels take their colour from."""
+
+
+def assemble_texture(texels: Texels, colours: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    """Write texel colours into an image and fill the rest.
+
+    Texels the bake did not reach (``known`` False) take the colour of the
+    nearest known surface point in 3D; texels outside every chart take the
+    colour of the nearest chart texel, so that bilinear lookups and mipmaps at
+    chart borders do not pull in black.
+
+    Args:
+        texels: from :func:`rasterize_uv`.
+        colours: (M, 3) float colours in [0, 1].
+        known: (M,) bool, default all True.
+    Returns:
+        (S, S, 3) uint8 texture.
+    """
+    from scipy import ndimage, spatial
+
+    colours = np.asarray(colours, dtype=np.float64).copy()
+    if known is not None and not known.all():
+        if known.any():
+            # Average a few nearest known points (closer ones count more) so that large unseen parts
+            # (the crown, the neck cap) take the surrounding colour without streaks.
+            # An evenly thinned set of known texels is enough for a smooth fill, and builds and queries
+            # several times faster than all of them (millions at 2048²).
+            sources = np.flatnonzero(known)[:: max(1, int(known.sum()) // FILL_SOURCES)]
+            k = int(min(8, len(sources)))
+            tree = spatial.cKDTree(texels.points[sources])
+            distance, nearest = tree.query(texels.points[~known], k=k, workers=-1)
+            distance, nearest = distance.reshape(len(distance), k), nearest.reshape(len(nearest), k)
+            weight = 1.0 / np.maximum(distance, 1e-6)
+            colours[~known] = np.einsum("nk,nkc->nc", weight, colours[sources][nearest]) / weight.sum(1, keepdims=True)
+        else:
+            colours[:] = 0.5
+    size = texels.covered.shape[0]
+    image = np.zeros((size, size, 3))
+    image[texels.rows, texels.cols] = colours
+    if not texels.covered.all():
+        _, (ri, ci) = ndimage.distance_transform_edt(~texels.covered, return_indices=True)
+        image = image[ri, ci]
+    return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def vertex_colours(uvmesh: UVMesh, texture: np.ndarray, num_vertices: int) -> np.ndarray:
+    """Per-vertex colours of the un-split mesh, averaged over each vertex's UV copies.
+
+    Returns:
+        (num_vertices, 4) uint8 RGBA.
+    """
+    from portrait3d.render import sample_texture
+
+    rgb = sample_texture(texture, uvmesh.uv)
+    total = np.zeros((num_vertices, 3))
+    count = np.zeros(num_vertices)
+    np.add.at(total, uvmesh.source_vertex, rgb)
+    np.add.at(count, uvmesh.source_vertex, 1.0)
+    rgb = total / np.maximum(count, 1.0)[:, None]
+    rgba = np.concatenate([rgb, np.ones((num_vertices, 1))], axis=1)
+    return np.clip(np.round(rgba * 255.0), 0, 255).astype(np.uint8)
+
+
+def unit_rows(v: np.ndarray) -> np.ndarray:
+    """Normalise rows; zero rows become +y."""
+    n = np.linalg.norm(v, axis=1, keepdims=True)
+    out = np.where(n > 1e-12, v / np.maximum(n, 1e-12), 0.0)
+    out[n[:, 0] <= 1e-12] = [0.0, 1.0, 0.0]
+    return out
+
+
+def _bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Bilinear lookup at pixel coordinates (pixel centres at +0.5): (H, W, C), (M, 2) -> (M, C)."""
+    h, w = image.shape[:2]
+    x = np.clip(xy[:, 0] - 0.5, 0.0, w - 1.0)
+    y = np.clip(xy[:, 1] - 0.5, 0.0, h - 1.0)
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    top = image[y0, x0] * (1 - fx) + image[y0, x1] * fx
+    bottom = image[y1, x0] * (1 - fx) + image[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy

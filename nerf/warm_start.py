@@ -1,0 +1,213 @@
+"""Warm start: the field begins as the proxy head instead of as fog.
+
+Both view generators follow the proxy head (the proxy generator renders it; the diffusion generator
+takes its renders as camera condition and initial noise), and ``proxy/head.ply`` is a closed surface
+with vertex colours. So before the photometric fit, the density is regressed onto a soft occupancy of
+the proxy's signed distance, ``peak * sigmoid(-sdf / width)`` (solid inside, empty a few millimetres
+outside), the colour near the surface onto the proxy's colour, and the occupancy grid is narrowed to a
+band around the proxy. The fit then refines a head instead of discovering one. Regression steps query
+the field at random points only (no ray marching), so they cost a fraction of a fit step.
+
+It knows meshes (open3d signed distances and closest points) and the field's two heads; it does not
+know views or losses of the fit. Views that do not come from the proxy want a cold start
+(:attr:`WarmStartConfig.enabled` False).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nerf.field import spherical_harmonics
+
+PROXY_MESH = "proxy/head.ply"
+"""The run-relative proxy head (written by the proxy stage)."""
+
+
+@dataclass
+class WarmStartConfig:
+    """Start the field from the proxy head (``proxy/head.ply``)."""
+
+    enabled: bool = True
+    """Start from the proxy head when the run has one; False: a cold start (fog in the visual hull),
+    for views that do not follow the proxy."""
+    steps: int = 100
+    """Regression steps onto the proxy's density and colour."""
+    points_per_step: int = 4096
+    """Random points per regression step (half near the surface, half anywhere in the cube)."""
+    width: float = 0.004
+    """Width (world units) of the soft step of the density across the proxy's surface."""
+    peak_density: float = 400.0
+    """Density (1 / world unit) deep inside the proxy: opaque within a sample or two."""
+    margin: float = 0.06
+    """Voxels within this distance (world units) outside the proxy stay in the occupancy grid, so
+    the fit can grow the head where the views show more than the proxy."""
+    colour_weight: float = 1.0
+    """Weight of the colour regression (0: density only)."""
+    learning_rate: float = 1e-2
+    """Adam learning rate of the regression."""
+
+
+class ProxyPrior:
+    """Signed distance and colour of a closed mesh with vertex colours, cheap to query many times.
+
+    Near the surface, points are drawn as vertices moved along their normals, whose signed distance is
+    the move (exact to the curvature: a head's radius is 30 times the band used here) and whose colour
+    is the vertex's. Anywhere else, a signed distance grid (the surface's voxels filled inside, then
+    a Euclidean distance transform) is interpolated; it is off by up to a voxel, which
+    only matters near the surface, where the drawn points decide.
+
+    Args:
+        vertices: (V, 3) float world points.
+        faces: (F, 3) int triangles, outward winding.
+        colours: (V, 3) float in [0, 1] vertex colours.
+        half_extent: the grid covers ``[-half_extent, half_extent]^3``.
+        resolution: grid voxels per side.
+    """
+
+    def __init__(
+        self, vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray, half_extent: float, resolution: int = 128
+    ) -> None:
+        import trimesh
+
+        mesh = trimesh.Trimesh(np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64), process=False)
+        if mesh.volume < 0:  # inward winding: the normals (and so the signs) would be flipped
+            mesh.invert()
+        self.vertices = torch.as_tensor(np.array(mesh.vertices), dtype=torch.float32)
+        self.normals = torch.as_tensor(np.array(mesh.vertex_normals), dtype=torch.float32)
+        self.colours = torch.as_tensor(np.asarray(colours), dtype=torch.float32)
+        self.half_extent = float(half_extent)
+        self.sdf_grid = torch.as_tensor(_sdf_grid(mesh, half_extent, resolution))  # (R, R, R), [x, y, z]
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, half_extent: float, resolution: int = 128) -> ProxyPrior | None:
+        """The run's proxy head, or None when it has none."""
+        import trimesh
+
+        path = Path(run_dir) / PROXY_MESH
+        if not path.is_file():
+            return None
+        mesh = trimesh.load(path, process=False, force="mesh")
+        colours = getattr(mesh.visual, "vertex_colors", None)
+        rgb = (
+            np.asarray(colours, dtype=np.float32)[:, :3] / 255.0
+            if colours is not None and len(colours) == len(mesh.vertices)
+            else np.full((len(mesh.vertices), 3), 0.5, dtype=np.float32)
+        )
+        return cls(np.asarray(mesh.vertices), np.asarray(mesh.faces), rgb, half_extent, resolution)
+
+    def signed_distance(self, points: torch.Tensor) -> torch.Tensor:
+        """(N, 3) world points -> (N,) signed distance from the grid (negative inside; off by up to a voxel)."""
+        unit = points / self.half_extent  # grid_sample's [-1, 1], x indexes the last axis
+        grid = self.sdf_grid.to(points.device).permute(2, 1, 0)[None, None]  # (1, 1, z, y, x)
+        values = torch.nn.functional.grid_sample(
+            grid, unit[None, None, None], mode="bilinear", padding_mode="border", align_corners=False
+        )
+        return values.reshape(-1)
+
+    def near_surface(self, count: int, spread: float, generator: torch.Generator):
+        """``count`` points near the surface: (points (N, 3), signed distance (N,), colour (N, 3))."""
+        pick = torch.randint(self.vertices.shape[0], (count,), generator=generator)
+        offset = spread * torch.randn(count, generator=generator)
+        return self.vertices[pick] + self.normals[pick] * offset[:, None], offset, self.colours[pick]
+
+
+def _sdf_grid(mesh, half_extent: float, resolution: int) -> np.ndarray:
+    """(R, R, R) float32 signed distance (world units, negative inside) at voxel centres, indexed [x, y, z]."""
+    import trimesh
+    from scipy import ndimage
+
+    voxel = 2.0 * half_extent / resolution
+    # Surface voxels: the mesh sampled densely enough that every crossed voxel gets a point.
+    count = int(mesh.area / (0.25 * voxel) ** 2) + len(mesh.vertices)
+    points, _ = trimesh.sample.sample_surface(mesh, count, seed=0)
+    ijk = np.floor((points + half_extent) / voxel).astype(np.int64)
+    ijk = ijk[np.all((ijk >= 0) & (ijk < resolution), axis=1)]
+    surface = np.zeros((resolution,) * 3, dtype=bool)
+    surface[ijk[:, 0], ijk[:, 1], ijk[:, 2]] = True
+    inside = ndimage.binary_fill_holes(surface) & ~surface
+    # Distance to the nearest surface voxel's centre (those lie within a voxel of the surface on both
+    # sides, so the error has no bias), signed by the filled inside.
+    distance = ndimage.distance_transform_edt(~surface) * voxel
+    sdf = np.where(inside, -distance, distance)
+    return sdf.astype(np.float32)
+
+
+def target_log_density(sdf: torch.Tensor, config: WarmStartConfig) -> torch.Tensor:
+    """log of ``peak * sigmoid(-sdf / width)``, floored at log(1e-3): (N,) -> (N,)."""
+    log = math.log(config.peak_density) + torch.nn.functional.logsigmoid(-sdf / config.width)
+    return log.clamp(min=math.log(1e-3))
+
+
+@torch.no_grad()
+def narrow_occupancy(grid, prior: ProxyPrior, margin: float) -> float:
+    """Keep only the hull voxels within ``margin`` outside the proxy (inside ones too). Returns the kept share."""
+    sdf = prior.signed_distance(grid.voxel_centres().reshape(-1, 3).cpu()).to(grid.hull.device)
+    near = (sdf < margin + 0.5 * math.sqrt(3.0) * grid.voxel_size).reshape(grid.hull.shape)
+    grid.hull &= near
+    grid.occupied.copy_(grid.hull)
+    return float(grid.hull.float().mean())
+
+
+def regress_to_proxy(volume, prior: ProxyPrior, config: WarmStartConfig, generator: torch.Generator) -> dict:
+    """Fit ``volume.field``'s density (and colour) to the proxy; the occupancy grid is left to the caller.
+
+    ``generator`` is a CPU generator (points are drawn on the CPU and moved to the field's device).
+
+    Returns:
+        ``{"density_loss", "colour_loss"}`` of the last step.
+    """
+    field = volume.field
+    device = next(field.parameters()).device
+    half = field.config.half_extent
+    optimizer = torch.optim.Adam(field.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), eps=1e-15)
+    n_near = config.points_per_step // 2
+    band = 4.0 * config.width + 0.01  # where a ray stops: colour is learnt there
+    density_loss = colour_loss = torch.zeros(())
+    for _ in range(config.steps):
+        near, near_sdf, near_colour = prior.near_surface(n_near, 0.02, generator)
+        anywhere = (torch.rand(config.points_per_step - n_near, 3, generator=generator) * 2 - 1) * half
+        far_sdf = prior.signed_distance(anywhere)
+        # The grid is coarse near the surface, where the drawn points know better: leave it out there.
+        far = far_sdf.abs() > 0.02
+        points = torch.cat([near, anywhere[far]]).to(device)
+        sdf = torch.cat([near_sdf, far_sdf[far]]).to(device)
+        log_density, geo, inside = field.geometry_logits(points)
+        density_loss = torch.mean((log_density - target_log_density(sdf, config)) ** 2 * inside)
+        loss = density_loss
+        if config.colour_weight > 0:
+            seen = torch.nonzero(near_sdf.abs() < band, as_tuple=True)[0].to(device)
+            dirs = torch.nn.functional.normalize(torch.randn(seen.numel(), 3, generator=generator), dim=-1).to(device)
+            rgb = field.colour_from_features(geo[seen], spherical_harmonics(dirs))
+            colour_loss = torch.mean((rgb - near_colour.to(device)[seen]) ** 2)
+            loss = loss + config.colour_weight * colour_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return {
+        "density_loss": round(float(density_loss.detach()), 4),
+        "colour_loss": round(float(colour_loss.detach()), 5),
+    }
+
+
+def warm_start(volume, run_dir: str | Path, config: WarmStartConfig, seed: int = 0) -> dict | None:
+    """Start ``volume`` from the run's proxy head (after the grid's visual hull is carved).
+
+    Its random points come from a CPU generator seeded with ``seed`` whatever the device (the prior's
+    tables live on the CPU; points go to the field's device), so the fit's own random stream is untouched.
+
+    Returns:
+        What was done, for the report, or None when the run has no proxy head or the option is off.
+    """
+    if not config.enabled:
+        return None
+    prior = ProxyPrior.from_run(run_dir, volume.config.field.half_extent, volume.config.grid_resolution)
+    if prior is None:
+        return None
+    kept = narrow_occupancy(volume.grid, prior, config.margin)
+    losses = regress_to_proxy(volume, prior, config, torch.Generator().manual_seed(seed))
+    return {"steps": config.steps, "occupancy_kept": round(kept, 4), **losses}

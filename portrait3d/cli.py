@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "portrait3d.commands.proxy",
     "portrait3d.commands.diffusion",
     "portrait3d.commands.nerf",
+    "portrait3d.commands.splat",
     "portrait3d.commands.make_asset",
     "portrait3d.commands.train",
     "portrait3d.commands.view",

@@ -207,10 +207,11 @@ def asset_stages(photo: str | Path, options) -> list[Stage]:
     """The stages of make-asset, in order, for :class:`portrait3d.make_asset.MakeAssetOptions`.
 
     preprocess -> proxy -> (views | back_view, orbit_views) -> dataset -> fit-nerf ->
-    export-mesh -> render-turntable -> contact-sheet.
+    export-mesh -> export-splat -> render-turntable -> contact-sheet.
     """
     from portrait3d.preprocess import PreprocessOptions
     from portrait3d.presets import PRESETS
+    from portrait3d.splat import stage as splat_stage
 
     options.validate()
     preset = PRESETS[options.preset]
@@ -238,6 +239,7 @@ def asset_stages(photo: str | Path, options) -> list[Stage]:
         dataset_stage(),
         fit_stage(fit_config, options.device),
         mesh_stage(preset.export),
+        splat_stage(preset.splat),
         turntable_stage(preset.turntable),
         contact_sheet_stage(),
     ]

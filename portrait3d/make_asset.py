@@ -221,6 +221,10 @@ def write_report(run: Run, photo: Path, options: MakeAssetOptions, device: str, 
             "scale_to_metres": mesh.get("scale_to_metres"),
             **{key: mesh.get(key) for key in ("target", "origin_source_units", "lods", "file_sizes")},
         },
+        "splat": {
+            key: results.get("export-splat", {}).get(key)
+            for key in ("gaussians", "sh_degree", "target", "views_psnr_db", "file_sizes", "spz_fraction_of_ply")
+        },
         "files": {str(p.relative_to(run.root)): p.stat().st_size for p in files},
     }
     atomic_write_json(run.path("report.json"), report)

@@ -103,12 +103,12 @@ def mesh_placement(run: Run) -> tuple[np.ndarray, float]:
         ) from exc
 
 
-def surface_in_world(run: Run, origin: np.ndarray, metres_per_unit: float) -> tuple[np.ndarray, np.ndarray]:
+def surface_in_world(run: Run) -> tuple[np.ndarray, np.ndarray]:
     """The mesh's vertices (V, 3) in PanoHead world units and its faces (F, 3)."""
-    import trimesh
+    from nerf.turntable import load_head_mesh
 
-    mesh = trimesh.load(run.path(MESH_GLB), force="mesh")
-    return np.asarray(mesh.vertices) / metres_per_unit + origin, np.asarray(mesh.faces)
+    mesh = load_head_mesh(run.path(MESH_GLB))
+    return np.asarray(mesh.vertices), np.asarray(mesh.faces)
 
 
 def export_splat(run: Run, options: SplatOptions) -> dict:
@@ -131,7 +131,7 @@ def export_splat(run: Run, options: SplatOptions) -> dict:
     deterministic(device)
     field = load_field(run.root, device.type)
     origin, scale = mesh_placement(run)
-    vertices, faces = surface_in_world(run, origin, scale)
+    vertices, faces = surface_in_world(run)
     views = read_views(run)
     targets = [distill.resize_target(v.image, v.camera, d.resolution) for v in views]
     if d.nerf_views:

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "portrait3d.commands.diffusion",
     "portrait3d.commands.fetch",
     "portrait3d.commands.nerf",
+    "portrait3d.commands.splat",
     "portrait3d.commands.make_asset",
     "portrait3d.commands.train",
     "portrait3d.commands.view",

@@ -216,6 +216,10 @@ def write_report(run: Run, photo: Path, options: MakeAssetOptions, device: str, 
             **{key: mesh.get(key) for key in ("target", "origin_source_units", "lods", "file_sizes")},
         },
         **({"avatar": results["rig"].get("lods")} if "rig" in results else {}),
+        "splat": {
+            key: results.get("export-splat", {}).get(key)
+            for key in ("gaussians", "sh_degree", "target", "views_psnr_db", "file_sizes", "spz_fraction_of_ply")
+        },
         "files": {str(p.relative_to(run.root)): p.stat().st_size for p in files},
     }
     atomic_write_json(run.path("report.json"), report)

@@ -19,6 +19,7 @@ stage                 builder
 ``export-mesh``       :func:`nerf.export.stage`
 ``render-turntable``  :func:`nerf.turntable.stage`
 ``rig``               :func:`portrait3d.rig.stage` (only for ``--target avatar``, after export-mesh)
+``export-splat``      :func:`portrait3d.splat.stage.stage` (the real-time 3D Gaussians)
 ``contact-sheet``     :func:`contact_sheet_stage` (here: it reads the views of either generator)
 ====================  ====================================================
 
@@ -92,11 +93,11 @@ def asset_stages(photo: str | Path, options) -> list[Stage]:
     """The stages of make-asset, in order, for :class:`portrait3d.make_asset.MakeAssetOptions`.
 
     preprocess -> proxy -> (views | back_view, orbit_views) -> dataset -> fit-nerf ->
-    export-mesh (-> rig, for the avatar target) -> render-turntable -> contact-sheet.
+    export-mesh (-> rig, for the avatar target) -> export-splat -> render-turntable -> contact-sheet.
     """
     # Imported here: the stage packages pull in torch, open3d and friends, which `--help` does not need.
     from nerf import dataset, fit, turntable
-    from portrait3d import preprocess
+    from portrait3d import preprocess, splat
     from portrait3d.presets import PRESETS
     from portrait3d.proxy import stage as proxy
 
@@ -131,6 +132,7 @@ def asset_stages(photo: str | Path, options) -> list[Stage]:
         dataset.stage(),
         fit.stage(fit_config, options.device),
         *target_stages(preset.export, options.target),
+        splat.stage(preset.splat),
         turntable.stage(preset.turntable),
         contact_sheet_stage(),
     ]

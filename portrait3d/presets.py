@@ -18,6 +18,8 @@ from nerf.mesh import BakeConfig, MeshConfig
 from nerf.turntable import TurntableConfig
 from nerf.warm_start import WarmStartConfig
 from portrait3d.proxy.stage import ProxyOptions
+from portrait3d.splat.distill import DistillOptions
+from portrait3d.splat.stage import SplatOptions
 
 
 @dataclass
@@ -46,6 +48,8 @@ class AssetPreset:
     """The turntable video."""
     diffusion: DiffusionPreset = field(default_factory=DiffusionPreset)
     """Sampling of the diffusion generator (``--generator diffusion`` only)."""
+    splat: SplatOptions = field(default_factory=SplatOptions)
+    """The real-time splats (``export-splat``)."""
 
 
 PRESETS: dict[str, AssetPreset] = {
@@ -56,6 +60,7 @@ PRESETS: dict[str, AssetPreset] = {
             mesh=MeshConfig(resolution=256, triangles=100_000, depth_size=512, depth_views=32),
             bake=BakeConfig(texture_size=4096),
         ),
+        splat=SplatOptions(distill=DistillOptions(gaussians=100_000, steps=2000, resolution=256, sh_degree=3)),
     ),
     "tiny": AssetPreset(
         proxy=ProxyOptions(size=128, texture_width=512, voxel=0.01),
@@ -71,6 +76,7 @@ PRESETS: dict[str, AssetPreset] = {
         ),
         turntable=TurntableConfig(frames=8, size=128),
         diffusion=DiffusionPreset(steps=2, size=64),
+        splat=SplatOptions(distill=DistillOptions(gaussians=600, steps=4, resolution=32, sh_degree=0, nerf_views=0)),
     ),
 }
 """Named presets for ``make-asset --preset``."""

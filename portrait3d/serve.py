@@ -112,11 +112,14 @@ def run_outputs(root: Path) -> dict:
         for p in (mesh / "head.glb", mesh / "head.obj", mesh / "head.mtl", mesh / "head_texture.png", mesh / "head.ply")
         if have(p)
     ]
+    # The splats (export-splat): the 3DGS PLY is what Gradio's 3D viewer shows as Gaussians.
+    downloads += [p for p in (root / "splat" / n for n in ("head.ply", "head.spz", "head.glb")) if p.is_file()]
     return {
         "contact_sheet": have(root / "contact_sheet.png"),
         "turntable": have(root / "turntable.mp4"),
         "glb": have(mesh / "head.glb"),
         "downloads": [str(p) for p in downloads],
+        "splat": have(root / "splat" / "head.ply"),
     }
 
 
@@ -317,7 +320,7 @@ class App:
         out = run_outputs(root)
         archive = root / "download" / f"{root.name}.zip"
         downloads = out["downloads"] + ([str(archive)] if archive.is_file() and not archive.is_symlink() else [])
-        return status, out["contact_sheet"], out["turntable"], out["glb"], downloads or None
+        return status, out["contact_sheet"], out["turntable"], out["glb"], downloads or None, out["splat"]
 
 
 def build(options: ServeOptions):
@@ -388,15 +391,22 @@ def build(options: ServeOptions):
                         again = gr.Button("Refresh list")
             with gr.Column(scale=2):
                 status = gr.Textbox(label="Status", interactive=False, elem_id="status")
-                model = gr.Model3D(label="3D head (GLB)", elem_id="model", height=420)
+                with gr.Row():
+                    model = gr.Model3D(label="3D head (GLB)", elem_id="model", height=420)
+                    splat = gr.Model3D(
+                        label="Real-time splat (3D Gaussians, splat/head.ply)", elem_id="splat", height=420
+                    )
                 with gr.Row():
                     sheet = gr.Image(label="Contact sheet", interactive=False, height=320)
                     turntable = gr.Video(label="Turntable", interactive=False, height=320)
-                files = gr.File(label="Downloads: GLB, OBJ + MTL + texture, PLY, whole run (zip)", elem_id="downloads")
+                files = gr.File(
+                    label="Downloads: GLB, OBJ + MTL + texture, PLY; splat PLY, SPZ, GLB; whole run (zip)",
+                    elem_id="downloads",
+                )
                 with gr.Accordion("Avatar: blink, smile, talk (the earlier run picked above)", open=False):
                     make_avatar = gr.Button("Rig it and show the avatar", elem_id="avatar-button")
                     avatar = gr.HTML(elem_id="avatar")
-        outputs = [status, sheet, turntable, model, files]
+        outputs = [status, sheet, turntable, model, files, splat]
         make_avatar.click(rig_run, [earlier], avatar, api_name="avatar")
         start.click(
             make_asset_job, [photo, generator, preset, views, seed, manual, yaw, pitch], outputs, api_name="make_asset"

@@ -89,13 +89,15 @@ if [[ $dev == 1 ]]; then
       say "installing gltf-validator (npm) into .tools/"
       npm install --silent --no-audit --no-fund --prefix .tools gltf-validator@2.0.0-dev.3.10 >/dev/null
     }
-    # three.js: the client the rig's browser test and the web app's avatar page drive.
-    [[ -f .tools/node_modules/three/build/three.module.js ]] || {
-      say "installing three (npm) into .tools/"
-      npm install --silent --no-audit --no-fund --prefix .tools three@0.187.0 >/dev/null
+    # Splat clients for the browser tests (three.js + Spark, three's KHR_gaussian_splatting loader) and
+    # an independent reader of the PLY and SPZ files (PlayCanvas's splat-transform).
+    [[ -d .tools/node_modules/@sparkjsdev/spark && -d .tools/node_modules/@playcanvas/splat-transform ]] || {
+      say "installing three, @sparkjsdev/spark, @playcanvas/splat-transform (npm) into .tools/"
+      npm install --silent --no-audit --no-fund --prefix .tools three@0.187.0 @sparkjsdev/spark@2.2.0 \
+        @playcanvas/splat-transform@3.7.0 >/dev/null
     }
   else
-    say "npm not found: the glTF validator test will be skipped"
+    say "npm not found: the glTF validator and splat browser tests will be skipped"
   fi
 fi
 echo "$want" > $stamp

@@ -19,6 +19,7 @@ BUILT_BY = {
     "dataset": "nerf",
     "fit-nerf": "nerf",
     "export-mesh": "nerf",
+    "export-splat": "portrait3d.splat",
     "render-turntable": "nerf",
     "contact-sheet": "portrait3d.pipeline",
 }
@@ -32,7 +33,7 @@ def test_each_stage_is_built_by_its_own_package(tmp_path, generator):
     names = [stage.name for stage in built]
     expected = ["preprocess", "proxy"]
     expected += ["views"] if generator == "proxy" else ["back_view", "orbit_views"]
-    expected += ["dataset", "fit-nerf", "export-mesh", "render-turntable", "contact-sheet"]
+    expected += ["dataset", "fit-nerf", "export-mesh", "export-splat", "render-turntable", "contact-sheet"]
     assert names == expected
     for stage in built:
         assert isinstance(stage, runner.Stage)

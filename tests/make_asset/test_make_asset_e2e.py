@@ -13,7 +13,17 @@ import trimesh
 from asset_runs import VIEWS, differing, make_asset_command, run_make_asset
 from PIL import Image
 
-STAGES = ["preprocess", "proxy", "views", "dataset", "fit-nerf", "export-mesh", "render-turntable", "contact-sheet"]
+STAGES = [
+    "preprocess",
+    "proxy",
+    "views",
+    "dataset",
+    "fit-nerf",
+    "export-mesh",
+    "export-splat",
+    "render-turntable",
+    "contact-sheet",
+]
 _command = make_asset_command
 _make_asset = run_make_asset
 

@@ -16,7 +16,17 @@ import pytest
 import trimesh
 from asset_runs import VIEWS, differing, make_asset_command, run_make_asset
 
-UPSTREAM = ["preprocess", "proxy", "views", "dataset", "fit-nerf", "export-mesh", "render-turntable", "contact-sheet"]
+UPSTREAM = [
+    "preprocess",
+    "proxy",
+    "views",
+    "dataset",
+    "fit-nerf",
+    "export-mesh",
+    "export-splat",
+    "render-turntable",
+    "contact-sheet",
+]
 
 
 def _copy(tiny_run, tmp_path) -> Path:

@@ -144,13 +144,15 @@ def _run_folder(places, status: str) -> Path:
 
 
 def test_gradio_client_runs_the_job(client_result, places):
-    _, (status, sheet, turntable, glb, downloads) = client_result
+    _, (status, sheet, turntable, glb, downloads, splat) = client_result
     run = _run_folder(places, status)
     assert (run / "report.json").is_file() and (run / "job.json").is_file()
     assert Path(glb).read_bytes() == (run / "mesh" / "head.glb").read_bytes()
     names = {Path(d["path"] if isinstance(d, dict) else d).name for d in downloads}
     assert {"head.glb", "head.obj", "head.mtl", "head_texture.png", "head.ply", f"{run.name}.zip"} <= names
     assert Path(sheet).stat().st_size > 0 and Path(turntable).stat().st_size > 0
+    assert Path(splat).read_bytes() == (run / "splat" / "head.ply").read_bytes()
+    assert "head.spz" in names  # with splat/head.ply and splat/head.glb beside the mesh files
 
 
 def test_earlier_run_is_listed_shown_and_resumed(client_result, places):

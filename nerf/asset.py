@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import trimesh
@@ -21,12 +20,10 @@ from portrait3d.run import Run
 
 from .cleanup import cap_neck, neck_origin
 from .decimate import decimate
+from .export_config import ExportConfig
 from .normal_map import bake_normal_map
 from .surface import View, surface_from_field
 from .texture import UVMesh, assemble_texture, bake_from_field, bake_from_views, rasterize_uv, unwrap
-
-if TYPE_CHECKING:
-    from .export import ExportConfig
 
 
 @dataclass

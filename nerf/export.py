@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +30,9 @@ from portrait3d.run import Run, atomic_dir
 from portrait3d.runner import Stage, run_stage
 
 from .asset import density_function, depth_function, field_bounds, read_views, rgb_function  # noqa: F401 (aliases)
+from .export_config import METRES_PER_UNIT, TEXTURE_SOURCES, ExportConfig  # noqa: F401 (re-exported)
 from .surface import MeshConfig, View  # noqa: F401 (View: alias)
-from .texture import BakeConfig, UVMesh
+from .texture import UVMesh
 
 STAGE = "export-mesh"
 MESH_DIR = "mesh"
@@ -43,44 +43,6 @@ GLB_NAME, OBJ_NAME, MTL_NAME, TEXTURE_NAME, PLY_NAME = (
     "head_texture.png",
     "head.ply",
 )
-METRES_PER_UNIT = 0.4
-"""Default scale. A PanoHead head is about 0.5 units wide and a human head with
-hair about 0.2 m, so one PanoHead unit is taken as 0.4 m."""
-TEXTURE_SOURCES = ("views", "field")
-
-
-@dataclass
-class ExportConfig:
-    """Options of the ``export-mesh`` stage."""
-
-    mesh: MeshConfig = field(default_factory=MeshConfig)
-    """Surface extraction and clean-up."""
-    bake: BakeConfig = field(default_factory=BakeConfig)
-    """Texture baking."""
-    texture_source: str = "views"
-    """``views``: project the run's views (visibility- and angle-weighted), texels no view saw
-    take the field's colour; ``field``: radiance queries of the field along the surface normal."""
-    metres_per_unit: float = METRES_PER_UNIT
-    """Scale from PanoHead world units to metres in the written files."""
-    target: str = "generic"
-    """Where the asset goes (:data:`nerf.targets.TARGETS`): its limits on triangles, texture size and
-    file size are checked, and it gives the LODs and formats left unset here."""
-    lods: tuple[float, ...] | None = None
-    """LOD triangle counts as fractions of ``mesh.triangles``, first 1.0 (e.g. ``(1.0, 0.5, 0.25)``): LOD i
-    is decimated from LOD i-1 (LOD 0 from the full-resolution surface), unwrapped and baked on its own and written as
-    ``head_lod{i}.glb`` (LOD 0 is ``head.glb``); None: the target's."""
-    formats: tuple[str, ...] | None = None
-    """Files to write, from ``glb obj ply fbx`` (GLB always); None: the target's. FBX needs ``bpy``
-    (the ``blender`` extra) and holds every LOD as ``head_LOD0``, ``head_LOD1``, ..."""
-    normal_map: bool = False
-    """Bake a tangent-space normal map (OpenGL, +Y up) of the full-resolution surface onto each LOD."""
-    neck_cap: float = 0.02
-    """Cut the neck flat this far (PanoHead units) above the surface's lowest point and close it with a cap,
-    so that the mesh is closed and sits on a body; the cap is the asset's base and origin; 0: no cut."""
-    roughness: float = 0.6
-    """PBR roughness of the material (skin and hair are rough dielectrics; metallic is 0)."""
-
-
 # --- the stage -----------------------------------------------------------------------
 LOD_GLB = "head_lod{}.glb"
 """Name of the GLB of LOD i >= 1 (LOD 0 is :data:`GLB_NAME`)."""

@@ -132,17 +132,25 @@ def test_every_target_passes_the_khronos_validator(exports, gltf_validator):
 
 def test_normal_map_is_flat_on_a_smooth_surface(exports):
     """The ellipsoid is smooth, so the normal map of its LODs stays near (0, 0, 1) but not exactly:
-    a coarser LOD needs more correction than a finer one."""
+    a coarser LOD needs more correction than a finer one. Measured on the texels the mesh covers: the
+    padding between charts repeats the nearest chart's edge and says nothing about the surface."""
+    from nerf.texture import UVMesh, rasterize_uv
+
     run, info = exports["unreal"]
     tilts = []
     for lod in info["lods"]:
         document = read_glb_json(run.path(lod["file"]))
         assert document["images"][1]["name"].endswith("_normal")
-        mesh = trimesh.load(run.path(lod["file"]), force="mesh")
+        mesh = trimesh.load(run.path(lod["file"]), force="mesh", process=False)
         normal = np.asarray(mesh.visual.material.normalTexture.convert("RGB"), dtype=np.float64) / 127.5 - 1.0
         z = normal[..., 2]
         assert np.median(z) > 0.97 and z.min() > 0.0
-        tilts.append(float(np.mean(np.arccos(np.clip(z, -1, 1)))))
+        uv = np.asarray(mesh.visual.uv, dtype=np.float64)  # trimesh moves glTF's origin to the bottom-left, as UVMesh
+        faces = np.asarray(mesh.faces)
+        texels = rasterize_uv(UVMesh(mesh.vertices, faces, uv, mesh.vertex_normals, np.arange(len(uv))), len(z))
+        covered = z[texels.rows, texels.cols]
+        assert covered.size > 0.3 * z.size
+        tilts.append(float(np.mean(np.arccos(np.clip(covered, -1, 1)))))
     assert tilts[-1] > tilts[0], tilts
 
 

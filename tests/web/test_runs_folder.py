@@ -88,7 +88,7 @@ def test_gradio_cache_of_run_zips_stays_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr("portrait3d.make_asset.make_asset", fake_make_asset)
     app = App(ServeOptions(runs=str(runs)))
     for _ in range(5):
-        *_, downloads = app.resume("run")
+        _status, _sheet, _turntable, _glb, downloads, _splat = app.resume("run")
         zipped = [d for d in downloads if d.endswith(".zip")]
         processing_utils.save_file_to_cache(zipped[0], str(gradio_dir))  # what Gradio does with a returned file
     copies = list(gradio_dir.glob("*/run.zip"))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from portrait3d.cameras import Camera
-from portrait3d.proxy.face_depth import face_cloud, face_depth_warp
+from portrait3d.proxy.face_depth import face_cloud, face_depth_warp, photo_pose_field, place_cloud
 from portrait3d.proxy.template import MEDIAPIPE_INDEX, TemplateHead
 
 
@@ -39,6 +39,9 @@ class FitResult:
         used: number of landmarks used (0 when none were given).
         warp: the shape warp of step 2, world points (M, 3) -> displacements (M, 3); None when not fitted.
             Applied after scale and shift, so any surface made in the template's frame follows the face.
+        photo_pose: world points (M, 3) -> displacements (M, 3) that put the face where the photo's
+            camera saw it (:func:`~portrait3d.proxy.face_depth.photo_pose_field`; what the texture
+            projects the photo through); None without the face's depth.
     """
 
     vertices: np.ndarray
@@ -48,6 +51,7 @@ class FitResult:
     residual_px: float | None = None
     used: int = 0
     warp: Callable[[np.ndarray], np.ndarray] | None = None
+    photo_pose: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def landmark_targets(landmarks: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -127,9 +131,12 @@ def fit_template(
 
     # 3. Depth: the face onto the landmarks' own 3D shape (brow, nose, cheeks, lips, chin, jaw).
     points = None if landmarks is None else np.asarray(landmarks, dtype=np.float64)
+    photo_pose = None
     if face_depth and _has_depth(points):
         cloud = face_cloud(points[:468], camera, image_size)
-        depth_warp = face_depth_warp(vertices, np.asarray(template.mesh.faces), cloud)
+        placement = place_cloud(vertices, np.asarray(template.mesh.faces), cloud)
+        depth_warp = face_depth_warp(vertices, np.asarray(template.mesh.faces), cloud, placement=placement)
+        photo_pose = photo_pose_field(placement)
         vertices = vertices + depth_warp(vertices)
         fitted_keys = {n: p + depth_warp(p[None])[0] for n, p in fitted_keys.items()}
         warp = _compose(warp, depth_warp)
@@ -141,6 +148,7 @@ def fit_template(
         residual_px=float(np.linalg.norm(residual, axis=1).mean()),
         used=len(names),
         warp=warp,
+        photo_pose=photo_pose,
     )
 
 

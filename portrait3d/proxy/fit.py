@@ -23,6 +23,7 @@ import numpy as np
 
 from portrait3d.cameras import Camera
 from portrait3d.proxy.face_depth import face_cloud, face_depth_warp, photo_pose_field, place_cloud
+from portrait3d.proxy.symmetry import MIDLINE_LANDMARKS
 from portrait3d.proxy.template import MEDIAPIPE_INDEX, TemplateHead
 
 
@@ -42,6 +43,8 @@ class FitResult:
         photo_pose: world points (M, 3) -> displacements (M, 3) that put the face where the photo's
             camera saw it (:func:`~portrait3d.proxy.face_depth.photo_pose_field`; what the texture
             projects the photo through); None without the face's depth.
+        mid_x: x of the face's mid-plane (the median x of its mid-line landmarks, placed); None without
+            the face's depth.
     """
 
     vertices: np.ndarray
@@ -52,6 +55,7 @@ class FitResult:
     used: int = 0
     warp: Callable[[np.ndarray], np.ndarray] | None = None
     photo_pose: Callable[[np.ndarray], np.ndarray] | None = None
+    mid_x: float | None = None
 
 
 def landmark_targets(landmarks: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -131,13 +135,14 @@ def fit_template(
 
     # 3. Depth: the face onto the landmarks' own 3D shape (brow, nose, cheeks, lips, chin, jaw).
     points = None if landmarks is None else np.asarray(landmarks, dtype=np.float64)
-    photo_pose = None
+    photo_pose = mid_x = None
     if face_depth and _has_depth(points):
         cloud = face_cloud(points[:468], camera, image_size)
         placement = place_cloud(vertices, np.asarray(template.mesh.faces), cloud)
         depth_warp = face_depth_warp(vertices, np.asarray(template.mesh.faces), cloud, placement=placement)
-        photo_pose = photo_pose_field(placement)
         vertices = vertices + depth_warp(vertices)
+        photo_pose = photo_pose_field(placement, vertices, np.asarray(template.mesh.faces))
+        mid_x = float(np.median(placement.placed[list(MIDLINE_LANDMARKS), 0]))
         fitted_keys = {n: p + depth_warp(p[None])[0] for n, p in fitted_keys.items()}
         warp = _compose(warp, depth_warp)
     return FitResult(
@@ -149,6 +154,7 @@ def fit_template(
         used=len(names),
         warp=warp,
         photo_pose=photo_pose,
+        mid_x=mid_x,
     )
 
 

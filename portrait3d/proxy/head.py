@@ -11,7 +11,7 @@ import trimesh
 
 from portrait3d.cameras import Camera
 from portrait3d.preprocess.hair import HeadSegmentation, split_head
-from portrait3d.proxy.fit import MIDLINE, FitResult, fit_template
+from portrait3d.proxy.fit import FitResult, fit_template
 from portrait3d.proxy.shape import HeadShape, fit_shape
 from portrait3d.proxy.template import template_head
 from portrait3d.proxy.texture import bake_texture
@@ -83,7 +83,7 @@ def build_head(
         seen = trimesh.Trimesh(photo_vertices, geometry.faces, process=False)
     depth_map = MeshRenderer(seen).render_depth(camera, size)
     # Mirrored across the face's own mid-plane: the skull's left-right middle is a guess on a turned face.
-    mirror_x = face_mid_x(fit.keypoints) if fit.used else None
+    mirror_x = fit.mid_x
     photo_rgb = photo.astype(np.float64) / 255.0
     soft_mask = None if mask is None else _soft_mask(mask)
     texture, uv, uv_faces, source, info = bake_texture(
@@ -140,11 +140,6 @@ def head_shape(
         segmentation = split_head(photo, mask, landmarks, chin_row=float(chin[0, 1]))
     shape = fit_shape(fit, camera, size, segmentation, voxel=voxel)
     return dataclasses.replace(fit, vertices=np.asarray(shape.mesh.vertices)), segmentation, shape
-
-
-def face_mid_x(keypoints: dict[str, np.ndarray]) -> float:
-    """x of the face's mid-plane: the median x of the fitted mid-line keypoints (forehead, nose, lips, chin)."""
-    return float(np.median([keypoints[name][0] for name in MIDLINE if name in keypoints]))
 
 
 def _segmentation_arguments(segmentation: HeadSegmentation | None) -> dict:

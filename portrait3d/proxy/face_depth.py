@@ -29,7 +29,11 @@ DEPTH_GAIN = 1.0
 """Factor on the landmarks' depth about the face's middle (on a head scan rendered as a photo, the
 landmark cloud met the scan's landmarks best, median 3.5 mm, with a factor between 0.8 and 1.0)."""
 MIDLINE_WEIGHT = 10.0
-"""Weight of a mid-line landmark's pairing with the head's mid-plane when the cloud is placed (others: 1)."""
+"""Weight of a mid-line landmark's pairing with the head's mid-plane when a turned face's cloud is placed
+(each landmark's pairing with the surface: 1). The face's mid-line (its sharpest landmarks on a turned face:
+the profile) belongs on that plane, which the texture mirrors across; the landmarks' depth error would
+otherwise tilt it (by 8 degrees on a profile, its chin 3 cm off the plane) and the mirrored photo would show
+two mouths."""
 MAX_DISPLACEMENT = 0.05
 """Largest move of one landmark's surface point (world units; 20 mm)."""
 
@@ -64,12 +68,16 @@ class FacePlacement:
         return (np.asarray(points, dtype=np.float64) - self.shift) @ self.rotation / self.scale
 
 
-def place_cloud(vertices: np.ndarray, faces: np.ndarray, cloud: np.ndarray, iterations: int = 6) -> FacePlacement:
+def place_cloud(
+    vertices: np.ndarray, faces: np.ndarray, cloud: np.ndarray, midline_weight: float = 0.0, iterations: int = 6
+) -> FacePlacement:
     """Place the landmark ``cloud`` (N, 3) on the surface (``vertices`` (V, 3), ``faces`` (F, 3)) by a similarity.
 
     The cloud's shape, not its pose: its own turn can differ from the camera's estimate (the landmarks'
     depth is compressed on turned faces, so the cloud looks turned less than the camera), and its partners
     are the surface points straight in front of or behind each point (the nearest vertex where that misses).
+    With ``midline_weight`` > 0 the face's mid-line landmarks are also paired, that many times over, with the
+    surface's mid-plane (see :data:`MIDLINE_WEIGHT`).
     """
     from scipy.spatial import cKDTree
 
@@ -77,20 +85,18 @@ def place_cloud(vertices: np.ndarray, faces: np.ndarray, cloud: np.ndarray, iter
 
     tree = cKDTree(vertices)
     shifted = np.asarray(cloud, dtype=np.float64).copy()
-    # The face's mid-line (its sharpest landmarks on a turned face: the profile) belongs on the head's mid-plane,
-    # which the texture mirrors across; the landmarks' depth error would otherwise tilt it (by 8 degrees on a
-    # profile, its chin 3 cm off the plane) and the mirrored photo would show two mouths.
-    midline = np.zeros(len(shifted), bool)
-    midline[[i for i in MIDLINE_LANDMARKS if i < len(shifted)]] = True
+    midline = [i for i in MIDLINE_LANDMARKS if i < len(shifted)]
     mid_x = head_mid_x(vertices)
-    weights = np.where(midline, MIDLINE_WEIGHT, 1.0)
+    weights = np.concatenate([np.ones(len(shifted)), np.full(len(midline), midline_weight)])
     for _ in range(iterations):
         hits = _front_hits(vertices, faces, shifted)
         _, nearest = tree.query(shifted)
         close = np.linalg.norm(hits - shifted, axis=1) < 0.04
         partners = np.where(close[:, None], hits, vertices[nearest])
-        partners[midline, 0] = mid_x
-        scale, rotation, shift = _similarity(shifted, partners, weights)
+        on_plane = partners[midline].copy()
+        on_plane[:, 0] = mid_x
+        source, target = np.concatenate([shifted, shifted[midline]]), np.concatenate([partners, on_plane])
+        scale, rotation, shift = _similarity(source, target, weights)
         shifted = scale * shifted @ rotation.T + shift
     scale, rotation, shift = _similarity(cloud, shifted)  # the composed move (exact: similarities compose)
     return FacePlacement(np.asarray(cloud, dtype=np.float64), shifted, scale, rotation, shift)
@@ -148,6 +154,7 @@ def photo_pose_field(
     faces: np.ndarray | None = None,
     near: float = 0.01,
     far: float = 0.045,
+    share: float = 1.0,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Displacements that put the head's face back where the photo's camera saw it: (M, 3) -> (M, 3).
 
@@ -161,7 +168,7 @@ def photo_pose_field(
     Given the warped surface (``vertices`` (V, 3), ``faces`` (F, 3)), the surface point nearest each placed
     landmark is moved exactly onto its lifted landmark (a smooth field of what the similarity leaves; the
     surface meets the cloud only within a few millimetres, and on a profile a millimetre in depth is a
-    millimetre sideways on the face).
+    millimetre sideways on the face). ``share`` in [0, 1] scales the whole move.
     """
     from scipy.spatial import cKDTree
 
@@ -174,7 +181,7 @@ def photo_pose_field(
         return weight[:, None] * (placement.unplace(points) - points)
 
     if vertices is None or faces is None:
-        return rigid
+        return lambda points: share * rigid(points)
     on_surface = _closest_points(vertices, faces, placement.placed)
     residual = placement.cloud - (on_surface + rigid(on_surface))
     keep = np.linalg.norm(residual, axis=1) < RESIDUAL_LIMIT
@@ -182,7 +189,7 @@ def photo_pose_field(
     rest = gaussian_field(on_surface[keep][first], residual[keep][first], 0.01, 1e-3)
 
     def field(points: np.ndarray) -> np.ndarray:
-        return rigid(points) + rest(points)
+        return share * (rigid(points) + rest(points))
 
     return field
 

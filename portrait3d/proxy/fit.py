@@ -22,7 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from portrait3d.cameras import Camera
-from portrait3d.proxy.face_depth import face_cloud, face_depth_warp, photo_pose_field, place_cloud
+from portrait3d.proxy.face_depth import (
+    MIDLINE_WEIGHT,
+    face_cloud,
+    face_depth_warp,
+    photo_pose_field,
+    place_cloud,
+)
 from portrait3d.proxy.symmetry import MIDLINE_LANDMARKS
 from portrait3d.proxy.template import MEDIAPIPE_INDEX, TemplateHead
 
@@ -45,6 +51,7 @@ class FitResult:
             projects the photo through); None without the face's depth.
         mid_x: x of the face's mid-plane (the median x of its mid-line landmarks, placed); None without
             the face's depth.
+        turn: how much the photo's face counts as turned, in [0, 1] (:func:`turn_share`).
     """
 
     vertices: np.ndarray
@@ -56,6 +63,7 @@ class FitResult:
     warp: Callable[[np.ndarray], np.ndarray] | None = None
     photo_pose: Callable[[np.ndarray], np.ndarray] | None = None
     mid_x: float | None = None
+    turn: float = 0.0
 
 
 def landmark_targets(landmarks: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -136,12 +144,15 @@ def fit_template(
     # 3. Depth: the face onto the landmarks' own 3D shape (brow, nose, cheeks, lips, chin, jaw).
     points = None if landmarks is None else np.asarray(landmarks, dtype=np.float64)
     photo_pose = mid_x = None
+    turn = 0.0
     if face_depth and _has_depth(points):
         cloud = face_cloud(points[:468], camera, image_size)
-        placement = place_cloud(vertices, np.asarray(template.mesh.faces), cloud)
+        turn = turn_share(camera)
+        placement = place_cloud(vertices, np.asarray(template.mesh.faces), cloud, MIDLINE_WEIGHT * turn)
         depth_warp = face_depth_warp(vertices, np.asarray(template.mesh.faces), cloud, placement=placement)
         vertices = vertices + depth_warp(vertices)
-        photo_pose = photo_pose_field(placement, vertices, np.asarray(template.mesh.faces))
+        if turn > 0:
+            photo_pose = photo_pose_field(placement, vertices, np.asarray(template.mesh.faces), share=turn)
         mid_x = float(np.median(placement.placed[list(MIDLINE_LANDMARKS), 0]))
         fitted_keys = {n: p + depth_warp(p[None])[0] for n, p in fitted_keys.items()}
         warp = _compose(warp, depth_warp)
@@ -155,7 +166,26 @@ def fit_template(
         warp=warp,
         photo_pose=photo_pose,
         mid_x=mid_x,
+        turn=turn,
     )
+
+
+TURN_START, TURN_FULL = 30.0, 45.0
+"""Yaw (degrees) from which the photo's face counts as turned, and fully from (see :func:`turn_share`)."""
+
+
+def turn_share(camera: Camera) -> float:
+    """How much the photo's face counts as turned: 0 below :data:`TURN_START` degrees of yaw, 1 from TURN_FULL.
+
+    A turned face's landmark cloud is placed turned less than the camera says (its depth is compressed), so
+    the photo is projected onto the face posed as the camera saw it and the cloud's mid-line is held on the
+    head's mid-plane (:attr:`FitResult.photo_pose`). On a face seen from the front the image-plane fit already
+    puts the photo's features on the face, and these would only move it (measured: the identity distances of
+    frontal photos grew by up to 0.13), so they stay off.
+    """
+    yaw = abs(camera.angles(target=(0.0, 0.0, 0.0)).yaw)
+    x = float(np.clip((yaw - TURN_START) / (TURN_FULL - TURN_START), 0.0, 1.0))
+    return x * x * (3 - 2 * x)
 
 
 MIDLINE = ("forehead", "nose_bridge", "nose_tip", "upper_lip", "lower_lip", "chin")

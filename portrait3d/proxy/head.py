@@ -13,6 +13,7 @@ from portrait3d.cameras import Camera
 from portrait3d.preprocess.hair import HeadSegmentation, split_head
 from portrait3d.proxy.fit import FitResult, fit_template
 from portrait3d.proxy.shape import HeadShape, fit_shape
+from portrait3d.proxy.symmetry import head_mid_x
 from portrait3d.proxy.template import template_head
 from portrait3d.proxy.texture import bake_texture
 
@@ -83,7 +84,9 @@ def build_head(
         seen = trimesh.Trimesh(photo_vertices, geometry.faces, process=False)
     depth_map = MeshRenderer(seen).render_depth(camera, size)
     # Mirrored across the face's own mid-plane: the skull's left-right middle is a guess on a turned face.
-    mirror_x = fit.mid_x
+    mirror_x = None
+    if fit.mid_x is not None and fit.turn > 0:
+        mirror_x = fit.turn * fit.mid_x + (1 - fit.turn) * head_mid_x(np.asarray(geometry.vertices))
     photo_rgb = photo.astype(np.float64) / 255.0
     soft_mask = None if mask is None else _soft_mask(mask)
     texture, uv, uv_faces, source, info = bake_texture(

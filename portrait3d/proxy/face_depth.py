@@ -19,6 +19,7 @@ image halves.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,6 +28,12 @@ from portrait3d.cameras import Camera
 DEPTH_GAIN = 1.0
 """Factor on the landmarks' depth about the face's middle (on a head scan rendered as a photo, the
 landmark cloud met the scan's landmarks best, median 3.5 mm, with a factor between 0.8 and 1.0)."""
+MIDLINE_WEIGHT = 10.0
+"""Weight of a mid-line landmark's pairing with the head's mid-plane when a turned face's cloud is placed
+(each landmark's pairing with the surface: 1). The face's mid-line (its sharpest landmarks on a turned face:
+the profile) belongs on that plane, which the texture mirrors across; the landmarks' depth error would
+otherwise tilt it (by 8 degrees on a profile, its chin 3 cm off the plane) and the mirrored photo would show
+two mouths."""
 MAX_DISPLACEMENT = 0.05
 """Largest move of one landmark's surface point (world units; 20 mm)."""
 
@@ -41,6 +48,60 @@ def face_cloud(landmarks: np.ndarray, camera: Camera, size: int, depth_gain: flo
     return landmarks_to_world(points, camera, size)
 
 
+@dataclass
+class FacePlacement:
+    """Where the landmark cloud was put on the template, and the move that put it there.
+
+    Attributes:
+        cloud: (N, 3) the cloud as lifted through the photo's camera (it projects onto the landmarks).
+        placed: (N, 3) the cloud placed on the template: ``scale * cloud @ rotation.T + shift``.
+    """
+
+    cloud: np.ndarray
+    placed: np.ndarray
+    scale: float
+    rotation: np.ndarray
+    shift: np.ndarray
+
+    def unplace(self, points: np.ndarray) -> np.ndarray:
+        """The inverse move: placed-frame points (M, 3) -> where the photo's camera saw them (M, 3)."""
+        return (np.asarray(points, dtype=np.float64) - self.shift) @ self.rotation / self.scale
+
+
+def place_cloud(
+    vertices: np.ndarray, faces: np.ndarray, cloud: np.ndarray, midline_weight: float = 0.0, iterations: int = 6
+) -> FacePlacement:
+    """Place the landmark ``cloud`` (N, 3) on the surface (``vertices`` (V, 3), ``faces`` (F, 3)) by a similarity.
+
+    The cloud's shape, not its pose: its own turn can differ from the camera's estimate (the landmarks'
+    depth is compressed on turned faces, so the cloud looks turned less than the camera), and its partners
+    are the surface points straight in front of or behind each point (the nearest vertex where that misses).
+    With ``midline_weight`` > 0 the face's mid-line landmarks are also paired, that many times over, with the
+    surface's mid-plane (see :data:`MIDLINE_WEIGHT`).
+    """
+    from scipy.spatial import cKDTree
+
+    from portrait3d.proxy.symmetry import MIDLINE_LANDMARKS, head_mid_x
+
+    tree = cKDTree(vertices)
+    shifted = np.asarray(cloud, dtype=np.float64).copy()
+    midline = [i for i in MIDLINE_LANDMARKS if i < len(shifted)]
+    mid_x = head_mid_x(vertices)
+    weights = np.concatenate([np.ones(len(shifted)), np.full(len(midline), midline_weight)])
+    for _ in range(iterations):
+        hits = _front_hits(vertices, faces, shifted)
+        _, nearest = tree.query(shifted)
+        close = np.linalg.norm(hits - shifted, axis=1) < 0.04
+        partners = np.where(close[:, None], hits, vertices[nearest])
+        on_plane = partners[midline].copy()
+        on_plane[:, 0] = mid_x
+        source, target = np.concatenate([shifted, shifted[midline]]), np.concatenate([partners, on_plane])
+        scale, rotation, shift = _similarity(source, target, weights)
+        shifted = scale * shifted @ rotation.T + shift
+    scale, rotation, shift = _similarity(cloud, shifted)  # the composed move (exact: similarities compose)
+    return FacePlacement(np.asarray(cloud, dtype=np.float64), shifted, scale, rotation, shift)
+
+
 def face_depth_warp(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -48,6 +109,7 @@ def face_depth_warp(
     radius: float = 0.03,
     smoothing: float = 0.05,
     weights: np.ndarray | None = None,
+    placement: FacePlacement | None = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A displacement field that moves the surface ``vertices`` onto the landmark ``cloud``.
 
@@ -58,6 +120,7 @@ def face_depth_warp(
         radius: width of the Gaussian basis (world units).
         smoothing: regularisation of the basis fit (larger: smoother, pairs met less exactly).
         weights: (N,) trust in each landmark in [0, 1] (default all 1).
+        placement: the cloud's placement on the surface (default :func:`place_cloud`).
     Returns:
         ``warp``: world points (M, 3) -> displacements (M, 3).
     """
@@ -65,16 +128,7 @@ def face_depth_warp(
 
     tree = cKDTree(vertices)
     weights = np.ones(len(cloud)) if weights is None else np.asarray(weights, dtype=np.float64)
-    # The cloud's shape, not its pose: its own turn can differ from the camera's estimate (the landmarks'
-    # depth is compressed on turned faces), so it is placed on the template by a similarity first.
-    shifted = cloud.copy()
-    for _ in range(6):
-        hits = _front_hits(vertices, faces, shifted)
-        _, nearest = tree.query(shifted)
-        close = np.linalg.norm(hits - shifted, axis=1) < 0.04
-        partners = np.where(close[:, None], hits, vertices[nearest])
-        scale, rotation, shift = _similarity(shifted, partners)
-        shifted = scale * shifted @ rotation.T + shift
+    shifted = (placement or place_cloud(vertices, faces, cloud)).placed
     # A landmark's partner is the surface point straight behind or in front of it in the head's frame (the
     # face's depth profile is what moves), or the nearest vertex where that line meets the surface far
     # from it or misses (the face's outline at the sides).
@@ -94,16 +148,87 @@ def face_depth_warp(
     return gaussian_field(centres[first], merged, radius, smoothing)
 
 
-def _similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares ``target ~ s R source + t`` (Umeyama): (N, 3) pairs -> (s, R, t)."""
-    mu_s, mu_t = source.mean(0), target.mean(0)
+def photo_pose_field(
+    placement: FacePlacement,
+    vertices: np.ndarray | None = None,
+    faces: np.ndarray | None = None,
+    near: float = 0.01,
+    far: float = 0.045,
+    share: float = 1.0,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Displacements that put the head's face back where the photo's camera saw it: (M, 3) -> (M, 3).
+
+    The face was placed on the template by a similarity that the photo's camera does not know
+    (:func:`place_cloud`; on a face turned 60-80 degrees it turns the face by 14-19 degrees), so the photo,
+    projected through that camera, lands up to centimetres beside the face it shows: its nose on a cheek,
+    and mirrored onto the other cheek, a second nose. Moved by this field, the face is where the camera saw
+    it (the placed cloud onto the lifted one) and everything farther than ``far`` from the face (skull, ears,
+    hair: fitted to the photo through that camera) stays; in between the move fades out.
+
+    Given the warped surface (``vertices`` (V, 3), ``faces`` (F, 3)), the surface point nearest each placed
+    landmark is moved exactly onto its lifted landmark (a smooth field of what the similarity leaves; the
+    surface meets the cloud only within a few millimetres, and on a profile a millimetre in depth is a
+    millimetre sideways on the face). ``share`` in [0, 1] scales the whole move.
+    """
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(placement.placed)
+
+    def rigid(points: np.ndarray) -> np.ndarray:
+        points = np.asarray(points, dtype=np.float64)
+        distance, _ = tree.query(points)
+        weight = _smoothstep((far - distance) / (far - near))
+        return weight[:, None] * (placement.unplace(points) - points)
+
+    if vertices is None or faces is None:
+        return lambda points: share * rigid(points)
+    on_surface = _closest_points(vertices, faces, placement.placed)
+    residual = placement.cloud - (on_surface + rigid(on_surface))
+    keep = np.linalg.norm(residual, axis=1) < RESIDUAL_LIMIT
+    _, first = np.unique(np.round(on_surface[keep] / 0.004), axis=0, return_index=True)
+    rest = gaussian_field(on_surface[keep][first], residual[keep][first], 0.01, 1e-3)
+
+    def field(points: np.ndarray) -> np.ndarray:
+        return share * (rigid(points) + rest(points))
+
+    return field
+
+
+RESIDUAL_LIMIT = 0.02
+"""Largest residual move of :func:`photo_pose_field` (world units); a landmark farther off is left out."""
+
+
+def _closest_points(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The surface's closest point to each of ``points``: (N, 3)."""
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.asarray(vertices, dtype=np.float32)), o3d.core.Tensor(np.asarray(faces, dtype=np.uint32))
+    )
+    found = scene.compute_closest_points(o3d.core.Tensor(np.asarray(points, dtype=np.float32)))
+    return found["points"].numpy().astype(np.float64)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _similarity(
+    source: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Weighted least-squares ``target ~ s R source + t`` (Umeyama): (N, 3) pairs, (N,) weights -> (s, R, t)."""
+    w = np.ones(len(source)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    mu_s, mu_t = w @ source, w @ target
     a, b = source - mu_s, target - mu_t
-    u, sigma, vt = np.linalg.svd(b.T @ a / len(a))
+    u, sigma, vt = np.linalg.svd((b * w[:, None]).T @ a)
     d = np.eye(3)
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
         d[2, 2] = -1.0
     rotation = u @ d @ vt
-    scale = float(np.trace(np.diag(sigma) @ d) / (a**2).sum(1).mean())
+    scale = float(np.trace(np.diag(sigma) @ d) / (w @ (a**2).sum(1)))
     return scale, rotation, mu_t - scale * rotation @ mu_s
 
 

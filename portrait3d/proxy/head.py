@@ -13,6 +13,7 @@ from portrait3d.cameras import Camera
 from portrait3d.preprocess.hair import HeadSegmentation, split_head
 from portrait3d.proxy.fit import FitResult, fit_template
 from portrait3d.proxy.shape import HeadShape, fit_shape
+from portrait3d.proxy.symmetry import head_mid_x
 from portrait3d.proxy.template import template_head
 from portrait3d.proxy.texture import bake_texture
 
@@ -31,6 +32,9 @@ class ProxyHead:
         segmentation: the photo's head, hair and skin (None without a mask).
         hair: (V,) float in [0, 1], how much each vertex of ``geometry`` is hair.
         ears: (V,) float in [0, 1], how much each vertex of ``geometry`` is an uncovered ear.
+        photo_vertices: (V, 3) ``geometry`` posed as the photo's camera saw it (the face where the
+            landmarks put it; what the photo was projected onto), or None: ``geometry`` itself.
+        mirror_x: x of the plane the texture mirrors the photo across (None: the head's left-right middle).
     """
 
     geometry: trimesh.Trimesh
@@ -41,6 +45,8 @@ class ProxyHead:
     segmentation: HeadSegmentation | None = None
     hair: np.ndarray | None = None
     ears: np.ndarray | None = None
+    photo_vertices: np.ndarray | None = None
+    mirror_x: float | None = None
 
 
 def build_head(
@@ -70,7 +76,17 @@ def build_head(
         raise ValueError(f"the aligned photo must be square, got {photo.shape[:2]}")
     fit, segmentation, shape = head_shape(photo, camera, mask, landmarks, voxel)
     geometry = shape.mesh
-    depth_map = MeshRenderer(geometry).render_depth(camera, size)
+    # The photo is projected onto the head posed as its camera saw it (the face where the landmarks put it).
+    photo_vertices = None
+    seen = geometry
+    if fit.photo_pose is not None:
+        photo_vertices = fit.vertices + fit.photo_pose(fit.vertices)
+        seen = trimesh.Trimesh(photo_vertices, geometry.faces, process=False)
+    depth_map = MeshRenderer(seen).render_depth(camera, size)
+    # Mirrored across the face's own mid-plane: the skull's left-right middle is a guess on a turned face.
+    mirror_x = None
+    if fit.mid_x is not None and fit.turn > 0:
+        mirror_x = fit.turn * fit.mid_x + (1 - fit.turn) * head_mid_x(np.asarray(geometry.vertices))
     photo_rgb = photo.astype(np.float64) / 255.0
     soft_mask = None if mask is None else _soft_mask(mask)
     texture, uv, uv_faces, source, info = bake_texture(
@@ -83,6 +99,8 @@ def build_head(
         depth_map,
         texture_width,
         landmarks=landmarks,
+        photo_vertices=photo_vertices,
+        mirror_x=mirror_x,
         **_segmentation_arguments(segmentation),
     )
     visual = trimesh.visual.TextureVisuals(uv=uv, image=Image.fromarray(texture))
@@ -100,7 +118,9 @@ def build_head(
         "triangles": len(geometry.faces),
         **shape.info,
     }
-    return ProxyHead(geometry, textured, texture, fit, info, segmentation, shape.hair, shape.ears)
+    return ProxyHead(
+        geometry, textured, texture, fit, info, segmentation, shape.hair, shape.ears, photo_vertices, mirror_x
+    )
 
 
 def head_shape(

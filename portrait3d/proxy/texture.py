@@ -38,6 +38,8 @@ class TexelSurface:
         normals: unit outward normals.
         hair: template hair weight in [0, 1].
         ears: template ear weight in [0, 1].
+        photo_points, photo_normals: the same surface posed as the photo's camera saw it (what the photo
+            is projected onto; see :attr:`portrait3d.proxy.fit.FitResult.photo_pose`), or None: as above.
     """
 
     covered: np.ndarray
@@ -45,6 +47,8 @@ class TexelSurface:
     normals: np.ndarray
     hair: np.ndarray
     ears: np.ndarray
+    photo_points: np.ndarray | None = None
+    photo_normals: np.ndarray | None = None
 
 
 def spherical_uv(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,8 +88,13 @@ def texel_surface(
     uv_faces: np.ndarray,
     source: np.ndarray,
     width: int,
+    photo_vertices: np.ndarray | None = None,
+    photo_vertex_normals: np.ndarray | None = None,
 ) -> TexelSurface:
-    """Find the surface point of every texel by casting rays onto the mesh laid flat in UV space."""
+    """Find the surface point of every texel by casting rays onto the mesh laid flat in UV space.
+
+    ``photo_vertices`` and ``photo_vertex_normals`` (V, 3): the head posed as the photo saw it, if it differs.
+    """
     import open3d as o3d
 
     height = width // 2
@@ -110,11 +119,18 @@ def texel_surface(
         full[covered] = np.einsum("mk,mkc->mc", bary, values[corners])
         return full.reshape(height, width, -1).squeeze(-1) if values.shape[1] == 1 else full.reshape(height, width, -1)
 
-    normals = interpolate(vertex_normals)
-    normals /= np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
-    return TexelSurface(
-        covered.reshape(height, width), interpolate(vertices), normals, interpolate(hair), interpolate(ears)
-    )
+    def unit_normals(values: np.ndarray) -> np.ndarray:
+        normals = interpolate(values)
+        return normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
+
+    surface = TexelSurface(
+        covered.reshape(height, width), interpolate(vertices), unit_normals(vertex_normals), interpolate(hair),
+        interpolate(ears),
+    )  # fmt: skip
+    if photo_vertices is not None:
+        surface.photo_points = interpolate(photo_vertices)
+        surface.photo_normals = unit_normals(photo_vertex_normals)
+    return surface
 
 
 @dataclass
@@ -352,7 +368,9 @@ def photo_weights(
     Returns:
         ``(weight, pixels)``: (Ht, Wt) in [0, 1] and (Ht, Wt, 2) photo pixel coordinates.
     """
-    pts = surface.points.reshape(-1, 3)
+    posed = surface.photo_points is not None
+    pts = (surface.photo_points if posed else surface.points).reshape(-1, 3)
+    normals = (surface.photo_normals if posed else surface.normals).reshape(-1, 3)
     pix, depth = camera.project(pts, image_size, image_size)
     col = np.clip(np.floor(pix[:, 0]).astype(int), 0, image_size - 1)
     row = np.clip(np.floor(pix[:, 1]).astype(int), 0, image_size - 1)
@@ -360,7 +378,7 @@ def photo_weights(
     visible = inside & (depth <= depth_map[row, col] + 0.006)
     to_camera = camera.position - pts
     to_camera /= np.maximum(np.linalg.norm(to_camera, axis=1, keepdims=True), 1e-12)
-    facing = np.sum(surface.normals.reshape(-1, 3) * to_camera, axis=1)
+    facing = np.sum(normals * to_camera, axis=1)
     # Grazing views smear the photo: full trust only where the surface faces the camera, none past ~80 degrees.
     weight = _smoothstep((facing - 0.18) / 0.42) * visible * surface.covered.ravel()
     weight *= 1.0 - surface.ears.ravel()
@@ -511,6 +529,8 @@ def bake_texture(
     landmarks: np.ndarray | None = None,
     photo_hair: np.ndarray | None = None,
     head_mask: np.ndarray | None = None,
+    photo_vertices: np.ndarray | None = None,
+    mirror_x: float | None = None,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
     """Bake the head texture.
@@ -522,11 +542,15 @@ def bake_texture(
         photo_rgb: (S, S, 3) float aligned photo in [0, 1].
         mask: (S, S) float foreground in [0, 1] (the person), or None.
         camera: the photo's camera.
-        depth_map: (S, S) depth of ``mesh`` seen by ``camera``.
+        depth_map: (S, S) depth of ``mesh`` seen by ``camera`` (posed as ``photo_vertices`` when given).
         width: texture width (height is half).
         landmarks: (N, 2+) face-mesh landmarks in photo pixels, or None.
         photo_hair: (S, S) float hair-vs-skin split of the photo (1 = hair; all 0: a bald head), or None.
         head_mask: (S, S) float head-and-hair mask of the photo, or None.
+        photo_vertices: (V, 3) the head posed as the photo's camera saw it (the face where the camera saw
+            it), which the photo is projected onto; default the mesh's own vertices.
+        mirror_x: x of the plane the photo is mirrored across (the face's mid-plane); default the middle
+            of the head's left-right extent (:func:`portrait3d.proxy.symmetry.head_mid_x`).
         seed: seed of the procedural strands.
     Returns:
         ``(texture, uv, uv_faces, source, info)``: (width/2, width, 3) uint8
@@ -544,7 +568,11 @@ def bake_texture(
     if bald:
         # The photo's split found no hair on this head (bald, shaved): skin all round, no strands.
         hair = np.zeros_like(np.asarray(hair, dtype=np.float64))
-    surface = texel_surface(vertices, np.asarray(mesh.vertex_normals), hair, ears, uv, uv_faces, source, width)
+    posed = None if photo_vertices is None else trimesh.Trimesh(photo_vertices, mesh.faces, process=False)
+    surface = texel_surface(
+        vertices, np.asarray(mesh.vertex_normals), hair, ears, uv, uv_faces, source, width,
+        None if posed is None else np.asarray(posed.vertices), None if posed is None else posed.vertex_normals,
+    )  # fmt: skip
     facing, pixels = photo_weights(surface, camera, depth_map, size)
     photo = sample_photo(photo_rgb, pixels)
 
@@ -573,7 +601,8 @@ def bake_texture(
     direct = np.minimum(direct, cv2.GaussianBlur(direct.astype(np.float32), (0, 0), sigma))
 
     # 2. The mirror image across the face's mid-plane, where the texel itself is not seen.
-    coords = symmetry.mirror_coordinates(surface.points, UV_CENTRE, symmetry.head_mid_x(vertices), width)
+    mid_x = symmetry.head_mid_x(vertices) if mirror_x is None else mirror_x
+    coords = symmetry.mirror_coordinates(surface.points, UV_CENTRE, mid_x, width)
     mirrored = symmetry.mirror(np.concatenate([photo, direct[..., None], hair_class[..., None]], axis=-1), coords)
     mirror_weight = np.clip(mirrored[..., 3], 0, 1) * surface.covered * (1.0 - surface.ears)
     a = direct

@@ -176,7 +176,7 @@ def export_splat(run: Run, options: SplatOptions) -> dict:
         "sh_degree": files.sh_degree,
         "ply_sh_degree": options.ply_sh_degree,
         "target": options.target,
-        "rasteriser": "gsplat" if gsplat_available(device) else "torch",
+        "rasteriser": "gsplat" if gsplat_available(device) else "binned",
         "views_psnr_db": round(view_psnr, 3),
         "files": list(OUTPUTS),
         "file_sizes": sizes,

@@ -175,8 +175,8 @@ def render_binned(
     gaussians: Gaussians,
     view: View,
     background: torch.Tensor | None = None,
-    tile: int = 8,
-    chunk: int = 256,
+    tile: int = 4,
+    chunk: int = 32,
     max_pairs: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render with the fast CPU rasteriser (:mod:`portrait3d.splat.tiles`): all tiles at once, analytic backward.

@@ -250,8 +250,8 @@ def composite(
     width: int,
     height: int,
     background: torch.Tensor,
-    tile: int = 8,
-    chunk: int = 256,
+    tile: int = 4,
+    chunk: int = 32,
     max_pairs: int = MAX_PAIRS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Bin the projected Gaussians (N, ...) to tiles and composite them: ``(rgb (H, W, 3), alpha (H, W))``."""

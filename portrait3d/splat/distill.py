@@ -43,7 +43,7 @@ class DistillOptions:
     """Gaussians seeded on the surface (some are pruned as transparent at the end)."""
     steps: int = 150
     """Optimisation steps (one picture each)."""
-    resolution: int = 96
+    resolution: int = 192
     """Side in pixels of the pictures fitted (views are resized to it)."""
     sh_degree: int = 1
     """Spherical-harmonic degree fitted (0: one colour per Gaussian)."""
@@ -57,7 +57,8 @@ class DistillOptions:
     """Seeds the surface samples and the order of the pictures."""
     cpu_threads: int = 1
     """torch threads while distilling on the CPU (0: leave torch's setting). The rasteriser's tensors are small
-    (about 10⁵ elements), where one thread measured about 4x faster than two on a shared 2-core machine."""
+    (about 10⁵ elements), where one thread measured about 4x faster than two on a shared 2-core machine
+    (docs/BENCHMARKS.md, "Splat export speed")."""
 
 
 @contextlib.contextmanager

@@ -102,7 +102,7 @@ def _chunk_alpha(moments, origins, mean2d, conic, opacity):
     gauss = torch.exp(power.clamp_max(0.0))
     raw = opacity[:, None, :] * gauss
     kept = (raw >= ALPHA_MIN) & (power <= 0)
-    alpha = torch.where(kept, raw.clamp_max(ALPHA_MAX), torch.zeros_like(raw))
+    alpha = raw.clamp_max(ALPHA_MAX).masked_fill_(~kept, 0.0)  # masked_fill: torch.where is slow on the CPU
     return alpha, gauss, kept & (raw < ALPHA_MAX)
 
 
@@ -180,7 +180,7 @@ class CompositeTiles(torch.autograd.Function):
             later = behind[active][:, :, None] + (total[:, :, None] - inclusive)
             g_pair_alpha = before * colour_dot - later / (1.0 - alpha)
             behind[active] = behind[active] + total
-            g_pair_alpha = torch.where(live, g_pair_alpha, torch.zeros_like(g_pair_alpha))
+            g_pair_alpha.masked_fill_(~live, 0.0)
             g_power = g_pair_alpha * alpha  # d alpha / d power = alpha where live
             g_opacity = (g_pair_alpha * gauss).sum(1)  # (A, C)
             g_colour = torch.bmm(weights.transpose(1, 2), g)  # (A, C, 3)

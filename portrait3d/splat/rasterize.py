@@ -176,7 +176,7 @@ def render_binned(
     view: View,
     background: torch.Tensor | None = None,
     tile: int = 4,
-    chunk: int = 32,
+    chunk: int = 16,
     max_pairs: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render with the fast CPU rasteriser (:mod:`portrait3d.splat.tiles`): all tiles at once, analytic backward.

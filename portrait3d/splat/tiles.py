@@ -239,6 +239,20 @@ def _tile(x: torch.Tensor, tile: int) -> torch.Tensor:
     return x.reshape(tiles_y * tiles_x, tile * tile, channels)
 
 
+def alpha_extent(conic: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
+    """(N, 2) half-width and half-height in pixels of the box outside which a Gaussian's alpha is under ALPHA_MIN.
+
+    alpha = opacity · exp(-q/2) >= 1/255 needs q <= d² = 2 ln(255 opacity): an ellipse whose box has half-sides
+    d·sqrt(Σxx), d·sqrt(Σyy), Σ the 2D covariance (the conic's inverse). Binning by this box (within the
+    3-sigma square the reference uses) drops only tiles where every alpha is cut: the same picture, about a
+    quarter fewer (pixel, Gaussian) pairs for oblique discs.
+    """
+    a, b, c = conic.unbind(-1)
+    det = (a * c - b * b).clamp_min(1e-12)
+    reach = torch.sqrt(2.0 * torch.log((opacity / ALPHA_MIN).clamp_min(1.0)))
+    return torch.stack([reach * torch.sqrt(c / det), reach * torch.sqrt(a / det)], -1)
+
+
 def composite(
     mean2d: torch.Tensor,
     conic: torch.Tensor,
@@ -251,15 +265,16 @@ def composite(
     height: int,
     background: torch.Tensor,
     tile: int = 4,
-    chunk: int = 32,
+    chunk: int = 16,
     max_pairs: int = MAX_PAIRS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Bin the projected Gaussians (N, ...) to tiles and composite them: ``(rgb (H, W, 3), alpha (H, W))``."""
     with torch.no_grad():
         visible_index = torch.nonzero(visible).squeeze(1)
         order = visible_index[torch.argsort(depth[visible_index])]
-        lo = (mean2d - radius[:, None]).floor()
-        hi = (mean2d + radius[:, None]).ceil()
+        half = torch.minimum(radius[:, None], alpha_extent(conic, opacity))
+        lo = (mean2d - half).floor()
+        hi = (mean2d + half).ceil()
         index, counts = bin_to_tiles(lo, hi, order, width, height, tile)
     return CompositeTiles.apply(
         mean2d, conic, colour, opacity, background, index, counts, width, height, tile, chunk, max_pairs

@@ -37,7 +37,7 @@ def bin_to_tiles(
         ``counts`` (T,) long: how many of each row are real.
     """
     tiles_x, tiles_y = -(-width // tile), -(-height // tile)
-    n = lo.shape[0]
+    n, device = lo.shape[0], lo.device
     # A Gaussian overlaps tile column t when hi >= t * tile and lo < (t + 1) * tile (as the reference).
     t0 = torch.div(lo[order], tile, rounding_mode="floor").long()
     t1 = torch.div(hi[order], tile, rounding_mode="floor").long()
@@ -45,9 +45,9 @@ def bin_to_tiles(
     t0[:, 1].clamp_(0, tiles_y - 1), t1[:, 1].clamp_(-1, tiles_y - 1)
     span = (t1 - t0 + 1).clamp_min(0)
     per_gaussian = span[:, 0] * span[:, 1]
-    owner = torch.repeat_interleave(torch.arange(order.numel()), per_gaussian)
+    owner = torch.repeat_interleave(torch.arange(order.numel(), device=device), per_gaussian)
     first = torch.cumsum(per_gaussian, 0) - per_gaussian
-    offset = torch.arange(owner.numel()) - first[owner]
+    offset = torch.arange(owner.numel(), device=device) - first[owner]
     tx = t0[owner, 0] + offset % span[owner, 0]
     ty = t0[owner, 1] + torch.div(offset, span[owner, 0], rounding_mode="floor")
     tile_id = ty * tiles_x + tx
@@ -56,18 +56,26 @@ def bin_to_tiles(
     gaussian = order[owner[by_tile]]
     counts = torch.bincount(tile_id, minlength=tiles_x * tiles_y)
     start = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(tile_id.numel()) - start[tile_id]
-    index = torch.full((tiles_x * tiles_y, int(counts.max()) if counts.numel() else 0), n, dtype=torch.long)
+    slot = torch.arange(tile_id.numel(), device=device) - start[tile_id]
+    index = torch.full(
+        (tiles_x * tiles_y, int(counts.max()) if counts.numel() else 0), n, dtype=torch.long, device=device
+    )
     index[tile_id, slot] = gaussian
     return index, counts
 
 
-def tile_pixels(width: int, height: int, tile: int, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def tile_pixels(
+    width: int, height: int, tile: int, dtype=torch.float32, device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel centres of every tile, local to the tile: ``(offsets (P, 2), origins (T, 2))``, P = tile²."""
     tiles_x, tiles_y = -(-width // tile), -(-height // tile)
-    ys, xs = torch.meshgrid(torch.arange(tile, dtype=dtype), torch.arange(tile, dtype=dtype), indexing="ij")
+    ys, xs = torch.meshgrid(*(torch.arange(tile, dtype=dtype, device=device),) * 2, indexing="ij")
     offsets = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1) + 0.5
-    oy, ox = torch.meshgrid(torch.arange(tiles_y, dtype=dtype), torch.arange(tiles_x, dtype=dtype), indexing="ij")
+    oy, ox = torch.meshgrid(
+        torch.arange(tiles_y, dtype=dtype, device=device),
+        torch.arange(tiles_x, dtype=dtype, device=device),
+        indexing="ij",
+    )
     origins = torch.stack([ox.reshape(-1), oy.reshape(-1)], -1) * tile
     return offsets, origins
 
@@ -123,7 +131,7 @@ class CompositeTiles(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, mean2d, conic, colour, opacity, background, index, counts, width, height, tile, chunk, max_pairs):
-        offsets, origins = tile_pixels(width, height, tile, mean2d.dtype)
+        offsets, origins = tile_pixels(width, height, tile, mean2d.dtype, mean2d.device)
         moments = pixel_moments(offsets)
         padded = _padded(mean2d, conic, colour, opacity)
         num_tiles, pixels = index.shape[0], offsets.shape[0]
@@ -156,7 +164,7 @@ class CompositeTiles(torch.autograd.Function):
     def backward(ctx, grad_rgb, grad_alpha):
         mean2d, conic, colour, opacity, background, index, final = ctx.saved_tensors
         width, height, tile, chunk = ctx.shape
-        offsets, origins = tile_pixels(width, height, tile, mean2d.dtype)
+        offsets, origins = tile_pixels(width, height, tile, mean2d.dtype, mean2d.device)
         padded = _padded(mean2d, conic, colour, opacity)
         g_rgb = _tile(grad_rgb, tile)  # (T, P, 3)
         g_alpha = _tile(grad_alpha[..., None], tile)[..., 0]  # (T, P)

@@ -105,6 +105,16 @@ def test_the_fast_rasteriser_is_differentiable_end_to_end():
     assert torch.autograd.gradcheck(rendered, (*inputs, background), eps=1e-6, atol=1e-5)
 
 
+def test_the_fast_rasteriser_draws_the_background_when_nothing_is_in_view():
+    g = blob(50, degree=0)
+    g.means = g.means + torch.tensor([0.0, 0.0, 40.0])  # far behind a camera on the ring at yaw 0
+    view = View.from_camera(camera_from_angles(0, 0), 20, 12)
+    assert not bool(project(g, view)["visible"].any())
+    rgb, alpha = render_binned(g, view, torch.tensor([0.1, 0.2, 0.3]))
+    assert rgb.shape == (12, 20, 3) and float(alpha.abs().max()) == 0.0
+    assert torch.allclose(rgb, torch.tensor([0.1, 0.2, 0.3]).expand(12, 20, 3))
+
+
 def test_one_gaussian_projects_to_its_perspective_footprint():
     sigma, depth, size = 0.02, 2.7, 64
     opacity = np.array([logit(np.array(0.9))])
@@ -178,3 +188,18 @@ def test_gsplat_matches_the_torch_rasteriser_on_cuda():
     assert (ours - theirs).abs().mean() < 2e-3
     assert (ours - theirs).abs().max() < 0.05
     assert (our_alpha - their_alpha).abs().mean() < 2e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_fast_rasteriser_runs_on_cuda_as_on_the_cpu():
+    g = blob(500, degree=1, seed=3).torch("cuda")
+    for name in ("means", "log_scales", "quats", "opacity_logits", "sh"):
+        getattr(g, name).requires_grad_(True)
+    view = View.from_camera(camera_from_angles(10, 5), 48, 40, "cuda")
+    background = torch.tensor([1.0, 1.0, 1.0], device="cuda")
+    rgb, alpha = render_binned(g, view, background)
+    (rgb.sum() + alpha.sum()).backward()
+    ref_rgb, ref_alpha = render_torch(g, view, background, tile=4)
+    assert (rgb - ref_rgb).abs().max() < 1e-4 and (alpha - ref_alpha).abs().max() < 1e-4
+    assert g.means.grad is not None and bool(torch.isfinite(g.means.grad).all())

@@ -1,9 +1,10 @@
 """The fast CPU rasteriser: every tile composited in one vectorised pass, with an analytic backward.
 
 :func:`bin_to_tiles` lists each tile's Gaussians at once (a Gaussian is repeated for every tile its
-3-sigma box touches, then the pairs are sorted by tile and, within a tile, by depth) into a padded
-(tiles, K) index. :class:`CompositeTiles` composites all tiles together, K in chunks whose
-transmittance is carried from one chunk to the next (memory bounded at ``tiles × tile² × chunk``),
+box touches: the reference's 3-sigma square cut to where its alpha can reach 1/255, :func:`alpha_extent`;
+then the pairs are sorted by tile and, within a tile, by depth) into a padded (tiles, K) index.
+:class:`CompositeTiles` composites all tiles together, K in chunks whose transmittance is carried from
+one chunk to the next (memory bounded: at most :data:`MAX_PAIRS` pixel-Gaussian pairs at once),
 without autograd: its backward walks the chunks in reverse, as 3DGS and gsplat do, from the saved
 transmittance at each chunk's start, so no per-pair intermediate outlives its chunk. The projection
 (means, scales, rotations, SH -> 2D conics and colours) stays in autograd.
@@ -29,7 +30,7 @@ def bin_to_tiles(
     """Each tile's Gaussians, front to back.
 
     Args:
-        lo, hi: (N, 2) pixel bounds of each Gaussian's 3-sigma box (floor and ceil, x then y).
+        lo, hi: (N, 2) pixel bounds of each Gaussian's box (floor and ceil, x then y).
         order: (M,) indices of the visible Gaussians sorted by depth.
         width, height: image size; tiles are ``tile`` pixels square, ``ceil(size / tile)`` a side.
     Returns:

@@ -16,6 +16,7 @@ Usage::
 
     python scripts/bench_splat.py --out /tmp/bench-splat [--preset fast] [--proxy-run RUN] [--json FIG.json]
     python scripts/bench_splat.py --run RUN [--preset fast] [--json FIG.json]
+    python scripts/bench_splat.py --run RUN --splat-only --distill resolution=192,steps=150 --distill steps=200 ...
 """
 
 from __future__ import annotations
@@ -68,8 +69,27 @@ def mesh_scores(run: Run, cameras, images) -> dict:
     return {"psnr_db": round(scores["psnr"], 2), "ssim": round(scores["ssim"], 4)}
 
 
-def run_mode(run_dir: str, preset_name: str) -> dict:
-    """Figures of ``--run``: the splat fitted without every 8th view, scored there with the mesh and the NeRF."""
+def distill_overrides(spec: str | None) -> dict:
+    """``resolution=192,steps=200`` -> ``{"resolution": 192, "steps": 200}`` (typed as the DistillOptions fields)."""
+    from portrait3d.splat.distill import DistillOptions
+
+    if not spec:
+        return {}
+    defaults = DistillOptions()
+    overrides = {}
+    for item in spec.split(","):
+        key, _, value = item.partition("=")
+        if not hasattr(defaults, key):
+            raise SystemExit(f"--distill {spec}: {key} is not a DistillOptions field")
+        overrides[key] = type(getattr(defaults, key))(value)
+    return overrides
+
+
+def run_mode(run_dir: str, preset_name: str, overrides: dict | None = None, splat_only: bool = False) -> dict:
+    """Figures of ``--run``: the splat fitted without every 8th view, scored there with the mesh and the NeRF.
+
+    ``overrides``: DistillOptions fields changed from the preset's; ``splat_only``: skip the mesh and NeRF.
+    """
     from nerf.export import read_views
     from portrait3d.presets import PRESETS
     from portrait3d.splat import distill
@@ -77,20 +97,21 @@ def run_mode(run_dir: str, preset_name: str) -> dict:
     from portrait3d.splat.stage import mesh_placement, surface_in_world
 
     run = Run(run_dir, create=False)
-    options = PRESETS[preset_name].splat.distill
+    options = dataclasses.replace(PRESETS[preset_name].splat.distill, **(overrides or {}))
     field = fit.load_field(run.root)
     views = read_views(run)
     held = [v for i, v in enumerate(views) if i % 8 == 4]
     train = [v for i, v in enumerate(views) if i % 8 != 4]
-    start = time.perf_counter()
-    targets = [distill.resize_target(v.image, v.camera, options.resolution) for v in train]
-    targets += distill.nerf_targets(field, options.resolution, options.nerf_views, options.nerf_pitch)
-    origin, scale = mesh_placement(run)
-    vertices, faces = surface_in_world(run)
-    fitted = distill.optimise(
-        distill.seed_on_surface(vertices, faces, options.gaussians, field, options.seed), targets, options
-    )
-    seconds = time.perf_counter() - start
+    start, cpu_start = time.perf_counter(), time.process_time()
+    with distill.torch_threads(options.cpu_threads):  # as the export-splat stage
+        targets = [distill.resize_target(v.image, v.camera, options.resolution) for v in train]
+        targets += distill.nerf_targets(field, options.resolution, options.nerf_views, options.nerf_pitch)
+        origin, scale = mesh_placement(run)
+        vertices, faces = surface_in_world(run)
+        fitted = distill.optimise(
+            distill.seed_on_surface(vertices, faces, options.gaussians, field, options.seed), targets, options
+        )
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     size = views[0].image.shape[0]
     cameras, images = [v.camera for v in held], [v.image for v in held]
     from portrait3d.splat import ply
@@ -108,18 +129,26 @@ def run_mode(run_dir: str, preset_name: str) -> dict:
             ssims.append(ssim(got, composite(gt)))
     finally:
         run.path("splat_heldout.ply").unlink()
+    splat = {"psnr_db": round(float(np.mean(psnrs)), 2), "ssim": round(float(np.mean(ssims)), 4)}
+    timing = {
+        "gaussians": len(fitted),
+        "distill_seconds": round(seconds, 1),
+        "distill_cpu_seconds": round(cpu_seconds, 1),
+    }
+    if splat_only:
+        return {"preset": preset_name, "distill": overrides or {}, "size": size, "splat": splat, **timing}
     nerf = held_out_metrics(field, None, cameras, size, images)
     return {
         "run": str(run.root),
         "preset": preset_name,
+        "distill": overrides or {},
         "held_out_views": len(held),
         "size": size,
         "note": "the mesh and the NeRF were fitted with the held-out views; the splat was not",
         "nerf": {"psnr_db": nerf["psnr_db"], "ssim": nerf["ssim"]},
         "mesh": mesh_scores(run, cameras, images),
-        "splat": {"psnr_db": round(float(np.mean(psnrs)), 2), "ssim": round(float(np.mean(ssims)), 4)},
-        "gaussians": len(fitted),
-        "distill_seconds": round(seconds, 1),
+        "splat": splat,
+        **timing,
     }
 
 
@@ -138,9 +167,25 @@ def main() -> None:
     parser.add_argument("--proxy-run", default=None, help="use the textured proxy head of this (preprocessed) run")
     parser.add_argument("--size", type=int, default=512, help="render size of the scene")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--distill",
+        action="append",
+        default=None,
+        help="with --run: DistillOptions to change, e.g. resolution=192,steps=200 "
+        "(repeat to compare several; each prints a line)",
+    )
+    parser.add_argument("--splat-only", action="store_true", help="with --run: score only the splat (no mesh, no NeRF)")
     args = parser.parse_args()
+    if args.run and args.distill and len(args.distill) > 1:
+        reports = []
+        for spec in args.distill:
+            reports.append(run_mode(args.run, args.preset, distill_overrides(spec), args.splat_only))
+            print(json.dumps(reports[-1]), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(reports, indent=1))
+        return
     if args.run:
-        report = run_mode(args.run, args.preset)
+        report = run_mode(args.run, args.preset, distill_overrides((args.distill or [None])[0]), args.splat_only)
         print(json.dumps(report, indent=1))
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=1))

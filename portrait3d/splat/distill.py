@@ -11,8 +11,9 @@ result into the files' metres.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +43,7 @@ class DistillOptions:
     """Gaussians seeded on the surface (some are pruned as transparent at the end)."""
     steps: int = 150
     """Optimisation steps (one picture each)."""
-    resolution: int = 96
+    resolution: int = 192
     """Side in pixels of the pictures fitted (views are resized to it)."""
     sh_degree: int = 1
     """Spherical-harmonic degree fitted (0: one colour per Gaussian)."""
@@ -54,6 +55,24 @@ class DistillOptions:
     """Gaussians fainter than this after the fit are dropped."""
     seed: int = 0
     """Seeds the surface samples and the order of the pictures."""
+    cpu_threads: int = 1
+    """torch threads while distilling on the CPU (0: leave torch's setting). The rasteriser's tensors are small
+    (about 10⁵ elements), where one thread measured about 4x faster than two on a shared 2-core machine
+    (docs/BENCHMARKS.md, "Splat export speed")."""
+
+
+@contextlib.contextmanager
+def torch_threads(count: int, device: str = "cpu") -> Iterator[None]:
+    """Run the block with ``count`` torch threads on the CPU (0, or another device: unchanged), then restore."""
+    before = torch.get_num_threads()
+    change = count > 0 and torch.device(device).type == "cpu" and count != before
+    if change:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if change:
+            torch.set_num_threads(before)
 
 
 def resize_target(rgba: np.ndarray, camera, size: int, source: str = "view") -> Target:
@@ -150,20 +169,21 @@ def optimise(
     views = [View.from_camera(t.camera, t.rgb.shape[1], t.rgb.shape[0], device) for t in targets]
     pictures = [(torch.as_tensor(t.rgb, device=device), torch.as_tensor(t.alpha, device=device)) for t in targets]
     order = torch.randperm(len(targets) * (options.steps // max(len(targets), 1) + 1), generator=generator)
-    for step in steps if steps is not None else range(options.steps):
-        i = int(order[step]) % len(targets)
-        rgb, alpha = pictures[i]
-        background = torch.rand(3, generator=generator).to(device)
-        current = Gaussians(
-            params["means"], params["log_scales"], params["quats"], params["opacity_logits"],
-            torch.cat([params["dc"], params["rest"]], dim=1),
-        )  # fmt: skip
-        out_rgb, out_alpha = render(current, views[i], background, backend=backend)
-        target = rgb * alpha[..., None] + (1 - alpha[..., None]) * background
-        loss = (out_rgb - target).abs().mean() + 0.5 * (out_alpha - alpha).abs().mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+    with torch_threads(options.cpu_threads, device):
+        for step in steps if steps is not None else range(options.steps):
+            i = int(order[step]) % len(targets)
+            rgb, alpha = pictures[i]
+            background = torch.rand(3, generator=generator).to(device)
+            current = Gaussians(
+                params["means"], params["log_scales"], params["quats"], params["opacity_logits"],
+                torch.cat([params["dc"], params["rest"]], dim=1),
+            )  # fmt: skip
+            out_rgb, out_alpha = render(current, views[i], background, backend=backend)
+            target = rgb * alpha[..., None] + (1 - alpha[..., None]) * background
+            loss = (out_rgb - target).abs().mean() + 0.5 * (out_alpha - alpha).abs().mean()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
     with torch.no_grad():
         fitted = Gaussians(
             params["means"], params["log_scales"], params["quats"], params["opacity_logits"],

@@ -1,4 +1,5 @@
-"""Rendering Gaussians: a pure-torch tiled rasteriser, and gsplat's CUDA one where it is installed.
+"""Rendering Gaussians: a pure-torch tiled rasteriser (the reference), the fast one of
+:mod:`portrait3d.splat.tiles` built on the same projection, and gsplat's CUDA one where it is installed.
 
 The torch rasteriser follows the 3DGS forward pass (EWA projection with the affine Jacobian, a 0.3
 pixel² dilation of the 2D covariance, alpha = min(0.99, opacity · G), alphas under 1/255 skipped,
@@ -170,6 +171,30 @@ def render_torch(
     return rgb, alpha
 
 
+def render_binned(
+    gaussians: Gaussians,
+    view: View,
+    background: torch.Tensor | None = None,
+    tile: int = 4,
+    chunk: int = 16,
+    max_pairs: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render with the fast CPU rasteriser (:mod:`portrait3d.splat.tiles`): all tiles at once, analytic backward.
+
+    Same arguments and outputs as :func:`render_torch`, which it matches to float rounding;
+    ``max_pairs``: (pixel, Gaussian) pairs held at once (default :data:`portrait3d.splat.tiles.MAX_PAIRS`).
+    """
+    from .tiles import MAX_PAIRS, composite
+
+    p = project(gaussians, view)
+    device = gaussians.means.device
+    background = torch.zeros(3, device=device) if background is None else background.to(device)
+    return composite(
+        p["mean2d"], p["conic"], p["colour"], p["opacity"], p["radius"], p["depth"].detach(), p["visible"],
+        view.width, view.height, background, tile, chunk, max_pairs or MAX_PAIRS,
+    )  # fmt: skip
+
+
 def gsplat_available(device: torch.device | str) -> bool:
     """gsplat's CUDA rasteriser can be used: it is installed and ``device`` is CUDA."""
     if torch.device(device).type != "cuda":
@@ -209,20 +234,23 @@ def render_gsplat(
 def render(
     gaussians: Gaussians, view: View, background: torch.Tensor | None = None, backend: str = "auto", **kwargs
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Render with gsplat on CUDA when installed (``backend="auto"``), else the torch rasteriser.
+    """Render with gsplat on CUDA when installed (``backend="auto"``), else the fast torch rasteriser.
 
-    ``backend``: ``auto``, ``torch`` or ``gsplat``. Returns ``(rgb (H, W, 3), alpha (H, W))``.
+    ``backend``: ``auto``, ``binned`` (:func:`render_binned`), ``torch`` (:func:`render_torch`, the
+    reference) or ``gsplat``. Returns ``(rgb (H, W, 3), alpha (H, W))``.
     """
     use_gsplat = backend == "gsplat" or (backend == "auto" and gsplat_available(gaussians.means.device))
     if use_gsplat:
         return render_gsplat(gaussians, view, background)
-    return render_torch(gaussians, view, background, **kwargs)
+    if backend == "torch":
+        return render_torch(gaussians, view, background, **kwargs)
+    return render_binned(gaussians, view, background, **kwargs)
 
 
 def render_numpy(gaussians: Gaussians, camera, width: int, height: int, background=(1.0, 1.0, 1.0)) -> np.ndarray:
     """A reference picture: (H, W, 3) uint8 of ``gaussians`` at a project camera, no gradients."""
     with torch.no_grad():
-        rgb, _ = render_torch(
+        rgb, _ = render_binned(
             gaussians.torch(), View.from_camera(camera, width, height), torch.tensor(background, dtype=torch.float32)
         )
     return (rgb.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)

@@ -61,6 +61,11 @@ def _register_fit(subparsers: argparse._SubParsersAction, common: argparse.Argum
         help="stop after this many seconds of training (off by default: a time budget makes the result "
         "depend on the machine's load)",
     )
+    p.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="start from empty space, not from the proxy head (for views that do not follow RUN/proxy/head.ply)",
+    )
     add_stage_flags(p, preset=True)
     p.set_defaults(func=run_fit)
 
@@ -90,6 +95,8 @@ def run_fit(args: argparse.Namespace) -> None:
         if not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
             raise UserError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
         config.max_seconds = args.max_seconds
+    if args.cold_start:
+        config.warm_start = dataclasses.replace(config.warm_start, enabled=False)
     info = run_stage(run, stage(config, args.device), force=args.force, wait=args.wait)
     progress.info(
         f"fit-nerf: {info.get('iterations')} steps on {info.get('device')} in {info.get('train_seconds')} s, "

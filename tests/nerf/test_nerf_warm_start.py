@@ -127,3 +127,18 @@ def test_view_appearance_and_reliability():
         reliability.update(view, loss)
     weights = reliability.weights()
     assert weights[2] < 0.05 and torch.all(weights[[0, 1, 3, 4]] == 1.0), weights
+
+
+def test_cli_cold_start_skips_the_proxy_head(tmp_path, cli):
+    """fit-nerf starts from the proxy head when the run has one; ``--cold-start`` starts from empty space."""
+    import json
+
+    run, _ = _scene(tmp_path / "run", synthetic.head_mesh(subdivisions=3), synthetic.proxy_of(synthetic.head_mesh(3)))
+    record = run.path(".portrait3d", "stages", "fit-nerf.json")
+    common = ("--device", "cpu", "--iterations", "2", "--image-size", "32", "--preset", "tiny")
+    result = cli("fit-nerf", str(run.root), *common)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(record.read_text())["info"]["warm_start"] is not None
+    result = cli("fit-nerf", str(run.root), *common, "--cold-start")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(record.read_text())["info"]["warm_start"] is None

@@ -18,13 +18,11 @@ neck (the flat cap that closes the mesh) and one uniform scale, :attr:`ExportCon
 from __future__ import annotations
 
 import io
-import json
-import struct
 from pathlib import Path
 
 import numpy as np
 
-from portrait3d import __version__, progress
+from portrait3d import __version__, glb, progress
 from portrait3d.errors import UserError
 from portrait3d.run import Run, atomic_dir
 from portrait3d.runner import Stage, run_stage
@@ -434,23 +432,15 @@ def write_glb(
     binary = b"".join(blobs)
     document["bufferViews"] = views
     document["buffers"] = [{"byteLength": len(binary)}]
-    json_chunk = json.dumps(document, separators=(",", ":")).encode("utf-8")
-    json_chunk += b" " * (-len(json_chunk) % 4)
-    total = 12 + 8 + len(json_chunk) + 8 + len(binary)
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<4sII", b"glTF", 2, total))
-        fh.write(struct.pack("<I4s", len(json_chunk), b"JSON") + json_chunk)
-        fh.write(struct.pack("<I4s", len(binary), b"BIN\0") + binary)
+    Path(path).write_bytes(glb.pack(document, binary))
 
 
 def read_glb_json(path: str | Path) -> dict:
     """The JSON chunk of a ``.glb`` file (e.g. to read ``asset.extras.portrait3d``)."""
-    data = Path(path).read_bytes()
-    magic, _, _ = struct.unpack_from("<4sII", data, 0)
-    length, kind = struct.unpack_from("<I4s", data, 12)
-    if magic != b"glTF" or kind != b"JSON":
-        raise UserError(f"{path}: not a binary glTF file")
-    return json.loads(data[20 : 20 + length])
+    try:
+        return glb.unpack(Path(path).read_bytes())[0]
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}") from exc
 
 
 def write_obj(

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from portrait3d import glb
+
 from .skeleton import JOINTS, PARENTS, Skeleton
 
 FLOAT, UINT, UBYTE, USHORT = 5126, 5125, 5121, 5123
@@ -267,13 +269,7 @@ def write_rig(
         "buffers": [{"byteLength": w.size}],
     }
     binary = b"".join(w.blobs)
-    json_chunk = json.dumps(document, separators=(",", ":")).encode("utf-8")
-    json_chunk += b" " * (-len(json_chunk) % 4)
-    total = 12 + 8 + len(json_chunk) + 8 + len(binary)
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<4sII", b"glTF", 2, total))
-        fh.write(struct.pack("<I4s", len(json_chunk), b"JSON") + json_chunk)
-        fh.write(struct.pack("<I4s", len(binary), b"BIN\0") + binary)
+    Path(path).write_bytes(glb.pack(document, binary))
 
 
 # --- reading a rig back ---------------------------------------------------------------------

@@ -11,11 +11,11 @@ Metres, +Y up, facing +Z, the node at the identity: the same frame and origin as
 
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
 
 import numpy as np
+
+from portrait3d import glb
 
 from .gaussians import Gaussians, logit, normalised_quats, sh0_to_rgb, sigmoid
 
@@ -90,17 +90,7 @@ def glb_bytes(gaussians: Gaussians, extras: dict | None = None) -> bytes:
         "bufferViews": views,
         "buffers": [{"byteLength": len(binary)}],
     }
-    json_chunk = json.dumps(document, separators=(",", ":")).encode()
-    json_chunk += b" " * (-len(json_chunk) % 4)
-    binary += b"\0" * (-len(binary) % 4)
-    total = 12 + 8 + len(json_chunk) + 8 + len(binary)
-    return (
-        struct.pack("<4sII", b"glTF", 2, total)
-        + struct.pack("<I4s", len(json_chunk), b"JSON")
-        + json_chunk
-        + struct.pack("<I4s", len(binary), b"BIN\0")
-        + bytes(binary)
-    )
+    return glb.pack(document, binary)
 
 
 def write_glb(path: str | Path, gaussians: Gaussians, extras: dict | None = None) -> None:
@@ -109,13 +99,10 @@ def write_glb(path: str | Path, gaussians: Gaussians, extras: dict | None = None
 
 def read_glb(path: str | Path) -> tuple[Gaussians, dict]:
     """The Gaussians of the first ``KHR_gaussian_splatting`` primitive of a GLB, and its JSON document."""
-    data = Path(path).read_bytes()
-    magic, _, _ = struct.unpack_from("<4sII", data, 0)
-    json_length, kind = struct.unpack_from("<I4s", data, 12)
-    if magic != b"glTF" or kind != b"JSON":
-        raise ValueError(f"{path}: not a binary glTF file")
-    document = json.loads(data[20 : 20 + json_length])
-    bin_start = 20 + json_length + 8
+    try:
+        document, binary = glb.unpack(Path(path).read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
     primitive = next(
         (p for mesh in document.get("meshes", []) for p in mesh["primitives"] if EXTENSION in p.get("extensions", {})),
         None,
@@ -129,8 +116,8 @@ def read_glb(path: str | Path) -> tuple[Gaussians, dict]:
         if accessor["componentType"] != FLOAT:
             raise ValueError(f"{path}: {name} is not float32 (only float attributes are read)")
         width = {"SCALAR": 1, "VEC3": 3, "VEC4": 4}[accessor["type"]]
-        offset = bin_start + view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
-        return np.frombuffer(data, "<f4", accessor["count"] * width, offset).reshape(accessor["count"], width)
+        offset = view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
+        return np.frombuffer(binary, "<f4", accessor["count"] * width, offset).reshape(accessor["count"], width)
 
     degree = 0
     while sh_attribute(degree + 1, 0) in primitive["attributes"]:

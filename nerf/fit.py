@@ -345,18 +345,25 @@ def nerfstudio_config_yaml(run_dir: str | Path, config: FitConfig, step: int) ->
     """
     import yaml
 
+    trainer = run_trainer_config(run_dir, config.volume, step)
+    trainer.pipeline.model.mask_loss_weight = config.mask_loss_weight
+    return yaml.dump(trainer)
+
+
+def run_trainer_config(run_dir: str | Path, volume: VolumeConfig, step: int):
+    """nerfstudio's ``TrainerConfig`` for the run's field, with every path in the run folder where it is now
+    (written as ``config.yml`` by :func:`save`; rebuilt by ``portrait3d view`` instead of reading that file)."""
     from nerf import method
 
     root = Path(run_dir).resolve()
-    trainer = method.trainer_config(max_iterations=max(step, 1), volume=config.volume)
+    trainer = method.trainer_config(max_iterations=max(step, 1), volume=volume)
     trainer.output_dir = root
     trainer.experiment_name = NERF_DIR
     trainer.timestamp = ""
     trainer.relative_model_dir = root / CHECKPOINT_DIR
     trainer.pipeline.datamanager.data = root / TRANSFORMS
     trainer.pipeline.datamanager.dataparser.data = root / TRANSFORMS
-    trainer.pipeline.model.mask_loss_weight = config.mask_loss_weight
-    return yaml.dump(trainer)
+    return trainer
 
 
 def load_field(run_dir: str | Path, device: str = "cpu") -> NGPVolume:

@@ -98,23 +98,15 @@ def trainer_config(root: Path, volume: dict, step: int):
 
     Paths are the run folder's where it is now, so a copied or moved run shows its own NeRF.
     """
-    from nerf import method
-    from nerf.dataset import TRANSFORMS
     from nerf.field import FieldConfig
-    from nerf.fit import CHECKPOINT_DIR, NERF_DIR, VOLUME_CONFIG
+    from nerf.fit import CHECKPOINT_DIR, VOLUME_CONFIG, run_trainer_config
     from nerf.volume import VolumeConfig
 
     try:
         volume_config = VolumeConfig(**{**volume, "field": FieldConfig(**volume["field"])})
     except TypeError as exc:
         raise _rerun(root, f"the NeRF's {VOLUME_CONFIG} is not a volume config ({exc})") from exc
-    config = method.trainer_config(max_iterations=max(step, 1), volume=volume_config)
-    config.output_dir = root
-    config.experiment_name = NERF_DIR
-    config.timestamp = ""
-    config.relative_model_dir = root / CHECKPOINT_DIR
-    config.pipeline.datamanager.data = root / TRANSFORMS
-    config.pipeline.datamanager.dataparser.data = root / TRANSFORMS
+    config = run_trainer_config(root, volume_config, step)
     config.load_dir = root / CHECKPOINT_DIR
     return config
 

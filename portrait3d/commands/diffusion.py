@@ -124,6 +124,17 @@ def _register_convert_weights(subparsers: argparse._SubParsersAction, common: ar
     p.add_argument("--orbit", required=True, help="orbit-view model checkpoint (model_state-340000.th)")
     p.add_argument("--back-view", required=True, help="back-view model checkpoint (back_head-230000.th)")
     p.add_argument("--out", required=True, help="weights folder to write (replaced only when the conversion succeeds)")
+    add_conversion_options(p)
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an earlier convert-weights output in --out (no other folder is ever replaced)",
+    )
+    p.set_defaults(func=_convert_weights)
+
+
+def add_conversion_options(p: argparse.ArgumentParser) -> None:
+    """``--dtype`` and ``--layout``: the options of the conversion that convert-weights and fetch-weights run."""
     p.add_argument(
         "--dtype",
         choices=("keep", "float16", "float32"),
@@ -131,15 +142,9 @@ def _register_convert_weights(subparsers: argparse._SubParsersAction, common: ar
         help="storage dtype of the converted weights (default: keep the checkpoint's)",
     )
     p.add_argument(
-        "--force",
-        action="store_true",
-        help="replace an earlier convert-weights output in --out (no other folder is ever replaced)",
-    )
-    p.add_argument(
         "--layout",
         help="JSON file with the model sizes (a CheckpointLayout dump); default: the released SD 1.5 sizes",
     )
-    p.set_defaults(func=_convert_weights)
 
 
 def _convert_weights(args: argparse.Namespace) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from portrait3d.commands.diffusion import add_conversion_options
+
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from portrait3d.diffusion.fetch import BACK_VIEW_FILE, ORBIT_FILE, REPO_ID
@@ -25,16 +27,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     p.add_argument("--revision", default="main", help="branch, tag or commit of the Hub repository (default: main)")
     p.add_argument("--cache-dir", help="Hugging Face cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub)")
     p.add_argument("--repo", default=REPO_ID, help=f"Hub repository holding the two files (default: {REPO_ID})")
-    p.add_argument(
-        "--dtype",
-        choices=("keep", "float16", "float32"),
-        default="keep",
-        help="storage dtype of the converted weights (default: keep the checkpoint's)",
-    )
-    p.add_argument(
-        "--layout",
-        help="JSON file with the model sizes (a CheckpointLayout dump); default: the released SD 1.5 sizes",
-    )
+    add_conversion_options(p)
     p.add_argument(
         "--force",
         action="store_true",

@@ -70,24 +70,19 @@ class UVMesh:
     source_vertex: np.ndarray
 
 
-def unwrap(mesh: trimesh.Trimesh, texture_size: int = BakeConfig.texture_size, padding: int = 4) -> UVMesh:
-    """Chart the mesh and pack the charts into one square texture (xatlas)."""
-    import xatlas
+def unwrap(
+    mesh: trimesh.Trimesh, texture_size: int = BakeConfig.texture_size, padding: int = 4, workers: bool = True
+) -> UVMesh:
+    """Chart the mesh and pack the charts into one square texture (xatlas; the mesh's two halves are
+    charted at once, one in a worker process unless ``workers`` is False: :mod:`nerf.charts`)."""
+    from .charts import unwrap_charts
 
-    atlas = xatlas.Atlas()
-    atlas.add_mesh(np.asarray(mesh.vertices, dtype=np.float32), np.asarray(mesh.faces, dtype=np.uint32))
-    pack = xatlas.PackOptions()
-    pack.resolution = int(texture_size)
-    pack.padding = int(padding)
-    pack.bilinear = True
-    atlas.generate(pack_options=pack)
-    vmapping, faces, uv = atlas[0]
-    vmapping = np.asarray(vmapping, dtype=np.int64)
+    vmapping, faces, uv = unwrap_charts(mesh.vertices, mesh.faces, texture_size, padding, workers=workers)
     normals = np.asarray(mesh.vertex_normals, dtype=np.float64)[vmapping]
     return UVMesh(
         vertices=np.asarray(mesh.vertices, dtype=np.float64)[vmapping],
-        faces=np.asarray(faces, dtype=np.int64),
-        uv=np.asarray(uv, dtype=np.float64),
+        faces=faces,
+        uv=uv,
         normals=unit_rows(normals),
         source_vertex=vmapping,
     )

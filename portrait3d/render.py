@@ -59,9 +59,10 @@ class MeshRenderer:
             o3d.core.Tensor(np.asarray(mesh.faces, dtype=np.uint32)),
         )
         self._o3c = o3d.core
+        self._texture: np.ndarray | None = None  # (Ht, Wt, 3) uint8, read from the mesh's material once
 
-    def cast(self, camera: Camera, width: int, height: int) -> Hits:
-        """Cast one ray through every pixel centre."""
+    def _cast_rays(self, camera: Camera, width: int, height: int):
+        """open3d's hits of one ray per pixel centre: ``(origins, dirs, hits dict, t (H, W), tri (H, W), bary)``."""
         origins, dirs = camera.rays(width, height)
         rays = np.concatenate([origins, dirs], axis=-1).reshape(-1, 6).astype(np.float32)
         out = self._scene.cast_rays(self._o3c.Tensor(rays))
@@ -71,6 +72,12 @@ class MeshRenderer:
         tri[~hit] = -1
         uv = out["primitive_uvs"].numpy().reshape(height, width, 2).astype(np.float64)
         bary = np.stack([1.0 - uv[..., 0] - uv[..., 1], uv[..., 0], uv[..., 1]], axis=-1)
+        return origins, dirs, out, t, tri, bary
+
+    def cast(self, camera: Camera, width: int, height: int) -> Hits:
+        """Cast one ray through every pixel centre."""
+        origins, dirs, out, t, tri, bary = self._cast_rays(camera, width, height)
+        hit = tri >= 0
         normals = out["primitive_normals"].numpy().reshape(height, width, 3).astype(np.float64)
         # Face the camera, so that back faces of open meshes shade like front faces.
         flip = np.sum(normals * dirs, axis=-1, keepdims=True) > 0
@@ -82,22 +89,35 @@ class MeshRenderer:
 
     def colors(self, hits: Hits) -> np.ndarray:
         """Surface colour at the hits: (H, W, 3) float in [0, 1] (0 where missed)."""
-        mesh, mask = self.mesh, hits.mask
-        out = np.zeros(hits.triangle.shape + (3,))
+        return self._colours(hits.triangle, hits.barycentric)
+
+    def _texture_image(self) -> np.ndarray | None:
+        """The mesh's base colour texture as (Ht, Wt, 3) uint8, or None; converted once per renderer
+        (a 2048² texture took longer to convert than a 512² frame takes to cast)."""
+        if self._texture is None:
+            visual = self.mesh.visual
+            material = getattr(visual, "material", None)
+            image = getattr(material, "image", None)
+            if image is None:
+                image = getattr(material, "baseColorTexture", None)
+            if getattr(visual, "uv", None) is None:
+                image = None
+            self._texture = np.zeros((0, 0, 3), np.uint8) if image is None else np.asarray(image.convert("RGB"))
+        return self._texture if self._texture.size else None
+
+    def _colours(self, triangle: np.ndarray, barycentric: np.ndarray) -> np.ndarray:
+        """Colour at (H, W) triangle indices (-1: missed) and (H, W, 3) barycentric weights: (H, W, 3) float."""
+        mesh, mask = self.mesh, triangle >= 0
+        out = np.zeros(triangle.shape + (3,))
         if not mask.any():
             return out
-        faces = np.asarray(mesh.faces)[hits.triangle[mask]]  # (M, 3)
-        bary = hits.barycentric[mask][..., None]  # (M, 3, 1)
+        faces = np.asarray(mesh.faces)[triangle[mask]]  # (M, 3)
+        bary = barycentric[mask][..., None]  # (M, 3, 1)
         visual = mesh.visual
-        uv = getattr(visual, "uv", None)
-        image = getattr(getattr(visual, "material", None), "image", None)
-        if uv is None:
-            image = None
-        if image is None and getattr(getattr(visual, "material", None), "baseColorTexture", None) is not None:
-            image = visual.material.baseColorTexture
-        if uv is not None and image is not None:
-            tex_uv = (np.asarray(uv)[faces] * bary).sum(axis=1)
-            out[mask] = sample_texture(np.asarray(image.convert("RGB")), tex_uv)
+        image = self._texture_image()
+        if image is not None:
+            tex_uv = (np.asarray(visual.uv)[faces] * bary).sum(axis=1)
+            out[mask] = sample_texture(image, tex_uv)
         else:
             # A plain ColorVisuals (no colours set, or face colours) has no to_color(); its vertex_colors work.
             colour_visual = isinstance(visual, trimesh.visual.ColorVisuals)
@@ -108,9 +128,10 @@ class MeshRenderer:
     def render_rgba(self, camera: Camera, size: int | tuple[int, int]) -> np.ndarray:
         """Textured render with a transparent background: (H, W, 4) uint8."""
         width, height = _size(size)
-        hits = self.cast(camera, width, height)
-        rgb = self.colors(hits)
-        alpha = hits.mask.astype(np.float64)
+        # Only the triangles and barycentric weights: the hit points and normals are not needed here.
+        _, _, _, _, triangle, barycentric = self._cast_rays(camera, width, height)
+        rgb = self._colours(triangle, barycentric)
+        alpha = (triangle >= 0).astype(np.float64)
         return _to_uint8(np.concatenate([rgb, alpha[..., None]], axis=-1))
 
     def render_shaded(
@@ -145,9 +166,13 @@ def sample_texture(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
     x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
     x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    img = image.astype(np.float64) / 255.0
-    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
-    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+
+    def texel(row: np.ndarray, col: np.ndarray) -> np.ndarray:
+        # Gather first, convert after: the same values as converting the whole texture, without doing so.
+        return image[row, col].astype(np.float64) / 255.0
+
+    top = texel(y0, x0) * (1 - fx) + texel(y0, x1) * fx
+    bottom = texel(y1, x0) * (1 - fx) + texel(y1, x1) * fx
     return top * (1 - fy) + bottom * fy
 
 

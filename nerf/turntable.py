@@ -92,18 +92,29 @@ def framing(mesh: trimesh.Trimesh) -> tuple[np.ndarray, float]:
     return centre, float(min(cameras.PANOHEAD_FOCAL, fitting))
 
 
-def render_frames(mesh: trimesh.Trimesh, config: TurntableConfig):
-    """Yield (S, S, 3) uint8 frames of ``mesh`` (PanoHead units) over the background."""
+def render_frames(mesh: trimesh.Trimesh, config: TurntableConfig, threads: int | None = None):
+    """Yield (S, S, 3) uint8 frames of ``mesh`` (PanoHead units) over the background.
+
+    Frames are rendered in ``threads`` threads (None: one per core, :func:`nerf.parallel.thread_count`)
+    and yielded in order; each frame is the same on any number of threads.
+    """
     from portrait3d.render import MeshRenderer
+
+    from .parallel import ordered_map
 
     renderer = MeshRenderer(mesh)
     size = -(-config.size // 16) * 16
     background = np.asarray(config.background, dtype=np.float64)
     target, focal = framing(mesh)
-    for cam in cameras.orbit(config.frames, pitch=config.pitch, target=target, focal=focal):
+
+    def frame(cam: cameras.Camera) -> np.ndarray:
         rgba = renderer.render_rgba(cam, size).astype(np.float64)
         alpha = rgba[..., 3:] / 255.0
-        yield np.round(rgba[..., :3] * alpha + background * (1.0 - alpha)).astype(np.uint8)
+        return np.round(rgba[..., :3] * alpha + background * (1.0 - alpha)).astype(np.uint8)
+
+    orbit = cameras.orbit(config.frames, pitch=config.pitch, target=target, focal=focal)
+    renderer.render_rgba(orbit[0], 1)  # builds the ray-casting scene and reads the texture once, before the threads
+    yield from ordered_map(frame, orbit, threads)
 
 
 def write_turntable(mesh: trimesh.Trimesh, path: str | Path, config: TurntableConfig) -> Path:

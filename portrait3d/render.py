@@ -148,7 +148,8 @@ class MeshRenderer:
     def render_depth(self, camera: Camera, size: int | tuple[int, int]) -> np.ndarray:
         """Depth along the optical axis: (H, W) float, inf where missed."""
         width, height = _size(size)
-        return self.cast(camera, width, height).depth
+        _, dirs, _, t, triangle, _ = self._cast_rays(camera, width, height)
+        return np.where(triangle >= 0, t * (dirs @ camera.forward), np.inf)
 
 
 def sample_texture(image: np.ndarray, uv: np.ndarray) -> np.ndarray:

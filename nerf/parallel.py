@@ -1,0 +1,50 @@
+"""Independent pieces of work (views, frames) in a few threads, their results in order.
+
+numpy, open3d and the video encoder release the GIL for their large operations, so per-view loops of
+the bake and the turntable's frames run side by side on the machine's cores. Results come back in the
+order of the inputs and are combined by the caller one after the other, so a result never depends on
+the number of threads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+MAX_THREADS = 4
+"""At most this many threads (beyond that, the GIL and memory bandwidth give little more)."""
+
+
+def thread_count() -> int:
+    """Threads for per-view work: the CPUs this process may use, at most :data:`MAX_THREADS`."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_THREADS, cpus))
+
+
+def ordered_map(fn: Callable[[Item], Result], items: Iterable[Item], threads: int | None = None) -> Iterator[Result]:
+    """``fn`` of each item, computed in up to ``threads`` threads, yielded in the items' order.
+
+    At most ``2 * threads`` results wait at any time (each may be large: a frame, a view's samples).
+    ``threads=1`` runs everything in the calling thread.
+    """
+    threads = thread_count() if threads is None else max(1, int(threads))
+    if threads == 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

@@ -58,11 +58,13 @@ class MeshConfig:
     """``surface=depth``: render depth at most at this many of the views, evenly spread (on the
     synthetic head's CPU fit, 16 of 32 views gave Chamfer 0.252 % of the diagonal against 0.247 % with all
     32, in half the time)."""
-    truncation: float = 0.04
+    truncation: float = 0.05
     """``surface=depth``: half width (world units, at least two cells) of the band around each depth map
     in which cameras vote on the signed distance. Wider averages more views at each point (smoother, and
     more accurate on the synthetic head's CPU fit: Chamfer 0.43 / 0.25 / 0.21 % of the diagonal at
-    0.02 / 0.04 / 0.06), narrower keeps thin parts such as ears apart from the head."""
+    0.02 / 0.04 / 0.06), narrower keeps thin parts such as ears apart from the head. On the warm-started
+    fast fit of the synthetic head the exported mesh measures 0.273 % at 0.04 and 0.230 % at 0.05 (normal
+    angle 3.65° / 4.03°; ``docs/BENCHMARKS.md``)."""
     threshold: float | None = None
     """Density iso-level of the surface (the field's density units, 1/world unit); None: the level
     whose silhouettes best match the views' masks (:func:`choose_threshold`)."""

@@ -49,3 +49,25 @@ def differing(a: Path, b: Path) -> list[str]:
     """Names of the files that differ (or exist in only one) between two runs."""
     fa, fb = asset_files(a), asset_files(b)
     return sorted(name for name in fa.keys() | fb.keys() if fa.get(name) != fb.get(name))
+
+
+def explain_difference(a: Path, b: Path, stderr: str) -> str:
+    """Why two runs differ, for a failing assertion: the ``redone`` lines, the differing files and, for
+    checkpoints, the tensors that differ and by how much (a fit that is not bit-reproducible shows here)."""
+    import torch
+
+    lines = [line for line in stderr.splitlines() if "redone:" in line]
+    names = differing(a, b)
+    lines.append(f"differing files: {names}")
+    for name in names:
+        if name.endswith(".ckpt") and (a / name).is_file() and (b / name).is_file():
+            sa = torch.load(a / name, map_location="cpu", weights_only=True)["pipeline"]
+            sb = torch.load(b / name, map_location="cpu", weights_only=True)["pipeline"]
+            for key in sorted(sa.keys() | sb.keys()):
+                ta, tb = sa.get(key), sb.get(key)
+                if ta is None or tb is None or ta.shape != tb.shape:
+                    lines.append(f"  {key}: only in one, or shapes differ")
+                elif not torch.equal(ta, tb):
+                    gap = (ta.double() - tb.double()).abs().max().item() if ta.is_floating_point() else "int"
+                    lines.append(f"  {key}: {int((ta != tb).sum())} of {ta.numel()} differ, max gap {gap}")
+    return "\n".join(lines)

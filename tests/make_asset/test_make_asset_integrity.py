@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import trimesh
-from asset_runs import VIEWS, differing, make_asset_command, run_make_asset
+from asset_runs import VIEWS, differing, explain_difference, make_asset_command, run_make_asset
 
 UPSTREAM = [
     "preprocess",
@@ -76,7 +76,7 @@ def test_damage_then_plain_rerun_heals_only_what_was_damaged(
     redone = _redone(res.stderr)
     # Only the damaged stage runs: what it writes again is byte for byte what it wrote before, so the
     # stages after it find their inputs unchanged (a change would redo them, see tests/test_run.py).
-    assert redone == [first_redone], redone
+    assert redone == [first_redone], (redone, explain_difference(out, tiny_run[0], res.stderr))
     for stage in UPSTREAM:
         if stage != first_redone:
             assert f"[{stage}] up to date, skipped" in res.stderr, stage

@@ -71,3 +71,10 @@ def test_one_half_is_charted_in_the_worker(head_like, monkeypatch):
     calls.clear()
     charts.unwrap_charts(head_like.vertices, head_like.faces, SIZE, 2, workers=False)
     assert len(calls) == 2
+
+
+def test_a_worker_that_cannot_start_is_charted_here(head_like, monkeypatch):
+    serial = charts.unwrap_charts(head_like.vertices, head_like.faces, SIZE, 2, workers=False)
+    monkeypatch.setattr(charts.sys, "executable", "/nonexistent/python")
+    fallback = charts.unwrap_charts(head_like.vertices, head_like.faces, SIZE, 2, workers=True)
+    assert all(np.array_equal(a, b) for a, b in zip(fallback, serial))

@@ -46,7 +46,8 @@ class MeshRenderer:
     """Ray-casting renderer for one mesh (build once, render many cameras).
 
     Args:
-        mesh: a triangle mesh with ``TextureVisuals`` (UV + image) or vertex colours.
+        mesh: a triangle mesh with ``TextureVisuals`` (UV + image) or vertex colours; its texture is read
+            at the first textured render and kept (the renderer is for one mesh as it is).
     """
 
     def __init__(self, mesh: trimesh.Trimesh) -> None:

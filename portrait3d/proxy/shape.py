@@ -318,7 +318,8 @@ def crown_dome(
 
     Second, in each meridian plane the dome is the quarter superellipse (exponent :data:`DOME_POWER`) through
     the hair's outline where the crown starts (latitude ``asin(DOME_ABOVE)``, the sides above the ears) and
-    through the top of the head (the hair's mean radius within 10 degrees of the pole). Where the photo's
+    through the top of the head (the hair's mean radius within 10 degrees of the pole, or the height of the
+    highest hair the photo's outline decided, if higher: a crop that cut the top). Where the photo's
     outline has corners (a spiky hairdo, a mask that took in the background's corners) or where hair
     carried round from the sides stands above a thinner top the photo saw (a turned, balding head), the
     radius ``R = skull + t`` leaves the dome and two lobes grow at the crown's upper corners; there ``t``
@@ -351,6 +352,11 @@ def crown_dome(
     # 2. The dome.
     radius = skull + thickness
     top = float(radius[lat > np.radians(80.0)].mean())
+    # Where the crop cut the top of the hair the photo did not see it: the dome is at least as high as the
+    # hair the photo saw on the crown.
+    seen_crown = (seen > 0.5) & (np.sin(lat)[:, None] > DOME_ABOVE)
+    if seen_crown.any():
+        top = max(top, float((radius * np.sin(lat)[:, None])[seen_crown].max()))
     base_row = int(np.argmin(np.abs(np.sin(lat) - DOME_ABOVE)))
     sin_b, cos_b = np.sin(lat[base_row]), np.cos(lat[base_row])
     base = radius[base_row]  # (N_LON,)

@@ -11,7 +11,7 @@ import numpy as np
 from portrait3d import progress
 from portrait3d.cameras import Camera, camera_from_angles
 from portrait3d.errors import UserError
-from portrait3d.preprocess import alignment, models, pose
+from portrait3d.preprocess import alignment, models, outline, pose
 from portrait3d.preprocess.decode import Photo, read_photo
 from portrait3d.preprocess.exposure import normalise_exposure
 from portrait3d.run import Run, atomic_save_image, atomic_write_json
@@ -232,6 +232,13 @@ def analyse(photo: Photo, options: PreprocessOptions) -> Preprocessed:
             # would leave the head untextured (a flat template colour).
             progress.info(f"[{STAGE}] the person mask misses the face (a statue?): GrabCut adds to it")
             mask = np.maximum(mask, grabcut_mask(aligned))
+        if outline.implausible(mask, inside):
+            # A dark, blurred photo: the segmenter took all of it for the person (the hair became a wide blob).
+            progress.info(
+                f"[{STAGE}] the person mask covers the whole photo ({outline.frame_share(mask, inside):.0%}): "
+                "a head outline from the face landmarks replaces it"
+            )
+            mask = outline.landmark_head_mask(align.landmarks, size)
     record = {
         **_camera_record(camera),
         "landmarks": {"format": LANDMARK_FORMAT, "points": np.round(align.landmarks, 3).tolist()},

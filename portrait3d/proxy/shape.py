@@ -291,6 +291,92 @@ def _in_frame(frame: _Frame, dirs: np.ndarray, skull: np.ndarray, thickness: np.
     return np.where(np.isfinite(limit), limit - soft * np.logaddexp(0.0, (limit - radius) / -soft), radius)
 
 
+DOME_ABOVE = 0.2
+"""Sine of the latitude (about the cranium's centre) where the crown's dome starts: about 12 degrees,
+near the top of the ears; it holds fully from :data:`DOME_FULL` (30 degrees)."""
+DOME_FULL = 0.5
+DOME_POWER = 2.5
+"""Exponent of the dome's superellipse in each meridian plane (2: an ellipse; higher: squarer shoulders)."""
+DOME_OVER = 0.02
+"""How far (a share of the dome's radius) the hair may stand out of the crown's dome."""
+OVERHANG = 0.02
+"""How far (a share of the radius) the hair beside the head may reach out beyond the hair below it."""
+
+
+def crown_dome(
+    dirs: np.ndarray, skull: np.ndarray, thickness: np.ndarray, shell: np.ndarray, seen: np.ndarray
+) -> tuple[np.ndarray, dict]:
+    """Hold the hair's outer radius on the crown under a smooth dome: no lobes at its upper corners.
+
+    Two rules. First, beside the head the hair does not overhang: in each meridian plane the hair's
+    horizontal reach ``(skull + shell t) cos(lat)`` may not grow with height above the cranium's centre
+    (the running minimum from latitude 0 up, plus :data:`OVERHANG` of the radius), on the sides from 35
+    degrees of longitude, not within 12 degrees of straight ahead or behind, and only as far as the
+    photo's outline did not decide the thickness there (``seen``: a profile's outline is its own). Without it
+    full-thickness hair stood right above a bare ear or the temple's hairline, where the shell fades out,
+    and the head seen from the front or back grew two lobes above narrower temples.
+
+    Second, in each meridian plane the dome is the quarter superellipse (exponent :data:`DOME_POWER`) through
+    the hair's outline where the crown starts (latitude ``asin(DOME_ABOVE)``, the sides above the ears) and
+    through the top of the head (the hair's mean radius within 10 degrees of the pole, or the height of the
+    highest hair the photo's outline decided, if higher: a crop that cut the top). Where the photo's
+    outline has corners (a spiky hairdo, a mask that took in the background's corners) or where hair
+    carried round from the sides stands above a thinner top the photo saw (a turned, balding head), the
+    radius ``R = skull + t`` leaves the dome and two lobes grow at the crown's upper corners; there ``t``
+    is cut back to ``(1 + DOME_OVER)`` times the dome, fading in with height. The skull is never cut.
+
+    Args:
+        dirs: (N_LAT, N_LON, 3) unit directions about the cranium's centre (:func:`direction_grid`).
+        skull, thickness: (N_LAT, N_LON) skull radius and hair thickness (model units).
+        shell: (N_LAT, N_LON) in [0, 1], how much of the thickness the shell grows (0 below the hairline
+            and over a bare ear).
+        seen: (N_LAT, N_LON) in [0, 1), how much the photo's outline decided the thickness.
+    Returns:
+        ``(thickness, info)``: the new thickness map, and the top's radius and the largest cut (model
+        units) for the stage record.
+    """
+    lat = np.arcsin(np.clip(dirs[:, 0, 1], -1.0, 1.0))  # (N_LAT,)
+    # 1. No overhang beside the head.
+    cos_lat = np.cos(lat)[:, None]
+    outer = skull + shell * np.maximum(thickness, 0.0)
+    up = lat >= 0.0
+    reach = np.minimum.accumulate((outer * cos_lat)[up], axis=0)
+    allowed_outer = np.full(skull.shape, np.inf)
+    allowed_outer[up] = reach / cos_lat[up] * (1.0 + OVERHANG)
+    sin_lon = np.abs(dirs[..., 0]) / np.maximum(np.hypot(dirs[..., 0], dirs[..., 2]), 1e-9)
+    sideways = _smoothstep((sin_lon - 0.2) / 0.4)  # 0 within 12 degrees of straight ahead or behind
+    over = np.maximum(outer - allowed_outer, 0.0)
+    overhang_cut = np.where(shell > 0.05, sideways * (1.0 - seen) * over / np.maximum(shell, 0.05), 0.0)
+    overhang_cut = np.minimum(overhang_cut, np.maximum(thickness, 0.0))
+    thickness = thickness - overhang_cut
+    # 2. The dome.
+    radius = skull + thickness
+    top = float(radius[lat > np.radians(80.0)].mean())
+    # Where the crop cut the top of the hair the photo did not see it: the dome is at least as high as the
+    # hair the photo saw on the crown.
+    seen_crown = (seen > 0.5) & (np.sin(lat)[:, None] > DOME_ABOVE)
+    if seen_crown.any():
+        top = max(top, float((radius * np.sin(lat)[:, None])[seen_crown].max()))
+    base_row = int(np.argmin(np.abs(np.sin(lat) - DOME_ABOVE)))
+    sin_b, cos_b = np.sin(lat[base_row]), np.cos(lat[base_row])
+    base = radius[base_row]  # (N_LON,)
+    p = DOME_POWER
+    # The half-width W of each meridian's superellipse (cos/W)^p + (sin/H)^p = 1/R^p through its base point.
+    rest = base**-p - (sin_b / top) ** p
+    width = np.where(rest > 1e-12, cos_b / np.maximum(rest, 1e-12) ** (1.0 / p), base * cos_b)
+    c, s = np.abs(np.cos(lat))[:, None], np.abs(np.sin(lat))[:, None]
+    dome = ((c / width[None, :]) ** p + (s / top) ** p) ** (-1.0 / p)
+    cap = (1.0 + DOME_OVER) * dome - skull
+    fade = _smoothstep((np.sin(lat)[:, None] - DOME_ABOVE) / (DOME_FULL - DOME_ABOVE))
+    cut = fade * np.maximum(thickness - np.maximum(cap, np.minimum(thickness, 0.0)), 0.0)
+    info = {
+        "crown_top_radius": round(top, 4),
+        "crown_dome_cut": round(float(cut.max()), 4),
+        "crown_overhang_cut": round(float(overhang_cut.max()), 4),
+    }
+    return thickness - cut, info
+
+
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
@@ -395,6 +481,10 @@ def fit_shape(
             thickness = np.full(skull.shape, DEFAULT_THICKNESS)
             drape = np.zeros(skull.shape)
         thickness = np.clip(thickness, MIN_THICKNESS, MAX_THICKNESS)
+        if used.any():
+            # The crown is a dome: no lobes at its upper corners (seen or carried there from the sides).
+            thickness, dome_info = crown_dome(dirs, skull, thickness, shell, seen)
+            info.update(dome_info)
         if used.any():  # the thin default layer is left as it is
             thickness = np.minimum(thickness, _in_frame(frame, dirs, skull, thickness) - skull)
         # Earlier passes only measure the outline: a grid twice as coarse is enough.

@@ -177,6 +177,9 @@ SKIN_SPREAD_FLOOR = (8.0, 4.0, 4.0)
 HAIR_SPREAD_FLOOR = (14.0, 6.0, 6.0)
 """Smallest Lab spread of the hair model (highlights and shadows of hair vary widely, and darker hair is greyer)."""
 DEFAULT_SKIN = np.array([0.8, 0.62, 0.52])
+HAIR_GRAZING = 0.45
+"""Photo weight (:func:`photo_weights`, 1 facing the camera) below which hair texels do not take the photo at
+all (the normal about 68 degrees from the view; skin is taken to about 80)."""
 
 
 def _rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -595,6 +598,10 @@ def bake_texture(
     skin = (1 - below_chin) * at_texel[..., 0] + below_chin * at_texel[..., 1]
     belongs = np.maximum(skin, at_texel[..., 2] * allow_hair)
     hair_class = np.clip(at_texel[..., 3] * allow_hair, 0, 1)
+    # Hair seen at a grazing angle is the photo's sheen stretched over the crown (a pale patch where the crop
+    # or the head's outline meets the crown): hair texels need a squarer view than skin.
+    hair_facing = _smoothstep((facing - HAIR_GRAZING) / (1.0 - HAIR_GRAZING))
+    facing = facing + np.clip(surface.hair, 0, 1) * (np.minimum(facing, hair_facing) - facing)
     direct = facing * np.clip(belongs, 0, 1)
     # Feather the photo's edge inward only, so its border pixels never stretch onto unseen texels.
     sigma = 8.0 * width / 2048
@@ -626,6 +633,9 @@ def bake_texture(
     hair_low = (
         _low_frequency(seen_rgb, hair_weight) if hair_weight.sum() > 200 else np.broadcast_to(hair_rgb, photo.shape)
     )
+    if regions.hair_model is not None:
+        # The fill carries the hair's colour, not its highlights: no lighter than the seen hair's upper range.
+        hair_low = _no_lighter(hair_low, regions.hair_model.median[0] + regions.hair_model.spread[0])
     distance = _distance_to_known(confident)
     # Next to the photo the class follows what the photo shows (hair over the ear stays hair); far away, the mesh's.
     near = np.exp(-distance / 0.03)
@@ -655,6 +665,13 @@ def bake_texture(
         "bald": bool(bald),
     }
     return np.clip(np.round(texture * 255), 0, 255).astype(np.uint8), uv, uv_faces, source, info
+
+
+def _no_lighter(rgb: np.ndarray, lightness: float) -> np.ndarray:
+    """RGB colours (..., 3) in [0, 1] with their CIELAB lightness capped at ``lightness`` (0-100), hue kept."""
+    lab = _rgb_to_lab(np.asarray(rgb, dtype=np.float32))
+    lab[..., 0] = np.minimum(lab[..., 0], lightness)
+    return _lab_to_rgb(lab)
 
 
 def _inside_outline(depth_map: np.ndarray, margin: int = 6) -> np.ndarray:

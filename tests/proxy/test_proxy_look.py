@@ -120,3 +120,24 @@ def test_a_statue_the_person_mask_misses_gets_a_mask(monkeypatch, tmp_path):
     result = pipeline.analyse_photo(PHOTO, pipeline.PreprocessOptions())
     points = np.asarray(result.record["landmarks"]["points"])
     assert pipeline.face_coverage(result.mask, points) > 0.8
+
+
+def test_the_crown_where_the_photo_meets_it_at_a_grazing_angle_keeps_the_hair_colour(sample):
+    inputs, seg = sample
+    # The sample's hair reaches the frame's top: its light top edge (sheen, strands over the background) meets
+    # the crown at a grazing angle.
+    assert seg.head[0].any()
+    head = build_head(inputs.photo, inputs.camera, inputs.mask, inputs.landmarks, texture_width=TEXTURE)
+
+    def lab(rgb: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(rgb.reshape(1, -1, 3).astype(np.uint8), cv2.COLOR_RGB2LAB)[0].astype(float)
+
+    hair = lab(inputs.photo[seg.hair])
+    median = np.median(hair, axis=0)
+    spread = 1.4826 * np.median(np.abs(hair - median), axis=0)
+    # The top of the head, front half (latitude 62-84 degrees about the texture's centre).
+    top = head.texture[TEXTURE // 128 : TEXTURE // 25, TEXTURE * 25 // 64 : TEXTURE * 39 // 64]
+    crown = np.median(lab(top), axis=0)
+    # Lightness 188 (the face's skin: 188) before; 157 now, the hair's 110 + 52.
+    assert crown[0] < median[0] + spread[0]
+    assert np.abs(crown[1:] - median[1:]).max() < 8

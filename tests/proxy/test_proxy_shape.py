@@ -199,3 +199,39 @@ def test_whole_head_is_inside_every_orbit_view(sample):
         assert silhouette.any()
         # Measured: at least 5 px of 256 on each side; before the cap the back of the hair left the frame.
         assert not silhouette[:, :1].any() and not silhouette[:, -1:].any(), yaw
+
+
+def _with_corner_lobes(inputs, fit, seg):
+    """The sample with two hair-coloured lobes added to the head mask's upper corners (a spiky hairdo, or a
+    mask that took in the background's corners), and where they are: (photo, mask, lobes (S, S) bool)."""
+    import cv2
+
+    from portrait3d.proxy.shape import _frame
+
+    size = inputs.photo.shape[0]
+    centre = _frame(fit, inputs.camera, size).centre_px
+    angles = np.radians([215.0, 325.0])  # 35 degrees above the cranium's centre, either side
+    radius, valid = outline_radii(seg.head, centre, angles)
+    assert valid.all()
+    drawn = np.zeros((size, size), np.uint8)
+    for angle, r in zip(angles, radius):
+        at = (int(centre[0] + np.cos(angle) * r), int(centre[1] + np.sin(angle) * r))
+        cv2.ellipse(drawn, at, (int(0.22 * r), int(0.12 * r)), float(np.degrees(angle)), 0, 360, 1, -1)
+    lobes = drawn.astype(bool) & ~seg.head
+    photo, mask = inputs.photo.copy(), inputs.mask.copy()
+    photo[lobes], mask[lobes] = np.median(inputs.photo[seg.hair], axis=0), 255
+    return photo, mask, lobes
+
+
+def test_corner_lobes_of_the_outline_do_not_grow_horns(sample):
+    from portrait3d.render import MeshRenderer
+
+    inputs, fit, seg, _ = sample
+    photo, mask, lobes = _with_corner_lobes(inputs, fit, seg)
+    _, lobed_seg, shape = head_shape(photo, inputs.camera, mask, inputs.landmarks)
+    assert lobed_seg.head[lobes].mean() > 0.9  # the split keeps them: they are the outline's
+    silhouette = np.isfinite(MeshRenderer(shape.mesh).render_depth(inputs.camera, photo.shape[0]))
+    # The crown is a dome under the lobes: 0.56 of their pixels were covered before the dome, 0.31 now.
+    assert silhouette[lobes].mean() < 0.4
+    assert shape.info["crown_dome_cut"] > 0.01
+    assert silhouette_iou(shape.mesh, inputs.camera, seg) >= 0.93  # the photo's own head: 0.942

@@ -173,9 +173,28 @@ def _view_samples(
     depth_map: np.ndarray,
     tolerance: float,
     image: np.ndarray | None = None,
+    chunk: int = 1 << 19,
 ) -> _Samples:
     """The texels (``points``, ``normals``: (M, 3) float32) that ``view`` sees, with a depth test against
-    the mesh's own ``depth_map`` in that view; ``image``: the view's :func:`_premultiplied` (None: made here)."""
+    the mesh's own ``depth_map`` in that view; ``image``: the view's :func:`_premultiplied` (None: made here).
+
+    Texels go ``chunk`` at a time (each texel's test is its own): the temporaries of millions of texels,
+    times the bake's threads, would otherwise add a few hundred MB to the peak."""
+    image = _premultiplied(view) if image is None else image
+    parts = [
+        _view_samples_of(view, points[start : start + chunk], normals[start : start + chunk], depth_map, tolerance)
+        for start in range(0, len(points), chunk)
+    ]
+    idx = np.concatenate([p[0] + start for p, start in zip(parts, range(0, len(points), chunk))] or [np.zeros(0, int)])
+    uv = np.concatenate([p[1] for p in parts] or [np.zeros((0, 2))])
+    cos = np.concatenate([p[2] for p in parts] or [np.zeros(0, np.float32)])
+    return _Samples(idx, _bilinear(image, uv.astype(np.float32)), cos)
+
+
+def _view_samples_of(
+    view: View, points: np.ndarray, normals: np.ndarray, depth_map: np.ndarray, tolerance: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(index into ``points``, (K, 2) pixel position, (K,) cosine) of the texels ``view`` sees."""
     h, w = view.image.shape[:2]
     cam = view.camera
     to_camera = cam.position.astype(np.float32) - points
@@ -187,8 +206,7 @@ def _view_samples(
     px = np.clip(uv.astype(np.int64), 0, [w - 1, h - 1])
     visible = np.abs(depth_map[px[:, 1], px[:, 0]] - depth) < tolerance
     idx, uv = idx[visible], uv[visible]
-    image = _premultiplied(view) if image is None else image
-    return _Samples(idx, _bilinear(image, uv.astype(np.float32)), cos[idx])
+    return idx, uv, cos[idx]
 
 
 @dataclass
@@ -262,13 +280,12 @@ def bake_from_views(
     # float32 for the per-view work on millions of texels (twice as fast; sums stay float64).
     points, normals = texels.points.astype(np.float32), texels.normals.astype(np.float32)
     depth_maps = [renderer.render_depth(v.camera, v.image.shape[1::-1]) for v in progress.bar(views, desc="depth")]
-    images = [_premultiplied(v) for v in views]
     calibration = None
     if calibrate and len(views) > 2:
         probe = np.arange(0, len(points), max(1, len(points) // CALIBRATION_TEXELS))
         samples = [
-            _view_samples(v, points[probe], normals[probe], d, config.depth_tolerance, image)
-            for v, d, image in zip(views, depth_maps, images)
+            _view_samples(v, points[probe], normals[probe], d, config.depth_tolerance, _premultiplied(v))
+            for v, d in zip(views, depth_maps)
         ]
         calibration = calibrate_views(samples, len(probe), config)
         progress.debug(
@@ -282,7 +299,9 @@ def bake_from_views(
     weight = np.zeros(len(points))
 
     def samples_of(v: int) -> _Samples:
-        return _view_samples(views[v], points, normals, depth_maps[v], config.depth_tolerance, images[v])
+        # Each view's float image is made where it is used, not kept for all views at once (32 views at
+        # 512² are 134 MB, which pushed make-asset's peak over 2 GiB).
+        return _view_samples(views[v], points, normals, depth_maps[v], config.depth_tolerance, _premultiplied(views[v]))
 
     # Views are sampled in threads and summed here in their order: the same sums on any number of cores.
     per_view = ordered_map(samples_of, range(len(views)))

@@ -104,10 +104,6 @@ class FitConfig:
     (:class:`nerf.appearance.ViewReliability`): a plainly wrong view stops pulling the field."""
     view_weighting_after: float = 0.2
     """Share of the steps after which the view weights apply (the losses are measured before)."""
-    hull_outvoted_share: float = 0.08
-    """The visual hull carves a voxel only when at least this share of the views (and at least one) see it
-    outside their masks: one or two plainly wrong views of a generated ring then cannot cut into the head
-    (3 of 32 views; 1 of 8, the plain intersection)."""
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     """Start the density, colour and occupancy from the run's proxy head (``proxy/head.ply``) when it has one."""
 
@@ -210,8 +206,7 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
     views = read_views(run.root, config.image_size)
     rays, masks = _training_rays(views, config.image_size, torch_device)
     volume = NGPVolume(config.volume, torch_device.type).to(torch_device)
-    outvoted_by = max(1, math.ceil(config.hull_outvoted_share * len(views)))
-    volume.grid.carve([v.camera for v in views], masks.to(torch_device), dilate_px=2, outvoted_by=outvoted_by)
+    volume.grid.carve([v.camera for v in views], masks.to(torch_device), dilate_px=2)
     start = time.perf_counter()
     warm = warm_start(volume, run.root, config.warm_start, config.seed)
     warm_seconds = time.perf_counter() - start

@@ -83,23 +83,12 @@ class OccupancyGrid(nn.Module):
         return self.occupied.reshape(-1)[index] & inside
 
     @torch.no_grad()
-    def carve(
-        self,
-        cameras: list[Camera],
-        masks: torch.Tensor,
-        dilate_px: int = 2,
-        coarsen: int = 2,
-        outvoted_by: int = 1,
-    ) -> None:
+    def carve(self, cameras: list[Camera], masks: torch.Tensor, dilate_px: int = 2, coarsen: int = 2) -> None:
         """Initialise the grid as the visual hull of foreground masks.
 
-        A voxel stays unless ``outvoted_by`` or more of the views that see it
-        put its centre outside their mask (grown by the voxel's projected half
-        diagonal plus ``dilate_px``), and at least one view sees it. With 1 this
-        is the visual hull, an intersection that a single wrong view (a
-        generated view of another pose) cuts into the head; 3 of a 32-view ring
-        keep the head whole against two wrong views while the many views that
-        see any outside voxel still carve it. No view tells anything about
+        A voxel stays if its centre projects inside every mask (grown by the
+        voxel's projected half diagonal plus ``dilate_px``) of the views that
+        see it, and at least one view sees it: no view tells anything about
         space outside every frame, and left occupied it keeps the field's
         initial fog, which the viewer shows as floaters. The hull is carved on
         a grid ``coarsen`` times coarser and then upsampled, which only makes it
@@ -110,17 +99,14 @@ class OccupancyGrid(nn.Module):
             masks: (V, H, W) bool foreground masks.
             dilate_px: extra growth of each mask, for thin parts and small calibration errors.
             coarsen: carve at ``resolution // coarsen`` voxels per side.
-            outvoted_by: views that must see a voxel outside their mask to carve it (at least 1).
         """
-        if outvoted_by < 1:
-            raise ValueError("outvoted_by must be at least 1")
         _, h, w = masks.shape
         coarse = max(self.resolution // coarsen, 1)
         size = 2.0 * self.half_extent / coarse
         axis = (torch.arange(coarse, device=masks.device, dtype=torch.float32) + 0.5) * size - self.half_extent
         centres = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
-        outside_votes = torch.zeros(centres.shape[0], dtype=torch.int32, device=masks.device)
-        seen_by_any = torch.zeros(centres.shape[0], dtype=torch.bool, device=masks.device)
+        keep = torch.ones(centres.shape[0], dtype=torch.bool, device=masks.device)
+        seen_by_any = torch.zeros_like(keep)
         half_diagonal = 0.5 * math.sqrt(3.0) * size
         for cam, mask in zip(cameras, masks):
             w2c = torch.as_tensor(cam.world2cam, dtype=torch.float32, device=masks.device)
@@ -135,9 +121,9 @@ class OccupancyGrid(nn.Module):
             radius_px = int(math.ceil(half_diagonal * float(k_mat[0, 0]) / nearest)) + dilate_px
             in_image = (u >= 0) & (u < w) & (v >= 0) & (v < h) & in_front
             seen = _grow(mask, radius_px)[v.long().clamp(0, h - 1), u.long().clamp(0, w - 1)]
-            outside_votes += (in_image & ~seen).int()
+            keep &= seen | ~in_image
             seen_by_any |= in_image
-        hull = ((outside_votes < outvoted_by) & seen_by_any).reshape(coarse, coarse, coarse)
+        hull = (keep & seen_by_any).reshape(coarse, coarse, coarse)
         for dim in range(3):
             hull = hull.repeat_interleave(coarsen, dim=dim)
         full = torch.zeros_like(self.hull)

@@ -163,28 +163,6 @@ def test_march_keeps_only_occupied_steps_and_carving_keeps_the_head():
     assert bool(grid.is_occupied(points[keep]).all())
 
 
-def test_a_wrong_view_cannot_cut_the_hull_when_views_must_outvote_it():
-    mesh = synthetic.head_mesh(subdivisions=3)
-    cameras = synthetic.orbit_cameras(16, pitches=(0.0, 30.0))
-    masks = torch.stack([torch.as_tensor(im[..., 3] > 127) for im in synthetic.render_views(mesh, cameras, 64)])
-    # A generated ring's plainly wrong view: the head drawn well off its place (a tenth of the frame).
-    wrong = masks.clone()
-    wrong[3] = torch.roll(masks[3], shifts=7, dims=1)
-    vertices = torch.as_tensor(mesh.vertices, dtype=torch.float32)
-    beside = torch.tensor([[0.25, 0.0, 0.0], [-0.25, 0.0, 0.0], [0.0, 0.0, 0.27]])
-    intersection, outvoted = OccupancyGrid(0.5, 64), OccupancyGrid(0.5, 64)
-    intersection.carve(cameras, wrong)
-    outvoted.carve(cameras, wrong, outvoted_by=3)
-    # The plain visual hull loses part of the head to the one wrong view; three votes keep all of it
-    # and still carve the space beside the head.
-    assert intersection.is_occupied(vertices).float().mean().item() < 0.995
-    assert bool(outvoted.is_occupied(vertices).all())
-    assert not outvoted.is_occupied(beside).any()
-    assert outvoted.hull.float().mean().item() < 0.5
-    with pytest.raises(ValueError, match="outvoted_by"):
-        outvoted.carve(cameras, masks, outvoted_by=0)
-
-
 def test_volume_renders_camera_and_cuda_pieces_construct_on_cpu():
     torch.manual_seed(0)
     config = VolumeConfig(field=FieldConfig(num_levels=4, max_resolution=64), grid_resolution=32)

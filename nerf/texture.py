@@ -50,6 +50,10 @@ class BakeConfig:
     """Texels whose view weight (sum of cos^angle_power × alpha) is at most this count as unseen and take
     the colour of the seen surface around them: views that graze a texel (the crown, under the chin)
     give it a stretched, unreliable colour. 0.01 is one opaque view at 62 degrees from the normal."""
+    threads: int = 1
+    """Threads that sample the views (0: one per CPU, at most 4). One by default: on two cores two threads
+    save about 6 s of a 2048² bake but hold a second view's temporaries, which took make-asset's peak
+    memory over 2 GiB (``docs/BENCHMARKS.md``). The texture is the same for any number."""
 
 
 @dataclass
@@ -304,7 +308,7 @@ def bake_from_views(
         return _view_samples(views[v], points, normals, depth_maps[v], config.depth_tolerance, _premultiplied(views[v]))
 
     # Views are sampled in threads and summed here in their order: the same sums on any number of cores.
-    per_view = ordered_map(samples_of, range(len(views)))
+    per_view = ordered_map(samples_of, range(len(views)), threads=config.threads or None)
     for v, s in enumerate(progress.bar(per_view, total=len(views), desc="texture from views")):
         if len(s.index) == 0:
             continue

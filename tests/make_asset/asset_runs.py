@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cli_runner import machine_env
+
 VIEWS = 8
 # Files that hold the run's absolute path or its timings; every other file is the same for one seed.
 RUN_SPECIFIC = {"nerf/config.yml", "report.json"}
@@ -31,7 +33,12 @@ def make_asset_command(out: Path, photo: Path, *extra: str) -> list[str]:
 
 def run_make_asset(out: Path, photo: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        make_asset_command(out, photo, *extra), capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=900
+        make_asset_command(out, photo, *extra),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=900,
+        env=machine_env(),
     )
 
 

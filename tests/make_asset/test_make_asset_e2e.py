@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import trimesh
 from asset_runs import VIEWS, differing, make_asset_command, run_make_asset
+from cli_runner import machine_env
 from PIL import Image
 
 STAGES = [
@@ -108,7 +109,11 @@ def test_rerun_skips_every_stage(finished_run, sample_photo):
 def test_resume_after_kill_during_fit(tmp_path, sample_photo, finished_run):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        _command(out, sample_photo), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+        _command(out, sample_photo),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=machine_env(),
     )
     fit_started = out / ".portrait3d" / "stages" / "dataset.json"
     deadline = time.time() + 600

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import trimesh
 from asset_runs import VIEWS, differing, explain_difference, make_asset_command, run_make_asset
+from cli_runner import machine_env
 
 UPSTREAM = [
     "preprocess",
@@ -104,7 +105,11 @@ def concurrent_runs(tmp_path_factory, sample_photo):
     """A fresh tiny run, a second make-asset started on the same folder meanwhile, and a third with --wait."""
     out = tmp_path_factory.mktemp("concurrent") / "run"
     first = subprocess.Popen(
-        make_asset_command(out, sample_photo), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        make_asset_command(out, sample_photo),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=machine_env(),
     )
     pid_file = out / ".portrait3d" / "lock.pid"
     deadline = time.time() + 300
@@ -123,6 +128,7 @@ def concurrent_runs(tmp_path_factory, sample_photo):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            env=machine_env(),
         )
         heard = []
         for line in waiting.stderr:  # until it says it waits for the first run

@@ -26,7 +26,7 @@ def run_cli(*args: str, cwd: str | Path | None = None, timeout: float = 600, env
     """Run the installed ``portrait3d`` console script as a subprocess."""
     exe = Path(sys.executable).parent / "portrait3d"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "portrait3d"]
-    full_env = machine_env(HF_HUB_OFFLINE="1", **(env or {}))
+    full_env = {**machine_env(HF_HUB_OFFLINE="1"), **(env or {})}
     return subprocess.run(
         [*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env, stdin=subprocess.DEVNULL
     )

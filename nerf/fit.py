@@ -298,6 +298,8 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         "train_psnr": round(float(np.mean(recent_psnr)), 2) if recent_psnr else None,
         "device": torch_device.type,
         "implementation": volume.field.implementation,
+        # A CPU fit is bit-reproducible for one thread count only (see ``deterministic``).
+        "cpu_threads": torch.get_num_threads() if torch_device.type == "cpu" else None,
         "sampler": volume.sampler,
         "views": len(views),
         "image_size": config.image_size,

@@ -61,9 +61,21 @@ def differing(a: Path, b: Path) -> list[str]:
 def explain_difference(a: Path, b: Path, stderr: str) -> str:
     """Why two runs differ, for a failing assertion: the ``redone`` lines, the differing files and, for
     checkpoints, the tensors that differ and by how much (a fit that is not bit-reproducible shows here)."""
+    import json
+    import os
+
     import torch
 
     lines = [line for line in stderr.splitlines() if "redone:" in line]
+    lines.append(
+        f"test process: affinity {sorted(os.sched_getaffinity(0))}, load {os.getloadavg()}, "
+        f"threads {torch.get_num_threads()}, "
+        + ", ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith(("OMP_", "MKL_", "KMP_", "GOMP")))
+    )
+    for run in (a, b):
+        record = run / ".portrait3d" / "stages" / "fit-nerf.json"
+        info = json.loads(record.read_text()).get("info") if record.is_file() else None
+        lines.append(f"fit of {run}: {info}")
     names = differing(a, b)
     lines.append(f"differing files: {names}")
     for name in names:

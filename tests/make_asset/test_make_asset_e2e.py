@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import trimesh
-from asset_runs import VIEWS, differing, make_asset_command, run_make_asset
+from asset_runs import VIEWS, differing, explain_difference, make_asset_command, run_make_asset
 from cli_runner import machine_env
 from PIL import Image
 
@@ -133,5 +133,5 @@ def test_resume_after_kill_during_fit(tmp_path, sample_photo, finished_run):
     assert not list(out.rglob(".tmp-*"))
     # The fit restarts from its seed: every file is the one the uninterrupted run wrote.
     reference, _ = finished_run
-    assert differing(out, reference) == []
+    assert differing(out, reference) == [], explain_difference(out, reference, res.stderr)
     assert (out / "mesh" / "head.glb").is_file() and (out / "report.json").is_file()

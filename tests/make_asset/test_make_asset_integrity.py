@@ -97,7 +97,7 @@ def test_hint_of_a_failing_stage_names_a_command_that_works_with_the_runs_preset
     fitted = cli(*shlex.split(command))
     assert fitted.returncode == 0, fitted.stderr
     # The tiny preset and seed the run was made with, not the fast defaults: the very same field.
-    assert differing(out, tiny_run[0]) == []
+    assert differing(out, tiny_run[0]) == [], explain_difference(out, tiny_run[0], fitted.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +165,7 @@ def test_make_asset_with_wait_queues_behind_the_writer(concurrent_runs, gltf_val
 @pytest.mark.slow
 def test_two_runs_with_one_seed_give_identical_files(concurrent_runs, tiny_run):
     out = concurrent_runs[0]
-    assert differing(out, tiny_run[0]) == []
+    assert differing(out, tiny_run[0]) == [], explain_difference(out, tiny_run[0], "")
     assert (out / "mesh" / "head.glb").read_bytes() == (tiny_run[0] / "mesh" / "head.glb").read_bytes()
 
 

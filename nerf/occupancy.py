@@ -62,6 +62,28 @@ class OccupancyGrid(nn.Module):
     def voxel_size(self) -> float:
         return 2.0 * self.half_extent / self.resolution
 
+    def occupied_bounds(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """World corners ``(low (3,), high (3,))`` of the box around the occupied voxels (None: none occupied).
+
+        Cached until ``occupied`` changes (every in-place write bumps its version), so a training step
+        pays for it only after a grid update.
+        """
+        key = (self.occupied.data_ptr(), self.occupied._version)
+        if getattr(self, "_bounds_key", None) != key:
+            lows, highs = [], []
+            for dim in range(3):
+                along = self.occupied.any(dim=tuple(d for d in range(3) if d != dim))
+                index = torch.nonzero(along, as_tuple=True)[0]
+                if index.numel() == 0:
+                    self._bounds, self._bounds_key = None, key
+                    return None
+                lows.append(index[0])
+                highs.append(index[-1] + 1)
+            low = torch.stack(lows).float() * self.voxel_size - self.half_extent
+            high = torch.stack(highs).float() * self.voxel_size - self.half_extent
+            self._bounds, self._bounds_key = (low, high), key
+        return self._bounds
+
     def voxel_centres(self) -> torch.Tensor:
         """World centres of all voxels: (R, R, R, 3)."""
         r = self.resolution
@@ -186,6 +208,9 @@ class OccupancyGrid(nn.Module):
         ema = self.density_ema.reshape(-1)
         ema.mul_(decay)
         ema[pick] = torch.maximum(ema[pick], density)
+        # As instant-NGP: never above the hull's mean estimate, so that a field still faint everywhere (a
+        # warm start that the grid follows from the first step, an early cold fog) does not empty the grid.
+        threshold = min(threshold, float(self.density_ema[self.hull].mean()))
         self.occupied.copy_((self.density_ema > threshold) & self.hull)
         self.updates += 1
 
@@ -211,9 +236,22 @@ def ray_cube_interval(
     Returns:
         ``(t_near, t_far)``: (B,) each; ``t_far <= t_near`` where the ray misses.
     """
+    return ray_box_interval(origins, directions, -half_extent, half_extent)
+
+
+def ray_box_interval(
+    origins: torch.Tensor, directions: torch.Tensor, low: float | torch.Tensor, high: float | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entry and exit distances of rays through the box ``[low, high]`` (scalars or (3,) corners).
+
+    Args:
+        origins, directions: (B, 3) each.
+    Returns:
+        ``(t_near, t_far)``: (B,) each, ``t_near >= 0``; ``t_far <= t_near`` where the ray misses.
+    """
     safe = torch.where(directions.abs() < 1e-9, torch.full_like(directions, 1e-9), directions)
-    t0 = (-half_extent - origins) / safe
-    t1 = (half_extent - origins) / safe
+    t0 = (low - origins) / safe
+    t1 = (high - origins) / safe
     t_near = torch.minimum(t0, t1).amax(dim=-1).clamp(min=0.0)
     t_far = torch.maximum(t0, t1).amin(dim=-1)
     return t_near, t_far
@@ -235,12 +273,18 @@ def march(
         jitter: offset each ray's steps by a random fraction of a step (training).
     Returns:
         ``(t_mid, keep)``: (B, K) distances of the step midpoints and (B, K) bool
-        for steps to evaluate; K covers the cube's diagonal.
+        for steps to evaluate. The steps lie where they would on a march through the whole cube
+        (from its entry point, one step apart), but only the run of K steps that can meet the box around
+        the occupied voxels (:meth:`OccupancyGrid.occupied_bounds`) is made: a head fills a small part of
+        the cube, and everything per step (points, voxel look-ups, compositing) scales with K.
     """
-    num_steps = int(math.ceil(2.0 * math.sqrt(3.0) * grid.half_extent / step))
     t_near, t_far = ray_cube_interval(origins, directions, grid.half_extent)
     offset = torch.rand_like(t_near) if jitter else torch.full_like(t_near, 0.5)
-    t_mid = t_near[:, None] + (torch.arange(num_steps, device=origins.device)[None] + offset[:, None]) * step
+    first, num_steps = _steps_in_bounds(grid, origins, directions, t_near, offset, step)
+    t_mid = (
+        t_near[:, None]
+        + (first[:, None] + torch.arange(num_steps, device=origins.device)[None] + offset[:, None]) * step
+    )
     keep = t_mid < t_far[:, None]
     points = origins[:, None, :] + directions[:, None, :] * t_mid[..., None]
     index, inside = grid.voxel_index(points)
@@ -254,6 +298,31 @@ def march(
         hidden = in_front > -math.log(MIN_TRANSMITTANCE)
         keep &= ~hidden
     return t_mid, keep
+
+
+def _steps_in_bounds(
+    grid: OccupancyGrid,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    t_near: torch.Tensor,
+    offset: torch.Tensor,
+    step: float,
+) -> tuple[torch.Tensor, int]:
+    """The first step of each ray that can lie in the occupied box, and how many steps cover the box.
+
+    Step ``k`` of a ray sits at ``t_near + (k + offset) * step``; every step in an occupied voxel lies in
+    the box, so it is one of ``first .. first + K - 1`` (a step of slack on each side for rounding).
+
+    Returns:
+        ``(first (B,) float, whole numbers of steps, K)``.
+    """
+    bounds = grid.occupied_bounds()
+    if bounds is None:  # nothing occupied: one step, which no voxel keeps
+        return torch.zeros_like(t_near), 1
+    box_near, box_far = ray_box_interval(origins, directions, bounds[0], bounds[1])
+    first = (torch.floor((box_near - t_near) / step - offset) - 1.0).clamp(min=0.0)
+    longest = float((box_far - box_near).clamp(min=0.0).max()) if box_far.numel() else 0.0
+    return first, int(math.ceil(longest / step)) + 3
 
 
 def composite(
@@ -336,7 +405,8 @@ def render_rays(
     density = torch.zeros(t_mid.shape, device=origins.device).index_put((ray_index, step_index), d.float())
     rgb = torch.zeros(*t_mid.shape, 3, device=origins.device).index_put((ray_index, step_index), c.float())
     color, accumulation, weights = composite(density, rgb, step, background)
-    depth = (weights * t_mid).sum(dim=-1) + (1.0 - accumulation) * t_mid[:, -1]
+    _, cube_exit = ray_cube_interval(origins, directions, grid.half_extent)
+    depth = (weights * t_mid).sum(dim=-1) + (1.0 - accumulation) * cube_exit
     return {
         "rgb": color,
         "accumulation": accumulation,

@@ -83,9 +83,7 @@ class FitConfig:
     mask_loss_weight: float = 0.1
     """Weight of the loss between rendered opacity and the views' alpha."""
     occupancy_warmup_steps: int = 32
-    """Steps of a cold start on the visual hull alone before the grid follows the density. A warm-started
-    grid follows the density from the first step: the field is the proxy head already, and the warm start's
-    wide band (a third of the steps' samples in the first 32 steps of the sample) holds no head."""
+    """Steps on the visual hull alone before the grid follows the density."""
     occupancy_update_every: int = 8
     """Steps between occupancy grid updates."""
     seed: int = 0
@@ -234,13 +232,12 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
     recent_psnr: list[float] = []
     start = time.perf_counter()
     step = 0
-    warmup_steps = 0 if warm is not None else config.occupancy_warmup_steps
     samples = 0
     for step in progress.bar(range(config.iterations), total=config.iterations, desc="fit-nerf"):
         if config.max_seconds and time.perf_counter() - start > config.max_seconds:
             progress.info(f"fit-nerf: stopped at step {step} (time budget of {config.max_seconds:.0f} s)")
             break
-        if step >= warmup_steps and step % config.occupancy_update_every == 0:
+        if step >= config.occupancy_warmup_steps and step % config.occupancy_update_every == 0:
             volume.grid.update(volume.density, config.volume.density_threshold)
         pick = torch.cat(
             [

@@ -208,9 +208,6 @@ class OccupancyGrid(nn.Module):
         ema = self.density_ema.reshape(-1)
         ema.mul_(decay)
         ema[pick] = torch.maximum(ema[pick], density)
-        # As instant-NGP: never above the hull's mean estimate, so that a field still faint everywhere (a
-        # warm start that the grid follows from the first step, an early cold fog) does not empty the grid.
-        threshold = min(threshold, float(self.density_ema[self.hull].mean()))
         self.occupied.copy_((self.density_ema > threshold) & self.hull)
         self.updates += 1
 

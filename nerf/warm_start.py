@@ -44,8 +44,13 @@ class WarmStartConfig:
     peak_density: float = 400.0
     """Density (1 / world unit) deep inside the proxy: opaque within a sample or two."""
     margin: float = 0.06
-    """Voxels within this distance (world units) outside the proxy stay in the occupancy grid, so
+    """Voxels within this distance (world units) outside the proxy stay in the occupancy grid's hull, so
     the fit can grow the head where the views show more than the proxy."""
+    start_margin: float = 0.024
+    """Until the grid first follows the density (``FitConfig.occupancy_warmup_steps``), rays are sampled
+    only within this distance outside the proxy: about where the start's density passes the grid's
+    threshold (``width * ln(peak_density)``). The rest of the ``margin`` band holds no head, and on the
+    sample its empty steps were a third of the first steps' field evaluations."""
     colour_weight: float = 1.0
     """Weight of the colour regression (0: density only)."""
     learning_rate: float = 1e-2
@@ -144,12 +149,13 @@ def target_log_density(sdf: torch.Tensor, config: WarmStartConfig) -> torch.Tens
 
 
 @torch.no_grad()
-def narrow_occupancy(grid, prior: ProxyPrior, margin: float) -> float:
-    """Keep only the hull voxels within ``margin`` outside the proxy (inside ones too). Returns the kept share."""
+def narrow_occupancy(grid, prior: ProxyPrior, margin: float, start_margin: float | None = None) -> float:
+    """Keep only the hull voxels within ``margin`` outside the proxy (inside ones too), and occupy those
+    within ``start_margin`` (None: ``margin``) until the grid follows the density. Returns the hull's share."""
     sdf = prior.signed_distance(grid.voxel_centres().reshape(-1, 3).cpu()).to(grid.hull.device)
-    near = (sdf < margin + 0.5 * math.sqrt(3.0) * grid.voxel_size).reshape(grid.hull.shape)
-    grid.hull &= near
-    grid.occupied.copy_(grid.hull)
+    sdf = sdf.reshape(grid.hull.shape) - 0.5 * math.sqrt(3.0) * grid.voxel_size  # the voxel's nearest point
+    grid.hull &= sdf < margin
+    grid.occupied.copy_(grid.hull & (sdf < (margin if start_margin is None else start_margin)))
     return float(grid.hull.float().mean())
 
 
@@ -208,6 +214,7 @@ def warm_start(volume, run_dir: str | Path, config: WarmStartConfig, seed: int =
     prior = ProxyPrior.from_run(run_dir, volume.config.field.half_extent, volume.config.grid_resolution)
     if prior is None:
         return None
-    kept = narrow_occupancy(volume.grid, prior, config.margin)
+    kept = narrow_occupancy(volume.grid, prior, config.margin, config.start_margin)
     losses = regress_to_proxy(volume, prior, config, torch.Generator().manual_seed(seed))
-    return {"steps": config.steps, "occupancy_kept": round(kept, 4), **losses}
+    occupied = float(volume.grid.occupied.float().mean())
+    return {"steps": config.steps, "occupancy_kept": round(kept, 4), "occupied_at_start": round(occupied, 4), **losses}

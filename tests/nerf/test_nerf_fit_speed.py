@@ -1,4 +1,4 @@
-"""What a fit step costs: the march covers only the occupied box, a warm-started grid follows the density at once."""
+"""What a fit step costs: the march covers only the occupied box, the warm start samples near the proxy."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 
 from nerf import dataset, fit, synthetic
 from nerf.occupancy import OccupancyGrid, march, ray_cube_interval
-from nerf.warm_start import WarmStartConfig
+from nerf.volume import NGPVolume, VolumeConfig
+from nerf.warm_start import ProxyPrior, WarmStartConfig, narrow_occupancy
 from portrait3d.run import atomic_write_bytes
 
 
@@ -51,27 +52,44 @@ def test_march_makes_only_the_steps_that_can_meet_the_occupied_box():
     assert not march(grid, origins, directions, step, jitter=False)[1].any()
 
 
-def _scene(root, prior: bool):
+def test_the_warm_start_samples_rays_near_the_proxy_until_the_grid_follows_the_density():
+    mesh = synthetic.head_mesh(subdivisions=3)
+    proxy = synthetic.proxy_of(mesh)
+    volume = NGPVolume(VolumeConfig(grid_resolution=64))
+    config = WarmStartConfig(steps=2)
+    prior = ProxyPrior(proxy.vertices, proxy.faces, proxy.visual.vertex_colors[:, :3] / 255.0, 0.5, 64)
+    hull_share = narrow_occupancy(volume.grid, prior, config.margin, config.start_margin)
+    grid = volume.grid
+    occupied_share = float(grid.occupied.float().mean())
+    assert occupied_share < 0.75 * hull_share  # the band beyond start_margin is in the hull, not sampled
+    assert bool((grid.occupied <= grid.hull).all())
+    # Nothing of the head is cut: every vertex of the proxy, and points start_margin outside it, are occupied.
+    normals = torch.as_tensor(proxy.vertex_normals, dtype=torch.float32)
+    vertices = torch.as_tensor(proxy.vertices, dtype=torch.float32)
+    assert bool(grid.is_occupied(vertices).all())
+    assert bool(grid.is_occupied(vertices + 0.9 * config.start_margin * normals).all())
+    # ... and the band a little beyond it is not, but stays in the hull for the grid updates.
+    beyond = vertices + (config.start_margin + 2.0 * grid.voxel_size) * normals
+    inside_cube = (beyond.abs() < 0.5).all(dim=-1)
+    index, _ = grid.voxel_index(beyond[inside_cube])
+    assert float(grid.occupied.reshape(-1)[index].float().mean()) < 0.2
+    assert float(grid.hull.reshape(-1)[index].float().mean()) > 0.9
+
+
+def _scene(root):
     mesh = synthetic.head_mesh(subdivisions=3)
     run = synthetic.write_scene(root, mesh, synthetic.orbit_cameras(6, pitches=(0.0, 25.0)), size=32)
-    if prior:
-        proxy = synthetic.proxy_of(mesh)
-        atomic_write_bytes(run.path("proxy", "head.ply"), proxy.export(file_type="ply"))
+    atomic_write_bytes(run.path("proxy", "head.ply"), synthetic.proxy_of(mesh).export(file_type="ply"))
     dataset.write_transforms(run)
     return run
 
 
-def test_a_warm_started_grid_follows_the_density_from_the_first_step(tmp_path):
+def test_the_fit_reports_its_field_evaluations_per_ray(tmp_path):
     config = dataclasses.replace(
-        fit.PRESETS["fast"], image_size=32, iterations=4, rays_per_batch=128, warm_start=WarmStartConfig(steps=5)
+        fit.PRESETS["fast"], image_size=32, iterations=3, rays_per_batch=128, warm_start=WarmStartConfig(steps=5)
     )
-    updates = {}
-    for name, prior in (("warm", True), ("cold", False)):
-        run = _scene(tmp_path / name, prior)
-        info = fit.fit(run, config, "cpu")
-        assert (info["warm_start"] is not None) == prior
-        assert info["samples_per_ray"] > 0
-        updates[name] = int(fit.load_field(run.root).grid.updates)
-    # Warm: the grid is the proxy's density before the first step (updated at step 0); cold: the visual
-    # hull for the first occupancy_warmup_steps (32) steps.
-    assert updates == {"warm": 1, "cold": 0}
+    info = fit.fit(_scene(tmp_path / "run"), config, "cpu")
+    warm = info["warm_start"]
+    assert warm["occupied_at_start"] < warm["occupancy_kept"]
+    # At most the steps a ray makes through the occupied voxels; the proxy's head is hit by most rays.
+    assert 1.0 < info["samples_per_ray"] < 64

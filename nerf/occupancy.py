@@ -68,8 +68,10 @@ class OccupancyGrid(nn.Module):
         Cached until ``occupied`` changes (every in-place write bumps its version), so a training step
         pays for it only after a grid update.
         """
-        key = (self.occupied.data_ptr(), self.occupied._version)
-        if getattr(self, "_bounds_key", None) != key:
+        # The key holds the tensor itself (not its address), so a buffer replaced by ``.to()`` is never mistaken.
+        key = (self.occupied, self.occupied._version)
+        cached = getattr(self, "_bounds_key", None)
+        if cached is None or cached[0] is not key[0] or cached[1] != key[1]:
             lows, highs = [], []
             for dim in range(3):
                 along = self.occupied.any(dim=tuple(d for d in range(3) if d != dim))

@@ -306,6 +306,12 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         "floater_voxels_emptied": dropped,
         "warm_start": warm,
         "view_weights": [round(float(w), 3) for w in reliability.weights()] if config.view_weighting else None,
+        "view_losses": [round(float(v), 4) for v in reliability.loss] if config.view_weighting else None,
+        "view_gains": (
+            [[round(float(g), 3) for g in row] for row in torch.exp(appearance.log_gain.detach()).cpu()]
+            if appearance is not None
+            else None
+        ),
         "warm_start_seconds": round(warm_seconds, 2) if warm is not None else None,
     }
 

@@ -147,6 +147,10 @@ def proxy_of(mesh: trimesh.Trimesh, offset: float = 0.006, seed: int = 0) -> tri
     return trimesh.Trimesh(moved, np.asarray(mesh.faces), vertex_colors=rgba, process=False)
 
 
+PERTURBATIONS = ("colour", "jitter", "detail", "wrong")
+"""What :func:`simulate_diffusion` can do to a ring of views (each can be switched on alone, for ablations)."""
+
+
 def simulate_diffusion(
     images: Sequence[np.ndarray],
     seed: int = 0,
@@ -155,6 +159,7 @@ def simulate_diffusion(
     jitter_px: float = 3.0,
     detail: float = 0.08,
     wrong_views: int = 2,
+    perturbations: Sequence[str] = PERTURBATIONS,
 ) -> tuple[list[np.ndarray], dict]:
     """What a diffusion model does to a 360-degree ring of views, applied to consistent renders.
 
@@ -166,24 +171,35 @@ def simulate_diffusion(
 
     Args:
         images: (H, W, 4) uint8 RGBA views of one ring, in orbit order.
+        perturbations: which of :data:`PERTURBATIONS` to apply (``colour``: exposure and colour cast,
+            ``jitter``, ``detail``, ``wrong``: the wrong views); the random draws are the same whatever
+            is switched off, so that one perturbation alone is exactly its share of the full simulation.
     Returns:
         ``(images, record)``: the altered views and what was done to each (for the report).
     """
     from scipy import ndimage
 
+    unknown = sorted(set(perturbations) - set(PERTURBATIONS))
+    if unknown:
+        raise ValueError(f"unknown perturbations {unknown}; expected some of {PERTURBATIONS}")
     rng = np.random.default_rng(seed)
     n = len(images)
     wrong = sorted(rng.choice(np.arange(1, n), size=min(wrong_views, max(n - 1, 0)), replace=False).tolist())
-    out, record = [], {"wrong_views": wrong, "views": []}
+    if "wrong" not in perturbations:
+        wrong = []
+    out, record = [], {"perturbations": list(perturbations), "wrong_views": wrong, "views": []}
     for i, image in enumerate(images):
         src = images[(i + n // 4) % n] if i in wrong else image
         h = src.shape[0]
         rgba = src.astype(np.float64) / 255.0
         shift = np.round(rng.uniform(-jitter_px, jitter_px, size=2) * h / 512.0).astype(int)
-        rgba = np.roll(rgba, tuple(shift), axis=(0, 1))
         gain = 2.0 ** rng.normal(0.0, exposure) * rng.normal(1.0, colour, size=3)
         noise = ndimage.gaussian_filter(rng.normal(size=rgba.shape[:2]), 1.0 * h / 512.0 + 0.5)
         noise *= detail / max(noise.std(), 1e-9)
+        shift = shift if "jitter" in perturbations else np.zeros(2, dtype=int)
+        gain = gain if "colour" in perturbations else np.ones(3)
+        noise = noise if "detail" in perturbations else np.zeros_like(noise)
+        rgba = np.roll(rgba, tuple(shift), axis=(0, 1))
         rgb = np.clip(rgba[..., :3] * gain + noise[..., None], 0.0, 1.0)
         out.append((np.concatenate([rgb, rgba[..., 3:]], axis=-1) * 255.0).round().astype(np.uint8))
         record["views"].append({"shift_px": shift.tolist(), "gain": [round(float(g), 3) for g in gain]})

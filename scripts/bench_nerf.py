@@ -176,6 +176,12 @@ def main() -> None:
         "--prior", default="none", choices=["none", "exact", "perturbed"], help="proxy head for the warm start"
     )
     parser.add_argument("--inconsistent", action="store_true", help="alter the training views like diffusion")
+    parser.add_argument(
+        "--perturb",
+        default=",".join(synthetic.PERTURBATIONS),
+        help="with --inconsistent: which perturbations, comma-separated (default: all of "
+        f"{','.join(synthetic.PERTURBATIONS)}; one alone for an ablation)",
+    )
     parser.add_argument("--cold", action="store_true", help="no warm start even with a --prior")
     parser.add_argument("--seed", type=int, default=0, help="fit seed (and of the simulated inconsistency)")
     args = parser.parse_args()
@@ -195,10 +201,13 @@ def main() -> None:
     else:
         mesh, scene_name = ground_truth_mesh(args.proxy_run)
         alter = None
+        perturbs = [p for p in args.perturb.split(",") if p]
+        if set(perturbs) - set(synthetic.PERTURBATIONS):
+            parser.error(f"--perturb: expected some of {','.join(synthetic.PERTURBATIONS)}, got {args.perturb}")
         if args.inconsistent:
 
             def alter(images):
-                altered, record = synthetic.simulate_diffusion(images, seed=args.seed)
+                altered, record = synthetic.simulate_diffusion(images, seed=args.seed, perturbations=perturbs)
                 scene_info["inconsistency"] = record
                 return altered
 

@@ -108,7 +108,7 @@ class FitConfig:
     """Weigh each view's colour loss down when it stays far above the typical view's
     (:class:`nerf.appearance.ViewReliability`): a plainly wrong view stops pulling the field."""
     view_weighting_after: float = 0.2
-    outlier_sigmas: float = 0.0
+    outlier_sigmas: float = 4.0
     """A view whose running colour loss is more than this many robust standard deviations above the median
     view's weighs less, down to 0 at twice that (:class:`nerf.appearance.ViewReliability`; 0: the ratio test
     alone). The view's weight applies to its opacity loss too: a wrong view's silhouette is as wrong as its

@@ -38,11 +38,11 @@ def _inconsistent_scene(root, perturbations, **simulation):
 
 
 def _fit(run, **options) -> dict:
+    options = {"iterations": 80, **options}
     config = dataclasses.replace(
         fit.PRESETS["fast"],
         image_size=SIZE,
         rays_per_batch=256,
-        iterations=80,
         warm_start=WarmStartConfig(steps=30, points_per_step=2048),
         **options,
     )
@@ -96,3 +96,18 @@ def test_wrong_view_weighed_out_and_held_out_error_drops(tmp_path):
     assert kept[plainly_wrong] > 0.5 and weights[plainly_wrong] == 0.0, (wrong, kept, weights)
     assert np.all(np.delete(weights, wrong) == 1.0), weights
     assert robust_psnr > ratio_psnr + 0.3, (ratio_psnr, robust_psnr)
+
+
+def test_view_shift_learns_the_jitter_of_each_view(tmp_path):
+    """Views moved by a few pixels each: the learnt per-view shifts undo the simulated ones."""
+    run, _, _, record = _inconsistent_scene(tmp_path / "jitter", ("jitter",), jitter_px=24.0)
+    info = _fit(run, view_shift=True, iterations=60)
+    # The simulation rolls each image by (rows, cols) at 2×SIZE; the fit's shift is (u, v) at SIZE.
+    applied = np.array([view["shift_px"] for view in record["views"]], dtype=float)[:, ::-1] / 2.0
+    learnt = np.array(info["view_shifts_px"])
+    assert np.abs(applied).max() >= 1.0, applied
+    assert np.corrcoef(applied.ravel(), learnt.ravel())[0, 1] < -0.8, (applied, learnt)
+    assert (
+        fit.fit(run, dataclasses.replace(fit.PRESETS["fast"], iterations=1, image_size=SIZE), "cpu")["view_shifts_px"]
+        is None
+    )  # off by default

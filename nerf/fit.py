@@ -108,6 +108,7 @@ class FitConfig:
     """Weigh each view's colour loss down when it stays far above the typical view's
     (:class:`nerf.appearance.ViewReliability`): a plainly wrong view stops pulling the field."""
     view_weighting_after: float = 0.2
+    """Share of the steps after which the view weights apply (the losses are measured before)."""
     outlier_sigmas: float = 4.0
     """A view whose running colour loss is more than this many robust standard deviations above the median
     view's weighs less, down to 0 at twice that (:class:`nerf.appearance.ViewReliability`; 0: the ratio test

@@ -111,3 +111,25 @@ def test_view_shift_learns_the_jitter_of_each_view(tmp_path):
         fit.fit(run, dataclasses.replace(fit.PRESETS["fast"], iterations=1, image_size=SIZE), "cpu")["view_shifts_px"]
         is None
     )  # off by default
+
+
+def test_simulation_switches_perturbations_one_at_a_time_and_centres_the_gains():
+    mesh = synthetic.head_mesh(subdivisions=3)
+    clean = synthetic.render_views(mesh, synthetic.orbit_cameras(8, pitches=(0.0,)), 64)
+    full, full_record = synthetic.simulate_diffusion(clean, seed=3)
+    colour, record = synthetic.simulate_diffusion(clean, seed=3, perturbations=("colour",))
+    gains = np.array([view["gain"] for view in record["views"]])
+    # The ring is right on average: a fit that matches the views on average is the true head.
+    np.testing.assert_allclose(np.exp(np.log(gains).mean(axis=0)), 1.0, atol=2e-3)
+    assert gains.std() > 0.02 and record["wrong_views"] == []
+    assert all(np.array_equal(c[..., 3], a[..., 3]) for c, a in zip(clean, colour))  # no shift, no wrong view
+    # The same draws as the full simulation: each perturbation alone is its share of it.
+    assert np.allclose(gains, [view["gain"] for view in full_record["views"]])
+    jitter, record = synthetic.simulate_diffusion(clean, seed=3, perturbations=("jitter",))
+    for image, moved, view, full_view in zip(clean, jitter, record["views"], full_record["views"]):
+        assert view["shift_px"] == full_view["shift_px"]
+        assert np.array_equal(moved, np.roll(image, tuple(view["shift_px"]), axis=(0, 1)))
+    wrong, record = synthetic.simulate_diffusion(clean, seed=3, perturbations=("wrong",))
+    assert record["wrong_views"] == full_record["wrong_views"] and len(record["wrong_views"]) == 2
+    for i in record["wrong_views"]:
+        assert np.array_equal(wrong[i], clean[(i + len(clean) // 4) % len(clean)])

@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument(
         "--outlier-sigmas", type=float, default=None, help="override FitConfig.outlier_sigmas (0: the ratio test alone)"
     )
+    parser.add_argument("--appearance-penalty", type=float, default=None, help="override FitConfig.appearance_penalty")
     parser.add_argument("--cold", action="store_true", help="no warm start even with a --prior")
     parser.add_argument("--seed", type=int, default=0, help="fit seed (and of the simulated inconsistency)")
     args = parser.parse_args()
@@ -236,6 +237,8 @@ def main() -> None:
     config.seed = args.seed
     if args.view_shift:
         config.view_shift = True
+    if args.appearance_penalty is not None:
+        config.appearance_penalty = args.appearance_penalty
     if args.outlier_sigmas is not None:
         config.outlier_sigmas = args.outlier_sigmas
     if args.cold:

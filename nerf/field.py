@@ -86,21 +86,23 @@ class _WeightedGather(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, table, index, weights):  # type: ignore[override]
-        ctx.save_for_backward(index, weights)
+        ctx.save_for_backward(table, index, weights)
         ctx.rows = table.shape[0]
         return torch.nn.functional.embedding_bag(index, table, per_sample_weights=weights, mode="sum")
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        index, weights = ctx.saved_tensors
-        if ctx.needs_input_grad[2]:
-            raise NotImplementedError("gradients with respect to the interpolation weights are not needed")
+        table, index, weights = ctx.saved_tensors
+        # The weights need a gradient only when the points do (a fit that learns its rays: ViewShift).
+        grad_weights = (table[index] * grad[:, None, :]).sum(dim=-1) if ctx.needs_input_grad[2] else None
+        if not ctx.needs_input_grad[0]:
+            return None, None, grad_weights
         flat = index.reshape(-1)
         columns = [
             torch.bincount(flat, weights=(weights * grad[:, k, None]).reshape(-1), minlength=ctx.rows)
             for k in range(grad.shape[1])
         ]
-        return torch.stack(columns, dim=-1).to(grad.dtype), None, None
+        return torch.stack(columns, dim=-1).to(grad.dtype), None, grad_weights
 
 
 class HashGrid(nn.Module):

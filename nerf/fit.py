@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerf.appearance import ViewAppearance, ViewReliability
+from nerf.appearance import ViewAppearance, ViewReliability, ViewShift, pixel_axes
 from nerf.dataset import TRANSFORMS, read_views
 from nerf.field import FieldConfig
 from nerf.volume import NGPVolume, VolumeConfig, photometric_loss
@@ -99,11 +99,21 @@ class FitConfig:
     that views with their own exposure or colour cast (generated views) do not stain the field."""
     appearance_penalty: float = 1.0
     """Weight of the penalty that keeps the per-view gains and offsets near identity."""
+    view_shift: bool = False
+    """Learn an image-plane shift of a few pixels per view while fitting (:class:`nerf.appearance.ViewShift`),
+    so that generated views that are off by a few pixels do not blur the head and its silhouette."""
+    shift_penalty: float = 1e-3
+    """Weight of the penalty on the squared per-view shifts (in pixels)."""
     view_weighting: bool = True
     """Weigh each view's colour loss down when it stays far above the typical view's
     (:class:`nerf.appearance.ViewReliability`): a plainly wrong view stops pulling the field."""
     view_weighting_after: float = 0.2
     """Share of the steps after which the view weights apply (the losses are measured before)."""
+    outlier_sigmas: float = 4.0
+    """A view whose running colour loss is more than this many robust standard deviations above the median
+    view's weighs less, down to 0 at twice that (:class:`nerf.appearance.ViewReliability`; 0: the ratio test
+    alone). The view's weight applies to its opacity loss too: a wrong view's silhouette is as wrong as its
+    colours."""
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     """Start the density, colour and occupancy from the run's proxy head (``proxy/head.ply``) when it has one."""
 
@@ -221,8 +231,15 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         f"visual hull {float(volume.grid.hull.float().mean()) * 100:.1f}% of the cube"
     )
     appearance = ViewAppearance(len(views)).to(torch_device) if config.view_appearance else None
-    reliability = ViewReliability(len(views), device=torch_device)
-    params = list(volume.parameters()) + (list(appearance.parameters()) if appearance is not None else [])
+    shift = (
+        ViewShift(pixel_axes([v.camera for v in views], config.image_size)).to(torch_device)
+        if config.view_shift
+        else None
+    )
+    reliability = ViewReliability(len(views), device=torch_device, outlier_sigmas=config.outlier_sigmas)
+    params = list(volume.parameters())
+    for module in (appearance, shift):
+        params += list(module.parameters()) if module is not None else []
     optimizer = torch.optim.Adam(params, lr=config.learning_rate, betas=(0.9, 0.99), eps=1e-15)
     pixels_per_view = config.image_size * config.image_size
     foreground_index = torch.nonzero(rays.near_foreground, as_tuple=True)[0]
@@ -248,9 +265,10 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
             ]
         )
         background = torch.rand(pick.numel(), 3, device=torch_device, generator=generator)
-        out = volume.render_rays(rays.origins[pick], rays.directions[pick], background, jitter=True)
-        samples += int(out["num_samples"])
         view = pick // pixels_per_view
+        directions = rays.directions[pick] if shift is None else shift(rays.directions[pick], view)
+        out = volume.render_rays(rays.origins[pick], directions, background, jitter=True)
+        samples += int(out["num_samples"])
         rgb = out["rgb"]
         if appearance is not None:
             rgb = appearance(rgb, out["accumulation"], background, view)
@@ -261,10 +279,18 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
             if step >= config.view_weighting_after * config.iterations:
                 ray_weight = reliability.weights()[view]
         losses = photometric_loss(
-            rgb, out["accumulation"], rays.rgba[pick], background, config.mask_loss_weight, ray_weight
+            rgb,
+            out["accumulation"],
+            rays.rgba[pick],
+            background,
+            config.mask_loss_weight,
+            ray_weight,
+            ray_weight if config.outlier_sigmas > 0 else None,
         )
         if appearance is not None:
             losses["appearance_penalty"] = config.appearance_penalty * appearance.penalty()
+        if shift is not None:
+            losses["shift_penalty"] = config.shift_penalty * shift.penalty()
         loss = sum(losses.values())
         if not loss.requires_grad:  # no ray met an occupied voxel this step
             continue
@@ -310,6 +336,15 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         "floater_voxels_emptied": dropped,
         "warm_start": warm,
         "view_weights": [round(float(w), 3) for w in reliability.weights()] if config.view_weighting else None,
+        "view_losses": [round(float(v), 4) for v in reliability.loss] if config.view_weighting else None,
+        "view_shifts_px": (
+            [[round(float(p), 2) for p in row] for row in shift.pixels.detach().cpu()] if shift is not None else None
+        ),
+        "view_gains": (
+            [[round(float(g), 3) for g in row] for row in torch.exp(appearance.log_gain.detach()).cpu()]
+            if appearance is not None
+            else None
+        ),
         "warm_start_seconds": round(warm_seconds, 2) if warm is not None else None,
     }
 

@@ -147,6 +147,10 @@ def proxy_of(mesh: trimesh.Trimesh, offset: float = 0.006, seed: int = 0) -> tri
     return trimesh.Trimesh(moved, np.asarray(mesh.faces), vertex_colors=rgba, process=False)
 
 
+PERTURBATIONS = ("colour", "jitter", "detail", "wrong")
+"""What :func:`simulate_diffusion` can do to a ring of views (each can be switched on alone, for ablations)."""
+
+
 def simulate_diffusion(
     images: Sequence[np.ndarray],
     seed: int = 0,
@@ -155,35 +159,53 @@ def simulate_diffusion(
     jitter_px: float = 3.0,
     detail: float = 0.08,
     wrong_views: int = 2,
+    perturbations: Sequence[str] = PERTURBATIONS,
 ) -> tuple[list[np.ndarray], dict]:
     """What a diffusion model does to a 360-degree ring of views, applied to consistent renders.
 
     Per view: an exposure change (log2 gain ~ N(0, ``exposure``)) and a colour cast (per-channel gain
-    ~ N(1, ``colour``)); a shift of a few pixels (uniform in ±``jitter_px`` at 512 px, scaled with
-    the image); hallucinated high-frequency detail that differs from view to view (blurred noise of
-    amplitude ``detail`` on the head); and ``wrong_views`` views that are plainly wrong (the image of
-    the view a quarter turn away).
+    ~ N(1, ``colour``)), divided by the ring's geometric mean gain (the views are right on average); a
+    shift of a few pixels (uniform in ±``jitter_px`` at 512 px, scaled with the image); hallucinated
+    high-frequency detail that differs from view to view (blurred noise of amplitude ``detail`` on the
+    head); and ``wrong_views`` views that are plainly wrong (the image of the view a quarter turn away).
 
     Args:
         images: (H, W, 4) uint8 RGBA views of one ring, in orbit order.
+        perturbations: which of :data:`PERTURBATIONS` to apply (``colour``: exposure and colour cast,
+            ``jitter``, ``detail``, ``wrong``: the wrong views); the random draws are the same whatever
+            is switched off, so that one perturbation alone is exactly its share of the full simulation.
     Returns:
         ``(images, record)``: the altered views and what was done to each (for the report).
     """
     from scipy import ndimage
 
+    unknown = sorted(set(perturbations) - set(PERTURBATIONS))
+    if unknown:
+        raise ValueError(f"unknown perturbations {unknown}; expected some of {PERTURBATIONS}")
     rng = np.random.default_rng(seed)
     n = len(images)
     wrong = sorted(rng.choice(np.arange(1, n), size=min(wrong_views, max(n - 1, 0)), replace=False).tolist())
-    out, record = [], {"wrong_views": wrong, "views": []}
-    for i, image in enumerate(images):
-        src = images[(i + n // 4) % n] if i in wrong else image
-        h = src.shape[0]
-        rgba = src.astype(np.float64) / 255.0
+    if "wrong" not in perturbations:
+        wrong = []
+    out, record = [], {"perturbations": list(perturbations), "wrong_views": wrong, "views": []}
+    draws = []
+    for image in images:
+        h = image.shape[0]
         shift = np.round(rng.uniform(-jitter_px, jitter_px, size=2) * h / 512.0).astype(int)
-        rgba = np.roll(rgba, tuple(shift), axis=(0, 1))
         gain = 2.0 ** rng.normal(0.0, exposure) * rng.normal(1.0, colour, size=3)
-        noise = ndimage.gaussian_filter(rng.normal(size=rgba.shape[:2]), 1.0 * h / 512.0 + 0.5)
-        noise *= detail / max(noise.std(), 1e-9)
+        noise = ndimage.gaussian_filter(rng.normal(size=image.shape[:2]), 1.0 * h / 512.0 + 0.5)
+        draws.append((shift, gain, noise * detail / max(noise.std(), 1e-9)))
+    # The ring's exposure is centred on the truth (geometric mean gain 1 per channel): a fit that matches
+    # the views on average is then the true head, and a held-out view against the clean render does not
+    # charge it for the draw's mean cast.
+    centre = np.exp(np.mean([np.log(gain) for _, gain, _ in draws], axis=0))
+    for i, (shift, gain, noise) in enumerate(draws):
+        src = images[(i + n // 4) % n] if i in wrong else images[i]
+        rgba = src.astype(np.float64) / 255.0
+        shift = shift if "jitter" in perturbations else np.zeros(2, dtype=int)
+        gain = gain / centre if "colour" in perturbations else np.ones(3)
+        noise = noise if "detail" in perturbations else np.zeros_like(noise)
+        rgba = np.roll(rgba, tuple(shift), axis=(0, 1))
         rgb = np.clip(rgba[..., :3] * gain + noise[..., None], 0.0, 1.0)
         out.append((np.concatenate([rgb, rgba[..., 3:]], axis=-1) * 255.0).round().astype(np.uint8))
         record["views"].append({"shift_px": shift.tolist(), "gain": [round(float(g), 3) for g in gain]})

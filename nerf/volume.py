@@ -206,6 +206,7 @@ def photometric_loss(
     background: torch.Tensor,
     mask_weight: float,
     ray_weight: torch.Tensor | None = None,
+    mask_ray_weight: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Losses against RGBA targets composited over the same background as the render.
 
@@ -216,6 +217,8 @@ def photometric_loss(
         background: (B, 3) background colour used for the render.
         mask_weight: weight of the opacity-vs-alpha term.
         ray_weight: (B,) weight of each ray's colour term (None: all 1), e.g. a view's reliability.
+        mask_ray_weight: (B,) weight of each ray's opacity term (None: all 1): a wrong view's silhouette
+            is as wrong as its colours.
     Returns:
         ``rgb_loss`` and ``mask_loss``.
     """
@@ -226,7 +229,9 @@ def photometric_loss(
     else:
         per_ray = torch.nn.functional.smooth_l1_loss(rgb, target, beta=0.1, reduction="none").mean(dim=-1)
         rgb_loss = torch.sum(per_ray * ray_weight) / torch.clamp(ray_weight.sum(), min=1e-6)
-    return {
-        "rgb_loss": rgb_loss,
-        "mask_loss": mask_weight * torch.mean((accumulation - alpha[:, 0]) ** 2),
-    }
+    mask_error = (accumulation - alpha[:, 0]) ** 2
+    if mask_ray_weight is None:
+        mask_loss = torch.mean(mask_error)
+    else:
+        mask_loss = torch.sum(mask_error * mask_ray_weight) / torch.clamp(mask_ray_weight.sum(), min=1e-6)
+    return {"rgb_loss": rgb_loss, "mask_loss": mask_weight * mask_loss}

@@ -25,7 +25,8 @@ the held-out views stay clean.
 Usage::
 
     python scripts/bench_nerf.py --out /tmp/bench-nerf [--preset fast] [--device auto] [--proxy-run RUN] [--mesh]
-        [--prior none|exact|perturbed] [--inconsistent] [--cold]
+        [--prior none|exact|perturbed] [--inconsistent [--perturb colour,jitter,detail,wrong]] [--cold]
+        [--view-shift] [--outlier-sigmas S]
 
 On a machine without open3d (the lent GPU), render the scene where open3d is, carry it, fit there::
 
@@ -176,6 +177,17 @@ def main() -> None:
         "--prior", default="none", choices=["none", "exact", "perturbed"], help="proxy head for the warm start"
     )
     parser.add_argument("--inconsistent", action="store_true", help="alter the training views like diffusion")
+    parser.add_argument(
+        "--perturb",
+        default=",".join(synthetic.PERTURBATIONS),
+        help="with --inconsistent: which perturbations, comma-separated (default: all of "
+        f"{','.join(synthetic.PERTURBATIONS)}; one alone for an ablation)",
+    )
+    parser.add_argument("--view-shift", action="store_true", help="learn a per-view image shift (FitConfig)")
+    parser.add_argument(
+        "--outlier-sigmas", type=float, default=None, help="override FitConfig.outlier_sigmas (0: the ratio test alone)"
+    )
+    parser.add_argument("--appearance-penalty", type=float, default=None, help="override FitConfig.appearance_penalty")
     parser.add_argument("--cold", action="store_true", help="no warm start even with a --prior")
     parser.add_argument("--seed", type=int, default=0, help="fit seed (and of the simulated inconsistency)")
     args = parser.parse_args()
@@ -195,10 +207,13 @@ def main() -> None:
     else:
         mesh, scene_name = ground_truth_mesh(args.proxy_run)
         alter = None
+        perturbs = [p for p in args.perturb.split(",") if p]
+        if set(perturbs) - set(synthetic.PERTURBATIONS):
+            parser.error(f"--perturb: expected some of {','.join(synthetic.PERTURBATIONS)}, got {args.perturb}")
         if args.inconsistent:
 
             def alter(images):
-                altered, record = synthetic.simulate_diffusion(images, seed=args.seed)
+                altered, record = synthetic.simulate_diffusion(images, seed=args.seed, perturbations=perturbs)
                 scene_info["inconsistency"] = record
                 return altered
 
@@ -220,6 +235,12 @@ def main() -> None:
     if args.image_size:
         config.image_size = args.image_size
     config.seed = args.seed
+    if args.view_shift:
+        config.view_shift = True
+    if args.appearance_penalty is not None:
+        config.appearance_penalty = args.appearance_penalty
+    if args.outlier_sigmas is not None:
+        config.outlier_sigmas = args.outlier_sigmas
     if args.cold:
         config.warm_start = dataclasses.replace(config.warm_start, enabled=False)
     device = fit.resolve_device(args.device).type

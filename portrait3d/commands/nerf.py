@@ -66,6 +66,11 @@ def _register_fit(subparsers: argparse._SubParsersAction, common: argparse.Argum
         action="store_true",
         help="start from empty space, not from the proxy head (for views that do not follow RUN/proxy/head.ply)",
     )
+    p.add_argument(
+        "--view-shift",
+        action="store_true",
+        help="learn a shift of a few pixels per view (for generated views that are not pixel-aligned)",
+    )
     add_stage_flags(p, preset=True)
     p.set_defaults(func=run_fit)
 
@@ -97,6 +102,8 @@ def run_fit(args: argparse.Namespace) -> None:
         config.max_seconds = args.max_seconds
     if args.cold_start:
         config.warm_start = dataclasses.replace(config.warm_start, enabled=False)
+    if args.view_shift:
+        config.view_shift = True
     info = run_stage(run, stage(config, args.device), force=args.force, wait=args.wait)
     progress.info(
         f"fit-nerf: {info.get('iterations')} steps on {info.get('device')} in {info.get('train_seconds')} s, "

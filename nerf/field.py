@@ -47,6 +47,9 @@ class FieldConfig:
     """Width of the density and colour MLPs."""
     geo_features: int = 15
     """Features the density MLP hands to the colour MLP (besides density)."""
+    view_degree: int = 3
+    """Highest spherical-harmonic degree of the view direction that the colour sees (0-3; 0: the colour does
+    not depend on the view)."""
     implementation: str = "auto"
     """Hash grid and MLPs: "torch", "tcnn" (tinycudann, CUDA only) or "auto" (tcnn when available on CUDA)."""
 
@@ -264,6 +267,12 @@ class NGPField(nn.Module):
             encoded_dim = self.encoding.output_dim
         self.density_mlp = _mlp(encoded_dim, c.hidden_dim, 1 + c.geo_features, 1)
         self.color_mlp = _mlp(c.geo_features + 16, c.hidden_dim, 3, 2)
+        if not 0 <= c.view_degree <= 3:
+            raise ValueError(f"view_degree must be 0-3, got {c.view_degree}")
+        # Degree d uses the first (d + 1)² of the 16 components; the MLP keeps its width, so checkpoints of
+        # every degree have one layout.
+        kept = torch.arange(16) < (c.view_degree + 1) ** 2
+        self.register_buffer("view_components", kept.float(), persistent=False)
 
     def _normalise(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """World points -> [0, 1]^3 grid coordinates and an inside mask: (N, 3) -> (N, 3), (N,)."""
@@ -282,6 +291,8 @@ class NGPField(nn.Module):
 
     def colour_from_features(self, geo: torch.Tensor, dir_encoding: torch.Tensor) -> torch.Tensor:
         """Colour from geometry features and ``spherical_harmonics(view_dirs)``: (N, G), (N, 16) -> (N, 3)."""
+        if self.config.view_degree < 3:
+            dir_encoding = dir_encoding * self.view_components
         return torch.sigmoid(self.color_mlp(torch.cat([geo, dir_encoding], dim=-1)))
 
     def _geometry(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -159,6 +159,17 @@ def write_prior(run: Run, mesh, kind: str) -> None:
     atomic_write_bytes(run.path("proxy", "head.ply"), trimesh.exchange.ply.export_ply(prior, encoding="binary"))
 
 
+def with_setting(config, item: str):
+    """A copy of the (nested) dataclass ``config`` with ``item`` = "a.b.c=value" applied."""
+    name, value = item.split("=", 1)
+    head, _, rest = name.partition(".")
+    current = getattr(config, head)
+    if rest:
+        return dataclasses.replace(config, **{head: with_setting(current, f"{rest}={value}")})
+    parsed = value in ("1", "true", "True") if isinstance(current, bool) else type(current)(value)
+    return dataclasses.replace(config, **{head: parsed})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for the benchmark run (replaced)")
@@ -189,6 +200,13 @@ def main() -> None:
     )
     parser.add_argument("--appearance-penalty", type=float, default=None, help="override FitConfig.appearance_penalty")
     parser.add_argument("--cold", action="store_true", help="no warm start even with a --prior")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a FitConfig field, dotted for nested ones (e.g. volume.field.view_degree=1; bools 0/1)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="fit seed (and of the simulated inconsistency)")
     args = parser.parse_args()
 
@@ -241,6 +259,11 @@ def main() -> None:
         config.appearance_penalty = args.appearance_penalty
     if args.outlier_sigmas is not None:
         config.outlier_sigmas = args.outlier_sigmas
+    for item in args.set:
+        try:
+            config = with_setting(config, item)
+        except (ValueError, AttributeError) as error:
+            parser.error(f"--set {item}: {error}")
     if args.cold:
         config.warm_start = dataclasses.replace(config.warm_start, enabled=False)
     device = fit.resolve_device(args.device).type

@@ -1,7 +1,8 @@
 """UV charts of a surface: xatlas on the mesh's two halves at once, packed into one square atlas.
 
 xatlas's chart computation (segmentation and parameterisation) holds the GIL on one core and takes
-about 17 s for the fast preset's 50k triangles; its time grows about linearly with the triangles. So the
+about 17 s for the fast preset's 50k triangles with its default options (5 s with
+:data:`CHART_MAX_COST`); its time grows about linearly with the triangles. So the
 surface is cut in two by the plane ``x = median`` (the head's mid-plane: left and right halves cost the
 same), each half is charted on its own, one of them in a worker process (``python -m nerf.charts``),
 and the charts of both are packed into one atlas by xatlas from their UVs (under a second). The cut is
@@ -24,6 +25,11 @@ import numpy as np
 
 SPLIT_MIN_FACES = 2_000
 """Meshes with fewer triangles are charted whole (a worker would cost more than it saves)."""
+CHART_MAX_COST = 0.5
+"""xatlas's ``ChartOptions.max_cost`` (its default 2): how far a chart may grow before its cost (normal
+deviation, roundness, straightness, seams) stops it. On the sample's 50k-triangle LOD 0, 0.5 charts in
+5.1 CPU-s instead of 19.1 with a 1.3 % higher texel density, utilisation 57.5 % (56.0), the same stretch
+and 10 % fewer split vertices (``docs/BENCHMARKS.md``, "Export speed (export24)")."""
 
 
 def chart_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -40,7 +46,9 @@ def chart_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.
 
     atlas = xatlas.Atlas()
     atlas.add_mesh(np.asarray(vertices, dtype=np.float32), np.asarray(faces, dtype=np.uint32))
-    atlas.generate()
+    options = xatlas.ChartOptions()
+    options.max_cost = CHART_MAX_COST
+    atlas.generate(chart_options=options)
     vmapping, split_faces, uv = atlas[0]
     # xatlas normalises UVs by the atlas size; back to texels, then to world units.
     scale = np.array([atlas.width, atlas.height], dtype=np.float64) / float(atlas.texels_per_unit)

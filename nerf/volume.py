@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from nerf.field import FieldConfig, NGPField, spherical_harmonics
-from nerf.occupancy import OccupancyGrid, render_median_depth, render_rays
+from nerf.median_depth import render_median_depth
+from nerf.occupancy import OccupancyGrid, render_rays
 from portrait3d.cameras import Camera
 
 
@@ -110,7 +111,7 @@ class NGPVolume(nn.Module):
             pixels: (H, W) bool, the pixels to render (None: all); the others get ``inf``.
         Returns:
             (H, W) float32 depth along the optical axis where the accumulated
-            opacity reaches one half (:func:`nerf.occupancy.render_median_depth`), ``inf`` where it never does.
+            opacity reaches one half (:func:`nerf.median_depth.render_median_depth`), ``inf`` where it never does.
         """
         device = self.grid.occupied.device
         origins, dirs = camera.rays(width, height)

@@ -15,6 +15,8 @@ float rounding and the chunk where a tile stops once every pixel is opaque.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 ALPHA_MIN = 1.0 / 255.0
@@ -87,18 +89,20 @@ def pixel_moments(offsets: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.ones_like(x), x, y, x * x, y * y, x * y], -1)
 
 
-def _chunk_alpha(moments, origins, mean2d, conic, opacity):
-    """One chunk's alphas. moments (P, 6); origins (A, 2); mean2d (A, C, 2), conic (A, C, 3), opacity (A, C).
+def _chunk_alpha(moments, origins, mean2d, conic, log_opacity):
+    """One chunk's alphas. moments (P, 6); origins (A, 2); mean2d (A, C, 2), conic (A, C, 3), log_opacity (A, C).
 
-    Returns ``(alpha, gauss, live)``: (A, P, C) each; ``gauss`` is exp(power) and ``live`` where alpha is
-    neither cut (under ALPHA_MIN, or power > 0) nor clamped at ALPHA_MAX (where its gradient is zero).
+    Returns (A, P, C) alpha = min(opacity · exp(power), ALPHA_MAX), 0 where under ALPHA_MIN. The opacity is
+    folded into the quadratic form's constant term (exp(power + log opacity)) and the cut is one
+    ``threshold``: three passes over the chunk instead of nine (masks, ``masked_fill``, products). The
+    conic is positive definite (the projection's dilation), so power <= 0 but for rounding.
     """
     mx, my = (mean2d - origins[:, None, :]).unbind(-1)  # tile-local, so the expanded form stays accurate
     a, b, c = conic.unbind(-1)
     # power = -a dx²/2 - c dy²/2 - b dx dy with dx = x - mx, dy = y - my, expanded in x and y: one matmul.
     coefficients = torch.stack(
         [
-            -0.5 * a * mx * mx - 0.5 * c * my * my - b * mx * my,
+            -0.5 * a * mx * mx - 0.5 * c * my * my - b * mx * my + log_opacity,
             a * mx + b * my,
             c * my + b * mx,
             -0.5 * a,
@@ -107,18 +111,8 @@ def _chunk_alpha(moments, origins, mean2d, conic, opacity):
         ],
         1,
     )  # (A, 6, C)
-    power = torch.matmul(moments, coefficients)  # (A, P, C)
-    gauss = torch.exp(power.clamp_max(0.0))
-    raw = opacity[:, None, :] * gauss
-    kept = (raw >= ALPHA_MIN) & (power <= 0)
-    alpha = raw.clamp_max(ALPHA_MAX).masked_fill_(~kept, 0.0)  # masked_fill: torch.where is slow on the CPU
-    return alpha, gauss, kept & (raw < ALPHA_MAX)
-
-
-def _exclusive_cumprod(x: torch.Tensor) -> torch.Tensor:
-    """(A, P, C) -> the product of the entries before each along C (1 for the first)."""
-    through = torch.cumprod(x, dim=2)
-    return torch.cat([torch.ones_like(through[..., :1]), through[..., :-1]], dim=2)
+    alpha = torch.matmul(moments, coefficients).exp_()  # (A, P, C)
+    return torch.threshold(alpha, ALPHA_MIN, 0.0).clamp_max_(ALPHA_MAX)
 
 
 class CompositeTiles(torch.autograd.Function):
@@ -134,7 +128,7 @@ class CompositeTiles(torch.autograd.Function):
     def forward(ctx, mean2d, conic, colour, opacity, background, index, counts, width, height, tile, chunk, max_pairs):
         offsets, origins = tile_pixels(width, height, tile, mean2d.dtype, mean2d.device)
         moments = pixel_moments(offsets)
-        padded = _padded(mean2d, conic, colour, opacity)
+        packed = _packed(mean2d, conic, colour, opacity)
         num_tiles, pixels = index.shape[0], offsets.shape[0]
         rgb = mean2d.new_zeros(num_tiles, pixels, 3)
         transmittance = mean2d.new_ones(num_tiles, pixels)
@@ -147,14 +141,14 @@ class CompositeTiles(torch.autograd.Function):
             if not active.numel():
                 break
             for group in active.split(max(1, max_pairs // (pixels * chunk))):
-                idx = index[group, k0 : k0 + chunk]
-                m, q, col, o = (p[idx] for p in padded)
-                alpha, *_ = _chunk_alpha(moments, origins[group], m, q, o)
+                m, q, col, log_o, _ = _unpack(packed[index[group, k0 : k0 + chunk]])
+                alpha = _chunk_alpha(moments, origins[group], m, q, log_o)
                 start = transmittance[group]
-                before = _exclusive_cumprod(1.0 - alpha)
-                weights = alpha * before * start[:, :, None]
+                before, through = _transmittances(alpha)
+                # alpha times the transmittance before each pair is the drop in transmittance across it.
+                weights = (before - through).mul_(start[:, :, None])
                 rgb[group] += torch.bmm(weights, col)
-                transmittance[group] = start * before[..., -1] * (1.0 - alpha[..., -1])
+                transmittance[group] = start * through[..., -1]
                 steps.append((k0, group, start))
         ctx.save_for_backward(mean2d, conic, colour, opacity, background, index, transmittance)
         ctx.steps, ctx.shape = steps, (width, height, tile, chunk)
@@ -166,35 +160,35 @@ class CompositeTiles(torch.autograd.Function):
         mean2d, conic, colour, opacity, background, index, final = ctx.saved_tensors
         width, height, tile, chunk = ctx.shape
         offsets, origins = tile_pixels(width, height, tile, mean2d.dtype, mean2d.device)
-        padded = _padded(mean2d, conic, colour, opacity)
+        packed = _packed(mean2d, conic, colour, opacity)
         g_rgb = _tile(grad_rgb, tile)  # (T, P, 3)
         g_alpha = _tile(grad_alpha[..., None], tile)[..., 0]  # (T, P)
         n = mean2d.shape[0]
-        grads = {k: mean2d.new_zeros(n + 1, d) for k, d in (("mean2d", 2), ("conic", 3), ("colour", 3), ("opacity", 1))}
+        # One row per Gaussian (and the padding's): the gradients of mean2d (2), conic (3), colour (3), opacity (1).
+        grads = mean2d.new_zeros(n + 1, 9)
         # Everything behind a pair, dotted with the pixel's gradient: the later pairs' colour and the background,
         # less the alpha output's share (alpha = 1 - final transmittance).
         behind = final * ((g_rgb * background).sum(-1) - g_alpha)
         moments = pixel_moments(offsets)
         for k0, active, start in reversed(ctx.steps):
             idx = index[active, k0 : k0 + chunk]
-            m, q, col, o = (p[idx] for p in padded)
-            alpha, gauss, live = _chunk_alpha(moments, origins[active], m, q, o)
-            before = _exclusive_cumprod(1.0 - alpha) * start[:, :, None]
+            m, q, col, log_o, o = _unpack(packed[idx])
+            alpha = _chunk_alpha(moments, origins[active], m, q, log_o)
+            one_minus = 1.0 - alpha
+            before = _transmittances(alpha)[0] * start[:, :, None]
             weights = alpha * before
             g = g_rgb[active]
             colour_dot = torch.bmm(g, col.transpose(1, 2))  # (A, P, C)
-            contribution = weights * colour_dot
-            inclusive = torch.cumsum(contribution, dim=2)
+            inclusive = torch.cumsum(weights * colour_dot, dim=2)
             total = inclusive[..., -1]
-            later = behind[active][:, :, None] + (total[:, :, None] - inclusive)
-            g_pair_alpha = before * colour_dot - later / (1.0 - alpha)
+            later = (behind[active] + total)[:, :, None] - inclusive
+            # d out / d alpha of each pair, times d alpha / d power = alpha where alpha is neither cut (0 already)
+            # nor clamped at ALPHA_MAX (no gradient there).
+            g_power = (before * colour_dot - later / one_minus).mul_(torch.where(alpha < ALPHA_MAX, alpha, 0.0))
             behind[active] = behind[active] + total
-            g_pair_alpha.masked_fill_(~live, 0.0)
-            g_power = g_pair_alpha * alpha  # d alpha / d power = alpha where live
-            g_opacity = (g_pair_alpha * gauss).sum(1)  # (A, C)
             g_colour = torch.bmm(weights.transpose(1, 2), g)  # (A, C, 3)
             # Sums over pixels of g_power times 1, x, y, x², y², xy: one matmul, then the conic's and the
-            # mean's gradients follow from dx = x - mx, dy = y - my.
+            # mean's gradients follow from dx = x - mx, dy = y - my; d alpha / d opacity = alpha / opacity.
             s1, sx, sy, sxx, syy, sxy = torch.matmul(g_power.transpose(1, 2), moments).unbind(-1)
             local = m - origins[active][:, None, :]
             mx, my = local.unbind(-1)
@@ -203,32 +197,48 @@ class CompositeTiles(torch.autograd.Function):
             s_dydy = syy - 2 * my * sy + my * my * s1
             s_dxdy = sxy - mx * sy - my * sx + mx * my * s1
             a, b, c = q.unbind(-1)
-            g_conic = torch.stack([-0.5 * s_dxdx, -s_dxdy, -0.5 * s_dydy], -1)
-            g_mean = torch.stack([a * s_dx + b * s_dy, c * s_dy + b * s_dx], -1)
-            flat = idx.reshape(-1)
-            grads["mean2d"].index_add_(0, flat, g_mean.reshape(-1, 2))
-            grads["conic"].index_add_(0, flat, g_conic.reshape(-1, 3))
-            grads["colour"].index_add_(0, flat, g_colour.reshape(-1, 3))
-            grads["opacity"].index_add_(0, flat, g_opacity.reshape(-1, 1))
+            pair_grads = torch.cat(
+                [
+                    torch.stack([a * s_dx + b * s_dy, c * s_dy + b * s_dx], -1),
+                    torch.stack([-0.5 * s_dxdx, -s_dxdy, -0.5 * s_dydy], -1),
+                    g_colour,
+                    (s1 / o.clamp_min(ALPHA_MIN))[..., None],  # under ALPHA_MIN every alpha is cut: s1 = 0
+                ],
+                -1,
+            )
+            grads.index_add_(0, idx.reshape(-1), pair_grads.reshape(-1, 9))
         g_background = (final[..., None] * g_rgb).sum((0, 1))
         return (
-            grads["mean2d"][:n],
-            grads["conic"][:n],
-            grads["colour"][:n],
-            grads["opacity"][:n, 0],
+            grads[:n, 0:2],
+            grads[:n, 2:5],
+            grads[:n, 5:8],
+            grads[:n, 8],
             g_background,
             *([None] * 7),
         )
 
 
-def _padded(mean2d, conic, colour, opacity):
-    """The per-Gaussian inputs with one transparent Gaussian appended at index N (the bins' padding)."""
-    return (
-        torch.cat([mean2d, mean2d.new_full((1, 2), -1e6)]),
-        torch.cat([conic, conic.new_tensor([[1.0, 0.0, 1.0]])]),
-        torch.cat([colour, colour.new_zeros(1, 3)]),
-        torch.cat([opacity, opacity.new_zeros(1)]),
-    )
+def _packed(mean2d, conic, colour, opacity):
+    """(N + 1, 10) rows of mean2d, conic, colour, log opacity and opacity, with one transparent row appended at
+    index N (the bins' padding): a chunk's pairs are gathered in one indexing."""
+    rows = torch.cat([mean2d, conic, colour, torch.log(opacity)[:, None], opacity[:, None]], 1)
+    padding = rows.new_tensor([[-1e6, -1e6, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, -math.inf, 0.0]])
+    return torch.cat([rows, padding])
+
+
+def _unpack(rows):
+    """(A, C, 10) gathered rows -> mean2d (A, C, 2), conic (A, C, 3), colour (A, C, 3), log opacity, opacity (A, C)."""
+    return rows[..., 0:2], rows[..., 2:5], rows[..., 5:8], rows[..., 8], rows[..., 9]
+
+
+def _transmittances(alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, P, C) alphas -> products of (1 - alpha) along C before each pair and through it (views of one buffer:
+    a leading column of ones makes one cumprod give both, without a concatenation)."""
+    products = alpha.new_empty(*alpha.shape[:2], alpha.shape[2] + 1)
+    products[..., 0] = 1.0
+    torch.sub(1.0, alpha, out=products[..., 1:])
+    products.cumprod_(2)
+    return products[..., :-1], products[..., 1:]
 
 
 def _untile(x: torch.Tensor, width: int, height: int, tile: int) -> torch.Tensor:

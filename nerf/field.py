@@ -162,30 +162,45 @@ class HashGrid(nn.Module):
             (N, num_levels * features_per_level) features.
         """
         n, levels = x.shape[0], self.resolutions.shape[0]
-        pos = x[:, None, :] * self.resolutions[None, :, None]  # (N, L, 3)
-        cell = torch.minimum(torch.floor(pos), self.resolutions[None, :, None] - 1.0)  # x = 1 stays in the last cell
-        frac = pos - cell
-        low = cell.int()
-        # Each corner's index combines one term per axis, (N, L', 3, 2) for the low and the high corner:
-        # a sum of coordinate * stride on the dense levels (a prefix: the coarse ones), an XOR of
-        # coordinate * prime on the hashed ones. int32 throughout: the table sizes are powers of two
-        # (hashed) or exact (dense), and the low bits of x * prime only depend on the low bits of the prime.
+        res = self.resolutions
+        # Per axis, (N, L) tensors with the points along the last-but-one dimension: torch's CPU kernels
+        # vectorise those, not the (..., 2, 2, 2) broadcasts of all axes at once (1.6-1.8x faster, same bits).
+        lows, weights = [], []
+        for axis in range(3):
+            pos = x[:, axis, None] * res
+            cell = torch.minimum(torch.floor(pos), res - 1.0)  # x = 1 stays in the last cell
+            frac = pos - cell
+            lows.append(cell.int())
+            weights.append((1.0 - frac, frac))
+        # Each corner's index combines one term per axis, for the low and the high corner: a sum of
+        # coordinate * stride on the dense levels (a prefix: the coarse ones), an XOR of coordinate * prime on
+        # the hashed ones. int32 throughout: the table sizes are powers of two (hashed) or exact (dense), and
+        # the low bits of x * prime only depend on the low bits of the prime.
         parts = []
         dense = self.num_dense_levels
         if dense:
-            term = low[:, :dense] * self.dense_multipliers
-            term = torch.stack([term, term + self.dense_multipliers], dim=-1)
-            parts.append(term[:, :, 0, :, None, None] + term[:, :, 1, None, :, None] + term[:, :, 2, None, None, :])
+            strides = self.dense_multipliers  # (D, 3)
+            terms = [(t, t + strides[:, a]) for a in range(3) for t in [lows[a][:, :dense] * strides[:, a]]]
+            parts.append(_corners(terms, torch.add))
         if dense < levels:
-            term = low[:, dense:] * self.hash_primes
-            term = torch.stack([term, term + self.hash_primes], dim=-1)
-            hashed = term[:, :, 0, :, None, None] ^ term[:, :, 1, None, :, None] ^ term[:, :, 2, None, None, :]
-            parts.append(hashed & (self.table_size - 1))
-        index = torch.cat(parts, dim=1) + self.offsets[None, :, None, None, None]  # (N, L, 2, 2, 2)
-        weight = torch.stack([1.0 - frac, frac], dim=-1)
-        w = weight[:, :, 0, :, None, None] * weight[:, :, 1, None, :, None] * weight[:, :, 2, None, None, :]
+            primes = self.hash_primes
+            terms = [(t, t + primes[a]) for a in range(3) for t in [lows[a][:, dense:] * primes[a]]]
+            parts.append(_corners(terms, torch.bitwise_xor) & (self.table_size - 1))
+        index = (torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]) + self.offsets[:, None]  # (N, L, 8)
+        w = _corners(weights, torch.mul)
         features = _WeightedGather.apply(self.table, index.reshape(n * levels, 8), w.reshape(n * levels, 8))
         return features.reshape(n, self.output_dim)
+
+
+def _corners(terms, combine) -> torch.Tensor:
+    """The 8 cell corners from per-axis (low, high) terms: 3 x ((N, L), (N, L)) -> (N, L, 8).
+
+    Corner ``k = 4 b_x + 2 b_y + b_z`` is ``combine(combine(x[b_x], y[b_y]), z[b_z])``, in that order, so
+    sums and products round as they always did.
+    """
+    (x0, x1), (y0, y1), (z0, z1) = terms
+    pairs = [combine(a, b) for a in (x0, x1) for b in (y0, y1)]
+    return torch.stack([combine(p, c) for p in pairs for c in (z0, z1)], dim=-1)
 
 
 def spherical_harmonics(directions: torch.Tensor) -> torch.Tensor:

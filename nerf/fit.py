@@ -84,8 +84,14 @@ class FitConfig:
     """Weight of the loss between rendered opacity and the views' alpha."""
     occupancy_warmup_steps: int = 32
     """Steps on the visual hull alone before the grid follows the density."""
-    occupancy_update_every: int = 8
-    """Steps between occupancy grid updates."""
+    occupancy_update_every: int = 16
+    """Steps between occupancy grid updates (nerfacc's and instant-NGP's interval). The grid's density estimate
+    decays at the same rate per step whatever the interval (0.95 per 8 steps)."""
+    occupancy_samples: int = 1 << 16
+    """Voxels whose density each grid update refreshes (the first update: every voxel of the hull)."""
+    occupancy_near_share: float = 0.875
+    """Share of ``occupancy_samples`` drawn from the occupied voxels and a ring of one voxel around them, the
+    rest from the whole hull (:meth:`nerf.occupancy.OccupancyGrid.update`)."""
     seed: int = 0
     """Random seed."""
     volume: VolumeConfig = field(
@@ -240,7 +246,8 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
     params = list(volume.parameters())
     for module in (appearance, shift):
         params += list(module.parameters()) if module is not None else []
-    optimizer = torch.optim.Adam(params, lr=config.learning_rate, betas=(0.9, 0.99), eps=1e-15)
+    # fused: one kernel for all parameters (4x faster than the per-tensor loop on a CPU; CUDA has one too).
+    optimizer = torch.optim.Adam(params, lr=config.learning_rate, betas=(0.9, 0.99), eps=1e-15, fused=True)
     pixels_per_view = config.image_size * config.image_size
     foreground_index = torch.nonzero(rays.near_foreground, as_tuple=True)[0]
     num_rays = rays.origins.shape[0]
@@ -250,12 +257,19 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
     start = time.perf_counter()
     step = 0
     samples = 0
+    update_samples = 0
     for step in progress.bar(range(config.iterations), total=config.iterations, desc="fit-nerf"):
         if config.max_seconds and time.perf_counter() - start > config.max_seconds:
             progress.info(f"fit-nerf: stopped at step {step} (time budget of {config.max_seconds:.0f} s)")
             break
         if step >= config.occupancy_warmup_steps and step % config.occupancy_update_every == 0:
-            volume.grid.update(volume.density, config.volume.density_threshold)
+            update_samples += volume.grid.update(
+                volume.density,
+                config.volume.density_threshold,
+                decay=0.95 ** (config.occupancy_update_every / 8),
+                samples=config.occupancy_samples,
+                near_share=config.occupancy_near_share,
+            )
         pick = torch.cat(
             [
                 foreground_index[
@@ -331,6 +345,8 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         "sampler": volume.sampler,
         # Field evaluations per training ray: what a step costs, whatever the machine's load.
         "samples_per_ray": round(samples / max(step * config.rays_per_batch, 1), 2),
+        # Density evaluations of the occupancy grid's updates, per step (no gradient: cheaper than the above).
+        "grid_samples_per_step": round(update_samples / max(step, 1)),
         "views": len(views),
         "image_size": config.image_size,
         "floater_voxels_emptied": dropped,

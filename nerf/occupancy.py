@@ -186,32 +186,70 @@ class OccupancyGrid(nn.Module):
         return int(islands.sum())
 
     @torch.no_grad()
-    def update(self, density_fn, threshold: float, decay: float = 0.95, samples: int = 1 << 17) -> None:
+    def update(
+        self,
+        density_fn,
+        threshold: float,
+        decay: float = 0.95,
+        samples: int = 1 << 17,
+        near_share: float | None = None,
+    ) -> int:
         """Follow the field: decay each voxel's density estimate, refresh a random subset, re-threshold.
+
+        The first update visits every voxel of the hull, so that none is dropped unseen. With
+        ``near_share``, later ones draw that share of their samples from the occupied voxels and the ring of
+        voxels around them (:meth:`near_occupied`), the rest from the whole hull: an empty voxel away from
+        the head is never on a training ray, so its density changes only through what the field shares with
+        the sampled ones, and the ring lets the head grow by a voxel per update. Without it (the default),
+        samples come from the whole hull alike.
 
         Args:
             density_fn: ``(N, 3) world points -> (N,) density``.
             threshold: density below which a voxel is empty.
             decay: exponential decay of the per-voxel estimate.
-            samples: voxels of the hull refreshed per call.
+            samples: voxels refreshed per call (drawn with replacement).
+            near_share: share of ``samples`` drawn near the occupied voxels (None: none, all from the hull).
+        Returns:
+            The number of density evaluations (voxels visited).
         """
         candidates = torch.nonzero(self.hull.reshape(-1), as_tuple=False)[:, 0]
         if candidates.numel() == 0:
-            return
+            return 0
         if self.updates == 0 or candidates.numel() <= samples:
             pick = candidates  # the first update visits every voxel, so that none is dropped unseen
-        else:
+        elif near_share is None:
             pick = candidates[torch.randint(candidates.numel(), (samples,), device=candidates.device)]
+        else:
+            near = torch.nonzero(self.near_occupied().reshape(-1), as_tuple=False)[:, 0]
+            num_near = int(samples * near_share) if near.numel() else 0
+            pick = torch.cat(
+                [
+                    near[torch.randint(near.numel() or 1, (num_near,), device=near.device)],
+                    candidates[torch.randint(candidates.numel(), (samples - num_near,), device=candidates.device)],
+                ]
+            )
         r = self.resolution
         ijk = torch.stack([pick // (r * r), (pick // r) % r, pick % r], dim=-1).float()
         jitter = torch.rand_like(ijk)
         points = (ijk + jitter) * self.voxel_size - self.half_extent
-        density = torch.cat([density_fn(chunk).float() for chunk in points.split(samples)])
+        density = torch.cat([density_fn(chunk).float() for chunk in points.split(1 << 17)])
         ema = self.density_ema.reshape(-1)
         ema.mul_(decay)
         ema[pick] = torch.maximum(ema[pick], density)
         self.occupied.copy_((self.density_ema > threshold) & self.hull)
         self.updates += 1
+        return int(pick.numel())
+
+    def near_occupied(self) -> torch.Tensor:
+        """The occupied voxels and the 26-connected ring of hull voxels around them: (R, R, R) bool."""
+        grown = self.occupied
+        for dim in range(3):  # a 3x3x3 box as three separable one-voxel dilations (bool ORs: cheap)
+            wider = grown.clone()
+            size = grown.shape[dim] - 1
+            wider.narrow(dim, 1, size).logical_or_(grown.narrow(dim, 0, size))
+            wider.narrow(dim, 0, size).logical_or_(grown.narrow(dim, 1, size))
+            grown = wider
+        return grown & self.hull
 
 
 def _grow(mask: torch.Tensor, radius: int) -> torch.Tensor:

@@ -50,6 +50,8 @@ def main() -> None:
     warm = info["warm_start"]
     print(f"fit of {source} ({args.preset}, {info['iterations']} steps, {info['cpu_threads']} threads)")
     print(f"  field evaluations per ray: {info['samples_per_ray']}")
+    if "grid_samples_per_step" in info:  # the occupancy grid's density queries (no gradient)
+        print(f"  grid updates' evaluations: {info['grid_samples_per_step']} per step")
     kept = "cold start" if warm is None else f"{warm['occupancy_kept'] * 100:.2f} % of the cube"
     print(f"  warm start occupancy:      {kept}")
     print(f"  occupied at the end:       {occupied:.2f} % of the cube")

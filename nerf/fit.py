@@ -137,7 +137,7 @@ PRESETS: dict[str, FitConfig] = {
         ),
     ),
 }
-"""Named fits: ``fast`` (256², 1100 steps from the proxy head, about 130 s on 2 quiet CPU cores) and ``standard``
+"""Named fits: ``fast`` (256², 1100 steps from the proxy head, about 55 s on 2 quiet CPU cores) and ``standard``
 (512², for CUDA)."""
 
 

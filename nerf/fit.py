@@ -96,7 +96,7 @@ class FitConfig:
     """Random seed."""
     volume: VolumeConfig = field(
         default_factory=lambda: VolumeConfig(
-            field=FieldConfig(num_levels=8, max_resolution=512, view_degree=1), render_step_size=1.0 / 128
+            field=FieldConfig(num_levels=8, max_resolution=512), render_step_size=1.0 / 128
         )
     )
     """Field, occupancy grid and ray marching."""
@@ -131,7 +131,7 @@ PRESETS: dict[str, FitConfig] = {
         iterations=10000,
         rays_per_batch=4096,
         volume=VolumeConfig(
-            field=FieldConfig(num_levels=16, log2_hashmap_size=19, max_resolution=2048, view_degree=1),
+            field=FieldConfig(num_levels=16, log2_hashmap_size=19, max_resolution=2048),
             grid_resolution=128,
             render_step_size=1.0 / 384,
         ),

@@ -82,8 +82,10 @@ def test_grid_update_draws_near_the_head_and_drops_no_voxel_the_density_needs():
             visited = trial.update(_ball(0.2 + 1.5 * grid.voxel_size), 1.0, samples=samples, near_share=near_share)
             assert visited == samples
         found[near_share] = float(trial.occupied[grown].float().mean())
-    assert found[0.875] == 1.0  # every voxel the grown density needs is occupied
-    assert found[None] < 0.99  # drawing from the whole hull misses some with the same samples
+    # Draws are with replacement: six rounds leave a voxel of the ring unvisited with a chance of about e^-6, so
+    # "all of them" holds for some seeds only (the full suite's order gave 99.93 %); the whole hull misses far more.
+    assert found[0.875] >= 0.995, found
+    assert found[None] < 0.95, found
     # Occupied voxels never leave the hull, whatever the field says outside it.
     grid.hull[:16] = False
     grid.update(_ball(0.4), 1.0, samples=samples, near_share=0.875)

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import trimesh
+from bench_nerf import with_setting  # the scripts folder is on sys.path when a script runs
 
 from nerf import dataset, fit, synthetic
 from nerf.metrics import composite, psnr
@@ -33,7 +34,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="fit size (views are rendered at twice this)")
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--perturb", default="all", help="clean, all, or some of colour,jitter,detail,wrong")
-    parser.add_argument("--set", action="append", default=[], help="FitConfig field=value (bool fields: 0/1)")
+    parser.add_argument(
+        "--set", action="append", default=[], help="FitConfig field=value, dotted for nested ones (bool fields: 0/1)"
+    )
     args = parser.parse_args()
 
     perturb = {"clean": [], "all": list(synthetic.PERTURBATIONS)}.get(args.perturb, args.perturb.split(","))
@@ -54,19 +57,15 @@ def main() -> None:
     prior = trimesh.exchange.ply.export_ply(synthetic.proxy_of(mesh), encoding="binary")
     atomic_write_bytes(run.path("proxy", "head.ply"), prior)
     dataset.write_transforms(run)
-    options = {}
-    for item in args.set:
-        name, value = item.split("=", 1)
-        current = getattr(fit.FitConfig(), name)
-        options[name] = value == "1" if isinstance(current, bool) else type(current)(value)
     config = dataclasses.replace(
         fit.PRESETS["fast"],
         image_size=args.size,
         rays_per_batch=512,
         iterations=args.iterations,
         warm_start=WarmStartConfig(steps=40, points_per_step=4096),
-        **options,
     )
+    for item in args.set:
+        config = with_setting(config, item)
     start = time.perf_counter()
     info = fit.fit(run, config, "cpu")
     seconds = time.perf_counter() - start

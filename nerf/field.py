@@ -47,9 +47,11 @@ class FieldConfig:
     """Width of the density and colour MLPs."""
     geo_features: int = 15
     """Features the density MLP hands to the colour MLP (besides density)."""
-    view_degree: int = 3
+    view_degree: int = 1
     """Highest spherical-harmonic degree of the view direction that the colour sees (0-3; 0: the colour does
-    not depend on the view)."""
+    not depend on the view). 1 by default: with 3, the colour learns each generated view's own colour cast
+    per direction and a view between two shows a blend of their casts (docs/BENCHMARKS.md, "View-dependent
+    colour")."""
     implementation: str = "auto"
     """Hash grid and MLPs: "torch", "tcnn" (tinycudann, CUDA only) or "auto" (tcnn when available on CUDA)."""
 
@@ -96,7 +98,7 @@ class _WeightedGather(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         table, index, weights = ctx.saved_tensors
-        # The weights need a gradient only when the points do (a fit that learns its rays: ViewShift).
+        # The weights need a gradient only when the points do (a caller that learns positions; a fit does not).
         grad_weights = (table[index] * grad[:, None, :]).sum(dim=-1) if ctx.needs_input_grad[2] else None
         if not ctx.needs_input_grad[0]:
             return None, None, grad_weights

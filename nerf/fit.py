@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerf.appearance import ViewAppearance, ViewReliability, ViewShift, pixel_axes
+from nerf.appearance import ViewAppearance, ViewReliability, ViewShift
 from nerf.dataset import TRANSFORMS, read_views
 from nerf.field import FieldConfig
 from nerf.volume import NGPVolume, VolumeConfig, photometric_loss
@@ -237,11 +237,7 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         f"visual hull {float(volume.grid.hull.float().mean()) * 100:.1f}% of the cube"
     )
     appearance = ViewAppearance(len(views)).to(torch_device) if config.view_appearance else None
-    shift = (
-        ViewShift(pixel_axes([v.camera for v in views], config.image_size)).to(torch_device)
-        if config.view_shift
-        else None
-    )
+    shift = ViewShift(len(views), config.image_size).to(torch_device) if config.view_shift else None
     reliability = ViewReliability(len(views), device=torch_device, outlier_sigmas=config.outlier_sigmas)
     params = list(volume.parameters())
     for module in (appearance, shift):
@@ -280,22 +276,23 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         )
         background = torch.rand(pick.numel(), 3, device=torch_device, generator=generator)
         view = pick // pixels_per_view
-        directions = rays.directions[pick] if shift is None else shift(rays.directions[pick], view)
-        out = volume.render_rays(rays.origins[pick], directions, background, jitter=True)
+        out = volume.render_rays(rays.origins[pick], rays.directions[pick], background, jitter=True)
+        rgba = rays.rgba[pick] if shift is None else shift(rays.rgba, pick)
         samples += int(out["num_samples"])
         rgb = out["rgb"]
         if appearance is not None:
             rgb = appearance(rgb, out["accumulation"], background, view)
         ray_weight = None
         if config.view_weighting:
-            target = rays.rgba[pick, :3] * rays.rgba[pick, 3:] + background * (1 - rays.rgba[pick, 3:])
+            seen = rgba.detach()
+            target = seen[:, :3] * seen[:, 3:] + background * (1 - seen[:, 3:])
             reliability.update(view, torch.abs(rgb.detach() - target).mean(dim=-1))
             if step >= config.view_weighting_after * config.iterations:
                 ray_weight = reliability.weights()[view]
         losses = photometric_loss(
             rgb,
             out["accumulation"],
-            rays.rgba[pick],
+            rgba,
             background,
             config.mask_loss_weight,
             ray_weight,
@@ -319,7 +316,7 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
             group["lr"] = config.learning_rate * 0.1 ** min(done, 1.0)
         if step % 10 == 0:
             with torch.no_grad():
-                target = rays.rgba[pick, :3] * rays.rgba[pick, 3:] + background * (1 - rays.rgba[pick, 3:])
+                target = rgba[:, :3] * rgba[:, 3:] + background * (1 - rgba[:, 3:])
                 mse = float(torch.mean((out["rgb"] - target) ** 2))
             recent_psnr = (recent_psnr + [-10 * math.log10(max(mse, 1e-10))])[-10:]
             if step % 50 == 0:

@@ -70,7 +70,7 @@ def test_blink_closes_the_left_eye_only(rigged):
     cover = checks.blink_coverage(rig, face, "left")
     assert cover["eyeball_visible_at_rest"] > 0.3, cover
     assert cover["covered_by_lids"] >= 0.6, cover  # the tiny preset's coarse surface; the sample's fast run: bench
-    assert checks.reach_from(rig, "eyeBlinkLeft", lid_contour(face, "left")) <= 0.015
+    assert checks.reach_from(rig, "eyeBlinkLeft", lid_contour(face, "left")) <= 0.015  # test_rig_browser's box
     head = checks.mesh(rig, "head")["targets"]
     right_eye = np.linalg.norm(head["eyeBlinkRight"], axis=1) > 1e-4
     assert not (right_eye & (np.linalg.norm(head["eyeBlinkLeft"], axis=1) > 1e-4)).any()

@@ -15,6 +15,8 @@ and colour cast, and now and then one is plainly wrong. Two cheap remedies, used
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -58,52 +60,76 @@ class ViewShift(nn.Module):
     The camera of view ``v`` is taken to see at pixel ``p`` what its image holds at ``p - shift[v]`` (read
     bilinearly): the ray of ``p`` then meets what the image shows at ``p``'s ray moved by ``shift[v]``.
     The shift moves where the target is read, not where the ray goes, so the field's inputs need no
-    gradient (learning the rays' directions instead made a CPU step 30 % slower).
+    gradient (learning the rays' directions instead made a CPU step 30 % slower). The shift's gradient
+    comes from a blurred copy of the images: a generated view's own fine detail (noise, hallucinated
+    texture) would otherwise steer it, where the field's consensus steered the rays.
 
     Args:
-        num_views: training views.
-        size: the training images' side in pixels (rays of a view are its pixels in row-major order).
+        rgba: (V·size², 4) the training images, each view's pixels in row-major order.
+        size: the images' side in pixels.
+        blur_px: standard deviation of the blur the gradient is taken through, in pixels.
         pixels_per_unit: the shift is this times the parameter, so that Adam's step (about the learning
             rate in parameter units) moves it a useful fraction of a pixel.
     """
 
-    def __init__(self, num_views: int, size: int, pixels_per_unit: float = 10.0) -> None:
+    def __init__(self, rgba: torch.Tensor, size: int, blur_px: float = 1.5, pixels_per_unit: float = 10.0) -> None:
         super().__init__()
         self.size = size
         self.pixels_per_unit = pixels_per_unit
-        self.raw = nn.Parameter(torch.zeros(num_views, 2))
+        num_views = rgba.shape[0] // (size * size)
+        self.rgba = rgba
+        self.register_buffer("blurred", _blurred(rgba.reshape(num_views, size, size, -1), blur_px).reshape(rgba.shape))
+        self.raw = nn.Parameter(torch.zeros(num_views, 2, device=rgba.device))
 
     @property
     def pixels(self) -> torch.Tensor:
-        """(V, 2) the shift of each view in pixels (u, v)."""
-        return self.raw * self.pixels_per_unit
+        """(V, 2) the shift of each view in pixels (u, v), zero on average over the views: a shift common to
+        all of them would move the whole head, which the views' cameras fix."""
+        return (self.raw - self.raw.mean(dim=0)) * self.pixels_per_unit
 
-    def forward(self, values: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
-        """The per-pixel ``values`` of the rays ``pick``, read at their view's shift.
-
-        Args:
-            values: (V·size², C) a value per pixel of every view (the training images' RGBA).
-            pick: (B,) int rays, as indices into ``values``.
-        Returns:
-            (B, C) the values bilinearly read at each ray's pixel less its view's shift (clamped to the image).
-        """
-        pixels = self.size * self.size
-        view, local = pick // pixels, pick % pixels
-        shift = self.pixels[view]
-        last = self.size - 1
-        u = ((local % self.size).to(shift.dtype) - shift[:, 0]).clamp(0, last)
-        v = ((local // self.size).to(shift.dtype) - shift[:, 1]).clamp(0, last)
-        # The lower corner stays one pixel inside, so its right and lower neighbours exist.
-        u0, v0 = u.detach().floor().clamp(max=last - 1), v.detach().floor().clamp(max=last - 1)
-        fu, fv = (u - u0)[:, None], (v - v0)[:, None]
-        corner = view * pixels + v0.long() * self.size + u0.long()
-        top = values[corner] * (1 - fu) + values[corner + 1] * fu
-        bottom = values[corner + self.size] * (1 - fu) + values[corner + self.size + 1] * fu
-        return top * (1 - fv) + bottom * fv
+    def forward(self, pick: torch.Tensor) -> torch.Tensor:
+        """The RGBA targets of the rays ``pick`` (B,) int: (B, 4), read at their view's shift."""
+        shift = self.pixels
+        sharp = _read_shifted(self.rgba, pick, shift.detach(), self.size)
+        smooth = _read_shifted(self.blurred, pick, shift, self.size)
+        return sharp + (smooth - smooth.detach())
 
     def penalty(self) -> torch.Tensor:
-        """Mean squared shift in pixels (a shift common to all views is nearly a turn of the head)."""
+        """Mean squared shift in pixels."""
         return torch.mean(self.pixels**2)
+
+
+def _blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(V, H, W, C) images blurred by a Gaussian of ``sigma`` pixels (separable, edges replicated)."""
+    radius = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    channels = images.shape[-1]
+    out = images.permute(0, 3, 1, 2)
+    for shape in ((1, 1, 1, -1), (1, 1, -1, 1)):
+        weight = kernel.reshape(shape).expand(channels, *kernel.reshape(shape).shape[1:])
+        pad = (radius, radius, 0, 0) if shape[-1] == -1 else (0, 0, radius, radius)
+        out = torch.nn.functional.conv2d(torch.nn.functional.pad(out, pad, mode="replicate"), weight, groups=channels)
+    return out.permute(0, 2, 3, 1).contiguous()
+
+
+def _read_shifted(values: torch.Tensor, pick: torch.Tensor, shift: torch.Tensor, size: int) -> torch.Tensor:
+    """``values`` (V·size², C) of the pixels ``pick`` (B,), read bilinearly at the pixel less its view's
+    ``shift`` (V, 2) (u, v), clamped to the image: (B, C)."""
+    pixels = size * size
+    view, local = pick // pixels, pick % pixels
+    moved = shift[view]
+    last = size - 1
+    u = ((local % size).to(moved.dtype) - moved[:, 0]).clamp(0, last)
+    v = ((local // size).to(moved.dtype) - moved[:, 1]).clamp(0, last)
+    # The lower corner stays one pixel inside, so its right and lower neighbours exist.
+    u0, v0 = u.detach().floor().clamp(max=last - 1), v.detach().floor().clamp(max=last - 1)
+    fu, fv = (u - u0)[:, None], (v - v0)[:, None]
+    corner = view * pixels + v0.long() * size + u0.long()
+    top = values[corner] * (1 - fu) + values[corner + 1] * fu
+    bottom = values[corner + size] * (1 - fu) + values[corner + size + 1] * fu
+    return top * (1 - fv) + bottom * fv
 
 
 class ViewReliability:

@@ -237,7 +237,7 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         f"visual hull {float(volume.grid.hull.float().mean()) * 100:.1f}% of the cube"
     )
     appearance = ViewAppearance(len(views)).to(torch_device) if config.view_appearance else None
-    shift = ViewShift(len(views), config.image_size).to(torch_device) if config.view_shift else None
+    shift = ViewShift(rays.rgba, config.image_size) if config.view_shift else None
     reliability = ViewReliability(len(views), device=torch_device, outlier_sigmas=config.outlier_sigmas)
     params = list(volume.parameters())
     for module in (appearance, shift):
@@ -277,7 +277,7 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         background = torch.rand(pick.numel(), 3, device=torch_device, generator=generator)
         view = pick // pixels_per_view
         out = volume.render_rays(rays.origins[pick], rays.directions[pick], background, jitter=True)
-        rgba = rays.rgba[pick] if shift is None else shift(rays.rgba, pick)
+        rgba = rays.rgba[pick] if shift is None else shift(pick)
         samples += int(out["num_samples"])
         rgb = out["rgb"]
         if appearance is not None:

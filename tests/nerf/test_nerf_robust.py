@@ -11,7 +11,7 @@ import torch
 import trimesh
 
 from nerf import dataset, fit, synthetic
-from nerf.appearance import ViewReliability
+from nerf.appearance import ViewReliability, ViewShift
 from nerf.field import NGPField
 from nerf.metrics import composite, psnr
 from nerf.warm_start import WarmStartConfig
@@ -114,6 +114,39 @@ def test_view_shift_learns_the_jitter_of_each_view(tmp_path):
         fit.fit(run, dataclasses.replace(fit.PRESETS["fast"], iterations=1, image_size=SIZE), "cpu")["view_shifts_px"]
         is None
     )  # off by default
+
+
+def test_view_shift_reads_each_view_at_its_own_centred_shift():
+    """A view's target is its image read at the pixel less its shift; the shifts average to zero."""
+    size = 12
+    images = torch.rand(3 * size * size, 4)
+    shift = ViewShift(images, size)
+    with torch.no_grad():
+        shift.raw[:] = torch.tensor([[0.3, 0.0], [0.0, 0.0], [0.0, 0.0]])  # view 0: +2 px in u, the others -1 px
+    assert torch.allclose(shift.pixels.sum(dim=0), torch.zeros(2), atol=1e-6)
+    read = shift(torch.arange(images.shape[0])).detach().reshape(3, size, size, 4)
+    grid = images.reshape(3, size, size, 4)
+    assert torch.allclose(read[0, :, 2:], grid[0, :, :-2], atol=1e-6)
+    assert torch.allclose(read[1, :, :-1], grid[1, :, 1:], atol=1e-6)
+
+
+def test_view_shift_is_not_steered_by_a_views_own_fine_detail():
+    """The shift's gradient comes from the blurred image: one-pixel stripes (a generated view's own texture)
+    give it almost none, a broad edge gives it a clear one."""
+    size = 32
+    u = torch.arange(size, dtype=torch.float32)
+    stripes = (u % 2).expand(size, size)
+    edge = torch.sigmoid((u - size / 2) / 2.0).expand(size, size)
+    gradients = []
+    for image in (stripes, edge):
+        rgba = torch.stack([image, image, image, torch.ones_like(image)], dim=-1).repeat(2, 1, 1, 1).reshape(-1, 4)
+        shift = ViewShift(rgba, size)
+        pick = torch.arange(size * size)  # view 0's pixels
+        inner = (pick % size >= 8) & (pick % size < size - 8)
+        # The squared error against a flat grey render: each stripe's error pulls the same way.
+        ((shift(pick[inner])[:, :3] - 0.3) ** 2).sum().backward()
+        gradients.append(float(shift.raw.grad[0, 0].abs()))
+    assert gradients[0] < 0.05 * gradients[1], gradients
 
 
 def test_simulation_switches_perturbations_one_at_a_time_and_centres_the_gains():

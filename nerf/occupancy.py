@@ -452,30 +452,6 @@ def render_rays(
     }
 
 
-def render_median_depth(
-    field, grid: OccupancyGrid, origins: torch.Tensor, directions: torch.Tensor, step: float
-) -> torch.Tensor:
-    """Like :func:`render_rays`, but densities only: the :func:`median_depth` of each ray.
-
-    Args:
-        field: an :class:`nerf.field.NGPField` (``density(points) -> (N,)`` is used).
-        grid: the occupancy grid.
-        origins, directions: (B, 3) rays, directions unit length.
-        step: step size.
-    Returns:
-        (B,) distances along the rays, ``inf`` where the ray never becomes half opaque.
-    """
-    t_mid, keep = march(grid, origins, directions, step, jitter=False)
-    # Steps behind the half-opacity point cannot move the median: stop there.
-    ray_index, step_index, (d,) = front_to_back(
-        lambda points, rays: (field.density(points),), origins, directions, t_mid, keep, step, math.log(2.0)
-    )
-    density = torch.zeros(t_mid.shape, device=origins.device).index_put((ray_index, step_index), d.float())
-    no_colour = torch.zeros(*density.shape, 3, device=origins.device)
-    _, _, weights = composite(density, no_colour, step, no_colour[0, 0])
-    return median_depth(weights, t_mid, step)
-
-
 def front_to_back(
     evaluate,
     origins: torch.Tensor,

@@ -11,8 +11,9 @@ import torch
 
 from nerf import dataset, fit, synthetic
 from nerf.field import FieldConfig, HashGrid, NGPField
+from nerf.median_depth import render_median_depth
 from nerf.metrics import psnr
-from nerf.occupancy import OccupancyGrid, composite, march, median_depth, render_median_depth, render_rays
+from nerf.occupancy import OccupancyGrid, composite, march, median_depth, render_rays
 from nerf.volume import NGPVolume, VolumeConfig
 from portrait3d import cameras as cams
 from portrait3d.errors import UserError

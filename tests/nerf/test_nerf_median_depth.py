@@ -42,7 +42,7 @@ def test_rounds_give_the_median_depth_of_every_step_with_fewer_evaluations():
     expected = occupancy.median_depth(weights, t_mid, step)
 
     field.evaluated = 0
-    two_rounds = occupancy.render_median_depth(field, grid, origins, directions, step)
+    two_rounds = rounds.render_median_depth(field, grid, origins, directions, step, rounds=(8,))  # the old way
     evaluated_two_rounds, field.evaluated = field.evaluated, 0
     depth = rounds.render_median_depth(field, grid, origins, directions, step)
 

@@ -95,3 +95,36 @@ def test_lod0_texture_is_encoded_once_for_the_glb_and_the_obj(tmp_path, monkeypa
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__])
+
+
+def _reference_rasterize_uv(uvmesh, size: int):
+    """rasterize_uv as it was written before: float64 ray stack, (M, 3, C) products."""
+    import open3d as o3d
+
+    flat = np.concatenate([uvmesh.uv, np.zeros((len(uvmesh.uv), 1))], axis=1).astype(np.float32)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(flat), o3d.core.Tensor(uvmesh.faces.astype(np.uint32)))
+    rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    u, v = (cols + 0.5) / size, 1.0 - (rows + 0.5) / size
+    rays = np.stack([u, v, np.ones_like(u), np.zeros_like(u), np.zeros_like(u), -np.ones_like(u)], axis=-1)
+    hit = scene.cast_rays(o3d.core.Tensor(rays.reshape(-1, 6).astype(np.float32)))
+    covered = np.isfinite(hit["t_hit"].numpy())
+    tri = hit["primitive_ids"].numpy().astype(np.int64)[covered]
+    bary_uv = hit["primitive_uvs"].numpy()[covered].astype(np.float64)
+    bary = np.stack([1.0 - bary_uv[:, 0] - bary_uv[:, 1], bary_uv[:, 0], bary_uv[:, 1]], axis=-1)[..., None]
+    corners = uvmesh.faces[tri]
+    points = (uvmesh.vertices[corners] * bary).sum(axis=1)
+    normals = texture.unit_rows((uvmesh.normals[corners] * bary).sum(axis=1))
+    return rows.ravel()[covered], cols.ravel()[covered], points, normals, covered.reshape(size, size), tri, bary[..., 0]
+
+
+def test_uv_rasterisation_gives_the_same_bits_as_the_stacked_formulation():
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.25)
+    uvmesh = texture.unwrap(sphere, 256, 2, workers=False)
+    texels = texture.rasterize_uv(uvmesh, 256)
+    reference = _reference_rasterize_uv(uvmesh, 256)
+    names = ("rows", "cols", "points", "normals", "covered", "faces", "barycentric")
+    assert texels.covered.mean() > 0.3
+    for name, expected in zip(names, reference):
+        value = getattr(texels, name)
+        assert value.dtype == expected.dtype and np.array_equal(value, expected), name

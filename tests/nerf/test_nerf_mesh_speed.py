@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+from scipy import ndimage
 
 from nerf import texture
 from nerf.surface import View
@@ -128,3 +129,25 @@ def test_uv_rasterisation_gives_the_same_bits_as_the_stacked_formulation():
     for name, expected in zip(names, reference):
         value = getattr(texels, name)
         assert value.dtype == expected.dtype and np.array_equal(value, expected), name
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_depth_fusion_in_slabs_gives_the_grid_of_one_pass(threads, monkeypatch):
+    """The fused grid, with its x slabs in ``threads`` threads, against every point fused in one pass."""
+    from nerf import parallel, surface
+    from portrait3d.render import MeshRenderer
+
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.25)
+    renderer = MeshRenderer(sphere)
+    cameras = orbit(6, pitches=[-20.0, 20.0])
+    depths = [renderer.render_depth(cam, 48).astype(np.float32) for cam in cameras]
+    masks = [np.isfinite(d) for d in depths]
+    bounds, resolution = (-0.4,) * 3 + (0.4,) * 3, 40
+    monkeypatch.setattr(parallel, "thread_count", lambda: threads)
+    grid = surface.fuse_depth_maps(depths, masks, cameras, bounds, resolution, 0.05)
+    axes = [np.linspace(-0.4, 0.4, resolution + 1, dtype=np.float32)] * 3
+    points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    gaps = [ndimage.distance_transform_edt(~m) for m in masks]
+    one_pass = surface._fuse_points(points, list(zip(depths, masks, gaps, cameras)), 0.05)
+    assert np.array_equal(grid.ravel(), one_pass)
+    assert (grid > 0).any() and (grid < 0).any()

@@ -151,3 +151,27 @@ def test_depth_fusion_in_slabs_gives_the_grid_of_one_pass(threads, monkeypatch):
     one_pass = surface._fuse_points(points, list(zip(depths, masks, gaps, cameras)), 0.05)
     assert np.array_equal(grid.ravel(), one_pass)
     assert (grid > 0).any() and (grid < 0).any()
+
+
+def test_two_exports_of_one_field_give_the_same_bytes(tmp_path):
+    """Fusion slabs in threads, grid_sample look-ups, the shared PNG: still the same files every time."""
+    from scene_views import write_views
+
+    from nerf import export
+    from nerf.analytic import MeshField, coloured_ellipsoid
+    from nerf.mesh import BakeConfig, MeshConfig
+    from portrait3d.run import Run
+
+    truth = coloured_ellipsoid(subdivisions=3)
+    field = MeshField(truth)
+    depth_config = MeshConfig(resolution=32, triangles=1500, depth_size=48, depth_views=8)
+    config = export.ExportConfig(mesh=depth_config, bake=BakeConfig(texture_size=128))
+    runs = []
+    for name in ("a", "b"):
+        run = Run(tmp_path / name)
+        write_views(run, truth, size=64)
+        info = export.export_mesh(run, config, field_model=field)
+        runs.append((run, info))
+    assert runs[0][1]["surface"] == "depth"
+    for rel in export.output_files(config):
+        assert runs[0][0].path(rel).read_bytes() == runs[1][0].path(rel).read_bytes(), rel

@@ -261,10 +261,30 @@ def fuse_depth_maps(
     """
     from scipy import ndimage
 
+    from .parallel import ordered_map, thread_count
+
     lo, hi = np.asarray(bounds[:3], dtype=np.float64), np.asarray(bounds[3:], dtype=np.float64)
     n = resolution + 1
     axes = [np.linspace(lo[i], hi[i], n, dtype=np.float32) for i in range(3)]
-    points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    # Each view's distance (pixels) from its head mask, for every slab alike.
+    gaps = [ndimage.distance_transform_edt(~mask) for mask in masks]
+    views = list(zip(depths, masks, gaps, cameras))
+    # Every grid point's vote is its own: slabs of x go to threads (numpy releases the GIL) and their
+    # results are put side by side, the same grid for any number of threads.
+    slabs = np.array_split(np.arange(n), min(thread_count(), n))
+    progress.debug(f"fuse depth maps: {len(views)} views, {n}³ points in {len(slabs)} slabs")
+
+    def fuse_slab(xs: np.ndarray) -> np.ndarray:
+        points = np.stack(np.meshgrid(axes[0][xs], axes[1], axes[2], indexing="ij"), axis=-1).reshape(-1, 3)
+        return _fuse_points(points, views, truncation)
+
+    inside = np.concatenate(list(ordered_map(fuse_slab, slabs, threads=len(slabs))))
+    return inside.reshape(n, n, n)
+
+
+def _fuse_points(points: np.ndarray, views: Sequence[tuple], truncation: float) -> np.ndarray:
+    """:func:`fuse_depth_maps` at (N, 3) float32 ``points``; ``views``: (depth, mask, gap, camera) per view,
+    ``gap`` the view's pixel distance from its mask. Returns (N,) float32 in [-1, 1], positive inside."""
     total = np.zeros(len(points), dtype=np.float32)
     count = np.zeros(len(points), dtype=np.float32)
     in_frame = np.zeros(len(points), dtype=np.int32)
@@ -272,7 +292,7 @@ def fuse_depth_maps(
     behind = np.zeros(len(points), dtype=np.int32)
     background_seen = np.zeros(len(points), dtype=bool)
     alive = np.arange(len(points))
-    for depth, mask, camera in progress.bar(list(zip(depths, masks, cameras)), desc="fuse depth maps"):
+    for depth, mask, gaps, camera in views:
         h, w = depth.shape
         # Camera.project, in float32: this loop handles millions of points.
         world2cam = camera.world2cam.astype(np.float32)
@@ -297,7 +317,7 @@ def fuse_depth_maps(
         background_seen[idx[background]] = True
         # Background points farther from the silhouette than the band is wide (in pixels at their depth)
         # are far from any surface: they are outside for good, stop looking at them.
-        gap = ndimage.distance_transform_edt(~mask)[px[:, 1], px[:, 0]]
+        gap = gaps[px[:, 1], px[:, 0]]
         far = background & (gap > truncation * fx / z + 1.0)
         keep = np.ones(len(alive), dtype=bool)
         keep[np.flatnonzero(in_image)[far]] = False
@@ -305,14 +325,14 @@ def fuse_depth_maps(
     inside = np.full(len(points), -1.0, dtype=np.float32)  # out of frame, or far from the head
     voted = count > 0
     inside[voted] = -total[voted] / count[voted]
-    out_of_frame = len(depths) - in_frame
+    out_of_frame = len(views) - in_frame
     inside[~voted & ~free] = 1.0
     # Space most views have out of frame is unconstrained (a fit leaves floaters there): outside.
     inside[count + behind < np.maximum(out_of_frame, 1)] = -1.0
     # Background in some view: outside, but near the silhouette keep the votes' distance so that
     # marching cubes interpolates the surface instead of snapping it to the grid.
     inside[background_seen] = np.where(voted[background_seen], np.minimum(inside[background_seen], -1e-3), -1.0)
-    return inside.reshape(n, n, n)
+    return inside
 
 
 def fill_cavities(grid: np.ndarray, threshold: float) -> np.ndarray:

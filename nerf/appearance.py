@@ -77,8 +77,10 @@ class ViewShift(nn.Module):
         self.size = size
         self.pixels_per_unit = pixels_per_unit
         num_views = rgba.shape[0] // (size * size)
-        self.rgba = rgba
-        self.register_buffer("blurred", _blurred(rgba.reshape(num_views, size, size, -1), blur_px).reshape(rgba.shape))
+        # Buffers that move with the module, not saved with it (the fit's views are the run's).
+        self.register_buffer("rgba", rgba, persistent=False)
+        blurred = _blurred(rgba.reshape(num_views, size, size, -1), blur_px).reshape(rgba.shape)
+        self.register_buffer("blurred", blurred, persistent=False)
         self.raw = nn.Parameter(torch.zeros(num_views, 2, device=rgba.device))
 
     @property

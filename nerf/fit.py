@@ -278,15 +278,15 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         view = pick // pixels_per_view
         out = volume.render_rays(rays.origins[pick], rays.directions[pick], background, jitter=True)
         rgba = rays.rgba[pick] if shift is None else shift(pick)
+        with torch.no_grad():  # the target as the render shows it, for the view weights and the PSNR log
+            seen = rgba[:, :3] * rgba[:, 3:] + background * (1 - rgba[:, 3:])
         samples += int(out["num_samples"])
         rgb = out["rgb"]
         if appearance is not None:
             rgb = appearance(rgb, out["accumulation"], background, view)
         ray_weight = None
         if config.view_weighting:
-            seen = rgba.detach()
-            target = seen[:, :3] * seen[:, 3:] + background * (1 - seen[:, 3:])
-            reliability.update(view, torch.abs(rgb.detach() - target).mean(dim=-1))
+            reliability.update(view, torch.abs(rgb.detach() - seen).mean(dim=-1))
             if step >= config.view_weighting_after * config.iterations:
                 ray_weight = reliability.weights()[view]
         losses = photometric_loss(
@@ -315,9 +315,7 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * 0.1 ** min(done, 1.0)
         if step % 10 == 0:
-            with torch.no_grad():
-                target = rgba[:, :3] * rgba[:, 3:] + background * (1 - rgba[:, 3:])
-                mse = float(torch.mean((out["rgb"] - target) ** 2))
+            mse = float(torch.mean((out["rgb"].detach() - seen) ** 2))
             recent_psnr = (recent_psnr + [-10 * math.log10(max(mse, 1e-10))])[-10:]
             if step % 50 == 0:
                 progress.debug(

@@ -71,13 +71,13 @@ HELD_OUT = "held_out"
 """Folder of a prepared scene with the held-out ground-truth renders (``NNNN.png``) and their ``cameras.json``."""
 
 
-def write_held_out(scene: Path, mesh, cameras, size: int) -> None:
-    """Ground-truth RGBA renders at the held-out ``cameras`` into ``SCENE/held_out/`` (for ``--scene``)."""
+def write_held_out(scene: Path, cameras, images) -> None:
+    """The ground truth's RGBA ``images`` at the held-out ``cameras`` into ``SCENE/held_out/`` (for ``--scene``)."""
     from portrait3d import cameras as cams
     from portrait3d.run import atomic_save_image
 
     named = {}
-    for index, (camera, image) in enumerate(zip(cameras, synthetic.render_views(mesh, cameras, size))):
+    for index, (camera, image) in enumerate(zip(cameras, images)):
         atomic_save_image(scene / HELD_OUT / f"{index:04d}.png", image)
         named[f"{index:04d}.png"] = camera
     cams.write_labels(scene / HELD_OUT / "cameras.json", named)
@@ -93,15 +93,18 @@ def read_held_out(scene: Path):
     return list(named.values()), [np.asarray(Image.open(scene / HELD_OUT / name)) for name in named]
 
 
-def held_out_metrics(field, mesh, cameras, size: int, images=None) -> dict:
-    """Mean PSNR / SSIM of renders over white at ``cameras`` against the ground truth (``images``: prepared
-    RGBA renders, resized to ``size``; default: rendered from ``mesh`` now)."""
+def held_out_metrics(field, cameras, size: int, images) -> dict:
+    """Mean PSNR / SSIM of renders over white at ``cameras`` against the ground truth.
+
+    ``images``: the ground truth's RGBA renders at the scene's size (prepared, or from :func:`held_out_renders`).
+    They are box-filtered to ``size`` exactly as the dataset shrinks the training views: a ground truth
+    rendered at ``size`` directly has aliased edges that no field fitted to filtered views can match (it
+    read 1.2 dB lower on the same fit; docs/BENCHMARKS.md, sixth session).
+    """
     from PIL import Image
 
-    if images is None:
-        images = synthetic.render_views(mesh, cameras, size)
-    elif images[0].shape[0] != size:
-        images = [np.asarray(Image.fromarray(im).resize((size, size), Image.LANCZOS)) for im in images]
+    if images[0].shape[0] != size:
+        images = [np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BOX)) for im in images]
     scores_psnr, scores_ssim = [], []
     for camera, gt in zip(cameras, images):
         rgb, _ = field.render(camera, size, size)
@@ -237,9 +240,10 @@ def main() -> None:
 
         run = synthetic.write_scene(out, mesh, train, size=args.size, alter=alter)
         write_prior(run, mesh, args.prior)
-        held_cameras, held_images = [cameras[i] for i in held], None
+        held_cameras = [cameras[i] for i in held]
+        held_images = synthetic.render_views(mesh, held_cameras, args.size)
         if args.prepare_only:
-            write_held_out(out, mesh, held_cameras, args.size)
+            write_held_out(out, held_cameras, held_images)
             print(f"scene written to {out}")
             return
     scene_seconds = time.perf_counter() - start
@@ -271,7 +275,7 @@ def main() -> None:
     info = fit.fit(run, config, device)
     fit_seconds = time.perf_counter() - start
     field = fit.load_field(out, device)
-    quality = held_out_metrics(field, mesh, held_cameras, config.image_size, held_images)
+    quality = held_out_metrics(field, held_cameras, config.image_size, held_images)
 
     device_name = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     report = {

@@ -137,7 +137,7 @@ def run_mode(run_dir: str, preset_name: str, overrides: dict | None = None, spla
     }
     if splat_only:
         return {"preset": preset_name, "distill": overrides or {}, "size": size, "splat": splat, **timing}
-    nerf = held_out_metrics(field, None, cameras, size, images)
+    nerf = held_out_metrics(field, cameras, size, images)
     return {
         "run": str(run.root),
         "preset": preset_name,
@@ -220,7 +220,7 @@ def main() -> None:
     info = run_stage(run, splat_stage(preset.splat), force=True)
     timings["export_splat_s"] = time.perf_counter() - start
     field = fit.load_field(out, device)
-    nerf = held_out_metrics(field, None, held_cameras, size, held_images)
+    nerf = held_out_metrics(field, held_cameras, size, held_images)
     report = {
         "scene": scene_name,
         "preset": args.preset,

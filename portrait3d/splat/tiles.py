@@ -54,20 +54,25 @@ def bin_to_tiles(
     per_gaussian = span[:, 0] * span[:, 1]
     owner = torch.repeat_interleave(torch.arange(order.numel(), device=device), per_gaussian)
     first = torch.cumsum(per_gaussian, 0) - per_gaussian
-    offset = torch.arange(owner.numel(), device=device) - first[owner]
-    tx = t0[owner, 0] + offset % span[owner, 0]
-    ty = t0[owner, 1] + torch.div(offset, span[owner, 0], rounding_mode="floor")
+    offset = torch.arange(owner.numel(), device=device) - _rows(first, owner)
+    columns = _rows(span[:, 0], owner)
+    down = torch.div(offset, columns, rounding_mode="floor")
+    tx = _rows(t0[:, 0], owner) + offset - down * columns  # the remainder, without a second integer division
+    ty = _rows(t0[:, 1], owner) + down
     tile_id = ty * tiles_x + tx
-    # Pairs come in depth order; a stable sort by tile keeps it within each tile.
-    tile_id, by_tile = torch.sort(tile_id, stable=True)
-    gaussian = order[owner[by_tile]]
+    # Pairs come in depth order; a stable sort by tile keeps it within each tile. Sorted as the smallest integers
+    # that hold the tile numbers: 16 bits sort about 5x faster than 64 on the CPU.
+    key_type = torch.int16 if tiles_x * tiles_y <= torch.iinfo(torch.int16).max else torch.int32
+    tile_id, by_tile = torch.sort(tile_id.to(key_type), stable=True)
+    tile_id = tile_id.long()
+    gaussian = _rows(order, _rows(owner, by_tile))
     counts = torch.bincount(tile_id, minlength=tiles_x * tiles_y)
     start = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(tile_id.numel(), device=device) - start[tile_id]
+    slot = torch.arange(tile_id.numel(), device=device) - _rows(start, tile_id)
     index = torch.full(
         (tiles_x * tiles_y, int(counts.max()) if counts.numel() else 0), n, dtype=torch.long, device=device
     )
-    index[tile_id, slot] = gaussian
+    index.view(-1).index_copy_(0, tile_id * index.shape[1] + slot, gaussian)
     return index, counts
 
 

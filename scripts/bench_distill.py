@@ -11,6 +11,7 @@ Prints ms per step, the stage's view PSNR (:func:`portrait3d.splat.stage.trainin
 Usage::
 
     python scripts/bench_distill.py RUN --cache /tmp/distill_inputs.pt [--profile] [--png OUT.png] [--json OUT.json]
+        [--save-pairs N]
 """
 
 from __future__ import annotations
@@ -110,7 +111,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also time each phase (one more fit)")
     parser.add_argument("--png", type=Path, help="write view 0 of the fitted splat at twice the fitting size")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--save-pairs", type=int, help="tiles.SAVE_PAIRS for this run (0: the backward recomputes every chunk)"
+    )
     args = parser.parse_args()
+    if args.save_pairs is not None:
+        tiles.SAVE_PAIRS = args.save_pairs  # read by render_binned at each call
     options = distill.DistillOptions()
     torch.manual_seed(0)
     seedlings, targets, views = inputs(args.run, args.cache, options)

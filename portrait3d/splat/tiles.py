@@ -131,8 +131,8 @@ class CompositeTiles(torch.autograd.Function):
     ``index`` (T, K) / ``counts`` (T,) from :func:`bin_to_tiles`; width, height, tile, chunk, and
     ``max_pairs``: the most (pixel, Gaussian) pairs held at once (tiles are taken in groups under it);
     ``save_pairs``: the most pairs whose alphas and weights are kept from the forward for the backward (the
-    backward recomputes the rest's, so the memory is bounded whatever the scene; keeping them is about a tenth
-    of a step faster).
+    backward recomputes the rest's, so the memory is bounded whatever the scene; docs/BENCHMARKS.md, "Splat
+    distillation speed").
     Outputs: rgb (H, W, 3) over ``background``, alpha (H, W).
     """
 

@@ -178,13 +178,16 @@ def render_binned(
     tile: int = 4,
     chunk: int = 16,
     max_pairs: int | None = None,
+    save_pairs: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render with the fast CPU rasteriser (:mod:`portrait3d.splat.tiles`): all tiles at once, analytic backward.
 
     Same arguments and outputs as :func:`render_torch`, which it matches to float rounding;
-    ``max_pairs``: (pixel, Gaussian) pairs held at once (default :data:`portrait3d.splat.tiles.MAX_PAIRS`).
+    ``max_pairs``: (pixel, Gaussian) pairs held at once (default :data:`portrait3d.splat.tiles.MAX_PAIRS`);
+    ``save_pairs``: pairs whose alphas the forward keeps for the backward (default
+    :data:`portrait3d.splat.tiles.SAVE_PAIRS`; 0: the backward recomputes them all).
     """
-    from .tiles import MAX_PAIRS, composite
+    from .tiles import MAX_PAIRS, SAVE_PAIRS, composite
 
     p = project(gaussians, view)
     device = gaussians.means.device
@@ -192,6 +195,7 @@ def render_binned(
     return composite(
         p["mean2d"], p["conic"], p["colour"], p["opacity"], p["radius"], p["depth"].detach(), p["visible"],
         view.width, view.height, background, tile, chunk, max_pairs or MAX_PAIRS,
+        SAVE_PAIRS if save_pairs is None else save_pairs,
     )  # fmt: skip
 
 

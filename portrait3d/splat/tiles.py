@@ -5,9 +5,10 @@ box touches: the reference's 3-sigma square cut to where its alpha can reach 1/2
 then the pairs are sorted by tile and, within a tile, by depth) into a padded (tiles, K) index.
 :class:`CompositeTiles` composites all tiles together, K in chunks whose transmittance is carried from
 one chunk to the next (memory bounded: at most :data:`MAX_PAIRS` pixel-Gaussian pairs at once),
-without autograd: its backward walks the chunks in reverse, as 3DGS and gsplat do, from the saved
-transmittance at each chunk's start, so no per-pair intermediate outlives its chunk. The projection
-(means, scales, rotations, SH -> 2D conics and colours) stays in autograd.
+without autograd: its backward walks the chunks in reverse, as 3DGS and gsplat do, with the forward's
+alphas and weights of each chunk while they fit in :data:`SAVE_PAIRS`, past that recomputed from the
+saved transmittance at the chunk's start (memory stays bounded). The projection (means, scales,
+rotations, SH -> 2D conics and colours) stays in autograd.
 
 Same conventions and results as :func:`portrait3d.splat.rasterize.render_torch` (the reference), to
 float rounding and the chunk where a tile stops once every pixel is opaque.
@@ -24,6 +25,9 @@ ALPHA_MAX = 0.99
 TRANSMITTANCE_MIN = 1e-4
 MAX_PAIRS = 1 << 22
 """(pixel, Gaussian) pairs composited at once: about 16 MB a float tensor, a dozen of them live at a time."""
+SAVE_PAIRS = 1 << 22
+"""(pixel, Gaussian) pairs whose alpha and weight the forward keeps for the backward (8 bytes a pair: at most 32 MB);
+the chunks past it are recomputed. 12 000 Gaussians at 192 px are about 2.5 million pairs a picture."""
 
 
 def bin_to_tiles(
@@ -50,20 +54,25 @@ def bin_to_tiles(
     per_gaussian = span[:, 0] * span[:, 1]
     owner = torch.repeat_interleave(torch.arange(order.numel(), device=device), per_gaussian)
     first = torch.cumsum(per_gaussian, 0) - per_gaussian
-    offset = torch.arange(owner.numel(), device=device) - first[owner]
-    tx = t0[owner, 0] + offset % span[owner, 0]
-    ty = t0[owner, 1] + torch.div(offset, span[owner, 0], rounding_mode="floor")
+    offset = torch.arange(owner.numel(), device=device) - _rows(first, owner)
+    columns = _rows(span[:, 0], owner)
+    down = torch.div(offset, columns, rounding_mode="floor")
+    tx = _rows(t0[:, 0], owner) + offset - down * columns  # the remainder, without a second integer division
+    ty = _rows(t0[:, 1], owner) + down
     tile_id = ty * tiles_x + tx
-    # Pairs come in depth order; a stable sort by tile keeps it within each tile.
-    tile_id, by_tile = torch.sort(tile_id, stable=True)
-    gaussian = order[owner[by_tile]]
+    # Pairs come in depth order; a stable sort by tile keeps it within each tile. Sorted as the smallest integers
+    # that hold the tile numbers: 16 bits sort about 5x faster than 64 on the CPU.
+    key_type = torch.int16 if tiles_x * tiles_y <= torch.iinfo(torch.int16).max else torch.int32
+    tile_id, by_tile = torch.sort(tile_id.to(key_type), stable=True)
+    tile_id = tile_id.long()
+    gaussian = _rows(order, _rows(owner, by_tile))
     counts = torch.bincount(tile_id, minlength=tiles_x * tiles_y)
     start = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(tile_id.numel(), device=device) - start[tile_id]
+    slot = torch.arange(tile_id.numel(), device=device) - _rows(start, tile_id)
     index = torch.full(
         (tiles_x * tiles_y, int(counts.max()) if counts.numel() else 0), n, dtype=torch.long, device=device
     )
-    index[tile_id, slot] = gaussian
+    index.view(-1).index_copy_(0, tile_id * index.shape[1] + slot, gaussian)
     return index, counts
 
 
@@ -120,12 +129,30 @@ class CompositeTiles(torch.autograd.Function):
 
     Inputs: mean2d (N, 2), conic (N, 3), colour (N, 3), opacity (N,), background (3,); the binning
     ``index`` (T, K) / ``counts`` (T,) from :func:`bin_to_tiles`; width, height, tile, chunk, and
-    ``max_pairs``: the most (pixel, Gaussian) pairs held at once (tiles are taken in groups under it).
+    ``max_pairs``: the most (pixel, Gaussian) pairs held at once (tiles are taken in groups under it);
+    ``save_pairs``: the most pairs whose alphas and weights are kept from the forward for the backward (the
+    backward recomputes the rest's, so the memory is bounded whatever the scene; docs/BENCHMARKS.md, "Splat
+    distillation speed").
     Outputs: rgb (H, W, 3) over ``background``, alpha (H, W).
     """
 
     @staticmethod
-    def forward(ctx, mean2d, conic, colour, opacity, background, index, counts, width, height, tile, chunk, max_pairs):
+    def forward(
+        ctx,
+        mean2d,
+        conic,
+        colour,
+        opacity,
+        background,
+        index,
+        counts,
+        width,
+        height,
+        tile,
+        chunk,
+        max_pairs,
+        save_pairs,
+    ):
         offsets, origins = tile_pixels(width, height, tile, mean2d.dtype, mean2d.device)
         moments = pixel_moments(offsets)
         packed = _packed(mean2d, conic, colour, opacity)
@@ -141,15 +168,19 @@ class CompositeTiles(torch.autograd.Function):
             if not active.numel():
                 break
             for group in active.split(max(1, max_pairs // (pixels * chunk))):
-                m, q, col, log_o, _ = _unpack(packed[index[group, k0 : k0 + chunk]])
-                alpha = _chunk_alpha(moments, origins[group], m, q, log_o)
-                start = transmittance[group]
-                before, through = _transmittances(alpha)
-                # alpha times the transmittance before each pair is the drop in transmittance across it.
-                weights = (before - through).mul_(start[:, :, None])
-                rgb[group] += torch.bmm(weights, col)
-                transmittance[group] = start * through[..., -1]
-                steps.append((k0, group, start))
+                m, q, col, log_o, _ = _unpack(_rows(packed, _rows(index[:, k0 : k0 + chunk], group)))
+                alpha = _chunk_alpha(moments, _rows(origins, group), m, q, log_o)
+                start = _rows(transmittance, group)
+                weights, through = _chunk_weights(alpha, start)
+                # Products ordered so that the batched matmul's output is the long pixel axis, not the colour's 3:
+                # a third faster at these sizes (also below).
+                rgb.index_add_(0, group, torch.bmm(col.transpose(1, 2), weights.transpose(1, 2)).transpose(1, 2))
+                transmittance.index_copy_(0, group, start * through)
+                # The backward needs each chunk's alphas and weights: kept while they fit in save_pairs,
+                # recomputed from ``start`` after that.
+                kept = (alpha, weights) if alpha.numel() <= save_pairs else None
+                save_pairs -= alpha.numel() if kept else 0
+                steps.append((k0, group, start, kept))
         ctx.save_for_backward(mean2d, conic, colour, opacity, background, index, transmittance)
         ctx.steps, ctx.shape = steps, (width, height, tile, chunk)
         rgb = rgb + transmittance[..., None] * background
@@ -170,27 +201,33 @@ class CompositeTiles(torch.autograd.Function):
         # less the alpha output's share (alpha = 1 - final transmittance).
         behind = final * ((g_rgb * background).sum(-1) - g_alpha)
         moments = pixel_moments(offsets)
-        for k0, active, start in reversed(ctx.steps):
-            idx = index[active, k0 : k0 + chunk]
-            m, q, col, log_o, o = _unpack(packed[idx])
-            alpha = _chunk_alpha(moments, origins[active], m, q, log_o)
-            one_minus = 1.0 - alpha
-            before = _transmittances(alpha)[0] * start[:, :, None]
-            weights = alpha * before
-            g = g_rgb[active]
+        for k0, active, start, kept in reversed(ctx.steps):
+            idx = _rows(index[:, k0 : k0 + chunk], active)
+            m, q, col, log_o, o = _unpack(_rows(packed, idx))
+            corners = _rows(origins, active)
+            if kept is None:
+                alpha = _chunk_alpha(moments, corners, m, q, log_o)
+                weights = _chunk_weights(alpha, start)[0]
+            else:
+                alpha, weights = kept
+            g = _rows(g_rgb, active)
             colour_dot = torch.bmm(g, col.transpose(1, 2))  # (A, P, C)
-            inclusive = torch.cumsum(weights * colour_dot, dim=2)
-            total = inclusive[..., -1]
-            later = (behind[active] + total)[:, :, None] - inclusive
-            # d out / d alpha of each pair, times d alpha / d power = alpha where alpha is neither cut (0 already)
-            # nor clamped at ALPHA_MAX (no gradient there).
-            g_power = (before * colour_dot - later / one_minus).mul_(torch.where(alpha < ALPHA_MAX, alpha, 0.0))
-            behind[active] = behind[active] + total
-            g_colour = torch.bmm(weights.transpose(1, 2), g)  # (A, C, 3)
+            weighted = weights * colour_dot
+            inclusive = torch.cumsum(weighted, dim=2)
+            reach = _rows(behind, active) + inclusive[..., -1]
+            behind.index_copy_(0, active, reach)
+            later = reach[:, :, None] - inclusive
+            # d out / d alpha of a pair is its transmittance before (weight / alpha) times its colour, less what
+            # it hides behind it (later / (1 - alpha)); times d alpha / d power = alpha where alpha is neither
+            # cut (alpha and weight 0 already) nor clamped at ALPHA_MAX (no gradient there).
+            odds = torch.rsub(alpha, 1.0)
+            torch.div(alpha, odds, out=odds)
+            g_power = weighted.sub_(later.mul_(odds)).masked_fill_(alpha >= ALPHA_MAX, 0.0)
+            g_colour = torch.bmm(g.transpose(1, 2), weights).transpose(1, 2)  # (A, C, 3)
             # Sums over pixels of g_power times 1, x, y, x², y², xy: one matmul, then the conic's and the
             # mean's gradients follow from dx = x - mx, dy = y - my; d alpha / d opacity = alpha / opacity.
-            s1, sx, sy, sxx, syy, sxy = torch.matmul(g_power.transpose(1, 2), moments).unbind(-1)
-            local = m - origins[active][:, None, :]
+            s1, sx, sy, sxx, syy, sxy = torch.matmul(moments.T, g_power).unbind(1)  # (A, C) each
+            local = m - corners[:, None, :]
             mx, my = local.unbind(-1)
             s_dx, s_dy = sx - mx * s1, sy - my * s1
             s_dxdx = sxx - 2 * mx * sx + mx * mx * s1
@@ -214,7 +251,7 @@ class CompositeTiles(torch.autograd.Function):
             grads[:n, 5:8],
             grads[:n, 8],
             g_background,
-            *([None] * 7),
+            *([None] * 8),
         )
 
 
@@ -226,9 +263,22 @@ def _packed(mean2d, conic, colour, opacity):
     return torch.cat([rows, padding])
 
 
+def _rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[index]`` for a long ``index`` of any shape: index_select, about 3x faster on the CPU than indexing."""
+    return x.index_select(0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
+
+
 def _unpack(rows):
     """(A, C, 10) gathered rows -> mean2d (A, C, 2), conic (A, C, 3), colour (A, C, 3), log opacity, opacity (A, C)."""
     return rows[..., 0:2], rows[..., 2:5], rows[..., 5:8], rows[..., 8], rows[..., 9]
+
+
+def _chunk_weights(alpha: torch.Tensor, start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, P, C) alphas and (A, P) transmittance at the chunk's start -> each pair's weight in the pixel (A, P, C)
+    and the transmittance through the chunk (A, P)."""
+    before, through = _transmittances(alpha)
+    # alpha times the transmittance before each pair is the drop in transmittance across it.
+    return (before - through).mul_(start[:, :, None]), through[..., -1]
 
 
 def _transmittances(alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -286,6 +336,7 @@ def composite(
     tile: int = 4,
     chunk: int = 16,
     max_pairs: int = MAX_PAIRS,
+    save_pairs: int = SAVE_PAIRS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Bin the projected Gaussians (N, ...) to tiles and composite them: ``(rgb (H, W, 3), alpha (H, W))``."""
     with torch.no_grad():
@@ -295,6 +346,8 @@ def composite(
         lo = (mean2d - half).floor()
         hi = (mean2d + half).ceil()
         index, counts = bin_to_tiles(lo, hi, order, width, height, tile)
-    return CompositeTiles.apply(
-        mean2d, conic, colour, opacity, background, index, counts, width, height, tile, chunk, max_pairs
-    )
+    # Nothing to keep for a backward that will not run (the pictures rendered without gradients).
+    inputs = (mean2d, conic, colour, opacity, background)
+    if not (torch.is_grad_enabled() and any(x.requires_grad for x in inputs)):
+        save_pairs = 0
+    return CompositeTiles.apply(*inputs, index, counts, width, height, tile, chunk, max_pairs, save_pairs)

@@ -57,8 +57,13 @@ def test_tiles_and_chunks_match_the_dense_reference():
     assert 0.3 < float(alpha.mean()) < 1.0
 
 
-@pytest.mark.parametrize("tile, chunk, max_pairs", [(16, 64, None), (8, 37, 5000)])
-def test_the_fast_rasteriser_matches_the_reference_image_and_gradients(tile, chunk, max_pairs):
+# save_pairs: None keeps every chunk's alphas for the backward, 0 recomputes them all, 20 000 keeps the chunks that
+# fit (two of this scene's four: both paths in one backward).
+@pytest.mark.parametrize(
+    "tile, chunk, max_pairs, save_pairs",
+    [(16, 64, None, None), (8, 37, 5000, None), (8, 37, 5000, 0), (4, 16, None, 0), (4, 16, None, 20_000)],
+)
+def test_the_fast_rasteriser_matches_the_reference_image_and_gradients(tile, chunk, max_pairs, save_pairs):
     g = blob(300, degree=1, seed=1)
     params = [g.means, g.log_scales, g.quats, g.opacity_logits, g.sh]
     for p in params:
@@ -68,7 +73,7 @@ def test_the_fast_rasteriser_matches_the_reference_image_and_gradients(tile, chu
     generator = torch.Generator().manual_seed(0)
     weight_rgb, weight_alpha = torch.rand(48, 48, 3, generator=generator), torch.rand(48, 48, generator=generator)
     results = []
-    for render, options in ((render_torch, {}), (render_binned, {"max_pairs": max_pairs})):
+    for render, options in ((render_torch, {}), (render_binned, {"max_pairs": max_pairs, "save_pairs": save_pairs})):
         for p in params:
             p.grad = None
         rgb, alpha = render(g, view, background, tile=tile, chunk=chunk, **options)
@@ -95,14 +100,17 @@ def test_the_fast_rasteriser_is_differentiable_end_to_end():
     background = torch.tensor([0.3, 0.6, 0.2], dtype=torch.float64, requires_grad=True)
     inputs = [x.detach().requires_grad_(True) for x in inputs]
 
-    def rendered(mean2d, conic, colour, opacity, background):
-        rgb, alpha = composite(
-            mean2d, conic, colour, opacity, p["radius"], p["depth"].detach(), p["visible"], 8, 6, background, 4, 2
-        )
-        return rgb, alpha
+    for save_pairs in (1 << 20, 0, 100):  # every chunk kept for the backward, none, those that fit
 
-    assert float(rendered(*inputs, background)[1].detach().mean()) > 0.1  # the Gaussians cover the picture
-    assert torch.autograd.gradcheck(rendered, (*inputs, background), eps=1e-6, atol=1e-5)
+        def rendered(mean2d, conic, colour, opacity, background, save_pairs=save_pairs):
+            rgb, alpha = composite(
+                mean2d, conic, colour, opacity, p["radius"], p["depth"].detach(), p["visible"], 8, 6, background,
+                4, 2, save_pairs=save_pairs,
+            )  # fmt: skip
+            return rgb, alpha
+
+        assert float(rendered(*inputs, background)[1].detach().mean()) > 0.1  # the Gaussians cover the picture
+        assert torch.autograd.gradcheck(rendered, (*inputs, background), eps=1e-6, atol=1e-5), save_pairs
 
 
 def test_a_gaussian_centred_on_a_pixel_covers_that_pixel():

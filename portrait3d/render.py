@@ -117,13 +117,12 @@ class MeshRenderer:
         visual = mesh.visual
         image = self._texture_image()
         if image is not None:
-            tex_uv = (np.asarray(visual.uv)[faces] * bary).sum(axis=1)
-            out[mask] = sample_texture(image, tex_uv)
+            out[mask] = sample_texture(image, _weighted(np.asarray(visual.uv)[faces], bary))
         else:
             # A plain ColorVisuals (no colours set, or face colours) has no to_color(); its vertex_colors work.
             colour_visual = isinstance(visual, trimesh.visual.ColorVisuals)
             vc = np.asarray(visual.vertex_colors if colour_visual else visual.to_color().vertex_colors)
-            out[mask] = (vc[faces, :3].astype(np.float64) / 255.0 * bary).sum(axis=1)
+            out[mask] = _weighted(vc[faces, :3].astype(np.float64) / 255.0, bary)
         return out
 
     def render_rgba(self, camera: Camera, size: int | tuple[int, int]) -> np.ndarray:
@@ -131,9 +130,7 @@ class MeshRenderer:
         width, height = _size(size)
         # Only the triangles and barycentric weights: the hit points and normals are not needed here.
         _, _, _, _, triangle, barycentric = self._cast_rays(camera, width, height)
-        rgb = self._colours(triangle, barycentric)
-        alpha = (triangle >= 0).astype(np.float64)
-        return _to_uint8(np.concatenate([rgb, alpha[..., None]], axis=-1))
+        return rgba_image(self._colours(triangle, barycentric), triangle >= 0)
 
     def render_shaded(
         self, camera: Camera, size: int | tuple[int, int], background: float = 0.0, albedo: float = 0.8
@@ -151,6 +148,20 @@ class MeshRenderer:
         width, height = _size(size)
         _, dirs, _, t, triangle, _ = self._cast_rays(camera, width, height)
         return np.where(triangle >= 0, t * (dirs @ camera.forward), np.inf)
+
+
+def rgba_image(colours: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Colours (H, W, 3) float in [0, 1] over a transparent background outside ``mask`` (H, W): (H, W, 4) uint8."""
+    return _to_uint8(np.concatenate([colours, mask.astype(np.float64)[..., None]], axis=-1))
+
+
+def _weighted(corners: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    """Barycentric blend of per-corner values: (M, 3, k) and (M, 3, 1) weights -> (M, k).
+
+    Written out corner by corner: the same sums, in the same order, as ``(corners * bary).sum(axis=1)``
+    (bit for bit), about three times faster than numpy's reduction over a length-3 axis.
+    """
+    return corners[:, 0] * bary[:, 0] + corners[:, 1] * bary[:, 1] + corners[:, 2] * bary[:, 2]
 
 
 def sample_texture(image: np.ndarray, uv: np.ndarray) -> np.ndarray:

@@ -255,7 +255,11 @@ def gaussian_field(
     """Smoothing Gaussian radial-basis field ``f(centres) ~ values``: returns ``f: (M, 3) -> (M, 3)``."""
 
     def kernel(x: np.ndarray) -> np.ndarray:
-        d2 = ((x[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+        # Coordinate by coordinate: bit for bit ``((x[:, None] - centres[None]) ** 2).sum(-1)`` without its
+        # (M, K, 3) temporaries or numpy's slow reduction over a length-3 axis.
+        d2 = (x[:, None, 0] - centres[None, :, 0]) ** 2
+        d2 += (x[:, None, 1] - centres[None, :, 1]) ** 2
+        d2 += (x[:, None, 2] - centres[None, :, 2]) ** 2
         return np.exp(-0.5 * d2 / radius**2)
 
     weights = np.linalg.solve(kernel(centres) + smoothing * np.eye(len(centres)), values)

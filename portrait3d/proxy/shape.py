@@ -47,6 +47,7 @@ from portrait3d.proxy.template import (
     ear_weight,
     head_sdf,
     model_to_world,
+    vector_length,
 )
 
 N_LAT, N_LON = 60, 120
@@ -556,7 +557,7 @@ def _mesh(
 
     def field_fn(p: np.ndarray) -> np.ndarray:
         rel = p - CRANIUM_CENTRE
-        dist = np.linalg.norm(rel, axis=1)
+        dist = vector_length(rel)
         unit = rel / np.maximum(dist, 1e-9)[:, None]
         trimmed = np.maximum(head_sdf(p), dist - sample_map(trim, unit))
         return _smooth_union(trimmed, dist - sample_map(grow, unit), 0.01)

@@ -19,6 +19,7 @@ generator: ``views/`` is a copy of the proxy renders).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,8 @@ import trimesh
 from portrait3d import cameras, limits, progress
 from portrait3d.errors import UserError
 from portrait3d.proxy.head import ProxyHead, build_head
-from portrait3d.render import MeshRenderer
+from portrait3d.proxy.template import dot3, vector_length
+from portrait3d.render import Hits, MeshRenderer, rgba_image
 from portrait3d.run import Run, atomic_dir
 from portrait3d.runner import Stage
 
@@ -157,14 +159,19 @@ def build_proxy(run: Run, options: ProxyOptions) -> dict:
     cams = orbit_cameras(options)
     textured = MeshRenderer(head.textured)
     # PNG compression level 1: four times faster to write than the default, files about 20 % larger.
-    with atomic_dir(run.path("proxy")) as tmp:
+    # The PNGs are encoded and written on a second thread while the next view renders (PIL's encoder
+    # lets go of the GIL): the same files, the encoding off the critical path.
+    with atomic_dir(run.path("proxy")) as tmp, ThreadPoolExecutor(max_workers=1) as writer:
         (tmp / "views").mkdir()
         (tmp / "conditions").mkdir()
+        written = []
         for i, cam in enumerate(progress.bar(cams, desc="proxy views")):
             name = f"{cameras.view_name(i)}.png"
             view, condition = render_view(textured, textured, cam, options.size, options.supersample)
-            _save_png(tmp / "views" / name, view)
-            _save_png(tmp / "conditions" / name, condition)
+            written.append(writer.submit(_save_png, tmp / "views" / name, view))
+            written.append(writer.submit(_save_png, tmp / "conditions" / name, condition))
+        for future in written:
+            future.result()  # a failed write fails the stage
         cameras.write_labels(tmp / "cameras.json", {f"{cameras.view_name(i)}.png": c for i, c in enumerate(cams)})
         atomic_write_bytes(tmp / "head.ply", trimesh.exchange.ply.export_ply(head.geometry, encoding="binary"))
         atomic_save_image(tmp / "texture.png", head.texture)
@@ -193,10 +200,14 @@ def condition_image(renderer: MeshRenderer, camera: cameras.Camera, size: int) -
     blurred photographic backgrounds.
     """
     hits = renderer.cast(camera, size, size)
-    colour = renderer.colors(hits)
+    return shade_condition(hits, renderer.colors(hits), camera)
+
+
+def shade_condition(hits: Hits, colour: np.ndarray, camera: cameras.Camera) -> np.ndarray:
+    """The condition image (:func:`condition_image`) of cast ``hits`` and their (H, W, 3) surface colours."""
     light = -hits.view_dirs - 0.5 * camera.cam2world[:3, 1]  # from the camera, a little above (-down)
-    light /= np.linalg.norm(light, axis=-1, keepdims=True)
-    shade = 0.45 + 0.65 * np.clip(np.sum(hits.normals * light, axis=-1), 0.0, 1.0)
+    light /= vector_length(light)[..., None]
+    shade = 0.45 + 0.65 * np.clip(dot3(hits.normals, light), 0.0, 1.0)
     rgb = np.where(hits.mask[..., None], np.clip(colour * shade[..., None], 0.0, 1.0), CONDITION_BACKGROUND)
     return np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
 
@@ -206,12 +217,18 @@ def render_view(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One proxy view and its condition image: (size, size, 4) RGBA and (size, size, 3) RGB, uint8.
 
-    ``plain`` renders the condition (see :func:`condition_image`); pass the textured renderer for colour.
+    ``plain`` renders the condition (see :func:`condition_image`); pass the textured renderer for colour
+    (then both images come from one cast of the rays and one texture lookup: the same pixels as two).
     """
     import cv2
 
     big = size * supersample
-    rgba, shaded = textured.render_rgba(camera, big), condition_image(plain, camera, big)
+    if plain is textured:
+        hits = textured.cast(camera, big, big)
+        colour = textured.colors(hits)
+        rgba, shaded = rgba_image(colour, hits.mask), shade_condition(hits, colour, camera)
+    else:
+        rgba, shaded = textured.render_rgba(camera, big), condition_image(plain, camera, big)
     if supersample == 1:
         return rgba, shaded
     # Average the rays of each pixel; colours are averaged over the covered rays only (alpha-weighted).

@@ -5,9 +5,10 @@ memory under the next. Two Linux facilities make that visible and cheap to undo:
 
 - ``/proc/self/clear_refs`` (``5``) resets the process's peak resident size (``VmHWM``), so the
   peak read after a stage is that stage's own (:func:`reset_peak`, :func:`peak_rss_mib`);
-- glibc keeps freed blocks of its heaps for reuse: arrays of up to 32 MiB (its dynamic mmap
-  threshold) freed by the proxy's texture bake stayed resident through the NeRF fit, about
-  1.3 GiB of it. ``malloc_trim`` hands free pages back to the system (:func:`release_freed`).
+- glibc keeps freed blocks of its heaps for reuse (arrays under its dynamic mmap threshold, up to
+  32 MiB): after the proxy stage 120-280 MiB of them, and inside export-mesh the depth maps' and
+  fusion's, about 250 MiB more at its peak (the texture). ``malloc_trim`` hands free pages back to
+  the system (:func:`release_freed`).
 
 Elsewhere (macOS, musl) the functions do nothing and the peak is unknown (None).
 """

@@ -119,8 +119,8 @@ def run_stage(run: Run, stage: Stage, force: bool = False, wait: bool = False) -
             info = stage.function(run, stage.options) or {}
         seconds = time.perf_counter() - start
         peak = memory.peak_rss_mib() if measured else None
-        # What the stage freed stays in the C heap, resident under the next stage of this process, unless
-        # handed back (after the proxy stage about 1.3 GiB, which set make-asset's peak in the NeRF fit).
+        # What the stage freed stays in the C heap, resident under the next stages of this process, unless
+        # handed back (after the proxy stage 120-280 MiB).
         memory.release_freed()
         absent = [o for o in stage.outputs if not run.output_files([o])]
         if absent:

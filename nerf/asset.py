@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
+from portrait3d import memory
 from portrait3d.errors import UserError
 from portrait3d.run import Run
 
@@ -81,6 +82,8 @@ def build_asset(run: Run, config: ExportConfig, model, lods: tuple[float, ...]) 
     full, cut = cap_neck(full, config.neck_cap)
     origin = neck_origin(full, cut)
     timings["surface_s"] = time.perf_counter() - start
+    # The depth maps and fusion freed hundreds of MiB that the C heap would keep resident under the bake.
+    memory.release_freed()
 
     colour_fn = rgb_function(model)
     if config.texture_source == "field" and colour_fn is None:
@@ -107,6 +110,7 @@ def build_asset(run: Run, config: ExportConfig, model, lods: tuple[float, ...]) 
                 seen_fraction = float(np.mean(weight > 0))
         else:
             colours, known = bake_from_field(texels, colour_fn), None
+        memory.release_freed()  # the bake's per-view temporaries, before the texture's full-size images
         texture = assemble_texture(texels, colours, known)
         normal_map = bake_normal_map(uvmesh, texels, full) if config.normal_map else None
         timings["bake_s"] += time.perf_counter() - start

@@ -440,9 +440,14 @@ def assemble_texture(texels: Texels, colours: np.ndarray, known: np.ndarray | No
     image = np.zeros((size, size, 3))
     image[texels.rows, texels.cols] = colours
     if not texels.covered.all():
-        _, (ri, ci) = ndimage.distance_transform_edt(~texels.covered, return_indices=True)
+        ri, ci = ndimage.distance_transform_edt(~texels.covered, return_distances=False, return_indices=True)
         image = image[ri, ci]
-    return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+        del ri, ci
+    # In place: this is export-mesh's peak (make-asset's too), and each (S, S, 3) float64 temporary is 96 MiB at 2048².
+    image *= 255.0
+    np.round(image, out=image)
+    np.clip(image, 0, 255, out=image)
+    return image.astype(np.uint8)
 
 
 def vertex_colours(uvmesh: UVMesh, texture: np.ndarray, num_vertices: int) -> np.ndarray:

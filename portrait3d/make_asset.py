@@ -180,8 +180,12 @@ def _versions() -> dict:
     return versions
 
 
-def _peak_memory() -> dict:
-    peak = {"cpu_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+def _peak_memory(results: dict) -> dict:
+    """The process's peak memory: the larger of ``ru_maxrss`` and the stages' own peaks (the runner resets the
+    kernel's peak before each stage, which can leave ``ru_maxrss`` with the last stage's alone)."""
+    stage_peaks = [r["peak_rss_mib"] for r in results.values() if r.get("peak_rss_mib") is not None]
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    peak = {"cpu_rss_mib": round(max([maxrss, *stage_peaks]), 1)}
     if "torch" in sys.modules:
         import torch
 
@@ -191,7 +195,7 @@ def _peak_memory() -> dict:
 
 
 def write_report(run: Run, photo: Path, options: MakeAssetOptions, device: str, results: dict, seconds: float) -> dict:
-    """Write ``report.json``: versions, device, options, stage times, quality figures, files."""
+    """Write ``report.json``: versions, device, options, stage times and peak memory, quality figures, files."""
     fit = results.get("fit-nerf", {})
     mesh = results.get("export-mesh", {})
     files = sorted(
@@ -204,9 +208,11 @@ def write_report(run: Run, photo: Path, options: MakeAssetOptions, device: str, 
         "platform": platform.platform(),
         "versions": _versions(),
         "options": dataclasses.asdict(options),
-        "stages": {name: {"seconds": r.get("seconds"), "skipped": r.get("skipped")} for name, r in results.items()},
+        "stages": {
+            name: {key: r.get(key) for key in ("seconds", "skipped", "peak_rss_mib")} for name, r in results.items()
+        },
         "seconds_total": round(seconds, 2),
-        "peak_memory": _peak_memory(),
+        "peak_memory": _peak_memory(results),
         "nerf": {"train_psnr": fit.get("train_psnr"), "iterations": fit.get("iterations"), "preset": options.preset},
         "mesh": {
             "triangles": mesh.get("triangles"),

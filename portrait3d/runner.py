@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from portrait3d import progress
+from portrait3d import memory, progress
 from portrait3d.errors import UserError
 from portrait3d.run import Run, hash_files, hash_options
 
@@ -82,7 +82,9 @@ def run_stage(run: Run, stage: Stage, force: bool = False, wait: bool = False) -
         force: run even if the stage is up to date.
         wait: wait for another process that holds the run's lock instead of failing.
     Returns:
-        The stage's information (from its record when skipped), with ``seconds`` and ``skipped``.
+        The stage's information (from its record when skipped), with ``seconds``, ``skipped`` and
+        ``peak_rss_mib`` (the process's peak resident memory while the stage ran, in MiB; None when
+        skipped or where the system cannot tell, see :mod:`portrait3d.memory`).
     """
     with run.lock(wait):
         run.clean_temporaries()
@@ -106,20 +108,25 @@ def run_stage(run: Run, stage: Stage, force: bool = False, wait: bool = False) -
             reason = run.damaged_outputs(record)
             if reason is None:
                 progress.info(f"[{stage.name}] up to date, skipped")
-                return {**(record.info or {}), "seconds": record.seconds, "skipped": True}
+                return {**(record.info or {}), "seconds": record.seconds, "skipped": True, "peak_rss_mib": None}
         if reason is not None:
             progress.info(f"[{stage.name}] redone: {reason}")
         # The old record stays until the new one replaces it: a run killed in between redoes the
         # stage anyway, since the outputs it rewrote no longer match that record.
         start = time.perf_counter()
+        measured = memory.reset_peak()
         with progress.stage(stage.name):
             info = stage.function(run, stage.options) or {}
         seconds = time.perf_counter() - start
+        peak = memory.peak_rss_mib() if measured else None
+        # What the stage freed stays in the C heap, resident under the next stages of this process, unless
+        # handed back (after the proxy stage 120-280 MiB).
+        memory.release_freed()
         absent = [o for o in stage.outputs if not run.output_files([o])]
         if absent:
             raise RuntimeError(f"stage {stage.name} did not write {', '.join(absent)}")
         run.mark_done(stage.name, key, stage.outputs, seconds, info)
-        return {**info, "seconds": round(seconds, 3), "skipped": False}
+        return {**info, "seconds": round(seconds, 3), "skipped": False, "peak_rss_mib": peak}
 
 
 @contextlib.contextmanager

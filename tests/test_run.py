@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from portrait3d import memory
 from portrait3d.errors import UserError
 from portrait3d.run import Run, atomic_dir, atomic_path, atomic_save_image, atomic_write_json, read_json
 from portrait3d.runner import Stage, run_stage
@@ -94,6 +95,39 @@ def test_run_stage_skips_and_redoes(tmp_path, capsys):
     assert run_stage(run, _stage(calls, scale=3))["value"] == 12
     run_stage(run, _stage(calls, scale=3), force=True)
     assert len(calls) == 4
+
+
+def _big_stage(megabytes: int) -> Stage:
+    """A stage that holds ``megabytes`` MiB (written to, so resident) while it runs."""
+
+    def fn(r, o):
+        block = np.ones(megabytes * 2**20 // 8)
+        return {**_double(r, o), "block_sum": float(block.sum())}
+
+    return Stage("big", fn, _Opts(), inputs=("in.txt",), outputs=("out.json",))
+
+
+@pytest.mark.skipif(memory.rss_mib() is None, reason="no /proc/self/status: the peak memory is unknown")
+def test_run_stage_reports_the_stage_own_peak_memory(tmp_path):
+    run = Run(tmp_path / "run")
+    run.path("in.txt").write_text("3")
+    before = memory.rss_mib()
+    big = run_stage(run, _big_stage(96))
+    assert big["peak_rss_mib"] >= before + 90
+    # The next stage's peak is its own, not the process's so far; a skipped stage measured nothing.
+    small = run_stage(run, _stage([]), force=True)
+    assert small["peak_rss_mib"] < big["peak_rss_mib"] - 60
+    assert run_stage(run, _stage([]))["peak_rss_mib"] is None
+
+
+@pytest.mark.skipif(memory.rss_mib() is None or memory._malloc_trim() is None, reason="not Linux with glibc")
+def test_release_freed_hands_the_heap_back():
+    blocks = [np.ones(8192) for _ in range(3000)]  # 64 KiB each: below glibc's mmap threshold, in the heap
+    kept = blocks[-1]  # pins the heap's top, so that free() alone cannot shrink it
+    held = memory.rss_mib()
+    del blocks
+    memory.release_freed()
+    assert memory.rss_mib() < held - 100 and kept.sum() == 8192
 
 
 @pytest.mark.parametrize(

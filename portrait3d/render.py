@@ -14,6 +14,7 @@ import numpy as np
 import trimesh
 
 from portrait3d.cameras import Camera
+from portrait3d.vectors import barycentric_blend
 
 
 @dataclass
@@ -117,12 +118,12 @@ class MeshRenderer:
         visual = mesh.visual
         image = self._texture_image()
         if image is not None:
-            out[mask] = sample_texture(image, _weighted(np.asarray(visual.uv)[faces], bary))
+            out[mask] = sample_texture(image, barycentric_blend(np.asarray(visual.uv)[faces], bary))
         else:
             # A plain ColorVisuals (no colours set, or face colours) has no to_color(); its vertex_colors work.
             colour_visual = isinstance(visual, trimesh.visual.ColorVisuals)
             vc = np.asarray(visual.vertex_colors if colour_visual else visual.to_color().vertex_colors)
-            out[mask] = _weighted(vc[faces, :3].astype(np.float64) / 255.0, bary)
+            out[mask] = barycentric_blend(vc[faces, :3].astype(np.float64) / 255.0, bary)
         return out
 
     def render_rgba(self, camera: Camera, size: int | tuple[int, int]) -> np.ndarray:
@@ -153,15 +154,6 @@ class MeshRenderer:
 def rgba_image(colours: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Colours (H, W, 3) float in [0, 1] over a transparent background outside ``mask`` (H, W): (H, W, 4) uint8."""
     return _to_uint8(np.concatenate([colours, mask.astype(np.float64)[..., None]], axis=-1))
-
-
-def _weighted(corners: np.ndarray, bary: np.ndarray) -> np.ndarray:
-    """Barycentric blend of per-corner values: (M, 3, k) and (M, 3, 1) weights -> (M, k).
-
-    Written out corner by corner: the same sums, in the same order, as ``(corners * bary).sum(axis=1)``
-    (bit for bit), about three times faster than numpy's reduction over a length-3 axis.
-    """
-    return corners[:, 0] * bary[:, 0] + corners[:, 1] * bary[:, 1] + corners[:, 2] * bary[:, 2]
 
 
 def sample_texture(image: np.ndarray, uv: np.ndarray) -> np.ndarray:

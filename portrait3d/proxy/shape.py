@@ -47,8 +47,8 @@ from portrait3d.proxy.template import (
     ear_weight,
     head_sdf,
     model_to_world,
-    vector_length,
 )
+from portrait3d.vectors import vector_length
 
 N_LAT, N_LON = 60, 120
 """Resolution of the direction grid (3 degrees)."""

@@ -29,10 +29,10 @@ import trimesh
 from portrait3d import cameras, limits, progress
 from portrait3d.errors import UserError
 from portrait3d.proxy.head import ProxyHead, build_head
-from portrait3d.proxy.template import dot3, vector_length
 from portrait3d.render import Hits, MeshRenderer, rgba_image
 from portrait3d.run import Run, atomic_dir
 from portrait3d.runner import Stage
+from portrait3d.vectors import dot3, vector_length
 
 STAGE = "proxy"
 INPUTS = ("input/aligned.png", "input/camera.json", "input/mask.png")
@@ -167,7 +167,7 @@ def build_proxy(run: Run, options: ProxyOptions) -> dict:
         written = []
         for i, cam in enumerate(progress.bar(cams, desc="proxy views")):
             name = f"{cameras.view_name(i)}.png"
-            view, condition = render_view(textured, textured, cam, options.size, options.supersample)
+            view, condition = render_view(textured, cam, options.size, options.supersample)
             written.append(writer.submit(_save_png, tmp / "views" / name, view))
             written.append(writer.submit(_save_png, tmp / "conditions" / name, condition))
         for future in written:
@@ -187,8 +187,9 @@ def hair_image(head: ProxyHead, size: int) -> np.ndarray:
     return np.where(seg.hair, 255, np.where(seg.head, 128, 0)).astype(np.uint8)
 
 
-def condition_image(renderer: MeshRenderer, camera: cameras.Camera, size: int) -> np.ndarray:
-    """A camera condition like DiffPortrait360's: the whole head in colour, softly lit, on grey: (S, S, 3) uint8.
+def condition_image(hits: Hits, colour: np.ndarray, camera: cameras.Camera) -> np.ndarray:
+    """A camera condition like DiffPortrait360's, from cast ``hits`` and their (H, W, 3) surface colours: the
+    whole head in colour, softly lit, on grey: (H, W, 3) uint8.
 
     DiffPortrait360's camera ControlNet was trained on renders of PanoHead heads
     (the ``I_cam`` images of its pipeline figure, ``assets/pipeline.png`` of
@@ -199,12 +200,6 @@ def condition_image(renderer: MeshRenderer, camera: cameras.Camera, size: int) -
     a neutral grey background. Not matched: PanoHead's shoulders and its
     blurred photographic backgrounds.
     """
-    hits = renderer.cast(camera, size, size)
-    return shade_condition(hits, renderer.colors(hits), camera)
-
-
-def shade_condition(hits: Hits, colour: np.ndarray, camera: cameras.Camera) -> np.ndarray:
-    """The condition image (:func:`condition_image`) of cast ``hits`` and their (H, W, 3) surface colours."""
     light = -hits.view_dirs - 0.5 * camera.cam2world[:3, 1]  # from the camera, a little above (-down)
     light /= vector_length(light)[..., None]
     shade = 0.45 + 0.65 * np.clip(dot3(hits.normals, light), 0.0, 1.0)
@@ -213,22 +208,17 @@ def shade_condition(hits: Hits, colour: np.ndarray, camera: cameras.Camera) -> n
 
 
 def render_view(
-    textured: MeshRenderer, plain: MeshRenderer, camera: cameras.Camera, size: int, supersample: int = 1
+    renderer: MeshRenderer, camera: cameras.Camera, size: int, supersample: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One proxy view and its condition image: (size, size, 4) RGBA and (size, size, 3) RGB, uint8.
-
-    ``plain`` renders the condition (see :func:`condition_image`); pass the textured renderer for colour
-    (then both images come from one cast of the rays and one texture lookup: the same pixels as two).
+    """One proxy view and its condition image (:func:`condition_image`): (size, size, 4) RGBA and
+    (size, size, 3) RGB, uint8, both from one cast of the rays and one texture lookup.
     """
     import cv2
 
     big = size * supersample
-    if plain is textured:
-        hits = textured.cast(camera, big, big)
-        colour = textured.colors(hits)
-        rgba, shaded = rgba_image(colour, hits.mask), shade_condition(hits, colour, camera)
-    else:
-        rgba, shaded = textured.render_rgba(camera, big), condition_image(plain, camera, big)
+    hits = renderer.cast(camera, big, big)
+    colour = renderer.colors(hits)
+    rgba, shaded = rgba_image(colour, hits.mask), condition_image(hits, colour, camera)
     if supersample == 1:
         return rgba, shaded
     # Average the rays of each pixel; colours are averaged over the covered rays only (alpha-weighted).

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
+from portrait3d.vectors import vector_length
+
 NECK_BOTTOM = -0.40
 """Height (model units) of the flat cut that closes the neck, below the frame of an orbit camera at pitch 0."""
 _EYE_DEPTH = 0.11
@@ -88,20 +90,6 @@ class TemplateHead:
 
 
 # --- signed distance primitives (points: (N, 3) -> (N,)) --------------------
-def vector_length(v: np.ndarray) -> np.ndarray:
-    """Euclidean length of each vector: (..., 3) -> (...).
-
-    Bit for bit ``np.linalg.norm(v, axis=-1)`` (the same squares summed in the same order), written out
-    because numpy's reduction over a length-3 axis took most of the distance field's time.
-    """
-    return np.sqrt(dot3(v, v))
-
-
-def dot3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Dot product of each pair of vectors: (..., 3), (..., 3) -> (...); bit for bit ``np.sum(a * b, axis=-1)``."""
-    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
-
-
 def _ellipsoid(p: np.ndarray, centre, radii) -> np.ndarray:
     """Approximate signed distance to an axis-aligned ellipsoid (exact on the axes)."""
     q = (p - np.asarray(centre)) / np.asarray(radii)

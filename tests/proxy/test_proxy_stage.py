@@ -189,8 +189,8 @@ def test_supersampled_view_has_soft_edges_and_same_colours():
     sphere.visual.vertex_colors = np.tile(np.array([200, 40, 90, 255], np.uint8), (len(sphere.vertices), 1))
     renderer = MeshRenderer(sphere)
     cam = camera_from_angles(20)
-    sharp, _ = render_view(renderer, renderer, cam, 48, 1)
-    soft, condition = render_view(renderer, renderer, cam, 48, 2)
+    sharp, _ = render_view(renderer, cam, 48, 1)
+    soft, condition = render_view(renderer, cam, 48, 2)
     assert soft.shape == sharp.shape == (48, 48, 4) and condition.shape == (48, 48, 3)
     assert set(np.unique(sharp[..., 3])) == {0, 255}
     assert ((soft[..., 3] > 0) & (soft[..., 3] < 255)).sum() > 20  # partly covered outline pixels

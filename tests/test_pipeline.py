@@ -48,6 +48,15 @@ def test_the_fit_learns_view_shifts_for_generated_views_only(tmp_path, generator
     assert fit_stage.options["config"]["view_shift"] is (generator == "diffusion")
 
 
+@pytest.mark.parametrize(
+    ("preset", "generator", "steps"), [("fast", "proxy", 1100), ("fast", "diffusion", 800), ("tiny", "diffusion", 40)]
+)
+def test_generated_views_get_the_shorter_fit(tmp_path, preset, generator, steps):
+    options = MakeAssetOptions(generator=generator, preset=preset, weights=str(tmp_path))
+    (fit_stage,) = [s for s in pipeline.asset_stages(tmp_path / "photo.jpg", options) if s.name == "fit-nerf"]
+    assert fit_stage.options["config"]["iterations"] == steps
+
+
 def test_old_names_warn_and_are_the_new_objects():
     for name, target in stages.MOVED.items():
         module, attribute = target.split(":")

@@ -127,16 +127,10 @@ def asset_stages(photo: str | Path, options) -> list[Stage]:
             diffusion.back_view_stage(diffusion.DiffusionOptions(**common)),
             diffusion.orbit_views_stage(diffusion.OrbitOptions(**common)),
         ]
-    generated = options.generator == "diffusion"
     fit_config = dataclasses.replace(
-        preset.fit,
+        preset.fit.for_views(generated=options.generator == "diffusion"),
         seed=options.seed,
         max_seconds=options.max_seconds or 0.0,
-        # Generated views are off by a pixel or two from each other; the proxy's renders are exact, and the
-        # shift's bilinear read of the target costs them 0.2 dB (docs/BENCHMARKS.md, "View shift").
-        view_shift=preset.fit.view_shift or generated,
-        # A longer fit learns each generated view's own detail (FitConfig.generated_iterations).
-        iterations=preset.fit.steps_for(generated),
     )
     stages += [
         dataset.stage(),

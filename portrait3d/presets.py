@@ -68,6 +68,7 @@ PRESETS: dict[str, AssetPreset] = {
             FIT_PRESETS["fast"],
             image_size=48,
             iterations=40,
+            generated_iterations=None,  # 40 steps already
             rays_per_batch=256,
             warm_start=WarmStartConfig(steps=20, points_per_step=2048),
         ),

@@ -49,12 +49,16 @@ def test_the_fit_learns_view_shifts_for_generated_views_only(tmp_path, generator
 
 
 @pytest.mark.parametrize(
-    ("preset", "generator", "steps"), [("fast", "proxy", 1100), ("fast", "diffusion", 800), ("tiny", "diffusion", 40)]
+    ("preset", "generator", "steps", "anchor"),
+    [("fast", "proxy", 1100, 0.0), ("fast", "diffusion", 800, 1.0), ("tiny", "diffusion", 40, 1.0)],
 )
-def test_generated_views_get_the_shorter_fit(tmp_path, preset, generator, steps):
+def test_generated_views_get_the_fit_for_generated_views(tmp_path, preset, generator, steps, anchor):
     options = MakeAssetOptions(generator=generator, preset=preset, weights=str(tmp_path))
     (fit_stage,) = [s for s in pipeline.asset_stages(tmp_path / "photo.jpg", options) if s.name == "fit-nerf"]
-    assert fit_stage.options["config"]["iterations"] == steps
+    config = fit_stage.options["config"]
+    assert config["iterations"] == steps
+    assert config["view_shift"] == (generator == "diffusion")
+    assert config["warm_start"]["anchor_weight"] == anchor
 
 
 def test_old_names_warn_and_are_the_new_objects():

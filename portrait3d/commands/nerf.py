@@ -87,7 +87,9 @@ def run_fit(args: argparse.Namespace) -> None:
     from portrait3d import limits
 
     seed = limits.seed(run_default(args, args.run, "seed", 0))
-    config = dataclasses.replace(preset_of(args, args.run).fit, seed=seed)
+    # A run whose views the diffusion generator made gets the fit for generated views (FitConfig.for_views).
+    generated = run_default(args, args.run, "generator", "proxy") == "diffusion"
+    config = dataclasses.replace(preset_of(args, args.run).fit.for_views(generated), seed=seed)
     if args.iterations is not None:
         if args.iterations < 1:
             raise UserError(f"--iterations must be at least 1, got {args.iterations}")

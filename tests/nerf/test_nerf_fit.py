@@ -281,3 +281,29 @@ def test_cli_fit_nerf_errors(tmp_path, cli):
     assert "transforms.json" in result.stderr and "Traceback" not in result.stderr
     result = cli("fit-nerf", str(run.root), "--iterations", "0")
     assert result.returncode != 0 and "--iterations" in result.stderr
+
+
+def test_cli_fit_nerf_gives_generated_views_their_fit(tmp_path, cli):
+    """A run that make-asset recorded as diffusion-generated gets FitConfig.for_views(True): shift and anchor."""
+    import json
+
+    import trimesh
+
+    size = 32
+    mesh = synthetic.head_mesh(subdivisions=3)
+    root = tmp_path / "run"
+    run = synthetic.write_scene(root, mesh, synthetic.orbit_cameras(6, pitches=(0.0,)), size=size)
+    run.path("proxy").mkdir(exist_ok=True)
+    run.path("proxy", "head.ply").write_bytes(trimesh.exchange.ply.export_ply(mesh, encoding="binary"))
+    assert cli("dataset", str(root)).returncode == 0
+
+    def fitted_info(generator: str) -> dict:
+        run.write_settings({"preset": "tiny", "generator": generator})
+        result = cli("fit-nerf", str(root), "--device", "cpu", "--iterations", "3", "--force")
+        assert result.returncode == 0, result.stderr
+        return json.loads(run.path(".portrait3d", "stages", "fit-nerf.json").read_text())["info"]
+
+    assert fitted_info("proxy")["view_shifts_px"] is None
+    generated = fitted_info("diffusion")
+    assert generated["view_shifts_px"] is not None and len(generated["view_shifts_px"]) == 6
+    assert generated["proxy_anchor_weight"] == 1.0

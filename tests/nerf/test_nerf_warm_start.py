@@ -10,7 +10,8 @@ import trimesh
 
 from nerf import dataset, fit, synthetic
 from nerf.metrics import chamfer_fscore, normal_angle_error, psnr
-from nerf.warm_start import ProxyPrior, WarmStartConfig
+from nerf.volume import NGPVolume, VolumeConfig
+from nerf.warm_start import ProxyPrior, WarmStartConfig, anchor_loss, regress_to_proxy
 from portrait3d.run import atomic_write_bytes
 
 SIZE = 48
@@ -48,6 +49,52 @@ def test_prior_signed_distance_and_surface_points():
     near, distance, colour = prior.near_surface(500, 0.02, torch.Generator().manual_seed(0))
     np.testing.assert_allclose(near.norm(dim=1).numpy() - 0.2, distance.numpy(), atol=2e-3)
     assert torch.all(colour == torch.tensor([1.0, 0.0, 0.0]))
+
+
+def test_anchor_loss_is_small_on_the_proxy_and_zero_inside_its_band():
+    mesh = trimesh.creation.icosphere(subdivisions=4, radius=0.2)
+    prior = ProxyPrior(mesh.vertices, mesh.faces, np.full((len(mesh.vertices), 3), 0.5), half_extent=0.5)
+    torch.manual_seed(0)
+    volume = NGPVolume(VolumeConfig())
+    # A sharp step: the regressed density is below 1 from 0.006 outside on, solid from 0.006 inside.
+    config = WarmStartConfig(steps=150, colour_weight=0.0, anchor_points=4096, width=0.001)
+
+    def loss(c):
+        return float(anchor_loss(volume.field, prior, c, torch.Generator().manual_seed(1)))
+
+    fresh = loss(config)  # no density anywhere: the inside is penalised
+    regress_to_proxy(volume, prior, config, torch.Generator().manual_seed(0))
+    fitted = loss(config)
+    assert fitted < 0.05 * fresh, (fitted, fresh)
+    # The draws spread 0.02 around the surface: a band of 0.2 holds them all.
+    assert loss(dataclasses.replace(config, anchor_tolerance=0.2)) == 0.0
+    # A wider soft step leaves a fog outside the band, which the anchor sees.
+    assert loss(dataclasses.replace(config, width=0.004)) == fitted
+    regress_to_proxy(volume, prior, dataclasses.replace(config, width=0.004), torch.Generator().manual_seed(0))
+    assert loss(config) > 2 * fitted
+
+
+def test_anchor_holds_the_density_to_the_proxy_where_views_disagree(tmp_path):
+    """Views of a head, proxy of a different shape: with the anchor, the fitted density stays nearer the proxy's."""
+    mesh = synthetic.head_mesh(subdivisions=4)
+    proxy = synthetic.proxy_of(mesh, offset=0.03)
+    run, _ = _scene(tmp_path, mesh, proxy)
+    prior = ProxyPrior.from_run(run.root, 0.5)  # the fast preset's cube
+
+    def fitted_anchor_loss(weight: float) -> float:
+        warm = WarmStartConfig(steps=60, anchor_weight=weight)
+        config = dataclasses.replace(
+            fit.PRESETS["fast"], image_size=SIZE, rays_per_batch=256, iterations=60, warm_start=warm
+        )
+        fit.fit(run, config, "cpu")
+        field = fit.load_field(run.root).field
+        with torch.no_grad():
+            return float(
+                anchor_loss(field, prior, WarmStartConfig(anchor_points=8192), torch.Generator().manual_seed(5))
+            )
+
+    free, anchored = fitted_anchor_loss(0.0), fitted_anchor_loss(1.0)
+    assert anchored < 0.1 * free, (anchored, free)
 
 
 def test_warm_start_reaches_cold_psnr_in_fewer_steps(tmp_path):

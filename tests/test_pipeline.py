@@ -41,13 +41,6 @@ def test_each_stage_is_built_by_its_own_package(tmp_path, generator):
         assert module == BUILT_BY[stage.name] or module.startswith(BUILT_BY[stage.name] + "."), (stage.name, module)
 
 
-@pytest.mark.parametrize("generator", ["proxy", "diffusion"])
-def test_the_fit_learns_view_shifts_for_generated_views_only(tmp_path, generator):
-    options = MakeAssetOptions(generator=generator, preset="fast", weights=str(tmp_path))
-    (fit_stage,) = [s for s in pipeline.asset_stages(tmp_path / "photo.jpg", options) if s.name == "fit-nerf"]
-    assert fit_stage.options["config"]["view_shift"] is (generator == "diffusion")
-
-
 @pytest.mark.parametrize(
     ("preset", "generator", "steps", "anchor"),
     [("fast", "proxy", 1100, 0.0), ("fast", "diffusion", 800, 1.0), ("tiny", "diffusion", 40, 1.0)],

@@ -67,15 +67,17 @@ class FitConfig:
 
     image_size: int = 256
     """Train on the views resized to this square size (pixels)."""
-    iterations: int = 1100
-    """Optimisation steps (a fixed number, so that one seed gives one result). On the NeRF benchmark's head
-    (``scripts/bench_nerf.py --prior perturbed``) 1100 steps from the proxy head's warm start give 33.04 dB
-    held-out, 800 steps 32.41 dB (same surface); 450 warm steps gave twice the Chamfer."""
+    iterations: int = 800
+    """Optimisation steps (a fixed number, so that one seed gives one result). From the proxy head's warm start,
+    on the NeRF benchmark's head with its exact proxy (``scripts/bench_nerf.py --prior exact``): 800 steps 33.10 dB
+    held-out, Chamfer 0.256 %; 1100 steps 33.29 dB, 0.246 % in 15 s more; on the sample's fit 34.07 against
+    34.9 dB of training PSNR (docs/BENCHMARKS.md, "Fewer steps for the proxy's renders")."""
     generated_iterations: int | None = 800
-    """At most this many steps when the views are generated (``--generator diffusion``; None: ``iterations``),
-    see :meth:`steps_for`. Longer fits learn each generated view's own detail and jitter: on the benchmark's
-    simulated diffusion views 800 steps give 29.42 dB held-out, Chamfer 0.63 % and a normal angle of 7.5°,
-    1100 steps 29.10 dB, 0.78 % and 10.1° (docs/BENCHMARKS.md)."""
+    """Steps when the views are generated (``--generator diffusion``; None: ``iterations``), see
+    :meth:`steps_for`; the same as ``iterations`` in the fast preset, kept apart because the two were measured
+    apart. Longer fits learn each generated view's own detail and jitter: on the benchmark's
+    simulated diffusion views (without the anchor) 800 steps gave 29.42 dB held-out, Chamfer 0.63 % and a
+    normal angle of 7.5°, 1100 steps 29.10 dB, 0.78 % and 10.1° (docs/BENCHMARKS.md)."""
     generated_anchor_weight: float = 1.0
     """:attr:`WarmStartConfig.anchor_weight` when the views are generated (see :meth:`for_views`): the density
     keeps to the proxy's shape outside a band of ``warm_start.anchor_tolerance``. On the benchmark's simulated
@@ -136,12 +138,12 @@ class FitConfig:
     def steps_for(self, generated: bool) -> int:
         """The number of steps for rendered (False) or generated (True) views."""
         if generated and self.generated_iterations is not None:
-            return min(self.iterations, self.generated_iterations)
+            return self.generated_iterations
         return self.iterations
 
     def for_views(self, generated: bool) -> FitConfig:
         """This fit for the proxy's exact renders (False: unchanged) or for generated views (True), which are
-        off by a pixel or two from each other and disagree in detail: a per-view shift, at most
+        off by a pixel or two from each other and disagree in detail: a per-view shift,
         ``generated_iterations`` steps and the proxy anchor."""
         if not generated:
             return self
@@ -168,8 +170,8 @@ PRESETS: dict[str, FitConfig] = {
         ),
     ),
 }
-"""Named fits: ``fast`` (256², 1100 steps from the proxy head, 800 for generated views; about 90 s on 2 quiet
-cores of an AMD EPYC) and ``standard`` (512², for CUDA)."""
+"""Named fits: ``fast`` (256², 800 steps from the proxy head; about 33 s on 2 quiet cores of an AMD EPYC) and
+``standard`` (512², for CUDA)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -221,7 +223,9 @@ def deterministic(device: torch.device) -> None:
     kernels would slow the fit down; there the result agrees to floating-point tolerance only.
     """
     if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        # torch.use_deterministic_algorithms also sets torch._inductor's flag, whose import costs 1-2 s of
+        # every fit; nothing here is compiled, so only the kernels' flag is set (the same call without it).
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
 
 
 def stage(config: FitConfig, device: str = "auto") -> Stage:

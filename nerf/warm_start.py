@@ -3,10 +3,12 @@
 Both view generators follow the proxy head (the proxy generator renders it; the diffusion generator
 takes its renders as camera condition and initial noise), and ``proxy/head.ply`` is a closed surface
 with vertex colours. So before the photometric fit, the density is regressed onto a soft occupancy of
-the proxy's signed distance, ``peak * sigmoid(-sdf / width)`` (solid inside, empty a few millimetres
-outside), the colour near the surface onto the proxy's colour, and the occupancy grid is narrowed to a
-band around the proxy. The fit then refines a head instead of discovering one. Regression steps query
-the field at random points only (no ray marching), so they cost a fraction of a fit step.
+the proxy's signed distance, ``peak * sigmoid(-(sdf - centre) / width)`` (solid inside, empty a few
+millimetres outside; :func:`step_centre` puts its median depth on the proxy), the colour near the surface
+onto the proxy's colour, and the occupancy grid is narrowed to a band around the proxy. The fit then
+refines a head instead of discovering one. Regression steps query the field at random points only (no ray
+marching), so they cost a fraction of a fit step. Through the fit, :func:`anchor_loss` keeps the density to
+the proxy's shape outside a narrow band (the proxy anchor).
 
 It knows meshes (open3d signed distances and closest points) and the field's two heads; it does not
 know views or losses of the fit. Views that do not come from the proxy want a cold start
@@ -58,7 +60,13 @@ class WarmStartConfig:
     anchor_weight: float = 0.0
     """Weight of a loss that keeps the density near the proxy's through the whole fit (0: off; see
     :func:`anchor_loss`). Views that disagree with each other (generated views) then cannot grow bumps or dig
-    pits that the proxy does not have; views that agree move the surface within ``anchor_tolerance``."""
+    pits that the proxy does not have; views that agree move the surface within ``anchor_tolerance``. Off for
+    the proxy's own renders: on the sample's fit it costs 3-4 dB of training PSNR, in fine speckles all over
+    the head's colours (docs/BENCHMARKS.md, "Fewer steps for the proxy's renders")."""
+    anchor_inside_share: float = math.exp(-2.0)
+    """Deeper inside than ``anchor_tolerance``, the anchor counts a density below this share of
+    ``peak_density`` as a pit. At 1 the fused surface keeps to an exact proxy better (Chamfer 0.20 % against
+    0.35 % on the benchmark's head after 500 steps) but the sample's colours got as speckled."""
     anchor_points: int = 1024
     """Points near the proxy's surface at which each fit step measures the anchor loss."""
     anchor_tolerance: float = 0.003
@@ -151,9 +159,24 @@ def _sdf_grid(mesh, half_extent: float, resolution: int) -> np.ndarray:
     return sdf.astype(np.float32)
 
 
+def step_centre(config: WarmStartConfig) -> float:
+    """Signed distance (world units, negative: inside) at which the soft step is at half its peak, chosen so
+    that a ray meeting the proxy head-on is half absorbed exactly at the proxy's surface.
+
+    The optical depth a ray gathers from far outside down to the surface is
+    ``peak * width * softplus(centre / width)``; setting it to ln 2 puts the median depth (what the mesh is
+    fused from, :mod:`nerf.median_depth`) on the proxy. With the step centred on the surface instead, the
+    median depth lay ``2.4e-3`` outside it (0.57 % of the benchmark head's diagonal in the exported mesh).
+    """
+    product = config.peak_density * config.width
+    return config.width * math.log(math.expm1(math.log(2.0) / product))
+
+
 def target_log_density(sdf: torch.Tensor, config: WarmStartConfig) -> torch.Tensor:
-    """log of ``peak * sigmoid(-sdf / width)``, floored at log(1e-3): (N,) -> (N,)."""
-    log = math.log(config.peak_density) + torch.nn.functional.logsigmoid(-sdf / config.width)
+    """log of ``peak * sigmoid(-(sdf - centre) / width)`` (``centre``: :func:`step_centre`), floored at
+    log(1e-3): (N,) -> (N,)."""
+    centred = (sdf - step_centre(config)) / config.width
+    log = math.log(config.peak_density) + torch.nn.functional.logsigmoid(-centred)
     return log.clamp(min=math.log(1e-3))
 
 
@@ -214,16 +237,18 @@ def anchor_loss(field, prior: ProxyPrior, config: WarmStartConfig, generator: to
     surface (CPU ``generator``), a scalar.
 
     One-sided: a point more than ``config.anchor_tolerance`` outside the proxy is only penalised for a density
-    above 1 per world unit (a fin, a floater), one as far inside only for a density below ``peak_density / e²``
-    (a pit). Within the band, and wherever the density already keeps to the proxy's shape, it costs nothing:
-    the warm start's soft step as a target would hold a fog of its own width outside the head.
+    above 1 per world unit (a fin, a floater), one as far inside only for a density below
+    ``peak_density * anchor_inside_share`` (a pit). Within the band, and wherever the density already keeps to
+    the proxy's shape, it costs nothing: the warm start's soft step as a target would hold a fog of its own width
+    outside the head.
     """
     device = next(field.parameters()).device
     points, sdf, _ = prior.near_surface(config.anchor_points, 0.02, generator)
     sdf = sdf.to(device)
     log_density, _, inside = field.geometry_logits(points.to(device))
     too_dense = torch.relu(log_density) * (sdf > config.anchor_tolerance)
-    too_thin = torch.relu(math.log(config.peak_density) - 2.0 - log_density) * (sdf < -config.anchor_tolerance)
+    floor = math.log(config.peak_density * config.anchor_inside_share)
+    too_thin = torch.relu(floor - log_density) * (sdf < -config.anchor_tolerance)
     return torch.mean((too_dense**2 + too_thin**2) * inside)
 
 

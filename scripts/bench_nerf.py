@@ -12,6 +12,10 @@ run and prints the Chamfer distance (% of the ground truth's bounding-box
 diagonal), the F-score at 1%, the mean angle between the surface's normals and
 the ground truth's (smoothness: pits and fins) and the export time (:func:`mesh_figures`).
 
+The fit is make-asset's for the proxy's own renders (``--views proxy``, the default with ``--prior exact`` or
+``none``) or for generated views (``--views generated``, the default with ``--inconsistent`` or ``--prior
+perturbed``: :meth:`nerf.fit.FitConfig.for_views`, with its per-view shift, step count and looser anchor).
+
 ``--prior perturbed`` writes a stand-in proxy head (the ground truth moved by a
 smooth field of a few millimetres, colours blurred: :func:`nerf.synthetic.proxy_of`)
 as ``proxy/head.ply``, so that the fit warm-starts from it as it does in a
@@ -26,7 +30,7 @@ Usage::
 
     python scripts/bench_nerf.py --out /tmp/bench-nerf [--preset fast] [--device auto] [--proxy-run RUN] [--mesh]
         [--prior none|exact|perturbed] [--inconsistent [--perturb colour,jitter,detail,wrong]] [--cold]
-        [--view-shift] [--outlier-sigmas S]
+        [--views proxy|generated] [--view-shift] [--outlier-sigmas S]
 
 On a machine without open3d (the lent GPU), render the scene where open3d is, carry it, fit there::
 
@@ -158,6 +162,9 @@ def write_prior(run: Run, mesh, kind: str) -> None:
 
     if kind == "none":
         return
+    if not hasattr(mesh.visual, "vertex_colors"):  # a textured ground truth (--proxy-run): colours per vertex
+        colours = mesh.visual.to_color().vertex_colors
+        mesh = trimesh.Trimesh(mesh.vertices, mesh.faces, vertex_colors=colours)  # the UV seam's vertices merged
     prior = mesh if kind == "exact" else synthetic.proxy_of(mesh)
     atomic_write_bytes(run.path("proxy", "head.ply"), trimesh.exchange.ply.export_ply(prior, encoding="binary"))
 
@@ -196,6 +203,13 @@ def main() -> None:
         default=",".join(synthetic.PERTURBATIONS),
         help="with --inconsistent: which perturbations, comma-separated (default: all of "
         f"{','.join(synthetic.PERTURBATIONS)}; one alone for an ablation)",
+    )
+    parser.add_argument(
+        "--views",
+        choices=["proxy", "generated"],
+        default=None,
+        help="fit as make-asset fits the proxy's own renders or generated views (FitConfig.for_views); default: "
+        "generated with --inconsistent or --prior perturbed (the proxy is not the views' head), else proxy",
     )
     parser.add_argument("--view-shift", action="store_true", help="learn a per-view image shift (FitConfig)")
     parser.add_argument(
@@ -249,7 +263,8 @@ def main() -> None:
     scene_seconds = time.perf_counter() - start
     dataset.write_transforms(run)
 
-    config = dataclasses.replace(fit.PRESETS[args.preset])
+    views = args.views or ("generated" if args.inconsistent or args.prior == "perturbed" else "proxy")
+    config = dataclasses.replace(fit.PRESETS[args.preset].for_views(views == "generated"))  # a copy to change
     if args.iterations:
         config.iterations = args.iterations
     if args.max_seconds is not None:
@@ -281,6 +296,7 @@ def main() -> None:
     report = {
         "scene": scene_name,
         "prior": args.prior,
+        "fit_for": f"{views} views (FitConfig.for_views)",
         "warm_start": info.get("warm_start") is not None,
         "inconsistent": scene_info.get("inconsistency", False),
         "views": {"train": len(train), "held_out": len(held), "render_size": args.size, "fit_size": config.image_size},

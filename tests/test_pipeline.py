@@ -43,7 +43,7 @@ def test_each_stage_is_built_by_its_own_package(tmp_path, generator):
 
 @pytest.mark.parametrize(
     ("preset", "generator", "steps", "anchor"),
-    [("fast", "proxy", 1100, 0.0), ("fast", "diffusion", 800, 1.0), ("tiny", "diffusion", 40, 1.0)],
+    [("fast", "proxy", 800, 0.0), ("fast", "diffusion", 800, 1.0), ("tiny", "diffusion", 40, 1.0)],
 )
 def test_generated_views_get_the_fit_for_generated_views(tmp_path, preset, generator, steps, anchor):
     options = MakeAssetOptions(generator=generator, preset=preset, weights=str(tmp_path))

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
 import trimesh
 
 from nerf import dataset, fit, synthetic
+from nerf.median_depth import render_median_depth
 from nerf.metrics import chamfer_fscore, normal_angle_error, psnr
 from nerf.volume import NGPVolume, VolumeConfig
-from nerf.warm_start import ProxyPrior, WarmStartConfig, anchor_loss, regress_to_proxy
+from nerf.warm_start import (
+    ProxyPrior,
+    WarmStartConfig,
+    anchor_loss,
+    regress_to_proxy,
+    step_centre,
+    target_log_density,
+    warm_start,
+)
 from portrait3d.run import atomic_write_bytes
 
 SIZE = 48
@@ -49,6 +59,31 @@ def test_prior_signed_distance_and_surface_points():
     near, distance, colour = prior.near_surface(500, 0.02, torch.Generator().manual_seed(0))
     np.testing.assert_allclose(near.norm(dim=1).numpy() - 0.2, distance.numpy(), atol=2e-3)
     assert torch.all(colour == torch.tensor([1.0, 0.0, 0.0]))
+
+
+def test_soft_step_is_half_absorbed_at_the_proxy_surface():
+    """The warm start's median depth lies on the proxy: head-on rays reach half opacity at the sphere."""
+    config = WarmStartConfig()
+    # Exact optical depth from far outside down to the surface, along the normal: ln 2.
+    s = torch.linspace(0.2, 0.0, 200_001, dtype=torch.float64)
+    density = torch.exp(target_log_density(s, config))
+    assert abs(float(torch.trapezoid(density, -s)) - math.log(2.0)) < 1e-3
+    assert step_centre(config) < -0.002  # inside the proxy for the default width and peak
+
+    mesh = trimesh.creation.icosphere(subdivisions=5, radius=0.2)
+    prior = ProxyPrior(mesh.vertices, mesh.faces, np.full((len(mesh.vertices), 3), 0.5), half_extent=0.5)
+    torch.manual_seed(0)
+    volume = NGPVolume(VolumeConfig(render_step_size=1.0 / 128))
+    warm_start(volume, prior, dataclasses.replace(config, steps=200))
+    # Rays toward the centre from 1 unit away, within 15 degrees of the normal where they meet the sphere.
+    angles = torch.linspace(-0.25, 0.25, 9)
+    yaw, pitch = torch.meshgrid(angles, angles, indexing="ij")
+    directions = torch.stack([torch.sin(yaw) * torch.cos(pitch), torch.sin(pitch), torch.cos(yaw) * torch.cos(pitch)])
+    directions = directions.reshape(3, -1).T
+    with torch.no_grad():
+        depth = render_median_depth(volume.field, volume.grid, -directions, directions, volume.config.render_step_size)
+    error = depth - 0.8  # the sphere's surface is 0.8 from the rays' origins
+    assert abs(float(error.mean())) < 1e-3, error  # centred on the surface: 2.5e-3 in front of it
 
 
 def test_anchor_loss_is_small_on_the_proxy_and_zero_inside_its_band():
@@ -106,7 +141,9 @@ def test_warm_start_reaches_cold_psnr_in_fewer_steps(tmp_path):
     cold = _held_out_psnr(cold_run.root, mesh, held)
 
     warm_run, _ = _scene(tmp_path / "warm", mesh, synthetic.proxy_of(mesh))
-    warm_config = dataclasses.replace(base, iterations=60, warm_start=WarmStartConfig(steps=80, points_per_step=4096))
+    # The warm start alone: the anchor would hold this stand-in proxy, which is off the truth (tested apart).
+    warm = WarmStartConfig(steps=80, points_per_step=4096, anchor_weight=0.0)
+    warm_config = dataclasses.replace(base, iterations=60, warm_start=warm)
     info = fit.fit(warm_run, warm_config, "cpu")
     warm = _held_out_psnr(warm_run.root, mesh, held)
     assert info["warm_start"] is not None and info["warm_start"]["occupancy_kept"] < 0.5

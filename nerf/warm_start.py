@@ -48,6 +48,10 @@ class WarmStartConfig:
     margin: float = 0.06
     """Voxels within this distance (world units) outside the proxy stay in the occupancy grid's hull, so
     the fit can grow the head where the views show more than the proxy."""
+    inner_margin: float = 0.024
+    """Voxels deeper than this inside the proxy leave the occupancy grid's hull: rays stop at an opaque head, so
+    the inside is never seen, and marching it costs steps (the fit's first rounds evaluate eight steps a ray).
+    The surface can still sink this far into the proxy (1 cm at the export's scale)."""
     start_margin: float = 0.024
     """Until the grid first follows the density (``FitConfig.occupancy_warmup_steps``), rays are sampled
     only within this distance outside the proxy: about where the start's density passes the grid's
@@ -139,24 +143,33 @@ class ProxyPrior:
 
 
 def _sdf_grid(mesh, half_extent: float, resolution: int) -> np.ndarray:
-    """(R, R, R) float32 signed distance (world units, negative inside) at voxel centres, indexed [x, y, z]."""
+    """(R, R, R) float32 signed distance (world units, negative inside) at voxel centres, indexed [x, y, z].
+
+    The voxels are filled on a lattice that holds the whole mesh and two voxels more (a head's neck may leave
+    the cube): filled on the cube alone, a surface cut open by the cube's side has no inside at all.
+    """
     import trimesh
     from scipy import ndimage
 
     voxel = 2.0 * half_extent / resolution
+    low = np.maximum(np.ceil((-half_extent - mesh.bounds[0]) / voxel), 0).astype(np.int64) + 2
+    high = np.maximum(np.ceil((mesh.bounds[1] - half_extent) / voxel), 0).astype(np.int64) + 2
+    shape = tuple(int(n) for n in resolution + low + high)
+    origin = -half_extent - low * voxel
     # Surface voxels: the mesh sampled densely enough that every crossed voxel gets a point.
     count = int(mesh.area / (0.25 * voxel) ** 2) + len(mesh.vertices)
     points, _ = trimesh.sample.sample_surface(mesh, count, seed=0)
-    ijk = np.floor((points + half_extent) / voxel).astype(np.int64)
-    ijk = ijk[np.all((ijk >= 0) & (ijk < resolution), axis=1)]
-    surface = np.zeros((resolution,) * 3, dtype=bool)
+    ijk = np.floor((points - origin) / voxel).astype(np.int64)
+    ijk = ijk[np.all((ijk >= 0) & (ijk < np.array(shape)), axis=1)]
+    surface = np.zeros(shape, dtype=bool)
     surface[ijk[:, 0], ijk[:, 1], ijk[:, 2]] = True
     inside = ndimage.binary_fill_holes(surface) & ~surface
     # Distance to the nearest surface voxel's centre (those lie within a voxel of the surface on both
     # sides, so the error has no bias), signed by the filled inside.
     distance = ndimage.distance_transform_edt(~surface) * voxel
     sdf = np.where(inside, -distance, distance)
-    return sdf.astype(np.float32)
+    cube = tuple(slice(int(lo), int(lo) + resolution) for lo in low)
+    return np.ascontiguousarray(sdf[cube]).astype(np.float32)
 
 
 def step_centre(config: WarmStartConfig) -> float:
@@ -181,13 +194,19 @@ def target_log_density(sdf: torch.Tensor, config: WarmStartConfig) -> torch.Tens
 
 
 @torch.no_grad()
-def narrow_occupancy(grid, prior: ProxyPrior, margin: float, start_margin: float | None = None) -> float:
-    """Keep only the hull voxels within ``margin`` outside the proxy (inside ones too), and occupy those
-    within ``start_margin`` (None: ``margin``) until the grid follows the density. Returns the hull's share."""
+def narrow_occupancy(
+    grid, prior: ProxyPrior, margin: float, start_margin: float | None = None, inner_margin: float | None = None
+) -> float:
+    """Keep only the hull voxels from ``inner_margin`` (None: ``margin``) inside the proxy's surface to ``margin``
+    outside it, and occupy those within ``start_margin`` (None: ``margin``) of it until the grid follows the
+    density. Returns the hull's share.
+    """
     sdf = prior.signed_distance(grid.voxel_centres().reshape(-1, 3).cpu()).to(grid.hull.device)
-    sdf = sdf.reshape(grid.hull.shape) - 0.5 * math.sqrt(3.0) * grid.voxel_size  # the voxel's nearest point
-    grid.hull &= sdf < margin
-    grid.occupied.copy_(grid.hull & (sdf < (margin if start_margin is None else start_margin)))
+    sdf = sdf.reshape(grid.hull.shape)
+    reach = 0.5 * math.sqrt(3.0) * grid.voxel_size  # from a voxel's centre to its corners
+    start = margin if start_margin is None else start_margin
+    grid.hull &= (sdf - reach < margin) & (sdf + reach > -(margin if inner_margin is None else inner_margin))
+    grid.occupied.copy_(grid.hull & (sdf - reach < start) & (sdf + reach > -start))
     return float(grid.hull.float().mean())
 
 
@@ -268,7 +287,7 @@ def warm_start(volume, prior: ProxyPrior, config: WarmStartConfig, seed: int = 0
     Returns:
         What was done, for the report.
     """
-    kept = narrow_occupancy(volume.grid, prior, config.margin, config.start_margin)
+    kept = narrow_occupancy(volume.grid, prior, config.margin, config.start_margin, config.inner_margin)
     losses = regress_to_proxy(volume, prior, config, torch.Generator().manual_seed(seed))
     occupied = float(volume.grid.occupied.float().mean())
     return {"steps": config.steps, "occupancy_kept": round(kept, 4), "occupied_at_start": round(occupied, 4), **losses}

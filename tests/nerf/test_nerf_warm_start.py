@@ -17,6 +17,7 @@ from nerf.warm_start import (
     ProxyPrior,
     WarmStartConfig,
     anchor_loss,
+    narrow_occupancy,
     regress_to_proxy,
     step_centre,
     target_log_density,
@@ -61,6 +62,24 @@ def test_prior_signed_distance_and_surface_points():
     assert torch.all(colour == torch.tensor([1.0, 0.0, 0.0]))
 
 
+def test_prior_of_a_head_leaving_the_cube_has_an_inside_and_the_hull_is_a_shell():
+    """A neck below the cube's floor (the sample's proxy reaches y = -0.61 in a cube of half side 0.5) still
+    leaves the head an inside; the occupancy hull keeps a shell around the surface, not the deep inside."""
+    mesh = trimesh.creation.icosphere(subdivisions=4, radius=0.3)
+    mesh.apply_translation([0.0, -0.35, 0.0])  # down to y = -0.65
+    prior = ProxyPrior(mesh.vertices, mesh.faces, np.full((len(mesh.vertices), 3), 0.5), half_extent=0.5)
+    inside = torch.tensor([[0.0, -0.35, 0.0], [0.0, -0.45, 0.1], [0.0, -0.1, 0.0]])
+    np.testing.assert_allclose(prior.signed_distance(inside).numpy(), [-0.3, -0.159, -0.05], atol=0.02)
+    grid = NGPVolume(VolumeConfig(grid_resolution=64)).grid
+    narrow_occupancy(grid, prior, margin=0.06, start_margin=0.024, inner_margin=0.024)
+    distance = (grid.voxel_centres() - torch.tensor([0.0, -0.35, 0.0])).norm(dim=-1)
+    slack = 0.5 * math.sqrt(3.0) * grid.voxel_size + grid.voxel_size  # a voxel's reach and the prior's grid error
+    assert not grid.hull[distance < 0.3 - 0.024 - slack].any()  # the deep inside
+    assert grid.hull[(distance - 0.3).abs() < 0.01].all()  # the surface
+    assert grid.occupied[(distance - 0.3).abs() < 0.01].all()
+    assert not grid.occupied[distance > 0.3 + 0.024 + slack].any()
+
+
 def test_soft_step_is_half_absorbed_at_the_proxy_surface():
     """The warm start's median depth lies on the proxy: head-on rays reach half opacity at the sphere."""
     config = WarmStartConfig()
@@ -91,7 +110,7 @@ def test_anchor_loss_is_small_on_the_proxy_and_zero_inside_its_band():
     prior = ProxyPrior(mesh.vertices, mesh.faces, np.full((len(mesh.vertices), 3), 0.5), half_extent=0.5)
     torch.manual_seed(0)
     volume = NGPVolume(VolumeConfig())
-    # A sharp step: the regressed density is below 1 from 0.006 outside on, solid from 0.006 inside.
+    # A sharp step: the regressed density is solid from 0.006 inside and thin a few widths outside.
     config = WarmStartConfig(steps=150, colour_weight=0.0, anchor_points=4096, width=0.001)
 
     def loss(c):
@@ -100,7 +119,9 @@ def test_anchor_loss_is_small_on_the_proxy_and_zero_inside_its_band():
     fresh = loss(config)  # no density anywhere: the inside is penalised
     regress_to_proxy(volume, prior, config, torch.Generator().manual_seed(0))
     fitted = loss(config)
-    assert fitted < 0.05 * fresh, (fitted, fresh)
+    # Not zero: at this width the step is centred 0.0015 outside (its median depth on the proxy), and its tail
+    # still passes 1 per unit at the band's edge.
+    assert fitted < 0.1 * fresh, (fitted, fresh)
     # The draws spread 0.02 around the surface: a band of 0.2 holds them all.
     assert loss(dataclasses.replace(config, anchor_tolerance=0.2)) == 0.0
     # A wider soft step leaves a fog outside the band, which the anchor sees.

@@ -69,9 +69,10 @@ class FitConfig:
     """Train on the views resized to this square size (pixels)."""
     iterations: int = 800
     """Optimisation steps (a fixed number, so that one seed gives one result). From the proxy head's warm start,
-    on the NeRF benchmark's head with its exact proxy (``scripts/bench_nerf.py --prior exact``): 800 steps 33.10 dB
-    held-out, Chamfer 0.256 %; 1100 steps 33.29 dB, 0.246 % in 15 s more; on the sample's fit 34.07 against
-    34.9 dB of training PSNR (docs/BENCHMARKS.md, "Fewer steps for the proxy's renders")."""
+    on the NeRF benchmark's head with its exact proxy (``scripts/bench_nerf.py --prior exact``): 32.94 dB
+    held-out, Chamfer 0.244 %, about 33 s on 2 cores; 1100 steps gave 0.2-0.5 dB more (seeds 0 and 1) in 15 s
+    more. On the sample, 34.24 dB of training PSNR against 34.81 with 1100 steps (docs/BENCHMARKS.md, "Fewer
+    steps for the proxy's renders")."""
     generated_iterations: int | None = 800
     """Steps when the views are generated (``--generator diffusion``; None: ``iterations``), see
     :meth:`steps_for`; the same as ``iterations`` in the fast preset, kept apart because the two were measured

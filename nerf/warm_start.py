@@ -65,12 +65,13 @@ class WarmStartConfig:
     """Weight of a loss that keeps the density near the proxy's through the whole fit (0: off; see
     :func:`anchor_loss`). Views that disagree with each other (generated views) then cannot grow bumps or dig
     pits that the proxy does not have; views that agree move the surface within ``anchor_tolerance``. Off for
-    the proxy's own renders: on the sample's fit it costs 3-4 dB of training PSNR, in fine speckles all over
-    the head's colours (docs/BENCHMARKS.md, "Fewer steps for the proxy's renders")."""
+    the proxy's own renders: on a real head's views it sharpens the outline but roughens the skin (held-out
+    SSIM 0.919 → 0.895) and leaves blobs at the nose tip (docs/BENCHMARKS.md, "Fewer steps for the proxy's
+    renders")."""
     anchor_inside_share: float = math.exp(-2.0)
     """Deeper inside than ``anchor_tolerance``, the anchor counts a density below this share of
     ``peak_density`` as a pit. At 1 the fused surface keeps to an exact proxy better (Chamfer 0.20 % against
-    0.35 % on the benchmark's head after 500 steps) but the sample's colours got as speckled."""
+    0.35 % on the benchmark's head after 500 steps); on a real head's views it roughens the skin as e⁻² does."""
     anchor_points: int = 1024
     """Points near the proxy's surface at which each fit step measures the anchor loss."""
     anchor_tolerance: float = 0.003

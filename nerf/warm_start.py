@@ -109,6 +109,7 @@ class ProxyPrior:
         self.colours = torch.as_tensor(np.asarray(colours), dtype=torch.float32)
         self.half_extent = float(half_extent)
         self.sdf_grid = torch.as_tensor(_sdf_grid(mesh, half_extent, resolution))  # (R, R, R), [x, y, z]
+        self.voxel = 2.0 * self.half_extent / resolution
 
     @classmethod
     def from_run(cls, run_dir: str | Path, half_extent: float, resolution: int = 128) -> ProxyPrior | None:
@@ -137,10 +138,18 @@ class ProxyPrior:
         return values.reshape(-1)
 
     def near_surface(self, count: int, spread: float, generator: torch.Generator):
-        """``count`` points near the surface: (points (N, 3), signed distance (N,), colour (N, 3))."""
+        """Up to ``count`` points near the surface: (points (N, 3), signed distance (N,), colour (N, 3)).
+
+        A vertex moved along its normal has the move as its signed distance only until it nears another part of
+        the surface: moved inward at the nose tip, it leaves the nose on the other side. Draws whose grid distance
+        differs from the move by more than a voxel (the grid's own error) are left out; with them, the anchor
+        asked for density in front of the nose tip (docs/BENCHMARKS.md, "The anchor on a real head's views").
+        """
         pick = torch.randint(self.vertices.shape[0], (count,), generator=generator)
         offset = spread * torch.randn(count, generator=generator)
-        return self.vertices[pick] + self.normals[pick] * offset[:, None], offset, self.colours[pick]
+        points = self.vertices[pick] + self.normals[pick] * offset[:, None]
+        keep = (self.signed_distance(points) - offset).abs() < self.voxel
+        return points[keep], offset[keep], self.colours[pick[keep]]
 
 
 def _sdf_grid(mesh, half_extent: float, resolution: int) -> np.ndarray:

@@ -105,6 +105,19 @@ def test_soft_step_is_half_absorbed_at_the_proxy_surface():
     assert abs(float(error.mean())) < 1e-3, error  # centred on the surface: 2.5e-3 in front of it
 
 
+def test_near_surface_draws_that_cross_a_thin_part_are_left_out():
+    """Through a slab 0.01 thick, inward moves of more than 0.005 come out the other side: none of those is kept."""
+    slab = trimesh.creation.box(extents=(0.3, 0.3, 0.01)).subdivide_to_size(0.02)
+    colours = np.full((len(slab.vertices), 3), 0.5)
+    prior = ProxyPrior(slab.vertices, slab.faces, colours, half_extent=0.5, resolution=128)
+    generator = torch.Generator().manual_seed(0)
+    points, labelled, _ = prior.near_surface(4000, 0.02, generator)
+    true = -trimesh.proximity.signed_distance(slab, points.numpy().astype(np.float64))  # trimesh: positive inside
+    assert np.abs(true - labelled.numpy()).max() < 2 * prior.voxel
+    assert 1000 < len(points) < 3600  # the draws deeper than the slab's half thickness are gone
+    assert float(labelled.min()) > -2 * prior.voxel
+
+
 def test_anchor_loss_is_small_on_the_proxy_and_zero_inside_its_band():
     mesh = trimesh.creation.icosphere(subdivisions=4, radius=0.2)
     prior = ProxyPrior(mesh.vertices, mesh.faces, np.full((len(mesh.vertices), 3), 0.5), half_extent=0.5)

@@ -66,8 +66,7 @@ class WarmStartConfig:
     :func:`anchor_loss`). Views that disagree with each other (generated views) then cannot grow bumps or dig
     pits that the proxy does not have; views that agree move the surface within ``anchor_tolerance``. Off for
     the proxy's own renders: on a real head's views it sharpens the outline but roughens the skin (held-out
-    SSIM 0.919 → 0.895) and leaves blobs at the nose tip (docs/BENCHMARKS.md, "Fewer steps for the proxy's
-    renders")."""
+    SSIM 0.919 → 0.89-0.90; docs/BENCHMARKS.md, "Fewer steps for the proxy's renders")."""
     anchor_inside_share: float = math.exp(-2.0)
     """Deeper inside than ``anchor_tolerance``, the anchor counts a density below this share of
     ``peak_density`` as a pit. At 1 the fused surface keeps to an exact proxy better (Chamfer 0.20 % against

@@ -14,7 +14,7 @@ the ground truth's (smoothness: pits and fins) and the export time (:func:`mesh_
 
 The fit is make-asset's for the proxy's own renders (``--views proxy``, the default with ``--prior exact`` or
 ``none``) or for generated views (``--views generated``, the default with ``--inconsistent`` or ``--prior
-perturbed``: :meth:`nerf.fit.FitConfig.for_views`, with its per-view shift, step count and looser anchor).
+perturbed``: :meth:`nerf.fit.FitConfig.for_views`, with its per-view shift, step count and proxy anchor).
 
 ``--prior perturbed`` writes a stand-in proxy head (the ground truth moved by a
 smooth field of a few millimetres, colours blurred: :func:`nerf.synthetic.proxy_of`)

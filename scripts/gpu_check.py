@@ -214,8 +214,10 @@ class Figures:
         self.path.write_text(json.dumps(self.data, indent=1))
 
 
-def step_diffusion(tiny: bool, device) -> dict:
-    """a and b: the pipeline's variants, then the reference pattern, on one set of random weights."""
+def step_diffusion(tiny: bool, device, put=lambda value: None) -> dict:
+    """a and b: the pipeline's variants (fp16 on CUDA), then the reference pattern (fp32 weights under fp16
+    autocast), on one set of random weights. ``put`` gets the figures so far after each variant, so a run cut off
+    by its time limit keeps the variants it finished."""
     import bench_diffusion
     import torch
 
@@ -223,9 +225,6 @@ def step_diffusion(tiny: bool, device) -> dict:
     start = time.perf_counter()
     pipeline, params = bench_diffusion.build(tiny, device, torch.float32)
     result: dict = {"weights_millions": round(params / 1e6), "build_seconds": round(time.perf_counter() - start, 1)}
-    log("b: the reference pattern (fp32 weights, fp16 autocast), one window")
-    result["reference"] = bench_diffusion.measure(pipeline, window, size, steps, window, pattern="reference")
-    log(f"   {result['reference']}")
     if device.type == "cuda":
         pipeline.to(dtype=torch.float16)
     variants = {
@@ -237,6 +236,11 @@ def step_diffusion(tiny: bool, device) -> dict:
         log(f"a: pipeline, {name}")
         result[name] = bench_diffusion.measure(pipeline, views, size, window=window, **kwargs)
         log(f"   {result[name]}")
+        put(result)
+    log("b: the reference pattern (fp32 weights, fp16 autocast), one window")
+    pipeline.to(dtype=torch.float32)
+    result["reference"] = bench_diffusion.measure(pipeline, window, size, steps, window, pattern="reference")
+    log(f"   {result['reference']}")
     reference = result["reference"]["seconds_per_view"]
     result["speedup_vs_reference"] = {n: round(reference / result[n]["seconds_per_view"], 2) for n in variants}
     del pipeline
@@ -366,7 +370,7 @@ def run_check(out: Path, tiny: bool, prepared: Path | None, only: list[str], wor
         t0 = time.perf_counter()
         try:
             if step == "diffusion":
-                value = step_diffusion(tiny, device)
+                value = step_diffusion(tiny, device, put=lambda partial: figures.put(step, {**partial, "partial": True}))
             elif step == "chain":
                 value = step_chain(tiny, device, work / "chain", prepared, out, stages)
             else:
@@ -389,7 +393,7 @@ def summary(steps: dict) -> dict:
     """The figures the issue asks for, against its targets."""
     out: dict = {}
     d = steps.get("diffusion", {})
-    if "release" in d:
+    if "reference" in d:
         out["s_per_view_release"] = d["release"]["seconds_per_view"]
         out["s_per_view_batched"] = d["batched"]["seconds_per_view"]
         out["s_per_view_dpm20"] = d["dpm20"]["seconds_per_view"]
@@ -409,6 +413,31 @@ def summary(steps: dict) -> dict:
         out["nerf_fit_seconds"] = n["fit_seconds"]
         out["nerf_targets"] = ">= 30 dB at 512^2 in <= 30 s; Chamfer <= 0.5 % (gpu_check.py finish)"
     return out
+
+
+def merge(out: Path) -> int:
+    """One ``OUT/figures.json`` from the per-step folders ``OUT/<step>/`` of ``scripts/gpu_device.sh`` (each step
+    in its own process), with the summary; the field parts and the contact sheet move up beside it. Fewer files
+    come back from the device (8 at most)."""
+    merged: dict = {"steps": {}, "skipped": {}}
+    for step in STEPS:
+        folder = out / step
+        file = folder / "figures.json"
+        if not file.is_file():
+            merged["steps"][step] = {"error": "no figures: the step did not start or was cut off before its end"}
+            continue
+        data = json.loads(file.read_text())
+        merged.setdefault("mode", data.get("mode"))
+        merged.setdefault("machine", data.get("machine"))
+        merged["skipped"].update(data.get("skipped", {}))
+        merged["steps"][step] = data["steps"].get(step, {"error": "the step wrote no figures"})
+        for extra in [*folder.glob("field.part*"), *folder.glob("*.png")]:
+            extra.replace(out / extra.name)
+        file.unlink()
+    merged["steps"]["summary"] = summary(merged["steps"])
+    (out / "figures.json").write_text(json.dumps(merged, indent=1))
+    print(json.dumps(merged["steps"]["summary"], indent=1))
+    return 0
 
 
 # --- finish (CPU) ---------------------------------------------------------------------------------------------------
@@ -462,6 +491,8 @@ def main() -> int:
         action="store_true",
         help="with --tiny: the chain starts from the prepared run (as at full size), not from the photo",
     )
+    p = sub.add_parser("merge", help="one OUT/figures.json from gpu_device.sh's per-step folders")
+    p.add_argument("out", type=Path)
     p = sub.add_parser("finish", help="CPU: Chamfer of the CUDA fit from the returned files")
     p.add_argument("--out", type=Path, required=True, help="the folder of the returned figures.json and field parts")
     p.add_argument("--prepared", type=Path, required=True)
@@ -470,6 +501,8 @@ def main() -> int:
     if args.command == "prepare":
         prepare(args.folder, args.tiny)
         return 0
+    if args.command == "merge":
+        return merge(args.out)
     if args.command == "finish":
         return finish(args.out, args.prepared, args.work)
     import tempfile

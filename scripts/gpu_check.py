@@ -370,7 +370,7 @@ def run_check(out: Path, tiny: bool, prepared: Path | None, only: list[str], wor
         t0 = time.perf_counter()
         try:
             if step == "diffusion":
-                value = step_diffusion(tiny, device, put=lambda partial: figures.put(step, {**partial, "partial": True}))
+                value = step_diffusion(tiny, device, put=lambda d: figures.put("diffusion", {**d, "partial": True}))
             elif step == "chain":
                 value = step_chain(tiny, device, work / "chain", prepared, out, stages)
             else:

@@ -132,6 +132,29 @@ def measure(
     return figures
 
 
+def kernel_table(pipeline, window: int, size: int, rows: int, views_per_batch=None, scheduler="ddim") -> str:
+    """torch.profiler's table of the costliest kernels (self time on the device, or on the CPU without one) over
+    two sampler steps of one window, after a warm-up; with the share of the total that attention takes."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = pipeline.device.type == "cuda"
+    measure(pipeline, window, size, 1, window, views_per_batch=views_per_batch, scheduler=scheduler)  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        measure(pipeline, window, size, 2, window, views_per_batch=views_per_batch, scheduler=scheduler)
+        if cuda:
+            torch.cuda.synchronize()
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = prof.key_averages()
+    total = sum(getattr(e, key) for e in events) or 1
+    attention = sum(
+        getattr(e, key) for e in events if any(w in e.key.lower() for w in ("flash", "attention", "fmha", "sdpa"))
+    )
+    table = events.table(sort_by=key, row_limit=rows, max_name_column_width=70)
+    return f"{table}\nattention kernels: {100 * attention / total:.1f}% of the self time"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny architecture, CPU-friendly sizes")
@@ -151,6 +174,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="torch device (default: cuda when available)")
     parser.add_argument("--fp32", action="store_true", help="keep fp32 weights on CUDA (default: fp16)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="print torch.profiler's N costliest kernels of one window"
+    )
     args = parser.parse_args()
 
     import torch
@@ -173,6 +199,8 @@ def main() -> None:
     start = time.perf_counter()
     pipeline, params = build(args.tiny, device, dtype, args.seed)
     build_seconds = time.perf_counter() - start
+    if args.profile:
+        print(kernel_table(pipeline, args.window, size, args.profile, args.views_per_batch, args.scheduler))
     figures = measure(
         pipeline,
         views,

@@ -190,6 +190,7 @@ def main() -> None:
     parser.add_argument("--mesh", action="store_true", help="also export the mesh and measure Chamfer / F-score")
     parser.add_argument("--size", type=int, default=512, help="render size of the scene (default: 512)")
     parser.add_argument("--max-seconds", type=float, default=None, help="override the preset's time budget")
+    parser.add_argument("--rays-per-batch", type=int, default=None, help="override the preset's rays per step")
     parser.add_argument("--image-size", type=int, default=None, help="override the preset's training image size")
     parser.add_argument("--prepare-only", action="store_true", help="write the scene (views, held-out) and stop")
     parser.add_argument("--scene", default=None, help="scene from --prepare-only: copied to --out")
@@ -271,6 +272,8 @@ def main() -> None:
         config.max_seconds = args.max_seconds
     if args.image_size:
         config.image_size = args.image_size
+    if args.rays_per_batch:
+        config.rays_per_batch = args.rays_per_batch
     config.seed = args.seed
     if args.view_shift:
         config.view_shift = True

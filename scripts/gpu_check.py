@@ -278,6 +278,19 @@ def synthetic_checkpoints(folder: Path, tiny: bool, device) -> tuple[Path, Path,
     return files[0], files[1], layout_file
 
 
+def blank_views(folder: Path) -> int:
+    """How many views ``folder/NNNN.png`` are one flat colour: what NaN latents decode to (random weights give
+    noise, never a flat image)."""
+    import numpy as np
+    from PIL import Image
+
+    blank = 0
+    for file in sorted(folder.glob("[0-9][0-9][0-9][0-9].png")):
+        with Image.open(file) as image:
+            blank += int(np.asarray(image.convert("RGB"), dtype=np.float32).std() < 0.5)
+    return blank
+
+
 def step_chain(tiny: bool, device, work: Path, prepared: Path | None, out: Path, from_prepared: bool) -> dict:
     """c: synthetic checkpoint -> convert-weights -> make-asset's stages after ``PREPARED`` on this device."""
     start = time.perf_counter()
@@ -298,6 +311,9 @@ def step_chain(tiny: bool, device, work: Path, prepared: Path | None, out: Path,
     result["stages"] = walk_chain(run, stages, skip=PREPARED if from_prepared else ())
     errors = {n: v["status"] for n, v in result["stages"].items() if v["status"].startswith("error")}
     result["views"] = len(list((run / "views").glob("[0-9]*.png")))
+    result["blank_views"] = blank_views(run / "views")
+    if result["views"] and result["blank_views"] == result["views"]:
+        errors["orbit_views"] = "every view is one flat colour (NaN or overflow in the sampler?)"
     record = run / ".portrait3d" / "stages" / "fit-nerf.json"
     if record.is_file():
         result["fit_nerf"] = json.loads(record.read_text()).get("info")

@@ -72,6 +72,41 @@ def test_chain_skips_what_this_machine_cannot_run_and_goes_on(tmp_path):
     assert list(again) == ["splats"] and again["splats"]["status"] == "ran"
 
 
+def test_blank_views_are_counted(tmp_path):
+    """NaN latents decode to one flat colour: the chain step counts such views (all blank fails the chain)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "0000.png")
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(tmp_path / "0001.png")
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "0002.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "mask.png")  # not a view
+    assert _gpu_check().blank_views(tmp_path) == 2
+
+
+def test_merge_gathers_the_steps_of_separate_processes(tmp_path):
+    """gpu_device.sh runs each step in its own process and folder; merge makes one figures.json of them, moves the
+    field parts and contact sheet up beside it, and names a step that wrote nothing."""
+    machine = {"gpu": "test"}
+    nerf = {"held_out": {"psnr_db": 33.0}, "fit_seconds": 30.0}
+    (tmp_path / "nerf").mkdir()
+    (tmp_path / "nerf" / "figures.json").write_text(json.dumps({"machine": machine, "steps": {"nerf": nerf}}))
+    (tmp_path / "nerf" / "field.part0").write_bytes(b"x")
+    (tmp_path / "chain").mkdir()
+    chain = {"stages": {"fit-nerf": {"status": "ran"}}}
+    (tmp_path / "chain" / "figures.json").write_text(json.dumps({"machine": machine, "steps": {"chain": chain}}))
+    (tmp_path / "chain" / "chain_views.png").write_bytes(b"png")
+    assert _gpu_check().merge(tmp_path) == 0
+    merged = json.loads((tmp_path / "figures.json").read_text())
+    assert merged["machine"] == machine and merged["steps"]["nerf"] == nerf
+    assert "error" in merged["steps"]["diffusion"]  # its process never wrote figures
+    summary = merged["steps"]["summary"]
+    assert summary["nerf_psnr_db"] == 33.0 and summary["chain_ran"] == ["fit-nerf"]
+    assert (tmp_path / "field.part0").read_bytes() == b"x" and (tmp_path / "chain_views.png").is_file()
+    assert not (tmp_path / "nerf" / "figures.json").exists()
+
+
 def test_device_path_imports_without_cpu_only_packages():
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
@@ -133,6 +168,7 @@ def test_gpu_check_tiny_runs_every_step(tmp_path):
     chain = steps["chain"]
     assert "error" not in chain, chain.get("error")
     assert chain["glb_bytes"] > 1000 and chain["views"] == 8 and (out / "chain_views.png").is_file()
+    assert chain["blank_views"] == 0
     # The chain is make-asset's own list: every stage of it ran, in its order.
     names = [stage.name for stage in _gpu_check().chain_stages("w", "cpu", tiny=True)]
     assert list(chain["stages"]) == names and {v["status"] for v in chain["stages"].values()} == {"ran"}

@@ -511,7 +511,8 @@ def synthetic_checkpoint(
 
     For tests and benchmarks; every value is distinct so that a misplaced tensor shows. ``dtype`` applies to the
     random weights (the schedule stays float32); ``device`` is where they are drawn (a GPU draws the 2.7 billion
-    weights of the full size in seconds); the returned tensors are on the CPU.
+    weights of the full size in seconds); the returned tensors are on the CPU. The weights are scaled as
+    :func:`random_weight` says, so that the full-size models sample without overflow in float16.
     """
     gen = torch.Generator(device=device).manual_seed(seed)
     schedule = ddpm_schedule(layout.num_timesteps)
@@ -524,5 +525,23 @@ def synthetic_checkpoint(
         elif name == CLIP_POSITION_IDS:
             state[name] = torch.arange(shape[1]).unsqueeze(0)
         else:
-            state[name] = (torch.randn(shape, generator=gen, device=device, dtype=dtype) * 0.1).cpu()
+            state[name] = random_weight(name, shape, gen, dtype, device).cpu()
     return state
+
+
+def random_weight(
+    name: str, shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype, device: str | torch.device
+) -> torch.Tensor:
+    """One random tensor of a synthetic checkpoint, at the scale that keeps activations near 1 through every layer.
+
+    A matrix or kernel gets standard deviation 1/sqrt(fan-in) (its outputs keep the variance of its inputs); a
+    vector named ``weight`` is a norm's scale, 1 + N(0, 0.1²); any other vector (a bias) N(0, 0.1²). The same
+    0.1 for everything made each 3x3 convolution of 320 channels multiply its input by about 5: the full-size
+    views overflowed float16 and came back black from the GPU check (docs/BENCHMARKS.md, GPU check).
+    """
+    values = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    if len(shape) >= 2:
+        return values / math.sqrt(math.prod(shape[1:]))
+    if name.endswith("weight"):
+        return values * 0.1 + 1.0
+    return values * 0.1

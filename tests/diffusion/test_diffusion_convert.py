@@ -109,6 +109,21 @@ def test_full_size_mapping_fills_the_diffusers_modules_exactly():
 # --- conversion ------------------------------------------------------------------------------------------------
 
 
+def test_synthetic_weights_keep_activations_near_one():
+    """Ten synthetic 3x3 convolutions of 320 channels (a full-size UNet level) leave unit noise near unit scale, so
+    the full-size synthetic checkpoint samples in float16 (0.1 for every weight grew it about 5x per layer and the
+    GPU check's views overflowed)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 320, 16, 16, generator=gen)
+    for _ in range(10):
+        weight = ldm_keys.random_weight("conv.weight", (320, 320, 3, 3), gen, torch.float32, "cpu")
+        x = torch.nn.functional.conv2d(x, weight, padding=1)
+    assert 0.2 < float(x.std()) < 5.0
+    scale = ldm_keys.random_weight("norm.weight", (4096,), gen, torch.float32, "cpu")
+    bias = ldm_keys.random_weight("norm.bias", (4096,), gen, torch.float32, "cpu")
+    assert abs(float(scale.mean()) - 1) < 0.02 and abs(float(bias.mean())) < 0.02 and 0.09 < float(bias.std()) < 0.11
+
+
 def test_every_tensor_is_mapped_once(checkpoints):
     """Each component's renaming keeps every tensor (same storage), drops only the unused hint encoder."""
     state = checkpoints["orbit"]

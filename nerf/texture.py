@@ -206,8 +206,9 @@ class _TexelFrame:
         return len(self.points)
 
     def part(self, start: int, stop: int) -> _TexelFrame:
-        """Texels ``start:stop`` (views of the arrays, no copy)."""
-        return _TexelFrame(*(a[start:stop] for a in dataclasses.astuple(self)))
+        """Texels ``start:stop`` (views of the arrays, no copy: ``dataclasses.astuple`` would deep-copy them, which
+        cost the bake of a 2048² texture 1.3 s)."""
+        return _TexelFrame(*(getattr(self, f.name)[start:stop] for f in dataclasses.fields(self)))
 
 
 def _view_samples(

@@ -65,6 +65,17 @@ def test_facing_test_from_matrix_vector_products_keeps_the_same_texels():
         np.testing.assert_allclose(cos[here], ref_cos[there], atol=1e-5)
 
 
+def test_a_part_of_the_texel_frame_is_a_view_not_a_copy():
+    """The bake walks millions of texels a chunk at a time; a copied chunk per view cost 1.3 s of a 2048² bake."""
+    rng = np.random.default_rng(0)
+    frame = texture._TexelFrame.of(rng.normal(size=(1000, 3)), rng.normal(size=(1000, 3)))
+    part = frame.part(100, 300)
+    assert len(part) == 200
+    for name in ("points", "normals", "normal_dot_point", "point_sq"):
+        whole, piece = getattr(frame, name), getattr(part, name)
+        assert np.shares_memory(whole, piece) and np.array_equal(piece, whole[100:300])
+
+
 def test_lod0_texture_is_encoded_once_for_the_glb_and_the_obj(tmp_path, monkeypatch):
     from PIL import Image
     from scene_views import write_views

@@ -95,6 +95,10 @@ class FitConfig:
     """Adam learning rate at the start; decays exponentially to a tenth by the last step or the time budget."""
     mask_loss_weight: float = 0.1
     """Weight of the loss between rendered opacity and the views' alpha."""
+    carve_votes: int = 2
+    """Views that must see a voxel outside their masks before the visual hull drops it
+    (:meth:`nerf.occupancy.OccupancyGrid.carve`; 1: the classic hull, where one plainly wrong silhouette, like
+    a generated view of the wrong side, cuts the head away)."""
     occupancy_warmup_steps: int = 32
     """Steps on the visual hull alone before the grid follows the density."""
     occupancy_update_every: int = 16
@@ -258,7 +262,7 @@ def fit(run: Run, config: FitConfig, device: str = "auto") -> dict:
     views = read_views(run.root, config.image_size)
     rays, masks = _training_rays(views, config.image_size, torch_device)
     volume = NGPVolume(config.volume, torch_device.type).to(torch_device)
-    volume.grid.carve([v.camera for v in views], masks.to(torch_device), dilate_px=2)
+    volume.grid.carve([v.camera for v in views], masks.to(torch_device), dilate_px=2, votes=config.carve_votes)
     start = time.perf_counter()
     prior = load_prior(volume, run.root, config.warm_start)
     warm = warm_start(volume, prior, config.warm_start, config.seed) if prior is not None else None

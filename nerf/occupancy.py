@@ -107,30 +107,32 @@ class OccupancyGrid(nn.Module):
         return self.occupied.reshape(-1)[index] & inside
 
     @torch.no_grad()
-    def carve(self, cameras: list[Camera], masks: torch.Tensor, dilate_px: int = 2, coarsen: int = 2) -> None:
+    def carve(
+        self, cameras: list[Camera], masks: torch.Tensor, dilate_px: int = 2, coarsen: int = 2, votes: int = 1
+    ) -> None:
         """Initialise the grid as the visual hull of foreground masks.
 
-        A voxel stays if its centre projects inside every mask (grown by the
-        voxel's projected half diagonal plus ``dilate_px``) of the views that
-        see it, and at least one view sees it: no view tells anything about
-        space outside every frame, and left occupied it keeps the field's
-        initial fog, which the viewer shows as floaters. The hull is carved on
-        a grid ``coarsen`` times coarser and then upsampled, which only makes it
-        more conservative.
+        A voxel stays unless its centre projects outside the mask (grown by the voxel's projected half
+        diagonal plus ``dilate_px``) of at least ``votes`` of the views that see it, and at least one view
+        sees it: no view tells anything about space outside every frame, and left occupied it keeps the
+        field's initial fog, which the viewer shows as floaters. The hull is carved on a grid ``coarsen``
+        times coarser and then upsampled, which only makes it more conservative.
 
         Args:
             cameras: one camera per mask.
             masks: (V, H, W) bool foreground masks.
             dilate_px: extra growth of each mask, for thin parts and small calibration errors.
             coarsen: carve at ``resolution // coarsen`` voxels per side.
+            votes: views that must see a voxel outside their masks to carve it. 1 is the classic visual
+                hull, where one plainly wrong silhouette (a generated view of the wrong side) cuts the head.
         """
         _, h, w = masks.shape
         coarse = max(self.resolution // coarsen, 1)
         size = 2.0 * self.half_extent / coarse
         axis = (torch.arange(coarse, device=masks.device, dtype=torch.float32) + 0.5) * size - self.half_extent
         centres = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
-        keep = torch.ones(centres.shape[0], dtype=torch.bool, device=masks.device)
-        seen_by_any = torch.zeros_like(keep)
+        outside = torch.zeros(centres.shape[0], dtype=torch.int32, device=masks.device)
+        seen_by_any = torch.zeros(centres.shape[0], dtype=torch.bool, device=masks.device)
         half_diagonal = 0.5 * math.sqrt(3.0) * size
         for cam, mask in zip(cameras, masks):
             w2c = torch.as_tensor(cam.world2cam, dtype=torch.float32, device=masks.device)
@@ -145,8 +147,9 @@ class OccupancyGrid(nn.Module):
             radius_px = int(math.ceil(half_diagonal * float(k_mat[0, 0]) / nearest)) + dilate_px
             in_image = (u >= 0) & (u < w) & (v >= 0) & (v < h) & in_front
             seen = _grow(mask, radius_px)[v.long().clamp(0, h - 1), u.long().clamp(0, w - 1)]
-            keep &= seen | ~in_image
+            outside += (in_image & ~seen).int()
             seen_by_any |= in_image
+        keep = outside < max(int(votes), 1)
         hull = (keep & seen_by_any).reshape(coarse, coarse, coarse)
         for dim in range(3):
             hull = hull.repeat_interleave(coarsen, dim=dim)

@@ -146,6 +146,22 @@ def test_carving_empties_space_that_no_view_sees():
     assert grid.is_occupied(points).tolist() == [False, False, True, True]
 
 
+def test_one_wrong_silhouette_cannot_cut_the_head_when_two_views_must_agree():
+    """A plainly wrong view (here its silhouette 20 px off) cuts the classic hull (votes=1); with votes=2 the
+    head stays whole and the space beside it is still carved."""
+    mesh = synthetic.head_mesh(subdivisions=3)
+    cameras = synthetic.orbit_cameras(6, pitches=(0.0, 30.0))
+    masks = torch.stack([torch.as_tensor(im[..., 3] > 127) for im in synthetic.render_views(mesh, cameras, 64)])
+    masks[3] = torch.roll(masks[3], shifts=20, dims=1)
+    vertices = torch.as_tensor(mesh.vertices, dtype=torch.float32)
+    beside = torch.tensor([[0.25, 0.0, 0.0], [-0.25, 0.0, 0.0], [0.0, 0.0, 0.27]])
+    classic, robust = OccupancyGrid(0.5, 64), OccupancyGrid(0.5, 64)
+    classic.carve(cameras, masks, votes=1)
+    robust.carve(cameras, masks, votes=2)
+    assert classic.is_occupied(vertices).float().mean().item() < 0.8
+    assert bool(robust.is_occupied(vertices).all()) and not robust.is_occupied(beside).any()
+
+
 def test_march_keeps_only_occupied_steps_and_carving_keeps_the_head():
     mesh = synthetic.head_mesh(subdivisions=3)
     cameras = synthetic.orbit_cameras(6, pitches=(0.0, 30.0))

@@ -200,3 +200,21 @@ def test_dpm_solver_is_an_option_and_ddim_stays_the_default(orbit_pipeline, orbi
     assert dpm_solver_scheduler().config.algorithm_type == "dpmsolver++"
     with pytest.raises(ValueError, match="scheduler"):
         scheduler_by_name("euler")
+
+
+def test_channels_last_gives_the_same_views(orbit_seed0):
+    """``scripts/bench_diffusion.py --channels-last`` (a GPU speed-up to measure): the view attention, reference
+    attention and ControlNet read their activations by shape, not by memory layout, so the views are the same."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_diffusion", Path(__file__).resolve().parents[2] / "scripts" / "bench_diffusion.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    pipeline = random_portrait360()  # its own copy: the module's fixture stays contiguous
+    bench.speed_ups(pipeline, channels_last=True)
+    conv = next(m for m in pipeline.unet.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(run_orbit(pipeline, seed=0), orbit_seed0, atol=1e-4)

@@ -175,3 +175,28 @@ def test_gpu_check_tiny_runs_every_step(tmp_path):
     assert steps["summary"]["chain_ran"] == names and steps["summary"]["chain_skipped"] == {}
     assert (out / "field.part0").stat().st_size > 0
     assert steps["summary"]["chain"] == "ran" and proc.returncode == 0
+
+
+@pytest.mark.slow
+def test_device_script_runs_each_step_apart_and_merges(tmp_path):
+    """scripts/gpu_device.sh, what the lent GPU runs, at tiny size: each step in its own process, then one
+    figures.json with the field parts and the contact sheet beside it (at most 8 files come back)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    prepared = tmp_path / "prepared"
+    command = [sys.executable, str(REPO / "scripts" / "gpu_check.py"), "prepare", str(prepared), "--tiny"]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    out = tmp_path / "out"
+    env.update(OUT=str(out), WORK=str(tmp_path), PYTHON=sys.executable)
+    script = ["bash", str(REPO / "scripts" / "gpu_device.sh"), "--tiny", "--stages"]
+    proc = subprocess.run(
+        [*script, "--prepared", str(prepared)], capture_output=True, text=True, env=env, timeout=1500, cwd=tmp_path
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    figures = json.loads((out / "figures.json").read_text())
+    assert set(figures["steps"]) == {"nerf", "diffusion", "chain", "summary"}
+    assert not [step for step, value in figures["steps"].items() if "error" in value]
+    assert figures["steps"]["chain"]["blank_views"] == 0 and figures["steps"]["summary"]["nerf_psnr_db"] > 0
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert "log.txt" in files and "chain_views.png" in files and "field.part0" in files and len(files) <= 8, files
+    assert "== chain" in (out / "log.txt").read_text()

@@ -150,7 +150,8 @@ def speed_ups(pipeline, channels_last: bool = False, compile: bool = False) -> N
 
 def kernel_table(pipeline, window: int, size: int, rows: int, views_per_batch=None, scheduler="ddim") -> str:
     """torch.profiler's table of the costliest kernels (self time on the device, or on the CPU without one) over
-    two sampler steps of one window, after a warm-up; with the share of the total that attention takes."""
+    one window, after a warm-up outside the profile; with the share of the total that attention takes. The
+    profiled :func:`measure` runs its own one-step warm-up and then two steps, so three steps are counted."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 

@@ -103,11 +103,16 @@ def script(name: str, *args: str, timeout: float = 1800) -> None:
         raise RuntimeError(f"{name} failed ({proc.returncode}): {_tail(proc.stderr + proc.stdout)}")
 
 
+def view_files(folder: Path) -> list[Path]:
+    """The views ``folder/NNNN.png``, in order."""
+    return sorted(folder.glob("[0-9][0-9][0-9][0-9].png"))
+
+
 def contact_sheet(folder: Path, out: Path, thumb: int = 128, columns: int = 8) -> None:
     """The views ``folder/NNNN.png`` side by side (a PNG small enough to come back from the device)."""
     from PIL import Image
 
-    files = sorted(p for p in folder.glob("[0-9][0-9][0-9][0-9].png"))
+    files = view_files(folder)
     if not files:
         return
     rows = (len(files) + columns - 1) // columns
@@ -286,7 +291,7 @@ def blank_views(folder: Path) -> int:
     from PIL import Image
 
     blank = 0
-    for file in sorted(folder.glob("[0-9][0-9][0-9][0-9].png")):
+    for file in view_files(folder):
         with Image.open(file) as image:
             blank += int(np.asarray(image.convert("RGB"), dtype=np.float32).std() < 0.5)
     return blank
@@ -311,7 +316,7 @@ def step_chain(tiny: bool, device, work: Path, prepared: Path | None, out: Path,
     stages = chain_stages(str(weights), device.type, tiny)
     result["stages"] = walk_chain(run, stages, skip=PREPARED if from_prepared else ())
     errors = {n: v["status"] for n, v in result["stages"].items() if v["status"].startswith("error")}
-    result["views"] = len(list((run / "views").glob("[0-9]*.png")))
+    result["views"] = len(view_files(run / "views"))
     result["blank_views"] = blank_views(run / "views")
     if result["views"] and result["blank_views"] == result["views"]:
         errors["orbit_views"] = "every view is one flat colour (NaN or overflow in the sampler?)"

@@ -169,15 +169,14 @@ class ViewReliability:
     @torch.no_grad()
     def update(self, view: torch.Tensor, per_ray_loss: torch.Tensor) -> None:
         """Fold in one batch: (B,) int views, (B,) losses."""
+        # No boolean indexing: each mask index waits for the GPU, and this runs every step.
         per_ray_loss = per_ray_loss.detach().float()
         total = torch.zeros_like(self.loss).index_add_(0, view, per_ray_loss)
         count = torch.zeros_like(self.loss).index_add_(0, view, torch.ones_like(per_ray_loss))
         hit = count > 0
-        mean = total[hit] / count[hit]
-        fresh = hit & ~self.seen
-        self.loss[fresh] = mean[fresh[hit]]
-        old = hit & self.seen
-        self.loss[old] = self.decay * self.loss[old] + (1 - self.decay) * mean[old[hit]]
+        mean = total / count.clamp(min=1.0)
+        running = torch.where(self.seen, self.decay * self.loss + (1 - self.decay) * mean, mean)
+        self.loss = torch.where(hit, running, self.loss)
         self.seen |= hit
 
     def weights(self) -> torch.Tensor:

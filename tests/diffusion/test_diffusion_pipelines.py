@@ -218,3 +218,22 @@ def test_channels_last_gives_the_same_views(orbit_seed0):
     conv = next(m for m in pipeline.unet.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     np.testing.assert_allclose(run_orbit(pipeline, seed=0), orbit_seed0, atol=1e-4)
+
+
+def test_group_norm_of_the_benchmark_matches_torchs():
+    """``scripts/bench_group_norm.py`` times its ``var_mean`` group norm against torch's: it must compute the same
+    thing (fp32 on the CPU here; the fp16 error against fp32 is printed on the GPU)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_group_norm", Path(__file__).resolve().parents[2] / "scripts" / "bench_group_norm.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 64, 8, 8, generator=generator) * 3 + 1
+    weight, bias = 1 + 0.1 * torch.randn(64, generator=generator), 0.1 * torch.randn(64, generator=generator)
+    expected = torch.nn.functional.group_norm(x, 32, weight, bias, 1e-5)
+    torch.testing.assert_close(bench.group_norm_var_mean(x, 32, weight, bias), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(bench.via_var_mean(x, 32, weight, bias), bench.native(x, 32, weight, bias))

@@ -20,6 +20,27 @@ from portrait3d.run import atomic_write_bytes
 SIZE = 48
 
 
+def test_view_reliability_keeps_a_running_mean_of_each_views_loss():
+    """The running loss per view: the first batch that holds a view sets it, later ones decay into it, a view
+    absent from a batch keeps its value (checked against the plain per-view loop)."""
+    generator = torch.Generator().manual_seed(0)
+    num_views, decay = 6, 0.9
+    reliability = ViewReliability(num_views, decay=decay)
+    expected = [None] * num_views
+    for batch in range(8):
+        # Views 0 and 1 appear only from the third batch on; view 5 never.
+        view = torch.randint(2 if batch < 2 else 0, num_views - 1, (30,), generator=generator)
+        loss = torch.rand(30, generator=generator)
+        reliability.update(view, loss)
+        for v in range(num_views):
+            if (view == v).any():
+                mean = float(loss[view == v].mean())
+                expected[v] = mean if expected[v] is None else decay * expected[v] + (1 - decay) * mean
+    assert reliability.seen.tolist() == [e is not None for e in expected]
+    torch.testing.assert_close(reliability.loss[:5], torch.tensor(expected[:5]))
+    assert float(reliability.loss[5]) == 0.0 and float(reliability.weights()[5]) == 1.0
+
+
 def _inconsistent_scene(root, perturbations, **simulation):
     """A 14-view ring of the procedural head rendered at 2×SIZE and altered by ``simulate_diffusion``."""
     mesh = synthetic.head_mesh(subdivisions=4)

@@ -180,6 +180,8 @@ DEFAULT_SKIN = np.array([0.8, 0.62, 0.52])
 HAIR_GRAZING = 0.45
 """Photo weight (:func:`photo_weights`, 1 facing the camera) below which hair texels do not take the photo at
 all (the normal about 68 degrees from the view; skin is taken to about 80)."""
+GAP_HALF_WIDTH = 0.012
+"""Unseen gaps up to twice this wide (in texture widths; 49 texels at 2048) take the seen skin on their sides."""
 
 
 def _rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -654,6 +656,27 @@ def bake_texture(
     fill_skin = skin_low * (1.0 + skin_detail * grain)[..., None]
     fill_hair = hair_low * (1.0 + hair_detail * strands)[..., None]
     fill = (target_hair * fill_hair + (1 - target_hair) * fill_skin) * relief[..., None]
+    # Thin unseen gaps inside what was seen (on a turned face the nose bridge and the forehead's mid-line: their
+    # own mirror images, on the mesh's outline in the photo) take the seen skin on their two sides, not the
+    # low-frequency class fill, which pulls in the hair above and the dark eyes and brows around them.
+    gaps = thin_gaps(confident, surface.covered, GAP_HALF_WIDTH * width)
+    if gaps.any():
+        seen_skin = (confident >= 1) & (seen_hair < 0.5)
+        if regions.skin_model is not None:
+            seen_skin &= regions.skin_model.accept(_rgb_to_lab(seen_rgb), brighter=1.6) > 0.5
+        across = across_gaps(seen_rgb, seen_skin)
+        # The share of gap among the unseen texels around: 1 inside a gap, fading where a gap opens into a
+        # large unseen region (the chin's underside onto the neck, a forehead inlet onto the crown).
+        sigma = 0.003 * width
+        unseen = ((confident <= 0) & (surface.covered > 0.5)).astype(np.float32)
+        share = cv2.GaussianBlur(gaps.astype(np.float32), (0, 0), sigma) / np.maximum(
+            cv2.GaussianBlur(unseen, (0, 0), sigma), 1e-3
+        )
+        # Gaps between seen hair, or on the template's scalp, keep the hair fill (its strands): only the face's
+        # gaps are filled across.
+        hair_around = np.maximum(across_gaps(seen_hair[..., None], confident >= 1)[..., 0], surface.hair)
+        share = (np.clip(share, 0.0, 1.0) * (1.0 - np.clip(hair_around, 0.0, 1.0)))[..., None]
+        fill = share * across + (1 - share) * fill
 
     texture = a[..., None] * photo + b[..., None] * mirrored[..., :3] + (1 - known)[..., None] * fill
     texture = grow_into_gaps(np.clip(texture, 0, 1), surface.covered)
@@ -665,6 +688,38 @@ def bake_texture(
         "bald": bool(bald),
     }
     return np.clip(np.round(texture * 255), 0, 255).astype(np.uint8), uv, uv_faces, source, info
+
+
+def thin_gaps(confident: np.ndarray, covered: np.ndarray, max_half_width: float) -> np.ndarray:
+    """Unseen texels where the seen texels close in from both sides: (Ht, Wt) bool.
+
+    Args:
+        confident: (Ht, Wt) confidence of the seen colour in [0, 1]; 0 is unseen.
+        covered: (Ht, Wt) texels inside the UV charts.
+        max_half_width: half the widest gap, in texels.
+    Returns:
+        (Ht, Wt) bool: the unseen texels that a morphological closing of the seen texels by a disc of this
+        radius covers: gaps and narrow inlets up to ``2 × max_half_width`` wide (the nose bridge and the
+        forehead's mid-line of a turned face), not the open unseen regions (the back of the head).
+    """
+    import cv2
+
+    seen = (confident > 0).astype(np.uint8)
+    # On a half-size grid: the disc's cost grows with its area, and a gap's outline need not be exact.
+    half = cv2.resize(seen, (seen.shape[1] // 2, seen.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    radius = max(1, int(round(max_half_width / 2)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    closed = cv2.morphologyEx(half, cv2.MORPH_CLOSE, disc)
+    closed = cv2.resize(closed, (seen.shape[1], seen.shape[0]), interpolation=cv2.INTER_NEAREST)
+    return (closed > 0) & (seen == 0) & (covered > 0.5)
+
+
+def across_gaps(rgb: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Values spread from the ``source`` texels into the texels between them, at the texture's own scale:
+    (Ht, Wt, C) ``rgb``, (Ht, Wt) bool ``source`` -> (Ht, Wt, C). A gap takes the mean of the source texels
+    nearest it on every side (pull-push); texels outside the source fade to the mean of a wider ring."""
+    # At the full scale: on a coarser grid the two sides of a gap a few texels wide would mix.
+    return _low_frequency(rgb, source.astype(np.float32), work_width=rgb.shape[1])
 
 
 def _no_lighter(rgb: np.ndarray, lightness: float) -> np.ndarray:

@@ -183,3 +183,31 @@ def test_unseen_back_continues_the_photos_hair(ring):
     np.testing.assert_allclose(median / median.sum(), hair / hair.sum(), atol=0.03)  # the hair's hue
     lum = upper.mean(-1)
     assert 0.015 < lum.std() < 0.2  # strands: not flat, not noise (0.019 since the back of the head is rounder)
+
+
+def test_thin_unseen_gaps_take_their_sides_skin_and_open_regions_do_not():
+    """A turned face's nose bridge and forehead mid-line are unseen (their own mirror images, on the mesh's
+    outline in the photo): such thin gaps take the skin on their two sides; the back of the head is no gap."""
+    from portrait3d.proxy.texture import across_gaps, thin_gaps
+
+    height, width = 128, 256
+    confident = np.zeros((height, width), np.float32)
+    confident[:, :128] = 1.0  # the seen face ...
+    confident[30:90, 60:68] = 0.0  # ... with an 8-texel unseen band across it
+    covered = np.ones((height, width), bool)
+    gaps = thin_gaps(confident, covered, max_half_width=12)
+    assert gaps[30:90, 61:67].all()
+    assert not gaps[:, 140:].any()  # the open unseen half is not a gap
+    assert not gaps[confident > 0].any()
+
+    rgb = np.zeros((height, width, 3), np.float32)
+    rgb[:, :64] = SKIN
+    rgb[:, 64:128] = SKIN * 0.9  # the two sides differ a little, as a lit face's do
+    rgb[20:30, 40:90] = (0.1, 0.08, 0.07)  # a dark brow above the gap: seen, but not skin
+    rgb[confident <= 0] = (0.1, 0.08, 0.07)  # what the unseen texels held
+    source = (confident > 0) & (rgb[..., 0] > 0.5)
+    filled = across_gaps(rgb, source)
+    band = filled[40:80, 61:67]
+    assert np.all(band >= SKIN * 0.9 - 0.02) and np.all(band <= SKIN + 0.02)
+    left, right = filled[60, 61], filled[60, 66]
+    assert left[0] > right[0]  # each side of the gap leans to its own side's colour

@@ -24,7 +24,15 @@ from .decimate import decimate
 from .export_config import ExportConfig
 from .normal_map import bake_normal_map
 from .surface import View, surface_from_field
-from .texture import UVMesh, assemble_texture, bake_from_field, bake_from_views, rasterize_uv, unwrap
+from .texture import (
+    UVMesh,
+    assemble_texture,
+    bake_from_field,
+    bake_from_views,
+    rasterize_uv,
+    resize_texture,
+    unwrap,
+)
 
 
 @dataclass
@@ -99,7 +107,8 @@ def build_asset(run: Run, config: ExportConfig, model, lods: tuple[float, ...]) 
         previous = surface
         size = config.bake.texture_size if i == 0 else lod_texture_size(config.bake.texture_size, fraction)
         uvmesh = unwrap(surface, size, config.bake.padding)
-        texels = rasterize_uv(uvmesh, size)
+        bake_size = min(size, config.bake.bake_size or size)
+        texels = rasterize_uv(uvmesh, bake_size)
         timings["unwrap_s"] += time.perf_counter() - start
         start = time.perf_counter()
         if config.texture_source == "views":
@@ -111,8 +120,13 @@ def build_asset(run: Run, config: ExportConfig, model, lods: tuple[float, ...]) 
         else:
             colours, known = bake_from_field(texels, colour_fn), None
         memory.release_freed()  # the bake's per-view temporaries, before the texture's full-size images
-        texture = assemble_texture(texels, colours, known)
-        normal_map = bake_normal_map(uvmesh, texels, full) if config.normal_map else None
+        texture = resize_texture(assemble_texture(texels, colours, known), size)
+        if config.normal_map:
+            # The geometry's detail is not the views': the normal map is baked at the full size.
+            full_texels = texels if bake_size == size else rasterize_uv(uvmesh, size)
+            normal_map = bake_normal_map(uvmesh, full_texels, full)
+        else:
+            normal_map = None
         timings["bake_s"] += time.perf_counter() - start
         built.append(BuiltLod(fraction, surface, uvmesh, texture, normal_map))
     return BuiltAsset(built, full, origin, threshold, seen_fraction, timings)

@@ -32,6 +32,10 @@ class BakeConfig:
 
     texture_size: int = 2048
     """Texture width and height in pixels."""
+    bake_size: int | None = None
+    """Bake the colours at this width and height and resize the texture up to ``texture_size`` (None: bake at
+    ``texture_size``). The views limit the detail: a 512² view covers the head with fewer pixels than a 1024²
+    texture has texels, so baking beyond that costs time and adds nothing (``docs/BENCHMARKS.md``)."""
     angle_power: float = 6.0
     """Views are weighted by cos(angle between surface normal and view ray) to this power:
     higher favours the most frontal view (sharper), lower blends more views (smoother seams)."""
@@ -381,6 +385,18 @@ def bake_from_views(
         norm[s.index] += select * alpha
     colours = np.where(norm[:, None] > 0, total / np.maximum(norm, 1e-300)[:, None], 0.0)
     return np.clip(colours, 0.0, 1.0), weight
+
+
+def resize_texture(texture: np.ndarray, size: int) -> np.ndarray:
+    """(S, S, 3) uint8 texture resized to (size, size, 3) (bicubic; the same array when it already has that size).
+
+    The texture is filled beyond its charts (:func:`assemble_texture`), so the filter does not pull in black at
+    chart borders."""
+    if texture.shape[0] == size and texture.shape[1] == size:
+        return texture
+    import cv2
+
+    return cv2.resize(texture, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
 CALIBRATION_TEXELS = 60_000

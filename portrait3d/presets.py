@@ -53,7 +53,9 @@ class AssetPreset:
 
 
 PRESETS: dict[str, AssetPreset] = {
-    "fast": AssetPreset(fit=FIT_PRESETS["fast"]),
+    # The fast preset's views are 512²: a 1024² bake holds all their detail (same held-out PSNR as 2048², 40 % of
+    # the bake's time; docs/BENCHMARKS.md), resized to the 2048² texture.
+    "fast": AssetPreset(fit=FIT_PRESETS["fast"], export=ExportConfig(bake=BakeConfig(bake_size=1024))),
     "standard": AssetPreset(
         fit=FIT_PRESETS["standard"],
         export=ExportConfig(

@@ -238,3 +238,27 @@ def test_short_fit_through_the_cli_exports_a_valid_head(tmp_path, cli, gltf_vali
         assert len(trimesh.load(root / "mesh" / name, force="mesh").faces) == len(mesh.faces)
     report, _ = gltf_validator(root / "mesh" / "head.glb")
     assert report["issues"]["numErrors"] == 0, report["issues"]["messages"]
+
+
+def test_a_texture_baked_at_half_size_is_resized_to_the_full_one(exported, tmp_path):
+    """``BakeConfig.bake_size``: the colours are baked at half the texture's size and the texture resized up; the
+    file has the full size, and the head's colours still land where the truth's are (the views at 128² hold no
+    more detail than a 128² texture of this head)."""
+    import dataclasses
+
+    from PIL import Image
+
+    _, truth, field, _ = exported
+    run = Run(tmp_path / "run")
+    write_views(run, truth)
+    config = dataclasses.replace(CONFIG, bake=dataclasses.replace(CONFIG.bake, bake_size=128))
+    info = export_mesh(run, config, field_model=field)
+    assert info["texture_baked_at"] == 128 and info["texture_size"] == 256
+    with Image.open(run.path("mesh", "head_texture.png")) as texture:
+        assert texture.size == (256, 256)
+    mesh = load_head_mesh(run.path("mesh", "head.glb"))
+    for cam in cameras.orbit(3, pitch=10.0):
+        got = MeshRenderer(mesh).render_rgba(cam, 96).astype(np.float64) / 255
+        want = MeshRenderer(truth).render_rgba(cam, 96).astype(np.float64) / 255
+        both = (got[..., 3] > 0) & (want[..., 3] > 0)
+        assert psnr(got[..., :3], want[..., :3], both) > 32.0

@@ -292,6 +292,8 @@ def _check_config(config: ExportConfig) -> None:
         raise UserError(
             f"--texture: the {config.target} target wants a power of two up to {target.max_texture_size}, got {size}"
         )
+    if config.bake.bake_size is not None and config.bake.bake_size < 16:
+        raise UserError(f"bake_size: at least 16 texels (or none: the texture's size), got {config.bake.bake_size}")
     if not 0.0 <= config.roughness <= 1.0:
         raise UserError(f"roughness: between 0 and 1, got {config.roughness}")
     if config.neck_cap < 0:

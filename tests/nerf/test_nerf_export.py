@@ -262,3 +262,12 @@ def test_a_texture_baked_at_half_size_is_resized_to_the_full_one(exported, tmp_p
         want = MeshRenderer(truth).render_rgba(cam, 96).astype(np.float64) / 255
         both = (got[..., 3] > 0) & (want[..., 3] > 0)
         assert psnr(got[..., :3], want[..., :3], both) > 32.0
+
+
+def test_a_bake_size_below_sixteen_texels_is_refused(exported):
+    import dataclasses
+
+    run, _, field, _ = exported
+    config = dataclasses.replace(CONFIG, bake=dataclasses.replace(CONFIG.bake, bake_size=0))
+    with pytest.raises(UserError, match="bake_size"):
+        export_mesh(run, config, field_model=field, force=True)

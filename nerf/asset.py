@@ -107,7 +107,7 @@ def build_asset(run: Run, config: ExportConfig, model, lods: tuple[float, ...]) 
         previous = surface
         size = config.bake.texture_size if i == 0 else lod_texture_size(config.bake.texture_size, fraction)
         uvmesh = unwrap(surface, size, config.bake.padding)
-        bake_size = min(size, config.bake.bake_size or size)
+        bake_size = config.bake.baked_at(size)
         texels = rasterize_uv(uvmesh, bake_size)
         timings["unwrap_s"] += time.perf_counter() - start
         start = time.perf_counter()

@@ -246,7 +246,7 @@ def build_and_write(run: Run, config: ExportConfig, model) -> dict:
         "density_threshold": None if threshold is None else round(threshold, 4),
         "size_m": [round(float(v), 4) for v in hi - lo],
         "texture_size": config.bake.texture_size,
-        "texture_baked_at": min(config.bake.texture_size, config.bake.bake_size or config.bake.texture_size),
+        "texture_baked_at": config.bake.baked_at(config.bake.texture_size),
         "texture_source": config.texture_source,
         "texels_seen_by_views": round(seen_fraction, 4),
         "normal_map": config.normal_map,

@@ -60,6 +60,10 @@ class BakeConfig:
     save about 6 s of a 2048² bake but hold a second view's temporaries, which took make-asset's peak
     memory over 2 GiB (``docs/BENCHMARKS.md``). The texture is the same for any number."""
 
+    def baked_at(self, size: int) -> int:
+        """The size the colours of a ``size`` texture are baked at: ``bake_size``, never above ``size``."""
+        return min(size, self.bake_size or size)
+
 
 @dataclass
 class UVMesh:

@@ -8,9 +8,11 @@ The protocol (``scripts/bench_scan.py``; the tests use it on a synthetic head):
    and onto the head under test (through its own camera): point pairs for the first alignment.
 3. :func:`similarity_icp`: a similarity (scale, rotation, shift) from those pairs, refined by ICP on the
    surface above the chin; its scale is the head's size error.
-4. :func:`face_error`: NoW-style: scan points within 95 mm of the nose tip, a rigid ICP of the face, the
-   distance of each point to the head's surface (median and mean, millimetres).
-5. :func:`head_chamfer`: symmetric Chamfer distance of the two surfaces above the chin (millimetres).
+4. :func:`outer_surface`: the scan's faces that a camera outside can see. Scans of real people carry
+   inner parts (eyeballs behind closed lids, the mouth's cavity) that no photo shows and NoW's scans lack.
+5. :func:`face_error`: NoW-style: outer scan points within 95 mm of the nose tip, a rigid ICP of the face,
+   the distance of each point to the head's surface (median and mean, millimetres).
+6. :func:`head_chamfer`: symmetric Chamfer distance of the two surfaces above the chin (millimetres).
 
 Everything is in metres, y up, the face looking toward +z.
 """
@@ -67,6 +69,35 @@ def closest_points(points: np.ndarray, mesh: trimesh.Trimesh) -> np.ndarray:
     scene, o3c = _raycaster(mesh)
     found = scene.compute_closest_points(o3c.Tensor(np.asarray(points, dtype=np.float32)))
     return found["points"].numpy().astype(np.float64)
+
+
+def outer_surface(mesh: trimesh.Trimesh, views: int = 96, lowest_elevation_deg: float = -20.0) -> trimesh.Trimesh:
+    """The faces of ``mesh`` whose centre a camera outside sees, from ``views`` directions.
+
+    The cameras lie on a sphere three bounding radii from the mesh's centre, at elevations from
+    ``lowest_elevation_deg`` up (not from below, where a bust's cut neck may be open into its inside).
+    A face counts as seen when the first hit of the ray from a camera to its centre is that face.
+    """
+    scene, o3c = _raycaster(mesh)
+    centres = np.asarray(mesh.triangles_center, dtype=np.float64)
+    middle = np.asarray(mesh.bounds).mean(axis=0)
+    radius = 3.0 * float(np.linalg.norm(np.asarray(mesh.extents))) / 2
+    # Fibonacci directions, those below the lowest elevation dropped.
+    i = np.arange(views) + 0.5
+    y = 1.0 - 2.0 * i / views
+    ring = np.sqrt(1.0 - y**2)
+    angle = np.pi * (1.0 + 5.0**0.5) * i
+    directions = np.stack([ring * np.cos(angle), y, ring * np.sin(angle)], axis=1)
+    directions = directions[y >= np.sin(np.radians(lowest_elevation_deg))]
+    seen = np.zeros(len(centres), dtype=bool)
+    for direction in directions:
+        origin = middle + radius * direction
+        rays = centres - origin
+        rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+        cast = np.concatenate([np.broadcast_to(origin, centres.shape), rays], axis=1).astype(np.float32)
+        hit = scene.cast_rays(o3c.Tensor(cast))["primitive_ids"].numpy()
+        seen |= hit == np.arange(len(centres))
+    return mesh.submesh([np.flatnonzero(seen)], append=True)
 
 
 def turn(mesh: trimesh.Trimesh, yaw_deg: float) -> trimesh.Trimesh:
@@ -275,13 +306,14 @@ def evaluate_scan(scan: trimesh.Trimesh, centre: np.ndarray, out) -> ScanResult:
     geometry.vertices = np.asarray(geometry.vertices) * METRES_PER_UNIT
     samples = np.asarray(trimesh.sample.sample_surface_even(geometry, 30000, seed=0)[0])
     samples = samples[samples[:, 1] > head_lm[CHIN, 1]]
-    similarity = similarity_icp(samples, scan, Similarity(*umeyama(head_lm[both], scan_lm[both])))
+    outer = outer_surface(scan)
+    similarity = similarity_icp(samples, outer, Similarity(*umeyama(head_lm[both], scan_lm[both])))
     aligned = transformed(geometry, similarity)
     textured = head.textured.copy()
     textured.vertices = similarity(np.asarray(textured.vertices) * METRES_PER_UNIT)
     figures = {
-        **face_error(scan, aligned, scan_lm[NOSE_TIP]),
-        "head_chamfer_mm": head_chamfer(scan, aligned, scan_lm[CHIN, 1]),
+        **face_error(outer, aligned, scan_lm[NOSE_TIP]),
+        "head_chamfer_mm": head_chamfer(outer, aligned, scan_lm[CHIN, 1]),
         "scale_error_pct": 100.0 * (1.0 / similarity.scale - 1.0),
         "seconds_preprocess_proxy": round(seconds, 1),
     }

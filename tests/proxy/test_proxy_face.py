@@ -203,3 +203,18 @@ def test_bald_head_is_skin_all_round_and_follows_its_outline():
     assert after > 0.94 and after > before + 0.01, (before, after)
     hairy = HeadSegmentation(**{**bald.__dict__, "hair": wider & (np.arange(256)[:, None] < 80)})
     assert hair_presence(hairy) == 1.0
+
+
+def test_outer_surface_drops_what_no_camera_outside_sees():
+    """A scan's eyeball behind a closed lid (here a small sphere inside a big one) is not measured."""
+    import trimesh
+
+    from portrait3d.proxy.scan_eval import outer_surface
+
+    skin = trimesh.creation.icosphere(subdivisions=3, radius=0.1)
+    eyeball = trimesh.creation.icosphere(subdivisions=2, radius=0.02)
+    eyeball.apply_translation([0.0, 0.03, 0.06])
+    scan = trimesh.util.concatenate([skin, eyeball])
+    outer = outer_surface(scan)
+    assert len(outer.faces) == len(skin.faces)
+    assert np.linalg.norm(outer.vertices, axis=1).min() > 0.099

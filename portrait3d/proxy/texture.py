@@ -172,6 +172,11 @@ class ColourModel:
         return _lab_to_rgb(self.median[None, None])[0, 0]
 
 
+SKIN_FAR_FROM, SKIN_FAR_REACH = 0.02, 0.10
+"""Distances (fractions of the texture's width) from the seen texels: beyond the first, over the second, the skin
+fill turns from the spread of the seen skin's colours into the photo's overall skin colour and light."""
+SKIN_RELIEF_FLOOR = 0.9
+"""Least relative light of the unseen skin (the hair's fill may go darker, down to 0.75, as its shadowed side)."""
 SKIN_SPREAD_FLOOR = (8.0, 4.0, 4.0)
 """Smallest Lab spread of the skin model: shading varies lightness more than colour."""
 HAIR_SPREAD_FLOOR = (14.0, 6.0, 6.0)
@@ -653,9 +658,16 @@ def bake_texture(
         np.random.default_rng(seed + 1).standard_normal(lum.shape).astype(np.float32), (0, 0), 1.5 * width / 2048
     )
     grain /= max(float(grain.std()), 1e-6)
+    # Far from what the photo saw (a bald head's back, the nape), the skin is the photo's overall skin colour,
+    # not the colour at the seen region's edge, which a front-lit photo darkens (the surface turns away there).
+    far = _smoothstep((distance - SKIN_FAR_FROM) / SKIN_FAR_REACH)[..., None]
+    skin_low = (1 - far) * skin_low + far * skin_rgb
     fill_skin = skin_low * (1.0 + skin_detail * grain)[..., None]
     fill_hair = hair_low * (1.0 + hair_detail * strands)[..., None]
-    fill = (target_hair * fill_hair + (1 - target_hair) * fill_skin) * relief[..., None]
+    # The unseen skin keeps nearly the face's light: the texture is the surface's colour, the viewer lights it, and
+    # a back baked darker than the face reads as dirt (the scan benchmark's bald heads, yaw 90-180).
+    skin_relief = relief + far[..., 0] * (np.maximum(relief, SKIN_RELIEF_FLOOR) - relief)
+    fill = target_hair * fill_hair * relief[..., None] + (1 - target_hair) * fill_skin * skin_relief[..., None]
     # Thin unseen gaps inside what was seen (on a turned face the nose bridge and the forehead's mid-line: their
     # own mirror images, on the mesh's outline in the photo) take the seen skin on their two sides, not the
     # low-frequency class fill, which pulls in the hair above and the dark eyes and brows around them.

@@ -647,7 +647,10 @@ def bake_texture(
     # Next to the photo the class follows what the photo shows (hair over the ear stays hair); far away, the mesh's.
     near = np.exp(-distance / 0.03)
     hair_share = _low_frequency(seen_hair[..., None], confident)[..., 0]
-    target_hair = np.clip((near * hair_share + (1 - near) * surface.hair) * allow_hair, 0, 1)[..., None]
+    target_hair = np.clip((near * hair_share + (1 - near) * surface.hair) * allow_hair, 0, 1)
+    # An ear the hair does not cover is skin, even where the photo's hair beside it is near (an ear half under the
+    # hair shell keeps the hair's fill: a skin patch on the hair would show where the shell is thin).
+    target_hair = (target_hair * (1.0 - _smoothstep((surface.ears - 0.5) / 0.4)))[..., None]
     # The spread colours carry the photo's shading where they were seen: relight relative to that.
     relief = np.clip(shade / np.maximum(_low_frequency(shade[..., None], confident)[..., 0], 1e-3), 0.75, 1.2)
     direction = strand_direction(lum, hair_weight, distance)

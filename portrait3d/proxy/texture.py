@@ -172,6 +172,9 @@ class ColourModel:
         return _lab_to_rgb(self.median[None, None])[0, 0]
 
 
+MIDLINE_BAND = 0.03
+"""Width (world units; 12 mm on the head) of the band past a turned face's mid-line where the photo is not used
+(:func:`midline_band_weight`); the photo comes back over the next band's width."""
 SKIN_FAR_FROM, SKIN_FAR_REACH = 0.02, 0.10
 """Distances (fractions of the texture's width) from the seen texels: beyond the first, over the second, the skin
 fill turns from the spread of the seen skin's colours into the photo's overall skin colour and light."""
@@ -613,6 +616,8 @@ def bake_texture(
     # Feather the photo's edge inward only, so its border pixels never stretch onto unseen texels.
     sigma = 8.0 * width / 2048
     direct = np.minimum(direct, cv2.GaussianBlur(direct.astype(np.float32), (0, 0), sigma))
+    if mirror_x is not None:
+        direct = direct * midline_band_weight(surface.points, camera, mirror_x, sample_photo(regions.face, pixels))
 
     # 2. The mirror image across the face's mid-plane, where the texel itself is not seen.
     mid_x = symmetry.head_mid_x(vertices) if mirror_x is None else mirror_x
@@ -703,6 +708,29 @@ def bake_texture(
         "bald": bool(bald),
     }
     return np.clip(np.round(texture * 255), 0, 255).astype(np.uint8), uv, uv_faces, source, info
+
+
+def midline_band_weight(points: np.ndarray, camera: Camera, mid_x: float, face: np.ndarray) -> np.ndarray:
+    """Weight of the photo on a turned face's texels: 0 in a band just past the face's mid-line, 1 elsewhere.
+
+    On a turned face the mid-line lies near the photo's outline of the face, and just past it, on the far
+    side, the photo shows what lies behind the nose on the real face (the far eye's lashes, the far brow's
+    end) where this head's surface is: dark marks on the nose bridge and between the brows. The near side's
+    mirror image takes that band; past it the far side's own photo comes back.
+
+    Args:
+        points: (Ht, Wt, 3) the texels' surface points (head frame).
+        camera: the photo's camera.
+        mid_x: x of the face's mid-plane.
+        face: (Ht, Wt) how much each texel's photo pixel lies in the face's landmark hull.
+    Returns:
+        (Ht, Wt) weights in [0, 1].
+    """
+    toward = 1.0 if camera.position[0] >= mid_x else -1.0
+    far = (mid_x - points[..., 0]) * toward  # > 0 on the side turned away from the camera
+    comeback = _smoothstep((far - MIDLINE_BAND) / MIDLINE_BAND)
+    past = np.where(far > 0.0, comeback, 1.0)
+    return 1.0 - np.clip(face, 0.0, 1.0) * (1.0 - past)
 
 
 def thin_gaps(confident: np.ndarray, covered: np.ndarray, max_half_width: float) -> np.ndarray:

@@ -241,3 +241,25 @@ def test_an_uncovered_ear_is_skin_beside_the_photos_hair():
     # The hair's share in the ears' colour (the fill's relighting darkens skin a little too): 0.25 before.
     share = np.dot(colour - SKIN, hair_rgb - SKIN) / np.dot(hair_rgb - SKIN, hair_rgb - SKIN)
     assert share < 0.18, (share, colour)
+
+
+def test_the_band_past_a_turned_faces_midline_takes_no_photo():
+    """Just past a turned face's mid-line the photo shows what lies behind the real nose (the far eye's lashes)
+    where this head's surface is: that band takes the near side's mirror image; past it the far side's photo
+    comes back, and off the face (its landmark hull) nothing changes."""
+    from portrait3d.proxy.texture import MIDLINE_BAND, midline_band_weight
+
+    x = np.linspace(-0.2, 0.2, 401)[None, :].repeat(2, axis=0)
+    points = np.stack([x, np.zeros_like(x), np.full_like(x, 0.1)], axis=-1)
+    camera = camera_from_angles(60.0)  # on the subject's left (+x): the far side is x < 0
+    assert camera.position[0] > 0
+    face = np.ones(x.shape)
+    weight = midline_band_weight(points, camera, 0.0, face)[0]
+    xs = x[0]
+    assert (weight[xs >= 0] == 1).all()  # the near side keeps its photo
+    assert (weight[(xs < 0) & (xs > -MIDLINE_BAND)] == 0).all()  # the band past the mid-line takes none
+    assert (weight[xs < -2 * MIDLINE_BAND] == 1).all()  # further on, the far side's own photo is back
+    assert (midline_band_weight(points, camera, 0.0, np.zeros(x.shape)) == 1).all()  # off the face: no change
+    # The camera on the other side mirrors the band.
+    other = midline_band_weight(points, camera_from_angles(-60.0), 0.0, face)[0]
+    np.testing.assert_allclose(other, weight[::-1])

@@ -64,6 +64,8 @@ def head_length(vertices: np.ndarray) -> float:
     top = vertices[:, 1].max()
     upper = vertices[vertices[:, 1] > top - np.ptp(vertices[:, 1]) / 4]
     mid = upper[np.abs(upper[:, 0] - np.median(vertices[:, 0])) < 0.04 * width]
+    if len(mid) < 2:
+        raise SystemExit("error: the model has no vertices on its mid-line to measure the head's length on")
     return float(np.ptp(mid[:, 2]))
 
 

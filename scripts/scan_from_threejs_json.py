@@ -28,9 +28,17 @@ HAS_FACE_NORMAL, HAS_VERTEX_NORMALS, HAS_FACE_COLOUR, HAS_VERTEX_COLOURS = 16, 3
 
 def read_model(path: Path) -> dict:
     """The model's JSON object (the file is ``var model = {...};`` JavaScript)."""
-    text = path.read_text()
-    start = text.index("{", text.index("var model"))
-    return json.loads(text[start : text.rindex("}") + 1])
+    try:
+        text = path.read_text()
+        start = text.index("{", text.index("var model"))
+        model = json.loads(text[start : text.rindex("}") + 1])
+    except OSError as error:
+        raise SystemExit(f"error: cannot read {path}: {error.strerror}") from None
+    except ValueError:
+        raise SystemExit(f"error: {path} is not a three.js JSON model (no 'var model = {{...}}' object)") from None
+    if model.get("version") != 2 or not model.get("uvs") or not model["uvs"][0]:
+        raise SystemExit(f"error: {path} is not a format-2 three.js model with UVs")
+    return model
 
 
 def triangles(model: dict) -> np.ndarray:
@@ -88,9 +96,11 @@ def main() -> None:
     pairs, inverse = np.unique(corners.reshape(-1, 2), axis=0, return_inverse=True)
     vertices = positions[pairs[:, 0]]
     scale = args.head_length_mm / 1000.0 / head_length(vertices)
-    material = trimesh.visual.material.PBRMaterial(
-        baseColorTexture=Image.open(args.texture).convert("RGB"), metallicFactor=0.0, roughnessFactor=1.0
-    )
+    try:
+        texture = Image.open(args.texture).convert("RGB")
+    except OSError:
+        raise SystemExit(f"error: cannot read the colour map {args.texture} as an image") from None
+    material = trimesh.visual.material.PBRMaterial(baseColorTexture=texture, metallicFactor=0.0, roughnessFactor=1.0)
     # three.js's old loader flipped the image, not the coordinates: v counts from the image's top here.
     uv = uvs[pairs[:, 1]] * [1.0, -1.0] + [0.0, 1.0]
     mesh = trimesh.Trimesh(

@@ -71,3 +71,19 @@ def test_a_model_without_per_corner_uvs_is_refused_in_one_line(tmp_path):
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("error:"), result.stderr
     assert not (tmp_path / "x.glb").exists()
+
+
+def test_missing_or_wrong_inputs_are_refused_in_one_line(tmp_path):
+    (tmp_path / "notes.js").write_text("console.log('not a model');\n")
+    (tmp_path / "colour.png").write_text("not an image")
+    _model(tmp_path / "head.js")
+    script = str(REPO / "scripts" / "scan_from_threejs_json.py")
+    for model, texture in (("missing.js", "colour.png"), ("notes.js", "colour.png"), ("head.js", "colour.png")):
+        result = subprocess.run(
+            [sys.executable, script, str(tmp_path / model), str(tmp_path / texture), "--out", str(tmp_path / "x.glb")],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert result.returncode != 0, model
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert not (tmp_path / "x.glb").exists()

@@ -91,7 +91,8 @@ def main() -> None:
         geometry = chamfer_fscore(mesh, truth)
         scores = mesh_render_scores(mesh, references)
         print(
-            f"| {info['surface']} | {source} | {info['triangles']} | {args.texture}² ({bake_size or args.texture}²) | "
+            f"| {info['surface']} | {source} | {info['triangles']} | "
+            f"{args.texture}² ({config.bake.baked_at(args.texture)}²) | "
             f"{geometry['chamfer_pct_diag']:.3f} | "
             f"{geometry['fscore']:.3f} | {scores['psnr']:.2f} | {scores['ssim']:.4f} | {seconds:.1f} "
             f"(surface {info['surface_s']:.1f}, unwrap {info['unwrap_s']:.1f}, bake {info['bake_s']:.1f}) |"

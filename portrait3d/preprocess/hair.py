@@ -4,10 +4,13 @@ The face oval of the 468-point face mesh bounds the face; the skin colour is
 read inside it (cheeks and nose, away from eyes, brows and mouth) as a robust
 Gaussian in CIE Lab. Inside the person mask and above the chin, a pixel is
 hair when its colour is far from the skin's, except in the inner face (below
-the brows inside the oval: eyes, brows and lips are not hair). What is left is
-skin: face, ears, neck, a bald scalp. Without landmarks the split falls back
-to the upper part of the mask outside a centred face ellipse. A head whose crown
-(above the face oval) is mostly skin is bald: its split has no hair at all.
+the brows inside the oval: eyes, brows and lips are not hair). Beside the face
+at the ears' height an ear's folds and shadow fail the skin test's roughness and
+lightness cuts: there a pixel of the skin's colour that is nearer it than the
+crown hair's colour is skin. What is left is skin: face, ears, neck, a bald scalp.
+Without landmarks the split falls back to the upper part of the mask outside a
+centred face ellipse. A head whose crown (above the face oval) is mostly skin is
+bald: its split has no hair at all.
 """
 
 from __future__ import annotations
@@ -77,11 +80,13 @@ def split_head(
         brow = float(pts[list(BROWS), 1].min())
         mouth = float(pts[list(MOUTH), 1].mean())
         eyes = float(pts[[33, 263], 1].mean())
+        nose_base = float(pts[NOSE_BOTTOM, 1])
     else:
         chin = float(chin_row if chin_row is not None else 0.8 * size)
         centre = (size // 2, int(0.47 * size))
         cv2.ellipse(oval, centre, (int(0.2 * size), int(0.28 * size)), 0, 0, 360, 1, -1)
         brow, eyes, mouth = 0.38 * size, 0.45 * size, 0.62 * size
+        nose_base = 0.56 * size
     # Skin colour: cheeks and nose (between eyes and mouth), away from the face's outline (on a
     # turned face the far side's landmarks fall on the background, which the person mask leaves out).
     band = (rows > eyes + 0.25 * (mouth - eyes)) & (rows < mouth - 0.2 * (mouth - eyes))
@@ -112,6 +117,7 @@ def split_head(
     if not_head is not None:
         above_chin &= ~not_head
     hair = _clean(above_chin & ~skin_like & ~inner_face, size, brow) & above_chin
+    hair &= ~_bare_ears(lab, d2, hair & (rows < brow), _ear_band(oval, eyes, nose_base), spread)
     # Clothes above the chin row (a collar, a suit) are low beside the face, neither hair nor near it;
     # beside a turned face they were cut above, and its neck is in shadow (neither skin nor hair in colour).
     head = above_chin if not_head is not None else above_chin & (hair | face_zone | (rows < mouth))
@@ -204,6 +210,40 @@ def _attached(region: np.ndarray, face: np.ndarray) -> np.ndarray:
     if len(touching) == 0:
         touching = [1 + int(np.argmax(np.bincount(labels.ravel())[1:]))]
     return np.isin(labels, touching)
+
+
+def _bare_ears(
+    lab: np.ndarray, skin_d2: np.ndarray, crown_hair: np.ndarray, band: np.ndarray, skin_spread
+) -> np.ndarray:
+    """The skin of ears the hair leaves bare: (S, S) bool, in ``band`` (:func:`_ear_band`).
+
+    An ear's folds are rough and its bowl is in shadow, which the skin test's roughness and lightness cuts read as
+    hair. There, a pixel of the skin's colour (``skin_d2``, the squared colour distance to the cheeks' skin, under
+    3²) is skin when it is also nearer the skin's colour than the hair's (the crown's, ``crown_hair``): a bare ear
+    under black or grey hair, not brown hair of the skin's hue over an ear.
+    """
+    pixels = lab[crown_hair]
+    if len(pixels) < 50:
+        return band & (skin_d2 < 3.0**2)
+    median = np.median(pixels, axis=0)
+    spread = np.maximum(1.4826 * np.median(np.abs(pixels - median), axis=0), skin_spread)
+    hair_d2 = (((lab - median) / (spread * [2.5, 1.0, 1.0])) ** 2).sum(-1)
+    return band & (skin_d2 < 3.0**2) & (skin_d2 < hair_d2)
+
+
+EAR_REACH = 0.2
+"""How far beside the face oval the ears are looked for (face widths)."""
+
+
+def _ear_band(oval: np.ndarray, eyes: float, nose_base: float) -> np.ndarray:
+    """Where the ears are on a face seen from the front: beside the oval (up to :data:`EAR_REACH` face widths
+    out), from the eyes' row to the nose's base: (S, S) bool."""
+    xs = np.nonzero(oval.any(axis=0))[0]
+    width = float(xs.max() - xs.min() + 1) if len(xs) else oval.shape[1] * 0.4
+    reach = int(2 * EAR_REACH * width) | 1
+    beside = cv2.dilate(oval, cv2.getStructuringElement(cv2.MORPH_RECT, (reach, 1))).astype(bool) & ~oval.astype(bool)
+    rows = np.arange(oval.shape[0])[:, None]
+    return beside & (rows > eyes) & (rows < nose_base)
 
 
 def _face_zone(oval: np.ndarray, brow: float, mouth: float) -> np.ndarray:

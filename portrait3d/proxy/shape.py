@@ -505,9 +505,11 @@ def fit_shape(
     rel = model_vertices - CRANIUM_CENTRE
     unit = rel / np.maximum(np.linalg.norm(rel, axis=1, keepdims=True), 1e-9)
     hair = sample_map(allowed, unit)
-    # Surface outside the skull is hair whatever the hairline says (a fringe, hair over the ears).
+    # Surface outside the skull is hair whatever the hairline says (a fringe, hair over the ears), but for a bare
+    # ear itself (its rim flares out of the skull behind the shell's hollow).
     outside = np.linalg.norm(rel, axis=1) - sample_map(skull, unit)
-    hair = np.maximum(hair, np.clip(outside / 0.01, 0.0, 1.0) * (sample_map(allowed, unit) > 0.05))
+    bare_ear = ear_weight(model_vertices) * np.where(model_vertices[:, 0] < 0, uncovered[0], uncovered[1])
+    hair = np.maximum(hair, np.clip(outside / 0.01, 0.0, 1.0) * (sample_map(allowed, unit) > 0.05) * (1 - bare_ear))
     # A photo that shows (almost) no hair is a bald or shaved head: skin all round; the shell is its skull.
     presence = hair_presence(segmentation)
     info["hair_presence"] = round(presence, 3)

@@ -177,6 +177,23 @@ def test_ears_stand_out_of_the_head(with_hair):
         assert reach[0] > max(reach[1], reach[2]) + 0.012 * scale, reach  # 7 mm beyond the head's side
 
 
+def test_a_bare_ear_is_ear_not_hair_out_to_its_rim():
+    """Bare ears (no photo split) stand out of the skull, rim and all, and none of them is hair: the rule that makes
+    surface outside the skull hair (a fringe, hair over the ears) leaves a bare ear alone."""
+    from portrait3d.proxy.shape import fit_shape
+    from portrait3d.proxy.template import ear_weight, model_to_world
+
+    template = template_head()
+    scale, offset = model_to_world()
+    fit = fit_template(template, camera_from_angles(0), 512, None)
+    shape = fit_shape(fit, camera_from_angles(0), 512, None)
+    model = (np.asarray(shape.mesh.vertices) - offset) / scale
+    pinna = ear_weight(model) > 0.9
+    assert pinna.sum() > 200
+    assert shape.hair[pinna].max() < 0.15, shape.hair[pinna].max()  # a trace of the hairline above (0.8 before)
+    assert shape.ears[pinna].min() > 0.75
+
+
 def test_bald_head_is_skin_all_round_and_follows_its_outline():
     """A photo split with no hair: no vertex is hair, and the skull still follows the head's outline (here a
     head 8 % wider than the template's; the face below the hairline keeps the landmarks' width)."""

@@ -235,3 +235,57 @@ def test_corner_lobes_of_the_outline_do_not_grow_horns(sample):
     assert silhouette[lobes].mean() < 0.4
     assert shape.info["crown_dome_cut"] > 0.01
     assert silhouette_iou(shape.mesh, inputs.camera, seg) >= 0.93  # the photo's own head: 0.942
+
+
+def _ear_patch(centre: np.ndarray, size: int, half: tuple[int, int]) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    return ((xx - centre[0]) / half[0]) ** 2 + ((yy - centre[1]) / half[1]) ** 2 < 1.0
+
+
+def test_an_ears_folds_and_shadow_are_skin_but_hair_over_an_ear_is_hair(sample):
+    """Beside the face, between the eyes' row and the nose's base, a pixel of the skin's colour that is nearer the
+    skin's than the crown hair's is skin, rough or shaded: an ear drawn there in the cheeks' colour with folds in
+    shadow (rough: the old split read all of it as hair) is skin; dark brown hair drawn over the other ear stays
+    hair."""
+    from portrait3d.preprocess.hair import FACE_OVAL, NOSE_BOTTOM
+
+    inputs = sample[0]
+    photo, pts = inputs.photo.copy(), inputs.landmarks[:, :2]
+    size = photo.shape[0]
+    mask = np.zeros((size, size), np.uint8) if inputs.mask is None else inputs.mask.copy()
+    oval = pts[list(FACE_OVAL)]
+    width = float(np.ptp(oval[:, 0]))
+    row = 0.5 * (pts[[33, 263], 1].mean() + pts[NOSE_BOTTOM, 1])
+    cheek = np.median(photo[int(pts[205, 1]) - 3 : int(pts[205, 1]) + 4, int(pts[205, 0]) - 3 : int(pts[205, 0]) + 4]
+                      .reshape(-1, 3), axis=0)  # fmt: skip
+    half = (max(3, int(0.05 * width)), max(5, int(0.1 * width)))
+    ear = _ear_patch(np.array([oval[:, 0].min() - 1.2 * half[0], row]), size, half)
+    hair = _ear_patch(np.array([oval[:, 0].max() + 1.2 * half[0], row]), size, half)
+    folds = (np.arange(size)[None, :] // 2 + np.arange(size)[:, None] // 3) % 3 == 0
+    photo[ear] = cheek
+    photo[ear & folds] = (cheek * 0.7).astype(np.uint8)  # the folds in shadow
+    strands = np.where(folds, 25, 70)[..., None] * np.array([1.0, 0.75, 0.55])
+    photo[hair] = strands[hair].astype(np.uint8)
+    mask[ear | hair] = 255
+    seg = split_head(photo, mask, inputs.landmarks)
+    assert seg.skin[ear].mean() > 0.85, seg.skin[ear].mean()
+    assert seg.hair[hair].mean() > 0.85, seg.hair[hair].mean()
+
+
+def test_the_ears_sit_between_the_eyes_and_the_nose_base(sample):
+    """The fitted head's ear centres project between the photo's eye row and the nose's base, a little above the
+    middle: an average face's ear reaches from the brow to the nose's base (Farkas's norms), so its centre lies up to
+    about a third of the eye-to-nose-base span above that span's middle, never below it by much. (The template's
+    first ears, 1.5 cm higher, projected 0.55 of the span above the middle on this photo.)"""
+    from portrait3d.preprocess.hair import NOSE_BOTTOM
+    from portrait3d.proxy.shape import _frame
+    from portrait3d.proxy.template import EAR_CENTRE
+
+    inputs, fit, _, _ = sample
+    size = inputs.photo.shape[0]
+    frame = _frame(fit, inputs.camera, size)
+    eyes, nose_base = inputs.landmarks[[33, 263], 1].mean(), inputs.landmarks[NOSE_BOTTOM, 1]
+    for side in (-1.0, 1.0):
+        (px,), _ = inputs.camera.project(frame.to_world(EAR_CENTRE * [side, 1.0, 1.0])[None], size, size)
+        below_middle = (px[1] - 0.5 * (eyes + nose_base)) / (nose_base - eyes)  # image rows grow downward
+        assert -0.3 < below_middle < 0.15, (px[1], eyes, nose_base)

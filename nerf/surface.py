@@ -261,7 +261,7 @@ def fuse_depth_maps(
     """
     from scipy import ndimage
 
-    from .parallel import ordered_map, thread_count
+    from portrait3d.parallel import ordered_map, thread_count
 
     lo, hi = np.asarray(bounds[:3], dtype=np.float64), np.asarray(bounds[3:], dtype=np.float64)
     n = resolution + 1
@@ -375,13 +375,22 @@ def depth_maps(
     """
     from PIL import Image
 
+    from portrait3d.parallel import ordered_map, thread_count, torch_threads
+
     size = config.depth_size
     chosen = list(views)[:: max(1, -(-len(views) // max(config.depth_views, 1)))]
-    depths, masks = [], []
-    for view in progress.bar(chosen, desc="depth maps"):
-        mask = np.asarray(Image.fromarray(view.image[..., 3]).resize((size, size), Image.BOX)) > 127
-        depths.append(np.asarray(depth_fn(view.camera, size, size, mask), dtype=np.float32))
-        masks.append(mask)
+    masks = [np.asarray(Image.fromarray(v.image[..., 3]).resize((size, size), Image.BOX)) > 127 for v in chosen]
+
+    def depth(index: int) -> np.ndarray:
+        return np.asarray(depth_fn(chosen[index].camera, size, size, masks[index]), dtype=np.float32)
+
+    # Views side by side, each on one torch thread: 16 maps of 256² took 4.7 s on two torch threads, 3.0 s so
+    # (docs/BENCHMARKS.md, thirteenth session); the maps are the same.
+    threads = thread_count()
+    with torch_threads(1 if threads > 1 else 0):
+        depths = list(
+            progress.bar(ordered_map(depth, range(len(chosen)), threads), total=len(chosen), desc="depth maps")
+        )
     return depths, masks, [v.camera for v in chosen]
 
 

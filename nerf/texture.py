@@ -18,8 +18,8 @@ import numpy as np
 import trimesh
 
 from portrait3d import progress
+from portrait3d.parallel import ordered_map
 
-from .parallel import ordered_map
 from .surface import View
 
 RgbFn = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -95,12 +95,11 @@ def framing(mesh: trimesh.Trimesh) -> tuple[np.ndarray, float]:
 def render_frames(mesh: trimesh.Trimesh, config: TurntableConfig, threads: int | None = None):
     """Yield (S, S, 3) uint8 frames of ``mesh`` (PanoHead units) over the background.
 
-    Frames are rendered in ``threads`` threads (None: one per core, :func:`nerf.parallel.thread_count`)
+    Frames are rendered in ``threads`` threads (None: one per core, :func:`portrait3d.parallel.thread_count`)
     and yielded in order; each frame is the same on any number of threads.
     """
+    from portrait3d.parallel import ordered_map
     from portrait3d.render import MeshRenderer
-
-    from .parallel import ordered_map
 
     renderer = MeshRenderer(mesh)
     size = -(-config.size // 16) * 16

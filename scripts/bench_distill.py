@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from portrait3d.parallel import torch_threads
 from portrait3d.run import Run
 from portrait3d.splat import distill, rasterize, tiles
 
@@ -41,7 +42,7 @@ def inputs(run_dir: Path, cache: Path | None, options: distill.DistillOptions):
     from nerf.fit import load_field
 
     run = Run(run_dir)
-    with distill.torch_threads(options.cpu_threads):
+    with torch_threads(options.cpu_threads):
         field = load_field(run.root, "cpu")
         vertices, faces = stage.surface_in_world(run)
         views = read_views(run)
@@ -124,7 +125,7 @@ def main() -> None:
     start = time.perf_counter()
     fitted = distill.optimise(seedlings, targets, options, steps=clock)
     fit_s = time.perf_counter() - start
-    with distill.torch_threads(options.cpu_threads):
+    with torch_threads(options.cpu_threads):
         start = time.perf_counter()
         view_psnr = stage.training_psnr(fitted, targets[:views])
         psnr_s = time.perf_counter() - start
@@ -140,13 +141,13 @@ def main() -> None:
         "load": Path("/proc/loadavg").read_text().split()[:3],
     }
     if args.profile:
-        with distill.torch_threads(options.cpu_threads):
+        with torch_threads(options.cpu_threads):
             figures["phases_ms_per_step"] = phase_profile(seedlings, targets, options)
     if args.png:
         from PIL import Image
 
         size = 2 * targets[0].rgb.shape[0]
-        with distill.torch_threads(options.cpu_threads):
+        with torch_threads(options.cpu_threads):
             Image.fromarray(rasterize.render_numpy(fitted, targets[0].camera, size, size)).save(args.png)
     print(json.dumps(figures, indent=1))
     if args.json:

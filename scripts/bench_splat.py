@@ -37,6 +37,7 @@ from bench_nerf import ground_truth_mesh, held_out_metrics  # noqa: E402
 
 from nerf import dataset, fit, synthetic  # noqa: E402
 from nerf.metrics import composite, mesh_render_scores, psnr, ssim  # noqa: E402
+from portrait3d.parallel import torch_threads  # noqa: E402
 from portrait3d.run import Run  # noqa: E402
 
 
@@ -103,7 +104,7 @@ def run_mode(run_dir: str, preset_name: str, overrides: dict | None = None, spla
     held = [v for i, v in enumerate(views) if i % 8 == 4]
     train = [v for i, v in enumerate(views) if i % 8 != 4]
     start, cpu_start = time.perf_counter(), time.process_time()
-    with distill.torch_threads(options.cpu_threads):  # as the export-splat stage
+    with torch_threads(options.cpu_threads):  # as the export-splat stage
         targets = [distill.resize_target(v.image, v.camera, options.resolution) for v in train]
         targets += distill.nerf_targets(field, options.resolution, options.nerf_views, options.nerf_pitch)
         origin, scale = mesh_placement(run)

@@ -11,14 +11,15 @@ result into the files' metres.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+
+from portrait3d.parallel import ordered_map, torch_threads
 
 from .gaussians import Gaussians, logit, quat_from_normals, rgb_to_sh0
 from .rasterize import View, render
@@ -61,20 +62,6 @@ class DistillOptions:
     (docs/BENCHMARKS.md, "Splat export speed")."""
 
 
-@contextlib.contextmanager
-def torch_threads(count: int, device: str = "cpu") -> Iterator[None]:
-    """Run the block with ``count`` torch threads on the CPU (0, or another device: unchanged), then restore."""
-    before = torch.get_num_threads()
-    change = count > 0 and torch.device(device).type == "cpu" and count != before
-    if change:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        if change:
-            torch.set_num_threads(before)
-
-
 def resize_target(rgba: np.ndarray, camera, size: int, source: str = "view") -> Target:
     """A uint8 (H, W, 4) picture, area-resampled to ``size``², as a :class:`Target`."""
     from PIL import Image
@@ -87,14 +74,15 @@ def nerf_targets(field, size: int, count: int, pitch: float) -> list[Target]:
     """Renders of ``field`` at ``count`` cameras above and below the ring (alternating, spread in yaw)."""
     from portrait3d.cameras import camera_from_angles
 
-    targets = []
-    for i in range(count):
+    def target(i: int) -> Target:
         camera = camera_from_angles(360.0 * i / max(count, 1) + 30.0, pitch if i % 2 == 0 else -pitch)
         rgb, alpha = field.render(camera, size, size, background=(0.0, 0.0, 0.0))
         # The render is premultiplied on black: un-premultiply where there is alpha.
         colour = np.where(alpha[..., None] > 1e-3, rgb / np.maximum(alpha[..., None], 1e-3), 0.0)
-        targets.append(Target(np.clip(colour, 0, 1).astype(np.float32), alpha, camera, "nerf"))
-    return targets
+        return Target(np.clip(colour, 0, 1).astype(np.float32), alpha, camera, "nerf")
+
+    # A few renders at a time (their rays are independent; torch lets go of Python's lock).
+    return list(ordered_map(target, range(count)))
 
 
 def seed_on_surface(vertices: np.ndarray, faces: np.ndarray, count: int, field=None, seed: int = 0) -> Gaussians:

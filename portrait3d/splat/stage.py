@@ -16,6 +16,7 @@ import numpy as np
 
 from portrait3d import progress
 from portrait3d.errors import UserError
+from portrait3d.parallel import ordered_map, torch_threads
 from portrait3d.run import Run, atomic_dir
 from portrait3d.runner import Stage
 
@@ -131,7 +132,7 @@ def export_splat(run: Run, options: SplatOptions) -> dict:
     deterministic(device)
     # One torch thread on the CPU for all of it (DistillOptions.cpu_threads): the NeRF renders and the
     # rasteriser measured faster so on the shared 2-core machine.
-    with distill.torch_threads(d.cpu_threads, device.type):
+    with torch_threads(d.cpu_threads, device.type):
         field = load_field(run.root, device.type)
         origin, scale = mesh_placement(run)
         vertices, faces = surface_in_world(run)
@@ -191,13 +192,15 @@ def export_splat(run: Run, options: SplatOptions) -> dict:
 
 
 def training_psnr(gaussians, targets) -> float:
-    """Mean PSNR (dB) of the Gaussians on white against the targets on white."""
+    """Mean PSNR (dB) of the Gaussians on white against the targets on white (the pictures rendered a few at a
+    time: :func:`portrait3d.parallel.ordered_map`)."""
+
     from .rasterize import render_numpy
 
-    scores = []
-    for t in targets:
+    def score(t) -> float:
         size = t.rgb.shape[0]
         image = render_numpy(gaussians, t.camera, size, size).astype(np.float64) / 255.0
         reference = t.rgb * t.alpha[..., None] + (1.0 - t.alpha[..., None])
-        scores.append(10 * np.log10(1.0 / max(np.mean((image - reference) ** 2), 1e-10)))
-    return float(np.mean(scores))
+        return 10 * np.log10(1.0 / max(np.mean((image - reference) ** 2), 1e-10))
+
+    return float(np.mean(list(ordered_map(score, targets))))

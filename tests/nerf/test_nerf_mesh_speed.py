@@ -145,7 +145,8 @@ def test_uv_rasterisation_gives_the_same_bits_as_the_stacked_formulation():
 @pytest.mark.parametrize("threads", [1, 3])
 def test_depth_fusion_in_slabs_gives_the_grid_of_one_pass(threads, monkeypatch):
     """The fused grid, with its x slabs in ``threads`` threads, against every point fused in one pass."""
-    from nerf import parallel, surface
+    from nerf import surface
+    from portrait3d import parallel
     from portrait3d.render import MeshRenderer
 
     sphere = trimesh.creation.icosphere(subdivisions=4, radius=0.25)
@@ -186,3 +187,37 @@ def test_two_exports_of_one_field_give_the_same_bytes(tmp_path):
     assert runs[0][1]["surface"] == "depth"
     for rel in export.output_files(config):
         assert runs[0][0].path(rel).read_bytes() == runs[1][0].path(rel).read_bytes(), rel
+
+
+def test_depth_maps_in_threads_are_those_of_one_thread(monkeypatch):
+    """The field's depth maps are rendered a few views at a time, each on one torch thread: the same maps, in the
+    views' order, and torch's thread count is given back."""
+    import torch
+
+    from nerf import surface
+    from nerf.mesh import MeshConfig
+    from portrait3d import parallel
+    from portrait3d.render import MeshRenderer
+
+    ellipsoid = trimesh.creation.icosphere(subdivisions=4, radius=0.25)
+    ellipsoid.vertices *= [1.0, 1.3, 0.8]
+    renderer = MeshRenderer(ellipsoid)
+    views = [View(renderer.render_rgba(cam, 32), cam) for cam in orbit(6)]
+
+    def depth_fn(camera, width, height, pixels):
+        assert torch.get_num_threads() == (1 if parallel.thread_count() > 1 else before)
+        return np.where(pixels, renderer.render_depth(camera, width), np.inf)
+
+    before = torch.get_num_threads()
+    config = MeshConfig(depth_size=32, depth_views=6)
+    results = []
+    for threads in (1, 3):
+        monkeypatch.setattr(parallel, "thread_count", lambda threads=threads: threads)
+        results.append(surface.depth_maps(depth_fn, views, config))
+        assert torch.get_num_threads() == before
+    (one, masks_one, cams_one), (three, masks_three, cams_three) = results
+    assert len(one) == 6 and cams_one == cams_three
+    for a, b, ma, mb in zip(one, three, masks_one, masks_three):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ma, mb)
+    assert np.isfinite(one[0]).any() and not np.array_equal(one[0], one[1])

@@ -1,4 +1,5 @@
-"""Per-view and per-frame work in threads (nerf.parallel): results in order, the same as one thread's."""
+"""Per-view and per-frame work in threads (portrait3d.parallel, as the bake and the turntable use it): results in
+order, the same as one thread's."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import numpy as np
 import pytest
 
 from nerf import mesh as meshing
-from nerf import parallel
 from nerf.analytic import coloured_ellipsoid
 from nerf.turntable import TurntableConfig, render_frames
+from portrait3d import parallel
 from portrait3d.cameras import orbit
 from portrait3d.render import MeshRenderer
 

@@ -8,6 +8,7 @@ the number of threads.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -49,3 +50,19 @@ def ordered_map(fn: Callable[[Item], Result], items: Iterable[Item], threads: in
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+@contextlib.contextmanager
+def torch_threads(count: int, device: str = "cpu") -> Iterator[None]:
+    """Run the block with ``count`` torch threads on the CPU (0, or another device: unchanged), then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    change = count > 0 and torch.device(device).type == "cpu" and count != before
+    if change:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if change:
+            torch.set_num_threads(before)

@@ -1,9 +1,11 @@
 """Independent pieces of work (views, frames) in a few threads, their results in order.
 
-numpy, open3d and the video encoder release the GIL for their large operations, so per-view loops of
-the bake and the turntable's frames run side by side on the machine's cores. Results come back in the
-order of the inputs and are combined by the caller one after the other, so a result never depends on
-the number of threads.
+numpy, open3d, torch and the video encoder release the GIL for their large operations, so per-view loops
+(the bake's views, the turntable's frames, the NeRF's depth maps, the splat's no-gradient renders) run
+side by side on the machine's cores. Results come back in the order of the inputs and are combined by the
+caller one after the other, so a result never depends on the number of threads. Torch work in such
+threads runs best on one torch thread each (:func:`torch_threads`): its small ops gain nothing from
+torch's own threads and lose to their synchronisation.
 """
 
 from __future__ import annotations

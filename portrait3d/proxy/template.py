@@ -145,7 +145,7 @@ EAR_CENTRE = np.array([0.138, -0.012, -0.032])
 """Centre of the left ear's pinna (model units; the right one is its mirror image): behind the jaw's hinge, at
 the height where the fitted head puts it between the photo's brow and nose base, as on an average adult face.
 Set on what the fit does, not on the template's own face: at 0.012 the ears of five frontal photos and of a
-head scan projected 20-50 px (about 1.5 cm) above the real ones (docs/BENCHMARKS.md, thirteenth session)."""
+head scan projected 20-40 px (about 1.5 cm) above the real ones (docs/BENCHMARKS.md, thirteenth session)."""
 EAR_FLARE = 25.0
 """Degrees the pinna stands out from the side of the head, its back rim outermost."""
 

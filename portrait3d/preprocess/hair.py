@@ -97,10 +97,8 @@ def split_head(
     oval_b = oval.astype(bool)
     face_zone = _face_zone(oval, brow, mouth)
     above_chin = person & (rows < chin)
-    median = np.median(skin_pixels, axis=0)
-    spread = np.maximum(1.4826 * np.median(np.abs(skin_pixels - median), axis=0), [8.0, 3.0, 3.0])
-    # Lightness varies with shading far more than chroma does: weigh it down.
-    d2 = (((lab - median) / (spread * [2.5, 1.0, 1.0])) ** 2).sum(-1)
+    median, spread = _robust_colour(skin_pixels, [8.0, 3.0, 3.0])
+    d2 = _colour_distance2(lab, median, spread)
     # Hair is also rougher than skin (strands): local lightness contrast well above the cheeks'
     # says hair even where the colour does not (grey photos, blond highlights); a bald scalp is smooth.
     lightness = lab[..., 0]
@@ -109,7 +107,7 @@ def split_head(
     skin_roughness = float(np.median(roughness[inner & person])) if (inner & person).any() else 4.0
     # And hair much darker than the lit cheeks is hair in a grey photo too.
     darker = lightness < median[0] - max(30.0, 2.0 * spread[0])
-    skin_like = (d2 < 3.0**2) & (roughness < max(2.5 * skin_roughness, 6.0)) & ~darker
+    skin_like = (d2 < SKIN_DISTANCE**2) & (roughness < max(2.5 * skin_roughness, 6.0)) & ~darker
     inner_face = oval_b & (rows > brow)
     not_head = None
     if landmarks is not None and len(landmarks) >= 468:
@@ -219,16 +217,36 @@ def _bare_ears(
 
     An ear's folds are rough and its bowl is in shadow, which the skin test's roughness and lightness cuts read as
     hair. There, a pixel of the skin's colour (``skin_d2``, the squared colour distance to the cheeks' skin, under
-    3²) is skin when it is also nearer the skin's colour than the hair's (the crown's, ``crown_hair``): a bare ear
-    under black or grey hair, not brown hair of the skin's hue over an ear.
+    :data:`SKIN_DISTANCE`²) is skin when it is also nearer the skin's colour than the hair's (the crown's,
+    ``crown_hair``): a bare ear under black or grey hair, not brown hair of the skin's hue over an ear.
     """
+    skin = band & (skin_d2 < SKIN_DISTANCE**2)
     pixels = lab[crown_hair]
     if len(pixels) < 50:
-        return band & (skin_d2 < 3.0**2)
+        return skin
+    return skin & (skin_d2 < _colour_distance2(lab, *_robust_colour(pixels, skin_spread)))
+
+
+SKIN_DISTANCE = 3.0
+"""A pixel within this many (lightness-discounted) spreads of the skin's colour has the skin's colour."""
+
+
+def _robust_colour(pixels: np.ndarray, floor) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) Lab pixels -> their median and spread (1.4826 median absolute deviations, at least ``floor``)."""
     median = np.median(pixels, axis=0)
-    spread = np.maximum(1.4826 * np.median(np.abs(pixels - median), axis=0), skin_spread)
-    hair_d2 = (((lab - median) / (spread * [2.5, 1.0, 1.0])) ** 2).sum(-1)
-    return band & (skin_d2 < 3.0**2) & (skin_d2 < hair_d2)
+    return median, np.maximum(1.4826 * np.median(np.abs(pixels - median), axis=0), floor)
+
+
+def _colour_distance2(lab: np.ndarray, median: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """(S, S, 3) Lab -> (S, S) squared distance to ``median`` in ``spread`` units. Lightness varies with shading far
+    more than chroma does: it is weighed down."""
+    return (((lab - median) / (spread * [2.5, 1.0, 1.0])) ** 2).sum(-1)
+
+
+def _oval_width(oval: np.ndarray) -> float:
+    """Width in pixels of the face oval (0.4 of the image without one)."""
+    xs = np.nonzero(oval.any(axis=0))[0]
+    return float(xs.max() - xs.min() + 1) if len(xs) else oval.shape[1] * 0.4
 
 
 EAR_REACH = 0.2
@@ -238,8 +256,7 @@ EAR_REACH = 0.2
 def _ear_band(oval: np.ndarray, eyes: float, nose_base: float) -> np.ndarray:
     """Where the ears are on a face seen from the front: beside the oval (up to :data:`EAR_REACH` face widths
     out), from the eyes' row to the nose's base: (S, S) bool."""
-    xs = np.nonzero(oval.any(axis=0))[0]
-    width = float(xs.max() - xs.min() + 1) if len(xs) else oval.shape[1] * 0.4
+    width = _oval_width(oval)
     reach = int(2 * EAR_REACH * width) | 1
     beside = cv2.dilate(oval, cv2.getStructuringElement(cv2.MORPH_RECT, (reach, 1))).astype(bool) & ~oval.astype(bool)
     rows = np.arange(oval.shape[0])[:, None]
@@ -248,8 +265,7 @@ def _ear_band(oval: np.ndarray, eyes: float, nose_base: float) -> np.ndarray:
 
 def _face_zone(oval: np.ndarray, brow: float, mouth: float) -> np.ndarray:
     """The face oval grown sideways by ear width between brows and mouth, a little elsewhere: (S, S) bool."""
-    xs = np.nonzero(oval.any(axis=0))[0]
-    width = float(xs.max() - xs.min() + 1) if len(xs) else oval.shape[1] * 0.4
+    width = _oval_width(oval)
     ears = cv2.dilate(oval, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.5 * width) | 1, int(0.1 * width) | 1)))
     near = cv2.dilate(oval, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.1 * width) | 1, int(0.1 * width) | 1)))
     rows = np.arange(oval.shape[0])[:, None]

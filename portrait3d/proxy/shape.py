@@ -508,13 +508,14 @@ def fit_shape(
     # Surface outside the skull is hair whatever the hairline says (a fringe, hair over the ears), but for a bare
     # ear itself (its rim flares out of the skull behind the shell's hollow).
     outside = np.linalg.norm(rel, axis=1) - sample_map(skull, unit)
-    bare_ear = ear_weight(model_vertices) * np.where(model_vertices[:, 0] < 0, uncovered[0], uncovered[1])
+    ear = ear_weight(model_vertices)
+    bare_ear = ear * np.where(model_vertices[:, 0] < 0, uncovered[0], uncovered[1])
     hair = np.maximum(hair, np.clip(outside / 0.01, 0.0, 1.0) * (sample_map(allowed, unit) > 0.05) * (1 - bare_ear))
     # A photo that shows (almost) no hair is a bald or shaved head: skin all round; the shell is its skull.
     presence = hair_presence(segmentation)
     info["hair_presence"] = round(presence, 3)
     hair = hair * presence
-    ears = ear_weight(model_vertices) * (1.0 - hair)
+    ears = ear * (1.0 - hair)
     info.update(vertices=len(mesh.vertices), radius_max=round(float(radius.max()), 4))
     return HeadShape(mesh, np.clip(hair, 0.0, 1.0), ears, thickness, info)
 

@@ -194,7 +194,6 @@ def export_splat(run: Run, options: SplatOptions) -> dict:
 def training_psnr(gaussians, targets) -> float:
     """Mean PSNR (dB) of the Gaussians on white against the targets on white (the pictures rendered a few at a
     time: :func:`portrait3d.parallel.ordered_map`)."""
-
     from .rasterize import render_numpy
 
     def score(t) -> float:

@@ -101,6 +101,7 @@ def build_head(
         landmarks=landmarks,
         photo_vertices=photo_vertices,
         mirror_x=mirror_x,
+        pinna=shape.pinna,
         **_segmentation_arguments(segmentation),
     )
     visual = trimesh.visual.TextureVisuals(uv=uv, image=Image.fromarray(texture))

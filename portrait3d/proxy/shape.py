@@ -47,6 +47,7 @@ from portrait3d.proxy.template import (
     ear_weight,
     head_sdf,
     model_to_world,
+    pinna_weight,
 )
 from portrait3d.vectors import vector_length
 
@@ -75,6 +76,9 @@ NAPE_DROP = 15.0
 """Degrees (about the cranium's centre) below the lowest hair at the back where the nape meets the neck."""
 LOWEST_HAIR = -0.10
 """Lowest hairline at the sides and back (model units; the jaw is at -0.09, the chin at -0.15)."""
+BARE_EAR = 0.5
+"""An ear whose :func:`ears_uncovered` reading is at least this is bare: its pinna takes the photo's ear. The
+eval photos' bare ears read 0.56-1.0, their covered ones 0-0.16."""
 
 
 @dataclass
@@ -84,7 +88,10 @@ class HeadShape:
     Attributes:
         mesh: closed triangle mesh, world units, outward normals.
         hair: (V,) float in [0, 1], how much each vertex is hair.
-        ears: (V,) float in [0, 1], how much each vertex belongs to an uncovered ear.
+        ears: (V,) float in [0, 1], how much each vertex belongs to an uncovered ear (the pinna and the skin
+            around its root).
+        pinna: (V,) float in [0, 1], how much each vertex is on the pinna of a bare ear (its surface and a few
+            millimetres around it): the texture gives those triangles texels of their own.
         thickness: (N_LAT, N_LON) hair thickness map (model units) over the direction grid.
         info: figures of the fit (for the stage record).
     """
@@ -92,6 +99,7 @@ class HeadShape:
     mesh: trimesh.Trimesh
     hair: np.ndarray
     ears: np.ndarray
+    pinna: np.ndarray
     thickness: np.ndarray
     info: dict = field(default_factory=dict)
 
@@ -516,8 +524,11 @@ def fit_shape(
     info["hair_presence"] = round(presence, 3)
     hair = hair * presence
     ears = ear * (1.0 - hair)
+    # A bare ear's pinna has texels of its own; a covered one is hair's, as the hair shell around it.
+    bare_side = np.where(model_vertices[:, 0] < 0, uncovered[0], uncovered[1]) >= BARE_EAR
+    pinna = pinna_weight(model_vertices) * bare_side
     info.update(vertices=len(mesh.vertices), radius_max=round(float(radius.max()), 4))
-    return HeadShape(mesh, np.clip(hair, 0.0, 1.0), ears, thickness, info)
+    return HeadShape(mesh, np.clip(hair, 0.0, 1.0), ears, pinna, thickness, info)
 
 
 def _mesh(

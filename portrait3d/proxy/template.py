@@ -150,9 +150,9 @@ EAR_FLARE = 25.0
 """Degrees the pinna stands out from the side of the head, its back rim outermost."""
 
 
-def _ear(p: np.ndarray, side: float) -> np.ndarray:
-    """Distance to one ear (side -1: the subject's right): a pinna that stands out from the head toward the back,
-    its outer face hollowed into a bowl (the concha), joined to the head by a root."""
+def _pinna(p: np.ndarray, side: float) -> np.ndarray:
+    """Distance to one ear's pinna alone (side -1: the subject's right): a plate that stands out from the head
+    toward the back, its outer face hollowed into a bowl (the concha)."""
     q = p - EAR_CENTRE * [side, 1.0, 1.0]
     # The pinna's frame: turned about the vertical so its back edge flares out from the head.
     angle = np.radians(EAR_FLARE) * side
@@ -161,9 +161,14 @@ def _ear(p: np.ndarray, side: float) -> np.ndarray:
     local = np.stack([across, q[:, 1], along], axis=-1)
     pinna = _ellipsoid(local, (0.0, 0.0, 0.0), (0.011, 0.05, 0.03))
     bowl = _ellipsoid(local, (side * 0.011, -0.006, 0.006), (0.008, 0.02, 0.014))
-    pinna = _smooth_subtract(pinna, bowl, 0.004)
+    return _smooth_subtract(pinna, bowl, 0.004)
+
+
+def _ear(p: np.ndarray, side: float) -> np.ndarray:
+    """Distance to one ear: its pinna joined to the head by a root."""
+    q = p - EAR_CENTRE * [side, 1.0, 1.0]
     root = _ellipsoid(q, (-side * 0.012, 0.0, 0.012), (0.016, 0.03, 0.02))
-    return _smooth_union(pinna, root, 0.01)
+    return _smooth_union(_pinna(p, side), root, 0.01)
 
 
 CRANIUM_CENTRE = np.array([0.0, 0.045, -0.025])
@@ -183,6 +188,13 @@ def ear_weight(points: np.ndarray) -> np.ndarray:
         scaled = (points - EAR_CENTRE * [side, 1.0, 1.0]) / [0.045, 0.06, 0.042]
         distance = np.minimum(distance, np.linalg.norm(scaled, axis=-1))
     return np.clip((1.1 - distance) / 0.2, 0.0, 1.0)
+
+
+def pinna_weight(points: np.ndarray, reach: float = 0.006) -> np.ndarray:
+    """How much each template point (model units) is on a pinna itself, not the skin around its root: 1 on and
+    inside it, falling to 0 at ``reach`` from it: (N, 3) -> (N,) in [0, 1]."""
+    distance = np.minimum(_pinna(points, -1.0), _pinna(points, 1.0))
+    return np.clip(1.0 - distance / reach, 0.0, 1.0)
 
 
 def hair_weight(points: np.ndarray, softness: float = 0.012) -> np.ndarray:

@@ -23,9 +23,7 @@ import numpy as np
 import trimesh
 
 from portrait3d.cameras import Camera
-
-UV_CENTRE = np.array([0.0, 0.0, -0.03])
-"""Centre of the longitude/latitude map (inside the skull)."""
+from portrait3d.proxy.layout import band_rows, head_uv, mirror_coordinates, sphere_coordinates
 
 
 @dataclass
@@ -38,6 +36,7 @@ class TexelSurface:
         normals: unit outward normals.
         hair: template hair weight in [0, 1].
         ears: template ear weight in [0, 1].
+        on_pinna: texels of the pinna charts (:mod:`portrait3d.proxy.layout`).
         photo_points, photo_normals: the same surface posed as the photo's camera saw it (what the photo
             is projected onto; see :attr:`portrait3d.proxy.fit.FitResult.photo_pose`), or None: as above.
     """
@@ -47,36 +46,9 @@ class TexelSurface:
     normals: np.ndarray
     hair: np.ndarray
     ears: np.ndarray
+    on_pinna: np.ndarray
     photo_points: np.ndarray | None = None
     photo_normals: np.ndarray | None = None
-
-
-def spherical_uv(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Longitude/latitude UVs with the seam cut open.
-
-    Args:
-        vertices: (V, 3) positions (template frame: y up, face toward +z).
-        faces: (F, 3) triangles.
-    Returns:
-        ``(uv, faces, source)``: (V', 2) UVs, (F, 3) triangles into them and
-        (V',) the original vertex of each UV vertex (seam vertices are doubled).
-    """
-    rel = vertices - UV_CENTRE
-    u = 0.5 + np.arctan2(rel[:, 0], rel[:, 2]) / (2 * np.pi)
-    v = 0.5 + np.arcsin(np.clip(rel[:, 1] / np.linalg.norm(rel, axis=1), -1, 1)) / np.pi
-    uv = np.stack([u, v], axis=1)
-    faces = np.asarray(faces).copy()
-    fu = u[faces]
-    crossing = fu.max(axis=1) - fu.min(axis=1) > 0.5
-    # Triangles across the seam: give their low-u corners a copy at u - 1 + 1 = u + 1 (clamped when sampled).
-    low = crossing[:, None] & (fu < 0.5)
-    dup_src = np.unique(faces[low])
-    new_index = np.full(len(vertices), -1)
-    new_index[dup_src] = len(vertices) + np.arange(len(dup_src))
-    faces[low] = new_index[faces[low]]
-    uv = np.concatenate([uv, uv[dup_src] + [1.0, 0.0]])
-    source = np.concatenate([np.arange(len(vertices)), dup_src])
-    return uv, faces, source
 
 
 def texel_surface(
@@ -125,7 +97,7 @@ def texel_surface(
 
     surface = TexelSurface(
         covered.reshape(height, width), interpolate(vertices), unit_normals(vertex_normals), interpolate(hair),
-        interpolate(ears),
+        interpolate(ears), covered.reshape(height, width) & band_rows(height)[:, None],
     )  # fmt: skip
     if photo_vertices is not None:
         surface.photo_points = interpolate(photo_vertices)
@@ -394,7 +366,9 @@ def photo_weights(
     facing = np.sum(normals * to_camera, axis=1)
     # Grazing views smear the photo: full trust only where the surface faces the camera, none past ~80 degrees.
     weight = _smoothstep((facing - 0.18) / 0.42) * visible * surface.covered.ravel()
-    weight *= 1.0 - surface.ears.ravel()
+    # The skin around an ear's root takes no photo (the photo sees it edge-on, ear and hair mixed); the pinna, on
+    # charts of its own, does.
+    weight *= 1.0 - (surface.ears * ~surface.on_pinna).ravel()
     shape = surface.covered.shape
     return weight.reshape(shape), pix.reshape(shape + (2,))
 
@@ -544,6 +518,7 @@ def bake_texture(
     head_mask: np.ndarray | None = None,
     photo_vertices: np.ndarray | None = None,
     mirror_x: float | None = None,
+    pinna: np.ndarray | None = None,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
     """Bake the head texture.
@@ -551,7 +526,8 @@ def bake_texture(
     Args:
         mesh: the fitted head (closed, outward normals).
         hair: (V,) hair weight per vertex (where the surface is hair).
-        ears: (V,) ear weight per vertex (the photo is not used on ears).
+        ears: (V,) ear weight per vertex: the skin around an ear's root takes no photo; its pinna takes the
+            photo's skin, never its hair.
         photo_rgb: (S, S, 3) float aligned photo in [0, 1].
         mask: (S, S) float foreground in [0, 1] (the person), or None.
         camera: the photo's camera.
@@ -564,10 +540,12 @@ def bake_texture(
             it), which the photo is projected onto; default the mesh's own vertices.
         mirror_x: x of the plane the photo is mirrored across (the face's mid-plane); default the middle
             of the head's left-right extent (:func:`portrait3d.proxy.symmetry.head_mid_x`).
+        pinna: (V,) how much each vertex is a pinna (:attr:`portrait3d.proxy.shape.HeadShape.pinna`): those
+            triangles have texels of their own (:func:`portrait3d.proxy.layout.head_uv`); default none.
         seed: seed of the procedural strands.
     Returns:
         ``(texture, uv, uv_faces, source, info)``: (width/2, width, 3) uint8
-        texture, the seam-cut UV layout (see :func:`spherical_uv`) and the
+        texture, the UV layout (see :func:`portrait3d.proxy.layout.head_uv`) and the
         colours found.
     """
     import cv2
@@ -576,7 +554,7 @@ def bake_texture(
 
     size = photo_rgb.shape[0]
     vertices = np.asarray(mesh.vertices)
-    uv, uv_faces, source = spherical_uv(vertices, np.asarray(mesh.faces))
+    uv, uv_faces, source = head_uv(vertices, np.asarray(mesh.faces), pinna)
     bald = photo_hair is not None and not (np.asarray(photo_hair) > 0.5).any()
     if bald:
         # The photo's split found no hair on this head (bald, shaved): skin all round, no strands.
@@ -606,8 +584,10 @@ def bake_texture(
         stacked = stacked * cv2.erode(np.asarray(head_mask, dtype=np.float32), kernel)[..., None]
     at_texel = sample_photo(stacked, pixels)
     skin = (1 - below_chin) * at_texel[..., 0] + below_chin * at_texel[..., 1]
-    belongs = np.maximum(skin, at_texel[..., 2] * allow_hair)
-    hair_class = np.clip(at_texel[..., 3] * allow_hair, 0, 1)
+    # An ear takes the photo's skin only: the photo's hair beside a smaller ear is not painted on the pinna.
+    ear = _smoothstep((surface.ears - 0.5) / 0.4)
+    belongs = np.maximum(skin, at_texel[..., 2] * allow_hair * (1.0 - ear))
+    hair_class = np.clip(at_texel[..., 3] * allow_hair * (1.0 - ear), 0, 1)
     # Hair seen at a grazing angle is the photo's sheen stretched over the crown (a pale patch where the crop
     # or the head's outline meets the crown): hair texels need a squarer view than skin.
     hair_facing = _smoothstep((facing - HAIR_GRAZING) / (1.0 - HAIR_GRAZING))
@@ -621,9 +601,9 @@ def bake_texture(
 
     # 2. The mirror image across the face's mid-plane, where the texel itself is not seen.
     mid_x = symmetry.head_mid_x(vertices) if mirror_x is None else mirror_x
-    coords = symmetry.mirror_coordinates(surface.points, UV_CENTRE, mid_x, width)
+    coords = mirror_coordinates(surface.points, mid_x, width)
     mirrored = symmetry.mirror(np.concatenate([photo, direct[..., None], hair_class[..., None]], axis=-1), coords)
-    mirror_weight = np.clip(mirrored[..., 3], 0, 1) * surface.covered * (1.0 - surface.ears)
+    mirror_weight = np.clip(mirrored[..., 3], 0, 1) * surface.covered * (1.0 - surface.ears * ~surface.on_pinna)
     a = direct
     b = (1.0 - a) * mirror_weight
     known = a + b
@@ -633,7 +613,9 @@ def bake_texture(
     # 3. The fill: the seen skin and hair spread out at low frequency, shaded, with strands in the hair.
     confident = np.clip((known - 0.3) / 0.4, 0.0, 1.0)
     lum = seen_rgb.mean(-1)
-    skin_weight = confident * (1.0 - seen_hair)
+    # The ears' own colours (redder, their folds in shadow) stay on the ears: the light and the skin's fill around
+    # them come from the rest of the seen skin.
+    skin_weight = confident * (1.0 - seen_hair) * (1.0 - ear)
     hair_weight = confident * seen_hair
     shade = surface_shading(surface.normals, lum, skin_weight * (surface.hair < 0.05))
     skin_rgb = regions.skin_model.rgb() if regions.skin_model is not None else DEFAULT_SKIN
@@ -655,7 +637,7 @@ def bake_texture(
     target_hair = np.clip((near * hair_share + (1 - near) * surface.hair) * allow_hair, 0, 1)
     # An ear the hair does not cover is skin, even where the photo's hair beside it is near (an ear half under the
     # hair shell keeps the hair's fill: a skin patch on the hair would show where the shell is thin).
-    target_hair = (target_hair * (1.0 - _smoothstep((surface.ears - 0.5) / 0.4)))[..., None]
+    target_hair = (target_hair * (1.0 - ear))[..., None]
     # The spread colours carry the photo's shading where they were seen: relight relative to that.
     relief = np.clip(shade / np.maximum(_low_frequency(shade[..., None], confident)[..., 0], 1e-3), 0.75, 1.2)
     direction = strand_direction(lum, hair_weight, distance)
@@ -674,7 +656,10 @@ def bake_texture(
     fill_hair = hair_low * (1.0 + hair_detail * strands)[..., None]
     # The unseen skin keeps nearly the face's light: the texture is the surface's colour, the viewer lights it, and
     # a back baked darker than the face reads as dirt (the scan benchmark's bald heads, yaw 90-180).
-    skin_relief = relief + far[..., 0] * (np.maximum(relief, SKIN_RELIEF_FLOOR) - relief)
+    # So does the skin around an ear's root, which takes no photo: its normals (the root's fillet, the head behind
+    # the pinna) would bake a dark ring there that the pinna's unseen part takes too.
+    unlit = np.maximum(far[..., 0], surface.ears * ~surface.on_pinna)
+    skin_relief = relief + unlit * (np.maximum(relief, SKIN_RELIEF_FLOOR) - relief)
     fill = target_hair * fill_hair * relief[..., None] + (1 - target_hair) * fill_skin * skin_relief[..., None]
     # Thin unseen gaps inside what was seen (on a turned face the nose bridge and the forehead's mid-line: their
     # own mirror images, on the mesh's outline in the photo) take the seen skin on their two sides, not the
@@ -698,6 +683,14 @@ def bake_texture(
         share = (np.clip(share, 0.0, 1.0) * (1.0 - np.clip(hair_around, 0.0, 1.0)))[..., None]
         fill = share * across + (1 - share) * fill
 
+    # What the photo does not show of a pinna takes the fill of the head's side where the ear stands (the band's
+    # own neighbours in the texture are the neck's underside).
+    # Where the pinna was cut out of the map its root leaves a hole: that takes the colours around it.
+    on_map = surface.covered & ~surface.on_pinna
+    around = np.where(on_map[..., None], fill, _low_frequency(fill, on_map.astype(np.float32)))
+    at = sphere_coordinates(surface.points, width)
+    behind = cv2.remap(around.astype(np.float32), at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    fill = np.where(surface.on_pinna[..., None], behind, fill)
     texture = a[..., None] * photo + b[..., None] * mirrored[..., :3] + (1 - known)[..., None] * fill
     texture = grow_into_gaps(np.clip(texture, 0, 1), surface.covered)
     info = {

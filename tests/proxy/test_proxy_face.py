@@ -181,7 +181,7 @@ def test_a_bare_ear_is_ear_not_hair_out_to_its_rim():
     """Bare ears (no photo split) stand out of the skull, rim and all, and none of them is hair: the rule that makes
     surface outside the skull hair (a fringe, hair over the ears) leaves a bare ear alone."""
     from portrait3d.proxy.shape import fit_shape
-    from portrait3d.proxy.template import ear_weight, model_to_world
+    from portrait3d.proxy.template import ear_weight, model_to_world, pinna_weight
 
     template = template_head()
     scale, offset = model_to_world()
@@ -192,6 +192,12 @@ def test_a_bare_ear_is_ear_not_hair_out_to_its_rim():
     assert pinna.sum() > 200
     assert shape.hair[pinna].max() < 0.15, shape.hair[pinna].max()  # a trace of the hairline above (0.8 before)
     assert shape.ears[pinna].min() > 0.75
+    # The pinna itself (its own texels, which the photo's ear colours) is part of the ear; the head's side around
+    # its root is not.
+    outer = model[:, 0] * np.sign(model[:, 0]) > 0.15  # out of the head's side: the pinna's flared rim
+    assert outer[pinna].sum() > 20 and shape.pinna[pinna & outer].min() > 0.75
+    root_skin = (ear_weight(model) > 0.9) & (pinna_weight(model) == 0)
+    assert root_skin.sum() > 100 and shape.pinna[root_skin].max() == 0
 
 
 def test_bald_head_is_skin_all_round_and_follows_its_outline():

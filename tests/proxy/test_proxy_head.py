@@ -7,8 +7,8 @@ import pytest
 
 from portrait3d.cameras import PANOHEAD_FOCAL, PANOHEAD_RADIUS, camera_from_angles
 from portrait3d.proxy.fit import fit_template
+from portrait3d.proxy.layout import PINNA_ROWS, head_uv
 from portrait3d.proxy.template import MEDIAPIPE_INDEX, template_head
-from portrait3d.proxy.texture import spherical_uv
 
 FRAME = PANOHEAD_RADIUS / PANOHEAD_FOCAL  # width of the PanoHead frame at the origin, ~0.63
 
@@ -82,12 +82,13 @@ def test_fit_without_landmarks_keeps_the_template(template):
     np.testing.assert_array_equal(fit.vertices, template.mesh.vertices)
 
 
-def test_spherical_uv_cuts_the_seam(template):
+def test_head_uv_cuts_the_seam(template):
     v, f = np.asarray(template.mesh.vertices), np.asarray(template.mesh.faces)
-    uv, faces, source = spherical_uv(v, f)
+    uv, faces, source = head_uv(v, f)
     np.testing.assert_array_equal(source[faces], f)  # same triangles, same corners
     spans = np.ptp(uv[faces][..., 0], axis=1)
-    away_from_poles = np.abs(uv[faces][..., 1] - 0.5).max(axis=1) < 0.4  # longitude degenerates at the poles
+    latitude = (uv[faces][..., 1] - PINNA_ROWS) / (1 - PINNA_ROWS)
+    away_from_poles = np.abs(latitude - 0.5).max(axis=1) < 0.4  # longitude degenerates at the poles
     assert spans[away_from_poles].max() < 0.05  # no triangle wraps around the texture
     front = np.argmax(v[:, 2])
     assert uv[front, 0] == pytest.approx(0.5, abs=0.02)  # the face is in the middle of the texture

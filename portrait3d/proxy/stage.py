@@ -9,7 +9,8 @@ Reads ``input/aligned.png``, ``input/camera.json`` and (when present)
   :func:`condition_image`);
 - ``proxy/cameras.json``: the orbit cameras as PanoHead labels (``0000.png`` ...);
 - ``proxy/head.ply``: the closed head with vertex colours;
-- ``proxy/texture.png``: the head's texture (longitude/latitude layout);
+- ``proxy/texture.png``: the head's texture (longitude/latitude layout; a bare ear's
+  pinna in charts at its bottom, :mod:`portrait3d.proxy.layout`);
 - ``proxy/hair.png``: the photo's hair-vs-skin split (L, 255 = hair, 128 = skin
   of the head, 0 = not head), what the hair volume and the texture follow.
 

@@ -687,10 +687,12 @@ def bake_texture(
     # own neighbours in the texture are the neck's underside).
     # Where the pinna was cut out of the map its root leaves a hole: that takes the colours around it.
     on_map = surface.covered & ~surface.on_pinna
-    around = np.where(on_map[..., None], fill, _low_frequency(fill, on_map.astype(np.float32)))
-    at = sphere_coordinates(surface.points, width)
-    behind = cv2.remap(around.astype(np.float32), at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-    fill = np.where(surface.on_pinna[..., None], behind, fill)
+    around = _low_frequency(fill, on_map.astype(np.float32))
+    np.copyto(around, fill, where=on_map[..., None])
+    band = band_rows(len(fill))  # the lookups for the band's rows alone (a 2048 texture's full maps: 100 MB more)
+    at = sphere_coordinates(surface.points[band], width)
+    behind = cv2.remap(around, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    fill[band] = np.where(surface.on_pinna[band][..., None], behind, fill[band])
     texture = a[..., None] * photo + b[..., None] * mirrored[..., :3] + (1 - known)[..., None] * fill
     texture = grow_into_gaps(np.clip(texture, 0, 1), surface.covered)
     info = {

@@ -585,7 +585,7 @@ def bake_texture(
     at_texel = sample_photo(stacked, pixels)
     skin = (1 - below_chin) * at_texel[..., 0] + below_chin * at_texel[..., 1]
     # An ear takes the photo's skin only: the photo's hair beside a smaller ear is not painted on the pinna.
-    ear = _smoothstep((surface.ears - 0.5) / 0.4)
+    ear = np.maximum(_smoothstep((surface.ears - 0.5) / 0.4), surface.on_pinna)
     belongs = np.maximum(skin, at_texel[..., 2] * allow_hair * (1.0 - ear))
     hair_class = np.clip(at_texel[..., 3] * allow_hair * (1.0 - ear), 0, 1)
     # Hair seen at a grazing angle is the photo's sheen stretched over the crown (a pale patch where the crop

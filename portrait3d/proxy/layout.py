@@ -37,17 +37,12 @@ def sphere_uv(points: np.ndarray) -> np.ndarray:
     return np.stack([u, PINNA_ROWS + (1.0 - PINNA_ROWS) * latitude], axis=-1)
 
 
-def pinna_chart(side: float, outer: bool) -> int:
-    """Index of the chart of one pinna face: ``side`` -1 (the subject's right) or 1, outer face or back."""
-    return (0 if side < 0 else 2) + (0 if outer else 1)
-
-
 def chart_uv(points: np.ndarray, chart: int, box: np.ndarray) -> np.ndarray:
     """UV of points in one pinna chart: (..., 3) -> (..., 2).
 
     Args:
         points: pinna points (world).
-        chart: the chart's index (:func:`pinna_chart`).
+        chart: the chart's index (:data:`PINNA_CHARTS`: 0, 1 the right ear's outer face and back, 2, 3 the left's).
         box: (2, 2) ``[[z_min, y_min], [z_max, y_max]]``, the side-on box that both ears' charts map.
     """
     zy = np.asarray(points, dtype=np.float64)[..., [2, 1]]
@@ -65,7 +60,7 @@ def pinna_charts(vertices: np.ndarray, faces: np.ndarray, pinna: np.ndarray) -> 
     Args:
         vertices: (V, 3) positions; faces: (F, 3) triangles with outward normals; pinna: (V,) pinna weights.
     Returns:
-        ``(chart, box)``: (F,) chart index (:func:`pinna_chart`; -1: the longitude/latitude map) and the
+        ``(chart, box)``: (F,) chart index (see :func:`chart_uv`; -1: the longitude/latitude map) and the
         (2, 2) ``[[z_min, y_min], [z_max, y_max]]`` box of the pinna triangles (None without any).
     """
     chart = np.full(len(faces), -1)

@@ -50,6 +50,11 @@ class TexelSurface:
     photo_points: np.ndarray | None = None
     photo_normals: np.ndarray | None = None
 
+    @property
+    def ear_root(self) -> np.ndarray:
+        """The ear weight off the pinna charts: the skin around an ear's root, which takes no photo: (Ht, Wt)."""
+        return self.ears * ~self.on_pinna
+
 
 def texel_surface(
     vertices: np.ndarray,
@@ -368,7 +373,7 @@ def photo_weights(
     weight = _smoothstep((facing - 0.18) / 0.42) * visible * surface.covered.ravel()
     # The skin around an ear's root takes no photo (the photo sees it edge-on, ear and hair mixed); the pinna, on
     # charts of its own, does.
-    weight *= 1.0 - (surface.ears * ~surface.on_pinna).ravel()
+    weight *= 1.0 - surface.ear_root.ravel()
     shape = surface.covered.shape
     return weight.reshape(shape), pix.reshape(shape + (2,))
 
@@ -603,7 +608,7 @@ def bake_texture(
     mid_x = symmetry.head_mid_x(vertices) if mirror_x is None else mirror_x
     coords = mirror_coordinates(surface.points, mid_x, width)
     mirrored = symmetry.mirror(np.concatenate([photo, direct[..., None], hair_class[..., None]], axis=-1), coords)
-    mirror_weight = np.clip(mirrored[..., 3], 0, 1) * surface.covered * (1.0 - surface.ears * ~surface.on_pinna)
+    mirror_weight = np.clip(mirrored[..., 3], 0, 1) * surface.covered * (1.0 - surface.ear_root)
     a = direct
     b = (1.0 - a) * mirror_weight
     known = a + b
@@ -658,7 +663,7 @@ def bake_texture(
     # a back baked darker than the face reads as dirt (the scan benchmark's bald heads, yaw 90-180).
     # So does the skin around an ear's root, which takes no photo: its normals (the root's fillet, the head behind
     # the pinna) would bake a dark ring there that the pinna's unseen part takes too.
-    unlit = np.maximum(far[..., 0], surface.ears * ~surface.on_pinna)
+    unlit = np.maximum(far[..., 0], surface.ear_root)
     skin_relief = relief + unlit * (np.maximum(relief, SKIN_RELIEF_FLOOR) - relief)
     fill = target_hair * fill_hair * relief[..., None] + (1 - target_hair) * fill_skin * skin_relief[..., None]
     # Thin unseen gaps inside what was seen (on a turned face the nose bridge and the forehead's mid-line: their
@@ -683,16 +688,17 @@ def bake_texture(
         share = (np.clip(share, 0.0, 1.0) * (1.0 - np.clip(hair_around, 0.0, 1.0)))[..., None]
         fill = share * across + (1 - share) * fill
 
-    # What the photo does not show of a pinna takes the fill of the head's side where the ear stands (the band's
-    # own neighbours in the texture are the neck's underside).
-    # Where the pinna was cut out of the map its root leaves a hole: that takes the colours around it.
-    on_map = surface.covered & ~surface.on_pinna
-    around = _low_frequency(fill, on_map.astype(np.float32))
-    np.copyto(around, fill, where=on_map[..., None])
-    band = band_rows(len(fill))  # the lookups for the band's rows alone (a 2048 texture's full maps: 100 MB more)
-    at = sphere_coordinates(surface.points[band], width)
-    behind = cv2.remap(around, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-    fill[band] = np.where(surface.on_pinna[band][..., None], behind, fill[band])
+    if surface.on_pinna.any():
+        # What the photo does not show of a pinna takes the fill of the head's side where the ear stands (the
+        # band's own neighbours in the texture are the neck's underside); the hole the pinna's root leaves in the
+        # map takes the colours around it.
+        on_map = surface.covered & ~surface.on_pinna
+        around = _low_frequency(fill, on_map.astype(np.float32))
+        np.copyto(around, fill, where=on_map[..., None])
+        band = band_rows(len(fill))  # look-ups for the band's rows alone (full 2048 maps: 100 MB more)
+        at = sphere_coordinates(surface.points[band], width)
+        behind = cv2.remap(around, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+        fill[band] = np.where(surface.on_pinna[band][..., None], behind, fill[band])
     texture = a[..., None] * photo + b[..., None] * mirrored[..., :3] + (1 - known)[..., None] * fill
     texture = grow_into_gaps(np.clip(texture, 0, 1), surface.covered)
     info = {

@@ -11,12 +11,13 @@ Prints ms per step, the stage's view PSNR (:func:`portrait3d.splat.stage.trainin
 Usage::
 
     python scripts/bench_distill.py RUN --cache /tmp/distill_inputs.pt [--profile] [--png OUT.png] [--json OUT.json]
-        [--save-pairs N]
+        [--save-pairs N] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import time
@@ -115,10 +116,16 @@ def main() -> None:
     parser.add_argument(
         "--save-pairs", type=int, help="tiles.SAVE_PAIRS for this run (0: the backward recomputes every chunk)"
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a DistillOptions field, e.g. steps=100"
+    )
     args = parser.parse_args()
     if args.save_pairs is not None:
         tiles.SAVE_PAIRS = args.save_pairs  # read by render_binned at each call
     options = distill.DistillOptions()
+    for assignment in args.set:
+        key, value = assignment.split("=", 1)
+        options = dataclasses.replace(options, **{key: type(getattr(options, key))(value)})
     torch.manual_seed(0)
     seedlings, targets, views = inputs(args.run, args.cache, options)
     clock = StepClock(options.steps)

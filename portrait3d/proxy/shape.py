@@ -267,7 +267,8 @@ def ears_uncovered(frame: _Frame, camera: Camera, size: int, segmentation) -> tu
 
 
 def _ear_directions(dirs: np.ndarray, uncovered: tuple[float, float]) -> np.ndarray:
-    """(N_LAT, N_LON) in [0, 1]: directions (about the cranium's centre) through a bare ear and its root."""
+    """(N_LAT, N_LON) in [0, 1]: directions (about the cranium's centre) through a bare ear and its root: the hollow
+    the hair shell leaves for the pinna to stand out of."""
     out = np.zeros(dirs.shape[:-1])
     for side, bare in zip((-1.0, 1.0), uncovered):
         toward = EAR_CENTRE * [side, 1.0, 1.0] - CRANIUM_CENTRE
@@ -275,6 +276,30 @@ def _ear_directions(dirs: np.ndarray, uncovered: tuple[float, float]) -> np.ndar
         # Full within 15 degrees of the ear's direction, fading out by 45 (a soft hollow, not a notch).
         angle = np.degrees(np.arccos(np.clip(dirs @ toward, -1.0, 1.0)))
         out = np.maximum(out, bare * _smoothstep((45.0 - angle) / 30.0))
+    return out
+
+
+EAR_SKIN_DEGREES = (14.0, 22.0)
+"""Half-width and half-height (degrees about the cranium's centre) of the skin a bare ear keeps clear of hair: the
+pinna (about 11 and 18 degrees) and a rim around it. The hair comes down to it all round, as short hair does; the
+shell's wider hollow (:func:`_ear_directions`) only shapes the geometry."""
+
+
+def _ear_skin(dirs: np.ndarray, uncovered: tuple[float, float]) -> np.ndarray:
+    """(N_LAT, N_LON) in [0, 1]: directions whose surface a bare ear keeps as skin (not hair colour): an ellipse of
+    :data:`EAR_SKIN_DEGREES` about each ear's direction, fading out over half as much again."""
+    out = np.zeros(dirs.shape[:-1])
+    for side, bare in zip((-1.0, 1.0), uncovered):
+        toward = EAR_CENTRE * [side, 1.0, 1.0] - CRANIUM_CENTRE
+        toward /= np.linalg.norm(toward)
+        up = np.array([0.0, 1.0, 0.0]) - toward[1] * toward
+        up /= np.linalg.norm(up)
+        across = np.cross(up, toward)
+        ahead = np.maximum(dirs @ toward, 1e-6)
+        horizontal = np.degrees(np.arctan2(dirs @ across, ahead)) / EAR_SKIN_DEGREES[0]
+        vertical = np.degrees(np.arctan2(dirs @ up, ahead)) / EAR_SKIN_DEGREES[1]
+        inside = np.where(dirs @ toward > 0, np.hypot(horizontal, vertical), np.inf)
+        out = np.maximum(out, bare * _smoothstep((1.5 - inside) / 0.5))
     return out
 
 
@@ -445,6 +470,8 @@ def fit_shape(
     uncovered = ears_uncovered(frame, camera, size, segmentation)
     info["ears_uncovered"] = [round(u, 2) for u in uncovered]
     ear_map = _ear_directions(dirs, uncovered)
+    # The hair's colour comes down to the pinna; the shell keeps clear of a wider hollow around it.
+    coloured = allowed * (1.0 - _ear_skin(dirs, uncovered))
     allowed, shell = allowed * (1.0 - ear_map), shell * (1.0 - ear_map)
     info["side_hairline"] = None if side is None else round(side, 4)
     behind = _smoothstep((-dirs[..., 2] - 0.1) / 0.7)  # 0 at the sides, 1 straight behind
@@ -512,7 +539,7 @@ def fit_shape(
     model_vertices = (np.asarray(mesh.vertices) - frame.b) / frame.k  # warp ignored: it only moves the face
     rel = model_vertices - CRANIUM_CENTRE
     unit = rel / np.maximum(np.linalg.norm(rel, axis=1, keepdims=True), 1e-9)
-    hair = sample_map(allowed, unit)
+    hair = sample_map(coloured, unit)
     # Surface outside the skull is hair whatever the hairline says (a fringe, hair over the ears), but for a bare
     # ear itself (its rim flares out of the skull behind the shell's hollow).
     outside = np.linalg.norm(rel, axis=1) - sample_map(skull, unit)

@@ -37,6 +37,7 @@ class TexelSurface:
         hair: template hair weight in [0, 1].
         ears: template ear weight in [0, 1].
         on_pinna: texels of the pinna charts (:mod:`portrait3d.proxy.layout`).
+        ear_zone: in [0, 1], the head's surface around a bare ear's pinna (:func:`ear_zone`); None: no bare ear.
         photo_points, photo_normals: the same surface posed as the photo's camera saw it (what the photo
             is projected onto; see :attr:`portrait3d.proxy.fit.FitResult.photo_pose`), or None: as above.
     """
@@ -47,6 +48,7 @@ class TexelSurface:
     hair: np.ndarray
     ears: np.ndarray
     on_pinna: np.ndarray
+    ear_zone: np.ndarray | None = None
     photo_points: np.ndarray | None = None
     photo_normals: np.ndarray | None = None
 
@@ -67,10 +69,12 @@ def texel_surface(
     width: int,
     photo_vertices: np.ndarray | None = None,
     photo_vertex_normals: np.ndarray | None = None,
+    ear_zone: np.ndarray | None = None,
 ) -> TexelSurface:
     """Find the surface point of every texel by casting rays onto the mesh laid flat in UV space.
 
-    ``photo_vertices`` and ``photo_vertex_normals`` (V, 3): the head posed as the photo saw it, if it differs.
+    ``photo_vertices`` and ``photo_vertex_normals`` (V, 3): the head posed as the photo saw it, if it differs;
+    ``ear_zone`` (V,): :attr:`TexelSurface.ear_zone` per vertex, if any.
     """
     import open3d as o3d
 
@@ -104,6 +108,8 @@ def texel_surface(
         covered.reshape(height, width), interpolate(vertices), unit_normals(vertex_normals), interpolate(hair),
         interpolate(ears), covered.reshape(height, width) & band_rows(height)[:, None],
     )  # fmt: skip
+    if ear_zone is not None:
+        surface.ear_zone = interpolate(ear_zone)
     if photo_vertices is not None:
         surface.photo_points = interpolate(photo_vertices)
         surface.photo_normals = unit_normals(photo_vertex_normals)
@@ -568,6 +574,7 @@ def bake_texture(
     surface = texel_surface(
         vertices, np.asarray(mesh.vertex_normals), hair, ears, uv, uv_faces, source, width,
         None if posed is None else np.asarray(posed.vertices), None if posed is None else posed.vertex_normals,
+        None if pinna is None or not (np.asarray(pinna) >= 0.5).any() else ear_zone(vertices, pinna),
     )  # fmt: skip
     facing, pixels = photo_weights(surface, camera, depth_map, size)
     photo = sample_photo(photo_rgb, pixels)
@@ -640,6 +647,11 @@ def bake_texture(
     near = np.exp(-distance / 0.03)
     hair_share = _low_frequency(seen_hair[..., None], confident)[..., 0]
     target_hair = np.clip((near * hair_share + (1 - near) * surface.hair) * allow_hair, 0, 1)
+    if surface.ear_zone is not None:
+        # Around a bare ear the head's hair map decides: the photo's skin share, spread from the cheek and the ear
+        # it sees edge-on, painted a skin halo around the pinna onto the hair behind and above it.
+        zone = surface.ear_zone
+        target_hair = zone * np.clip(surface.hair * allow_hair, 0, 1) + (1 - zone) * target_hair
     # An ear the hair does not cover is skin, even where the photo's hair beside it is near (an ear half under the
     # hair shell keeps the hair's fill: a skin patch on the hair would show where the shell is thin).
     target_hair = (target_hair * (1.0 - ear))[..., None]
@@ -709,6 +721,21 @@ def bake_texture(
         "bald": bool(bald),
     }
     return np.clip(np.round(texture * 255), 0, 255).astype(np.uint8), uv, uv_faces, source, info
+
+
+EAR_ZONE = (0.1, 0.15)
+"""The surface within the first distance (world units, 4 cm on the head) of a bare ear's pinna is its zone (see
+:func:`ear_zone`), fading out by the second (6 cm)."""
+
+
+def ear_zone(vertices: np.ndarray, pinna: np.ndarray) -> np.ndarray:
+    """(V, 3) vertices, (V,) pinna weight -> (V,) in [0, 1]: how near each vertex is to a bare ear's pinna
+    (:data:`EAR_ZONE`): the skin and hair around it, whose class the photo cannot tell."""
+    from scipy.spatial import cKDTree
+
+    on_pinna = np.asarray(pinna) >= 0.5
+    distance, _ = cKDTree(vertices[on_pinna]).query(vertices)
+    return _smoothstep((EAR_ZONE[1] - distance) / (EAR_ZONE[1] - EAR_ZONE[0]))
 
 
 def midline_band_weight(points: np.ndarray, camera: Camera, mid_x: float, face: np.ndarray) -> np.ndarray:

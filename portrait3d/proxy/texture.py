@@ -564,6 +564,8 @@ def bake_texture(
     from portrait3d.proxy import symmetry
 
     size = photo_rgb.shape[0]
+    if landmarks is not None:
+        photo_rgb = without_far_eye(photo_rgb, far_eye_pixels(landmarks, camera, size), head_mask)
     vertices = np.asarray(mesh.vertices)
     uv, uv_faces, source = head_uv(vertices, np.asarray(mesh.faces), pinna)
     bald = photo_hair is not None and not (np.asarray(photo_hair) > 0.5).any()
@@ -736,6 +738,58 @@ def ear_zone(vertices: np.ndarray, pinna: np.ndarray) -> np.ndarray:
     on_pinna = np.asarray(pinna) >= 0.5
     distance, _ = cKDTree(vertices[on_pinna]).query(vertices)
     return _smoothstep((EAR_ZONE[1] - distance) / (EAR_ZONE[1] - EAR_ZONE[0]))
+
+
+FAR_EYE_TURN = (45.0, 60.0)
+"""Yaw (degrees) from which the photo's far eye and brow are kept off the head, and fully from (see
+:func:`far_eye_pixels`); below it the far eye is seen on its own side of the face, and paints it."""
+
+
+def far_eye_pixels(landmarks: np.ndarray, camera: Camera, size: int) -> np.ndarray:
+    """(S, S) in [0, 1]: the photo's pixels of a turned face's far eye and far brow, lashes included.
+
+    Turned 60 degrees or more, the far eye shows past the nose bridge's outline (its lashes, part of the eye, the
+    brow's end), where the head's own bridge and brow project: the bake painted them there as a dark mark on the
+    bridge and between the brows. Those texels then take the seen skin around them; the far eye's own texels
+    take the near eye's mirror image, as they did. Which eye is far: the one nearer the nose tip across the
+    photo (the nose points to the far side).
+    """
+    import cv2
+
+    yaw = abs(camera.angles(target=(0.0, 0.0, 0.0)).yaw)
+    share = float(_smoothstep(np.asarray((yaw - FAR_EYE_TURN[0]) / (FAR_EYE_TURN[1] - FAR_EYE_TURN[0]))))
+    out = np.zeros((size, size), np.float32)
+    points = np.asarray(landmarks, dtype=np.float64)
+    if share <= 0 or len(points) < 468:
+        return out
+    points = points[:, :2]
+    nose = points[4]
+    sides = ("right", "left")
+    centres = [points[list(FACE_FEATURES[f"{side}_eye"])].mean(0) for side in sides]
+    far = sides[int(np.argmin([abs(c[0] - nose[0]) for c in centres]))]
+    for feature in (f"{far}_eye", f"{far}_brow"):
+        hull = points[list(FACE_FEATURES[feature])]
+        if np.all(np.isfinite(hull)):
+            cv2.fillConvexPoly(out, cv2.convexHull(np.round(hull).astype(np.int32)), 1.0)
+    grow = max(1, int(round(0.016 * size)))  # the lashes stand out of the eye's contour
+    out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return share * out
+
+
+def without_far_eye(photo_rgb: np.ndarray, far_eye: np.ndarray, head_mask: np.ndarray | None) -> np.ndarray:
+    """The photo with a turned face's far eye and brow (:func:`far_eye_pixels`) painted over from the skin around
+    them: (S, S, 3) floats in [0, 1]. The background around is masked too, so only the head's own colours flow in."""
+    import cv2
+
+    if not (far_eye > 0).any():
+        return photo_rgb
+    hole = far_eye > 0
+    if head_mask is not None:
+        hole |= np.asarray(head_mask) <= 0.5
+    image = np.round(np.clip(photo_rgb, 0, 1) * 255).astype(np.uint8)
+    filled = cv2.inpaint(image, hole.astype(np.uint8), max(3, photo_rgb.shape[0] // 100), cv2.INPAINT_TELEA)
+    share = far_eye[..., None]
+    return (1 - share) * photo_rgb + share * (filled.astype(np.float64) / 255.0)
 
 
 def midline_band_weight(points: np.ndarray, camera: Camera, mid_x: float, face: np.ndarray) -> np.ndarray:

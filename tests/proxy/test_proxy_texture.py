@@ -305,3 +305,34 @@ def test_a_bare_ear_takes_the_photos_colours():
         want = truth.render_rgba(view, SIZE)[..., :3][ear].astype(float).mean(-1)
         # With the photo kept off the ears (the plain skin fill): 0.05 seen; now 0.79 seen, 0.77 mirrored.
         assert np.corrcoef(got, want)[0, 1] > 0.5, name
+
+
+def test_a_turned_faces_far_eye_is_painted_over_with_the_skin_around_it():
+    """Turned 60 degrees or more, the far eye shows past the nose bridge where the head's bridge projects: its
+    pixels (the eye and brow nearer the nose tip across the photo) are painted over from the skin around them
+    before the bake; the near eye stays, and a face turned less keeps both."""
+    from portrait3d.proxy.texture import FACE_FEATURES, far_eye_pixels, without_far_eye
+
+    size = 128
+    landmarks = np.zeros((478, 2))
+    landmarks[:] = (90.0, 64.0)  # the unlisted landmarks: anywhere on the face
+    for side, centre in (("right", (40.0, 50.0)), ("left", (80.0, 50.0))):
+        angles = np.linspace(0, 2 * np.pi, len(FACE_FEATURES[f"{side}_eye"]), endpoint=False)
+        landmarks[list(FACE_FEATURES[f"{side}_eye"])] = np.c_[centre[0] + 8 * np.cos(angles), 50 + 3 * np.sin(angles)]
+        angles = np.linspace(0, 2 * np.pi, len(FACE_FEATURES[f"{side}_brow"]), endpoint=False)
+        landmarks[list(FACE_FEATURES[f"{side}_brow"])] = np.c_[centre[0] + 9 * np.cos(angles), 40 + 2 * np.sin(angles)]
+    landmarks[4] = (30.0, 70.0)  # the nose tip points to the subject's right: that eye is the far one
+    far = far_eye_pixels(landmarks, camera_from_angles(64.0), size)
+    assert far[50, 40] == 1.0 and far[40, 40] == 1.0  # the far eye and its brow
+    assert far[50, 80] == 0.0 and far[40, 80] == 0.0  # the near ones
+    assert far_eye_pixels(landmarks, camera_from_angles(30.0), size).max() == 0.0  # both eyes are the face's own
+
+    photo = np.empty((size, size, 3))
+    photo[:] = SKIN * np.linspace(0.9, 1.0, size)[None, :, None]  # skin, its light changing across the face
+    photo[46:55, 32:49] = 0.1  # the far eye and its dark lashes
+    photo[46:55, 72:89] = 0.1  # the near eye
+    head = np.ones((size, size))
+    cleaned = without_far_eye(photo, far, head)
+    np.testing.assert_allclose(cleaned[50, 40], photo[50, 20], atol=0.05)  # skin where the far eye was
+    np.testing.assert_array_equal(cleaned[44:57, 70:91], photo[44:57, 70:91])  # the near eye untouched
+    np.testing.assert_array_equal(without_far_eye(photo, np.zeros((size, size)), head), photo)

@@ -76,9 +76,17 @@ NAPE_DROP = 15.0
 """Degrees (about the cranium's centre) below the lowest hair at the back where the nape meets the neck."""
 LOWEST_HAIR = -0.10
 """Lowest hairline at the sides and back (model units; the jaw is at -0.09, the chin at -0.15)."""
-BARE_EAR = 0.5
-"""An ear whose :func:`ears_uncovered` reading is at least this is bare: its pinna takes the photo's ear. The
-eval photos' bare ears read 0.56-1.0, their covered ones 0-0.16."""
+BARE_EAR = (0.2, 0.4)
+"""An ear's :func:`ears_uncovered` reading from which it counts as bare, and fully from (:func:`bareness`); from the
+middle (0.3) its pinna has texels of its own and takes the photo's ear. The eval photos' bare ears read 0.4-1.0
+(the cartoon man's 0.40, between strands of hair), their covered ones 0-0.16. The step is short, so an ear is one
+or the other: a reading of 0.4 once left both half-way (a grey ear in a pale ring, neither skin nor hair)."""
+
+
+def bareness(reading: float) -> float:
+    """How bare an ear is, in [0, 1], from its :func:`ears_uncovered` reading (see :data:`BARE_EAR`)."""
+    x = float(np.clip((reading - BARE_EAR[0]) / (BARE_EAR[1] - BARE_EAR[0]), 0.0, 1.0))
+    return x * x * (3 - 2 * x)
 
 
 @dataclass
@@ -467,8 +475,9 @@ def fit_shape(
     # The shell fades in over a wider band above the hairline than the hair colour does.
     shell = hair_region(surface.reshape(-1, 3) - [0.0, 0.035, 0.0], side, softness=0.045).reshape(skull.shape)
     # Ears the photo shows (or does not show covered by hair) stand out of the hair shell.
-    uncovered = ears_uncovered(frame, camera, size, segmentation)
-    info["ears_uncovered"] = [round(u, 2) for u in uncovered]
+    readings = ears_uncovered(frame, camera, size, segmentation)
+    info["ears_uncovered"] = [round(u, 2) for u in readings]
+    uncovered = tuple(bareness(u) for u in readings)
     ear_map = _ear_directions(dirs, uncovered)
     # The hair's colour comes down to the pinna; the shell keeps clear of a wider hollow around it.
     coloured = allowed * (1.0 - _ear_skin(dirs, uncovered))
@@ -552,7 +561,7 @@ def fit_shape(
     hair = hair * presence
     ears = ear * (1.0 - hair)
     # A bare ear's pinna has texels of its own; a covered one is hair's, as the hair shell around it.
-    bare_side = np.where(model_vertices[:, 0] < 0, uncovered[0], uncovered[1]) >= BARE_EAR
+    bare_side = np.where(model_vertices[:, 0] < 0, uncovered[0], uncovered[1]) >= 0.5
     pinna = pinna_weight(model_vertices) * bare_side
     info.update(vertices=len(mesh.vertices), radius_max=round(float(radius.max()), 4))
     return HeadShape(mesh, np.clip(hair, 0.0, 1.0), ears, pinna, thickness, info)

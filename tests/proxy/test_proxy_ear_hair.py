@@ -64,3 +64,23 @@ def test_hair_comes_down_to_a_bare_ear():
     share = np.dot(colour - SKIN, HAIR - SKIN) / np.dot(HAIR - SKIN, HAIR - SKIN)
     # The hair's share in the ring's colour: 0.68 before (a skin halo behind the ear), now 1.0.
     assert share > 0.9, (share, colour)
+
+
+def test_an_ear_is_bare_or_covered_not_half_way(monkeypatch):
+    """An ear between strands of hair (a reading of 0.4, the cartoon man's) is bare: skin, its pinna charted, the
+    hair around it; a covered one (0.16) is the hair's. Half-way weights left a grey ear in a pale ring."""
+    from portrait3d.proxy import shape as shape_module
+    from portrait3d.proxy.shape import BARE_EAR, bareness
+
+    assert bareness(0.16) == 0.0 and bareness(0.4) == 1.0 and bareness(0.56) == 1.0
+    readings = np.linspace(0, 1, 21)
+    assert np.all(np.diff([bareness(r) for r in readings]) >= 0) and abs(bareness(sum(BARE_EAR) / 2) - 0.5) < 1e-9
+    camera = camera_from_angles(0.0)
+    fit = fit_template(template_head(), camera, 512, None)
+    shapes = {}
+    for reading in (0.4, 0.16):
+        monkeypatch.setattr(shape_module, "ears_uncovered", lambda *args, r=reading: (r, r))
+        shapes[reading] = fit_shape(fit, camera, 512, None)
+    bare, covered = shapes[0.4], shapes[0.16]
+    assert bare.pinna.max() == 1.0 and bare.hair[bare.pinna >= 0.5].max() < 0.15
+    assert covered.pinna.max() == 0.0 and bare.info["ears_uncovered"] == [0.4, 0.4]

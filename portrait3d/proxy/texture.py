@@ -764,6 +764,8 @@ def far_eye_pixels(landmarks: np.ndarray, camera: Camera, size: int) -> np.ndarr
         return out
     points = points[:, :2]
     nose = points[4]
+    if not np.all(np.isfinite(nose)):
+        return out
     sides = ("right", "left")
     centres = [points[list(FACE_FEATURES[f"{side}_eye"])].mean(0) for side in sides]
     far = sides[int(np.argmin([abs(c[0] - nose[0]) for c in centres]))]

@@ -274,13 +274,18 @@ def ears_uncovered(frame: _Frame, camera: Camera, size: int, segmentation) -> tu
     return tuple(seen[0] if r is None else r for r in readings) if len(seen) == 1 else tuple(readings)
 
 
+def _ear_direction(side: float) -> np.ndarray:
+    """(3,) unit direction from the cranium's centre to one ear's pinna (side -1: the subject's right)."""
+    toward = EAR_CENTRE * [side, 1.0, 1.0] - CRANIUM_CENTRE
+    return toward / np.linalg.norm(toward)
+
+
 def _ear_directions(dirs: np.ndarray, uncovered: tuple[float, float]) -> np.ndarray:
     """(N_LAT, N_LON) in [0, 1]: directions (about the cranium's centre) through a bare ear and its root: the hollow
     the hair shell leaves for the pinna to stand out of."""
     out = np.zeros(dirs.shape[:-1])
     for side, bare in zip((-1.0, 1.0), uncovered):
-        toward = EAR_CENTRE * [side, 1.0, 1.0] - CRANIUM_CENTRE
-        toward /= np.linalg.norm(toward)
+        toward = _ear_direction(side)
         # Full within 15 degrees of the ear's direction, fading out by 45 (a soft hollow, not a notch).
         angle = np.degrees(np.arccos(np.clip(dirs @ toward, -1.0, 1.0)))
         out = np.maximum(out, bare * _smoothstep((45.0 - angle) / 30.0))
@@ -298,8 +303,7 @@ def _ear_skin(dirs: np.ndarray, uncovered: tuple[float, float]) -> np.ndarray:
     :data:`EAR_SKIN_DEGREES` about each ear's direction, fading out over half as much again."""
     out = np.zeros(dirs.shape[:-1])
     for side, bare in zip((-1.0, 1.0), uncovered):
-        toward = EAR_CENTRE * [side, 1.0, 1.0] - CRANIUM_CENTRE
-        toward /= np.linalg.norm(toward)
+        toward = _ear_direction(side)
         up = np.array([0.0, 1.0, 0.0]) - toward[1] * toward
         up /= np.linalg.norm(up)
         across = np.cross(up, toward)

@@ -23,7 +23,7 @@ import numpy as np
 import trimesh
 
 from portrait3d.cameras import Camera
-from portrait3d.proxy.layout import band_rows, head_uv, mirror_coordinates, sphere_coordinates
+from portrait3d.proxy.layout import PINNA_VERTEX, band_rows, head_uv, mirror_coordinates, sphere_coordinates
 
 
 @dataclass
@@ -217,19 +217,24 @@ FACE_FEATURES = {
 
 def _features(landmarks: np.ndarray | None, face: np.ndarray, grow: int = 6) -> np.ndarray:
     """(S, S) bool: eyes, brows, lips and nostrils (grown a little); the whole face hull without landmarks."""
-    import cv2
-
     if landmarks is None or len(landmarks) < 468:
         return face
-    size = face.shape[0]
-    out = np.zeros((size, size), np.uint8)
     points = np.asarray(landmarks, dtype=np.float64)[:, :2]
-    for indices in FACE_FEATURES.values():
+    return _hulls(points, FACE_FEATURES.values(), face.shape[0], grow) & face
+
+
+def _hulls(points: np.ndarray, groups, size: int, grow: int) -> np.ndarray:
+    """(S, S) bool: the convex hulls of landmark groups (an iterable of index tuples, as ``FACE_FEATURES``'s
+    values), grown by ``grow`` pixels; a group with a missing landmark is left out. ``points``: (N, 2) pixels."""
+    import cv2
+
+    out = np.zeros((size, size), np.uint8)
+    for indices in groups:
         p = points[list(indices)]
         if np.all(np.isfinite(p)):
             cv2.fillConvexPoly(out, cv2.convexHull(np.round(p).astype(np.int32)), 1)
     out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    return out.astype(bool) & face
+    return out.astype(bool)
 
 
 def _clean_rejection(accept: np.ndarray, trusted: np.ndarray, grow: int = 5, speck: int = 5) -> np.ndarray:
@@ -576,7 +581,7 @@ def bake_texture(
     surface = texel_surface(
         vertices, np.asarray(mesh.vertex_normals), hair, ears, uv, uv_faces, source, width,
         None if posed is None else np.asarray(posed.vertices), None if posed is None else posed.vertex_normals,
-        None if pinna is None or not (np.asarray(pinna) >= 0.5).any() else ear_zone(vertices, pinna),
+        ear_zone(vertices, pinna),
     )  # fmt: skip
     facing, pixels = photo_weights(surface, camera, depth_map, size)
     photo = sample_photo(photo_rgb, pixels)
@@ -730,18 +735,20 @@ EAR_ZONE = (0.1, 0.15)
 :func:`ear_zone`), fading out by the second (6 cm)."""
 
 
-def ear_zone(vertices: np.ndarray, pinna: np.ndarray) -> np.ndarray:
+def ear_zone(vertices: np.ndarray, pinna: np.ndarray | None) -> np.ndarray | None:
     """(V, 3) vertices, (V,) pinna weight -> (V,) in [0, 1]: how near each vertex is to a bare ear's pinna
-    (:data:`EAR_ZONE`): the skin and hair around it, whose class the photo cannot tell."""
+    (:data:`EAR_ZONE`): the skin and hair around it, whose class the photo cannot tell. None without a pinna."""
     from scipy.spatial import cKDTree
 
-    on_pinna = np.asarray(pinna) >= 0.5
+    on_pinna = None if pinna is None else np.asarray(pinna) >= PINNA_VERTEX
+    if on_pinna is None or not on_pinna.any():
+        return None
     distance, _ = cKDTree(vertices[on_pinna]).query(vertices)
     return _smoothstep((EAR_ZONE[1] - distance) / (EAR_ZONE[1] - EAR_ZONE[0]))
 
 
 FAR_EYE_TURN = (45.0, 60.0)
-"""Yaw (degrees) from which the photo's far eye and brow are kept off the head, and fully from (see
+"""Yaw (degrees) from which the photo's far eye and brow are painted over before the bake, and fully from (see
 :func:`far_eye_pixels`); below it the far eye is seen on its own side of the face, and paints it."""
 
 
@@ -750,12 +757,10 @@ def far_eye_pixels(landmarks: np.ndarray, camera: Camera, size: int) -> np.ndarr
 
     Turned 60 degrees or more, the far eye shows past the nose bridge's outline (its lashes, part of the eye, the
     brow's end), where the head's own bridge and brow project: the bake painted them there as a dark mark on the
-    bridge and between the brows. Those texels then take the seen skin around them; the far eye's own texels
-    take the near eye's mirror image, as they did. Which eye is far: the one nearer the nose tip across the
-    photo (the nose points to the far side).
+    bridge and between the brows. :func:`without_far_eye` paints these pixels over from the skin around them; the
+    far eye's own texels take the near eye's mirror image, as they did. Which eye is far: the one nearer the nose
+    tip across the photo (the nose points to the far side).
     """
-    import cv2
-
     yaw = abs(camera.angles(target=(0.0, 0.0, 0.0)).yaw)
     share = float(_smoothstep(np.asarray((yaw - FAR_EYE_TURN[0]) / (FAR_EYE_TURN[1] - FAR_EYE_TURN[0]))))
     out = np.zeros((size, size), np.float32)
@@ -769,13 +774,9 @@ def far_eye_pixels(landmarks: np.ndarray, camera: Camera, size: int) -> np.ndarr
     sides = ("right", "left")
     centres = [points[list(FACE_FEATURES[f"{side}_eye"])].mean(0) for side in sides]
     far = sides[int(np.argmin([abs(c[0] - nose[0]) for c in centres]))]
-    for feature in (f"{far}_eye", f"{far}_brow"):
-        hull = points[list(FACE_FEATURES[feature])]
-        if np.all(np.isfinite(hull)):
-            cv2.fillConvexPoly(out, cv2.convexHull(np.round(hull).astype(np.int32)), 1.0)
     grow = max(1, int(round(0.016 * size)))  # the lashes stand out of the eye's contour
-    out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    return share * out
+    hulls = _hulls(points, [FACE_FEATURES[f"{far}_eye"], FACE_FEATURES[f"{far}_brow"]], size, grow)
+    return share * hulls.astype(np.float32)
 
 
 def without_far_eye(photo_rgb: np.ndarray, far_eye: np.ndarray, head_mask: np.ndarray | None) -> np.ndarray:

@@ -112,7 +112,7 @@ def render_frames(mesh: trimesh.Trimesh, config: TurntableConfig, threads: int |
         return np.round(rgba[..., :3] * alpha + background * (1.0 - alpha)).astype(np.uint8)
 
     orbit = cameras.orbit(config.frames, pitch=config.pitch, target=target, focal=focal)
-    renderer.render_rgba(orbit[0], 1)  # builds the ray-casting scene and reads the texture once, before the threads
+    renderer.prepare(orbit[0])
     yield from ordered_map(frame, orbit, threads)
 
 

@@ -1,10 +1,10 @@
 """``make-asset``: one photo to a GLB, stage by stage through the run folder.
 
 preprocess -> proxy -> (proxy views | back view + orbit views) -> dataset ->
-fit-nerf -> export-mesh -> render-turntable -> contact sheet -> report.
+fit-nerf -> export-mesh -> render-turntable and contact sheet beside export-splat -> report.
 
-The stages are :func:`portrait3d.pipeline.asset_stages`, each run by
-:func:`portrait3d.runner.run_stage` while this process holds the run's lock: a
+The stages are :func:`portrait3d.pipeline.asset_stages`, run by
+:func:`portrait3d.runner.run_stages` while this process holds the run's lock: a
 rerun skips what is up to date, redoes a stage whose outputs were damaged and
 whatever lies downstream of a change, and a run killed at any moment resumes
 from its last complete stage.
@@ -28,7 +28,7 @@ from portrait3d.pipeline import (
     write_contact_sheet,  # noqa: F401  (its old home, for one release)
 )
 from portrait3d.run import Run, atomic_write_json
-from portrait3d.runner import open_run, run_stage
+from portrait3d.runner import open_run, run_stages
 
 WEIGHTS_ENV = "PORTRAIT3D_WEIGHTS"
 """Environment variable naming the converted weights folder (``--weights`` wins)."""
@@ -158,9 +158,8 @@ def make_asset(photo: str | Path, out: str | Path, options: MakeAssetOptions) ->
     results: dict[str, dict] = {}
     with open_run(out, wait=options.wait) as run:
         run.write_settings(run_settings_of(options))
-        for stage in stages:
-            name = {"back_view": "back-view", "orbit_views": "orbit-views"}.get(stage.name, stage.name)
-            results[name] = run_stage(run, stage, force=options.force)
+        for name, info in run_stages(run, stages, force=options.force).items():
+            results[{"back_view": "back-view", "orbit_views": "orbit-views"}.get(name, name)] = info
         report = write_report(run, photo, options, device, results, time.perf_counter() - start)
     glb = run.path("avatar" if options.target == "avatar" else "mesh", "head.glb")
     progress.info(f"done in {report['seconds_total']:.0f} s. Asset: {glb}")

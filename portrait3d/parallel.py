@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,13 +25,32 @@ MAX_THREADS = 4
 """At most this many threads (beyond that, the GIL and memory bandwidth give little more)."""
 
 
+_local = threading.local()
+
+
 def thread_count() -> int:
-    """Threads for per-view work: the CPUs this process may use, at most :data:`MAX_THREADS`."""
+    """Threads for per-view work: the CPUs this process may use, at most :data:`MAX_THREADS`, and at most
+    what :func:`limited_threads` allows the calling thread."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(MAX_THREADS, cpus))
+    return max(1, min(MAX_THREADS, cpus, getattr(_local, "limit", MAX_THREADS)))
+
+
+@contextlib.contextmanager
+def limited_threads(count: int) -> Iterator[None]:
+    """Within the block, :func:`thread_count` in the calling thread is at most ``count`` (a stage that runs
+    beside another one takes one core, not both)."""
+    before = getattr(_local, "limit", None)
+    _local.limit = max(1, int(count))
+    try:
+        yield
+    finally:
+        if before is None:
+            del _local.limit
+        else:
+            _local.limit = before
 
 
 def ordered_map(fn: Callable[[Item], Result], items: Iterable[Item], threads: int | None = None) -> Iterator[Result]:
@@ -38,16 +58,21 @@ def ordered_map(fn: Callable[[Item], Result], items: Iterable[Item], threads: in
 
     At most ``threads`` items are in work or waiting at any time (each result may be large: a view's
     samples of a 2048² texture are about 80 MB; more in flight pushed make-asset's peak over 2 GiB).
-    ``threads=1`` runs everything in the calling thread.
+    ``threads=1`` runs everything in the calling thread. Within a worker, :func:`thread_count` is 1.
     """
     threads = thread_count() if threads is None else max(1, int(threads))
     if threads == 1:
         yield from map(fn, items)
         return
+
+    def alone(item: Item) -> Result:
+        with limited_threads(1):  # the workers share the cores already: no threads within threads
+            return fn(item)
+
     with ThreadPoolExecutor(threads) as pool:
         pending: deque = deque()
         for item in items:
-            pending.append(pool.submit(fn, item))
+            pending.append(pool.submit(alone, item))
             if len(pending) >= threads:
                 yield pending.popleft().result()
         while pending:

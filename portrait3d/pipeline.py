@@ -93,7 +93,8 @@ def asset_stages(photo: str | Path, options) -> list[Stage]:
     """The stages of make-asset, in order, for :class:`portrait3d.make_asset.MakeAssetOptions`.
 
     preprocess -> proxy -> (views | back_view, orbit_views) -> dataset -> fit-nerf ->
-    export-mesh (-> rig, for the avatar target) -> export-splat -> render-turntable -> contact-sheet.
+    export-mesh (-> rig, for the avatar target) -> render-turntable, contact-sheet (beside:
+    :attr:`portrait3d.runner.Stage.beside`) -> export-splat.
     """
     # Imported here: the stage packages pull in torch, open3d and friends, which `--help` does not need.
     from nerf import dataset, fit, turntable
@@ -136,8 +137,9 @@ def asset_stages(photo: str | Path, options) -> list[Stage]:
         dataset.stage(),
         fit.stage(fit_config, options.device),
         *target_stages(preset.export, options.target),
+        # Beside the splat distillation, which keeps one core busy: the other renders the turntable.
+        dataclasses.replace(turntable.stage(preset.turntable), beside=True),
+        dataclasses.replace(contact_sheet_stage(), beside=True),
         splat.stage(preset.splat),
-        turntable.stage(preset.turntable),
-        contact_sheet_stage(),
     ]
     return stages

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -40,7 +41,14 @@ class Event:
 
 
 _listeners: list[Callable[[Event], None]] = []
-_stages: list[str] = []
+_local = threading.local()  # each thread's running stages: stages may run beside each other (runner.run_stages)
+
+
+def _stages() -> list[str]:
+    """This thread's stack of running stages."""
+    if not hasattr(_local, "stages"):
+        _local.stages = []
+    return _local.stages
 
 
 @contextlib.contextmanager
@@ -55,7 +63,8 @@ def listen(callback: Callable[[Event], None]) -> Iterator[None]:
 
 def _emit(kind: str, message: str = "", done: int = 0, total: int | None = None, seconds: float | None = None) -> None:
     if _listeners:
-        event = Event(kind, _stages[-1] if _stages else None, message, done, total, seconds)  # type: ignore[arg-type]
+        stages = _stages()
+        event = Event(kind, stages[-1] if stages else None, message, done, total, seconds)  # type: ignore[arg-type]
         for callback in list(_listeners):
             callback(event)
 
@@ -113,7 +122,7 @@ def stage(name: str) -> Iterator[None]:
     """Announce a stage and print its elapsed time when it ends."""
     raise_if_interrupted()
     start = time.perf_counter()
-    _stages.append(name)
+    _stages().append(name)
     try:
         _emit("stage-start")
         info(f"[{name}] ...")
@@ -123,13 +132,18 @@ def stage(name: str) -> Iterator[None]:
         info(f"[{name}] done in {seconds:.1f} s")
         _emit("stage-end", seconds=seconds)
     finally:
-        _stages.pop()
+        _stages().pop()
 
 
 def bar(iterable: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
-    """Iterate with a progress bar on a terminal, plain occasional lines otherwise."""
+    """Iterate with a progress bar on a terminal, plain occasional lines otherwise.
+
+    Only the main thread draws a bar or prints those lines (a stage beside it prints its own only with
+    ``--verbose``: two bars on one terminal garble each other); listeners hear every step.
+    """
     total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
-    if _level >= NORMAL and sys.stderr.isatty():
+    main = threading.current_thread() is threading.main_thread()
+    if _level >= NORMAL and sys.stderr.isatty() and main:
         from tqdm import tqdm
 
         for i, item in enumerate(tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr), 1):
@@ -142,5 +156,5 @@ def bar(iterable: Iterable[T], total: int | None = None, desc: str = "") -> Iter
         raise_if_interrupted()
         yield item
         _emit("step", desc, i, total)
-        if _level >= VERBOSE or (step and _level >= NORMAL and i % step == 0 and i < (total or 0)):
+        if _level >= VERBOSE or (main and step and _level >= NORMAL and i % step == 0 and i < (total or 0)):
             info(f"  {desc}: {i}/{total if total else '?'}")

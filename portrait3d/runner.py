@@ -24,7 +24,7 @@ import dataclasses
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,10 @@ class Stage:
     """What to do when a required input is missing, e.g. ``run `portrait3d dataset {run}` first``."""
     check: Callable[[Run], None] | None = None
     """Extra checks of the options and the run before anything runs (one-line UserErrors)."""
+    beside: bool = False
+    """In :func:`run_stages`: may run on a second thread while the stages listed after it go on. For light
+    stages that leave the GIL free most of the time and use no torch (torch's thread count is the process's):
+    the turntable beside the splat distillation, which keeps one core busy and leaves the other idle."""
 
 
 def stage_key(run: Run, stage: Stage) -> str:
@@ -73,7 +77,7 @@ def stage_key(run: Run, stage: Stage) -> str:
     )
 
 
-def run_stage(run: Run, stage: Stage, force: bool = False, wait: bool = False) -> dict:
+def run_stage(run: Run, stage: Stage, force: bool = False, wait: bool = False, clean: bool = True) -> dict:
     """Run ``stage`` unless its record says it is done for the same key and its outputs are intact.
 
     Args:
@@ -81,13 +85,16 @@ def run_stage(run: Run, stage: Stage, force: bool = False, wait: bool = False) -
         stage: the stage.
         force: run even if the stage is up to date.
         wait: wait for another process that holds the run's lock instead of failing.
+        clean: first remove temporaries that a killed process left (False while another stage of this
+            process may be writing its own).
     Returns:
         The stage's information (from its record when skipped), with ``seconds``, ``skipped`` and
         ``peak_rss_mib`` (the process's peak resident memory while the stage ran, in MiB; None when
         skipped or where the system cannot tell, see :mod:`portrait3d.memory`).
     """
     with run.lock(wait):
-        run.clean_temporaries()
+        if clean:
+            run.clean_temporaries()
         if stage.check is not None:
             stage.check(run)
         missing = [i for i in stage.inputs if i not in stage.optional and not run.path(i).exists()]
@@ -127,6 +134,63 @@ def run_stage(run: Run, stage: Stage, force: bool = False, wait: bool = False) -
             raise RuntimeError(f"stage {stage.name} did not write {', '.join(absent)}")
         run.mark_done(stage.name, key, stage.outputs, seconds, info)
         return {**info, "seconds": round(seconds, 3), "skipped": False, "peak_rss_mib": peak}
+
+
+def run_stages(run: Run, stages: Sequence[Stage], force: bool = False, wait: bool = False) -> dict[str, dict]:
+    """Run ``stages`` in the list's order (:func:`run_stage` each) under the run's lock.
+
+    A stage marked :attr:`Stage.beside` goes to a second thread (one, its stages in the list's order) and
+    the stages after it go on; a stage that reads what such a stage writes waits for it first. Every
+    stage has ended when this returns or raises; the first failure is raised once the other thread's
+    stage has ended too (an interrupt stops it at its next progress step).
+
+    Returns:
+        Each stage's information (:func:`run_stage`) by stage name, in the list's order.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    results: dict[str, dict] = {}
+    beside: list[tuple[Stage, Future]] = []
+
+    def finish(done: list[tuple[Stage, Future]]) -> None:
+        for other, future in done:
+            results[other.name] = future.result()
+            beside.remove((other, future))
+
+    with run.lock(wait), ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside") as side:
+        run.clean_temporaries()  # once: from here on a stage's temporaries may be another thread's work
+        try:
+            for stage in stages:
+                finish([(other, future) for other, future in beside if _reads_output_of(stage, other)])
+                if stage.beside:
+                    beside.append((stage, side.submit(_run_beside, run, stage, force, wait)))
+                else:
+                    results[stage.name] = run_stage(run, stage, force, wait, clean=False)
+            finish(list(beside))
+        except BaseException:
+            for _, future in beside:
+                future.cancel()  # the ones not started; the executor waits for the one running
+            raise
+    return {stage.name: results[stage.name] for stage in stages}
+
+
+def _run_beside(run: Run, stage: Stage, force: bool, wait: bool) -> dict:
+    """:func:`run_stage` on the second thread: one core's worth of threads (the other stages have the rest)."""
+    from portrait3d.parallel import limited_threads
+
+    with limited_threads(1):
+        return run_stage(run, stage, force, wait, clean=False)
+
+
+def _reads_output_of(stage: Stage, other: Stage) -> bool:
+    """Whether ``stage`` reads a file or folder that ``other`` writes (either path inside the other; a
+    pattern stands for its whole folder)."""
+    written = [Path(o).parent if any(c in o for c in "*?[") else Path(o) for o in other.outputs]
+    for name in stage.inputs:
+        read = Path(name)
+        if any(read == w or w in read.parents or read in w.parents for w in written):
+            return True
+    return False
 
 
 @contextlib.contextmanager

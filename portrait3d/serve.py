@@ -33,19 +33,6 @@ from portrait3d.errors import UserError
 from portrait3d.make_asset import MAX_VIEWS, MIN_VIEWS
 from portrait3d.run import MARKER_DIR, Run, atomic_path, atomic_write_bytes, atomic_write_json, writable_folder
 
-STAGES = (
-    "preprocess",
-    "proxy",
-    "views",
-    "dataset",
-    "fit-nerf",
-    "export-mesh",
-    "render-turntable",
-    "contact-sheet",
-    "report",
-)
-"""The stages a job walks through, for the progress bar (diffusion: back-view and orbit-views replace views)."""
-DIFFUSION_STAGES = STAGES[:2] + ("back-view", "orbit-views") + STAGES[3:]
 JOB_FILE = "job.json"
 """``RUN/job.json``: the photo's name and the options of the run (what resuming it reruns)."""
 GRADIO_DIR = ".gradio"
@@ -189,17 +176,21 @@ class ProgressMap:
     """Turn :mod:`portrait3d.progress` events into calls of a ``gr.Progress`` (fraction, description)."""
 
     def __init__(self, report, stages: tuple[str, ...]) -> None:
+        """``stages``: the names of the job's stages in the list's order (``asset_stages``)."""
         self.report, self.stages, self.index = report, stages, 0
         self.lines: list[str] = []
 
     def __call__(self, event: progress.Event) -> None:
-        if event.stage in self.stages:
-            self.index = self.stages.index(event.stage)
+        index = self.stages.index(event.stage) if event.stage in self.stages else None
+        if event.kind == "stage-start" and index is not None:
+            # A stage that runs beside the next ones (the turntable beside the splats) starts before them and
+            # ends during them: the bar follows the latest stage in the list, and only its steps.
+            self.index = max(self.index, index)
         n = len(self.stages)
         label = f"{self.index + 1}/{n} {event.stage or 'starting'}"
-        if event.kind == "stage-start":
+        if event.kind == "stage-start" and index == self.index:
             self.report(self.index / n, desc=label)
-        elif event.kind == "step" and event.total:
+        elif event.kind == "step" and event.total and index in (None, self.index):
             self.report((self.index + event.done / event.total) / n, desc=f"{label}: {event.message}")
         elif event.kind == "info":
             self.lines.append(event.message)
@@ -306,9 +297,10 @@ class App:
 
     def _run(self, root: Path, photo: Path, job: dict, report) -> tuple:
         from portrait3d.make_asset import make_asset
+        from portrait3d.pipeline import asset_stages
 
         options = self._options(job)
-        stages = DIFFUSION_STAGES if job["generator"] == "diffusion" else STAGES
+        stages = (*(stage.name for stage in asset_stages(photo, options)), "report")
         listener = ProgressMap(report or (lambda *a, **k: None), stages)
         prune_gradio_cache(self.runs / GRADIO_DIR)  # Gradio has cached the previous job's files by now
         with progress.listen(listener):

@@ -33,8 +33,10 @@ def test_each_stage_is_built_by_its_own_package(tmp_path, generator):
     names = [stage.name for stage in built]
     expected = ["preprocess", "proxy"]
     expected += ["views"] if generator == "proxy" else ["back_view", "orbit_views"]
-    expected += ["dataset", "fit-nerf", "export-mesh", "export-splat", "render-turntable", "contact-sheet"]
+    expected += ["dataset", "fit-nerf", "export-mesh", "render-turntable", "contact-sheet", "export-splat"]
     assert names == expected
+    # The turntable and the contact sheet run beside the splat distillation (one core each).
+    assert [stage.name for stage in built if stage.beside] == ["render-turntable", "contact-sheet"]
     for stage in built:
         assert isinstance(stage, runner.Stage)
         module = stage.function.__module__

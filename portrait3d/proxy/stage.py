@@ -150,6 +150,7 @@ def orbit_cameras(options: ProxyOptions) -> list[cameras.Camera]:
 
 def build_proxy(run: Run, options: ProxyOptions) -> dict:
     """The proxy stage's function (:func:`stage`); returns its info."""
+    from portrait3d.parallel import ordered_map
     from portrait3d.run import atomic_save_image, atomic_write_bytes
 
     check_options(options)
@@ -166,9 +167,11 @@ def build_proxy(run: Run, options: ProxyOptions) -> dict:
         (tmp / "views").mkdir()
         (tmp / "conditions").mkdir()
         written = []
-        for i, cam in enumerate(progress.bar(cams, desc="proxy views")):
+        # Views side by side (the ray casts and most of the shading let go of the GIL), in order.
+        textured.prepare(cams[0])
+        rendered = ordered_map(lambda cam: render_view(textured, cam, options.size, options.supersample), cams)
+        for i, (view, condition) in enumerate(progress.bar(rendered, total=len(cams), desc="proxy views")):
             name = f"{cameras.view_name(i)}.png"
-            view, condition = render_view(textured, cam, options.size, options.supersample)
             written.append(writer.submit(_save_png, tmp / "views" / name, view))
             written.append(writer.submit(_save_png, tmp / "conditions" / name, condition))
         for future in written:

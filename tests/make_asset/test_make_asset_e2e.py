@@ -21,10 +21,12 @@ STAGES = [
     "dataset",
     "fit-nerf",
     "export-mesh",
-    "export-splat",
     "render-turntable",
     "contact-sheet",
+    "export-splat",
 ]
+BESIDE = ("render-turntable", "contact-sheet")
+"""Stages that run beside export-splat (``Stage.beside``)."""
 _command = make_asset_command
 _make_asset = run_make_asset
 
@@ -81,9 +83,13 @@ def test_report_fields_are_present_and_sane(finished_run):
     assert report["versions"]["torch"] and report["versions"]["portrait3d"]
     assert list(report["stages"]) == STAGES
     assert all(stage["seconds"] is not None and stage["seconds"] >= 0 for stage in report["stages"].values())
-    # The total covers every stage (no wall-clock bound: the machine's load must not fail a test).
-    stage_seconds = sum(stage["seconds"] for stage in report["stages"].values())
-    assert report["seconds_total"] > 0 and report["seconds_total"] >= stage_seconds - 0.01 * len(STAGES)
+    # The total covers every stage (no wall-clock bound: the machine's load must not fail a test); the
+    # turntable and the contact sheet run beside the splat stage, so they count once with it.
+    stages = report["stages"]
+    in_turn = sum(stage["seconds"] for name, stage in stages.items() if name not in BESIDE)
+    beside = sum(stages[name]["seconds"] for name in BESIDE)
+    assert report["seconds_total"] > 0 and report["seconds_total"] >= in_turn - 0.01 * len(STAGES)
+    assert report["seconds_total"] >= in_turn - stages["export-splat"]["seconds"] + beside - 0.01 * len(STAGES)
     # Each stage's own peak resident memory (the runner resets the kernel's peak before each stage).
     peaks = [stage["peak_rss_mib"] for stage in report["stages"].values()]
     assert all(peak > 100 for peak in peaks), peaks

@@ -24,9 +24,9 @@ UPSTREAM = [
     "dataset",
     "fit-nerf",
     "export-mesh",
-    "export-splat",
     "render-turntable",
     "contact-sheet",
+    "export-splat",
 ]
 
 

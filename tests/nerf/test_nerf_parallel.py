@@ -32,6 +32,17 @@ def test_ordered_map_keeps_the_order_and_uses_threads():
     assert seen_threads == {threading.get_ident()}
 
 
+def test_work_in_a_worker_or_beside_another_stage_gets_one_thread():
+    assert parallel.thread_count() >= 1
+    inside = list(parallel.ordered_map(lambda _: parallel.thread_count(), range(4), threads=2))
+    assert inside == [1, 1, 1, 1]
+    with parallel.limited_threads(1):
+        assert parallel.thread_count() == 1
+        with parallel.limited_threads(3):
+            assert 1 <= parallel.thread_count() <= 3
+        assert parallel.thread_count() == 1
+
+
 def test_ordered_map_bounds_the_waiting_results():
     started = []
 

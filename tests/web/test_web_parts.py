@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from portrait3d import progress, torchvision_compat
-from portrait3d.serve import STAGES, App, ProgressMap, ServeOptions, list_runs, run_name
+from portrait3d.make_asset import MakeAssetOptions
+from portrait3d.pipeline import asset_stages
+from portrait3d.serve import App, ProgressMap, ServeOptions, list_runs, run_name
 
 
 def test_resize_follows_torchvision_size_rule():
@@ -74,16 +76,28 @@ def test_progress_listen_hears_stages_lines_and_steps():
     assert events[-1].seconds is not None and events[-1].seconds >= 0
 
 
-def test_progress_map_reports_fractions_in_stage_order():
+def test_progress_map_reports_fractions_in_stage_order(tmp_path):
+    options = MakeAssetOptions(preset="tiny")
+    stages = (*(stage.name for stage in asset_stages(tmp_path / "photo.jpg", options)), "report")
+    assert stages.index("render-turntable") < stages.index("export-splat")
     calls = []
-    mapping = ProgressMap(lambda fraction, desc: calls.append((fraction, desc)), STAGES)
+    mapping = ProgressMap(lambda fraction, desc: calls.append((fraction, desc)), stages)
     with progress.listen(mapping):
         for name in ("preprocess", "fit-nerf"):
             with progress.stage(name):
                 list(progress.bar(range(2), desc="x"))
+        # The turntable runs beside the splat stage: its steps after the splat stage started do not move the bar.
+        with progress.stage("render-turntable"):
+            list(progress.bar(range(2), desc="frames"))
+            with progress.stage("export-splat"):
+                list(progress.bar(range(2), desc="distil"))
+            list(progress.bar(range(2), desc="frames"))
     fractions = [f for f, _ in calls]
     assert fractions == sorted(fractions) and fractions[0] == 0.0
-    assert calls[-1] == ((STAGES.index("fit-nerf") + 1) / len(STAGES), f"{STAGES.index('fit-nerf') + 1}/9 fit-nerf: x")
+    n, splat = len(stages), stages.index("export-splat") + 1
+    assert calls[-1] == (splat / n, f"{splat}/{n} export-splat: distil")
+    fit = stages.index("fit-nerf") + 1
+    assert ((fit / n), f"{fit}/{n} fit-nerf: x") in calls
 
 
 def test_run_names_follow_photo_and_options(tmp_path):

@@ -22,11 +22,11 @@ COLUMNS = (0, 1, 3, 4)
 """Which of eight orbit cameras (45 degrees apart) are shown."""
 
 
-def mesh_rows(label: str, path: str, size: int) -> np.ndarray:
+def mesh_rows(label: str, path: str, size: int, distance: float = 0.62) -> np.ndarray:
     """A label strip, the textured row and the shaded row of one mesh: (18 + 2 * size, 4 * size, 3) uint8."""
     mesh = load_head_mesh(path) if path.endswith(".glb") else trimesh.load(path, force="mesh")
     renderer = MeshRenderer(mesh)
-    orbit = cameras.orbit(8, pitch=10.0, radius=0.62 * cameras.PANOHEAD_RADIUS)
+    orbit = cameras.orbit(8, pitch=10.0, radius=distance * cameras.PANOHEAD_RADIUS)
     textured, shaded = [], []
     for index in COLUMNS:
         rgba = renderer.render_rgba(orbit[index], size).astype(np.float64) / 255.0
@@ -43,13 +43,16 @@ def main() -> None:
     parser.add_argument("out", help="picture to write (.jpg or .png)")
     parser.add_argument("meshes", nargs="+", metavar="LABEL=PATH", help="a label and a mesh file")
     parser.add_argument("--size", type=int, default=200, help="pixels per picture (default 200)")
+    parser.add_argument(
+        "--distance", type=float, default=0.62, help="camera distance in PanoHead orbit radii (default 0.62)"
+    )
     args = parser.parse_args()
     rows = []
     for item in args.meshes:
         label, sep, path = item.rpartition("=")
         if not sep:
             parser.error(f"expected LABEL=PATH, got {item!r}")
-        rows.append(mesh_rows(label, path, args.size))
+        rows.append(mesh_rows(label, path, args.size, args.distance))
     Image.fromarray(np.concatenate(rows, 0)).save(args.out, quality=85)
     print(f"wrote {args.out}")
 

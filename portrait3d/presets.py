@@ -1,7 +1,7 @@
 """Presets of the whole run: one dataclass config per stage, by name.
 
 ``configs/<name>.yaml`` are dumps of these (``python scripts/dump_presets.py``);
-a test keeps them in sync. ``fast`` is the CPU default (about 4 minutes on two
+a test keeps them in sync. ``fast`` is the CPU default (about 80-90 seconds on two
 cores), ``standard`` is meant for a CUDA GPU, ``tiny`` is for tests and smoke
 runs (low resolution, seconds per stage, poor quality).
 """

@@ -171,6 +171,10 @@ DEFAULT_SKIN = np.array([0.8, 0.62, 0.52])
 HAIR_GRAZING = 0.45
 """Photo weight (:func:`photo_weights`, 1 facing the camera) below which hair texels do not take the photo at
 all (the normal about 68 degrees from the view; skin is taken to about 80)."""
+MIRROR_LIGHT_LIMIT = 0.4
+"""The mirror image is made at most this much (natural log) brighter or darker (:func:`mirror_lit_as_seen`)."""
+MIRROR_LIGHT_MIN_OVERLAP = 0.002
+"""Share of texels (weighted) that must have both their own photo colour and a mirror image to relight it."""
 GAP_HALF_WIDTH = 0.012
 """Unseen gaps up to twice this wide (in texture widths; 49 texels at 2048) take the seen skin on their sides."""
 
@@ -623,6 +627,10 @@ def bake_texture(
     coords = mirror_coordinates(surface.points, mid_x, width)
     mirrored = symmetry.mirror(np.concatenate([photo, direct[..., None], hair_class[..., None]], axis=-1), coords)
     mirror_weight = np.clip(mirrored[..., 3], 0, 1) * surface.covered * (1.0 - surface.ear_root)
+    # The far side's light, not the near side's, on the mirror image (no pale or dark blocks where it takes over).
+    mirrored[..., :3] = mirror_lit_as_seen(
+        photo, direct, mirrored[..., :3], mirror_weight, hair_class, mirrored[..., 4]
+    )
     a = direct
     b = (1.0 - a) * mirror_weight
     known = a + b
@@ -793,6 +801,29 @@ def without_far_eye(photo_rgb: np.ndarray, far_eye: np.ndarray, head_mask: np.nd
     filled = cv2.inpaint(image, hole.astype(np.uint8), max(3, photo_rgb.shape[0] // 100), cv2.INPAINT_TELEA)
     share = far_eye[..., None]
     return (1 - share) * photo_rgb + share * (filled.astype(np.float64) / 255.0)
+
+
+def mirror_lit_as_seen(
+    photo: np.ndarray,
+    direct: np.ndarray,
+    mirrored: np.ndarray,
+    mirror_weight: np.ndarray,
+    hair: np.ndarray,
+    mirrored_hair: np.ndarray,
+) -> np.ndarray:
+    """The mirror image's colours, lit as the photo shows the far side: (Ht, Wt, 3).
+
+    The far side of a turned face is lit differently from the near side that its mirror image comes from
+    (a pale block on the far temple where the mirror takes over). Where a texel has both its own photo colour
+    and a mirror image of the same class, their ratio is the light's difference; spread smoothly over the
+    texture (:func:`_low_frequency`) and bounded, it scales the mirror image everywhere.
+    """
+    overlap = direct * mirror_weight * (1.0 - np.abs(hair - mirrored_hair))
+    if overlap.sum() < MIRROR_LIGHT_MIN_OVERLAP * overlap.size:
+        return mirrored
+    log_ratio = np.log(np.maximum(photo, 1e-3)) - np.log(np.maximum(mirrored, 1e-3))
+    gain = np.exp(np.clip(_low_frequency(log_ratio, overlap), -MIRROR_LIGHT_LIMIT, MIRROR_LIGHT_LIMIT))
+    return np.clip(mirrored * gain, 0.0, 1.0)
 
 
 def midline_band_weight(points: np.ndarray, camera: Camera, mid_x: float, face: np.ndarray) -> np.ndarray:

@@ -336,3 +336,29 @@ def test_a_turned_faces_far_eye_is_painted_over_with_the_skin_around_it():
     np.testing.assert_allclose(cleaned[50, 40], photo[50, 20], atol=0.05)  # skin where the far eye was
     np.testing.assert_array_equal(cleaned[44:57, 70:91], photo[44:57, 70:91])  # the near eye untouched
     np.testing.assert_array_equal(without_far_eye(photo, np.zeros((size, size)), head), photo)
+
+
+def test_the_mirror_image_takes_the_light_of_the_side_it_fills():
+    from portrait3d.proxy.texture import MIRROR_LIGHT_LIMIT, mirror_lit_as_seen
+
+    height, width = 128, 256
+    rng = np.random.default_rng(0)
+    mirrored = np.clip(0.5 + 0.1 * rng.standard_normal((height, width, 3)), 0.05, 1).astype(np.float32)
+    # The far side's own photo (left half) is 30 % darker than the near side mirrored onto it; it is seen where
+    # it overlaps the mirror image (a band), and the mirror image alone fills the rest of that half.
+    photo = mirrored * 0.7
+    direct = np.zeros((height, width), np.float32)
+    direct[:, 40:90] = 0.5
+    mirror_weight = np.zeros((height, width), np.float32)
+    mirror_weight[:, :128] = 1.0
+    skin = np.zeros((height, width), np.float32)
+    lit = mirror_lit_as_seen(photo, direct, mirrored, mirror_weight, skin, skin)
+    ratio = lit[:, :128] / mirrored[:, :128]
+    assert np.allclose(np.median(ratio), 0.7, atol=0.02) and ratio.std() < 0.05  # the whole half, not only the band
+    # Hair seen where the mirror brings skin tells nothing about the light; nor does a face seen nowhere twice.
+    hair = np.ones((height, width), np.float32)
+    assert np.array_equal(mirror_lit_as_seen(photo, direct, mirrored, mirror_weight, hair, skin), mirrored)
+    assert np.array_equal(mirror_lit_as_seen(photo, direct * 0, mirrored, mirror_weight, skin, skin), mirrored)
+    # A wildly different light is followed only so far.
+    dark = mirror_lit_as_seen(mirrored * 0.1, direct, mirrored, mirror_weight, skin, skin)
+    assert np.median(dark[:, :128] / mirrored[:, :128]) == pytest.approx(np.exp(-MIRROR_LIGHT_LIMIT), rel=0.03)

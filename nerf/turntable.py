@@ -112,7 +112,7 @@ def render_frames(mesh: trimesh.Trimesh, config: TurntableConfig, threads: int |
         return np.round(rgba[..., :3] * alpha + background * (1.0 - alpha)).astype(np.uint8)
 
     orbit = cameras.orbit(config.frames, pitch=config.pitch, target=target, focal=focal)
-    renderer.prepare(orbit[0])
+    renderer.prepare()
     yield from ordered_map(frame, orbit, threads)
 
 

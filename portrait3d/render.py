@@ -8,6 +8,7 @@ shades the hits from the mesh's UV texture or vertex colours.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,10 +56,13 @@ class MeshRenderer:
         from portrait3d.raycast import RayCaster
 
         self.mesh = mesh
-        faces = np.asarray(mesh.faces)
-        self._caster = RayCaster(np.asarray(mesh.vertices), faces, engine)
-        self._face_normals = _unit_face_normals(np.asarray(mesh.vertices, dtype=np.float64), faces)
+        self._caster = RayCaster(np.asarray(mesh.vertices), np.asarray(mesh.faces), engine)
         self._texture: np.ndarray | None = None  # (Ht, Wt, 3) uint8, read from the mesh's material once
+
+    @functools.cached_property
+    def _face_normals(self) -> np.ndarray:
+        """(F, 3) unit triangle normals, for :meth:`cast` only (textured and depth renders need none)."""
+        return _unit_face_normals(np.asarray(self.mesh.vertices, dtype=np.float64), np.asarray(self.mesh.faces))
 
     def _cast_rays(self, camera: Camera, width: int, height: int):
         """One ray per pixel centre: ``(origins, dirs, t (H, W), tri (H, W), bary (H, W, 3))``."""
@@ -120,9 +124,9 @@ class MeshRenderer:
             out[mask] = barycentric_blend(vc[faces, :3].astype(np.float64) / 255.0, bary)
         return out
 
-    def prepare(self, camera: Camera) -> None:
+    def prepare(self) -> None:
         """Read the texture (once per renderer), so that threads may then render side by side."""
-        self.render_rgba(camera, 1)
+        self._texture_image()
 
     def render_rgba(self, camera: Camera, size: int | tuple[int, int]) -> np.ndarray:
         """Textured render with a transparent background: (H, W, 4) uint8."""

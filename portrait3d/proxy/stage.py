@@ -168,7 +168,7 @@ def build_proxy(run: Run, options: ProxyOptions) -> dict:
         (tmp / "conditions").mkdir()
         written = []
         # Views side by side (the ray casts and most of the shading let go of the GIL), in order.
-        textured.prepare(cams[0])
+        textured.prepare()
         rendered = ordered_map(lambda cam: render_view(textured, cam, options.size, options.supersample), cams)
         for i, (view, condition) in enumerate(progress.bar(rendered, total=len(cams), desc="proxy views")):
             name = f"{cameras.view_name(i)}.png"

@@ -20,6 +20,10 @@ above the chin (see ``portrait3d.proxy.scan_eval``). Printed:
 
     python scripts/bench_scan.py ../shared/eval/scan/BustManWreath_ao_textured.glb --turn 35 --out /tmp/scan
 
+``--photo-turn`` then turns the face that many degrees away from the camera for the photo (a three-quarter or
+profile portrait of the scan); the figures are measured the same way and the views still go round the face
+(yaw 0 is its frontal view), so the frontal face made from a turned photo is compared with the truth.
+
 ``--out`` keeps the photo, the run folder, the aligned head (``head_aligned.ply``, metres, the turned scan's
 frame) and a contact sheet (scan above, head below) there.
 """
@@ -93,19 +97,22 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(a, b, channel_axis=-1, data_range=1.0, gaussian_weights=True, sigma=1.5))
 
 
-def measure(scan_path: Path, turn_deg: float, out: Path, head_height: float = 0.28) -> dict:
+def measure(scan_path: Path, turn_deg: float, out: Path, head_height: float = 0.28, photo_turn: float = 0.0) -> dict:
     """Run the benchmark on one scan; returns the figures (also written to ``out/figures.json``)."""
     from PIL import Image
 
-    from portrait3d.proxy.scan_eval import CHIN, evaluate_scan
+    from portrait3d.proxy.scan_eval import CHIN, evaluate_scan, turn
 
-    scan = _load_scan(scan_path, turn_deg)
+    scan = _load_scan(scan_path, turn_deg + photo_turn)
     result = evaluate_scan(scan, _head_centre(scan, head_height), out)
     result.head.export(out / "head_aligned.ply")
     np.save(out / "scan_landmarks.npy", result.scan_landmarks)
-    figures = {"scan": scan_path.name, "turn_deg": turn_deg, **result.figures, "load": os.getloadavg()[0]}
+    figures = {"scan": scan_path.name, "turn_deg": turn_deg, "photo_turn_deg": photo_turn, **result.figures}
+    figures["load"] = os.getloadavg()[0]
+    # The views go round the face, not the photo's camera: both turned back so the face looks at yaw 0.
+    facing, head = turn(scan, -photo_turn), turn(result.textured, -photo_turn)
     figures["views"], sheet = _render_pair(
-        scan, result.textured, _head_centre(scan, head_height), result.scan_landmarks[CHIN, 1]
+        facing, head, _head_centre(facing, head_height), result.scan_landmarks[CHIN, 1]
     )
     Image.fromarray(sheet).save(out / "sheet.png")
     (out / "figures.json").write_text(json.dumps(figures, indent=1))
@@ -116,6 +123,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scan", type=Path, help="textured head scan (GLB/OBJ/PLY; metres, +Y up, facing +Z)")
     parser.add_argument("--turn", type=float, default=0.0, help="degrees to turn the scan so its face looks at +Z")
+    parser.add_argument(
+        "--photo-turn",
+        type=float,
+        default=0.0,
+        help="then turn the face this many degrees away from the camera for the photo (a turned-face portrait)",
+    )
     parser.add_argument("--head-height", type=float, default=0.28, help="metres from the top that hold the head")
     parser.add_argument("--out", type=Path, help="keep the photo, run and contact sheet here")
     args = parser.parse_args()
@@ -124,7 +137,7 @@ def main() -> None:
 
     progress.set_verbosity(progress.QUIET)
     with tempfile.TemporaryDirectory() as tmp:
-        f = measure(args.scan, args.turn, args.out or Path(tmp), args.head_height)
+        f = measure(args.scan, args.turn, args.out or Path(tmp), args.head_height, args.photo_turn)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load {f['load']:.2f}")
     print(
         f"| {f['scan']} | face median {f['face_median_mm']:.2f} mm | face mean {f['face_mean_mm']:.2f} mm "

@@ -143,18 +143,35 @@ def landmark_points(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cast landmark pixels through ``camera`` onto ``mesh``: (N, 2) -> points (N, 3), hit (N,) bool."""
     scene, o3c = _raycaster(mesh)
-    centre = camera.position
-    k = camera.intrinsic_matrix(size, size)
-    cam = np.stack(
-        [(pixels[:, 0] - k[0, 2]) / k[0, 0], (pixels[:, 1] - k[1, 2]) / k[1, 1], np.ones(len(pixels))], axis=1
-    )
-    world_dirs = cam @ camera.cam2world[:3, :3].T
-    world_dirs /= np.linalg.norm(world_dirs, axis=1, keepdims=True)
+    centre, world_dirs = _pixel_rays(camera, pixels, size)
     rays = np.concatenate([np.broadcast_to(centre, world_dirs.shape), world_dirs], axis=1).astype(np.float32)
     t = scene.cast_rays(o3c.Tensor(rays))["t_hit"].numpy().astype(np.float64)
     hit = np.isfinite(t)
     points = centre + world_dirs * np.where(hit, t, 0.0)[:, None]
     return points, hit
+
+
+def _pixel_rays(camera: Camera, pixels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The camera's centre (3,) and the unit world directions (N, 3) through (N, 2) pixels of a ``size`` image."""
+    k = camera.intrinsic_matrix(size, size)
+    cam = np.stack(
+        [(pixels[:, 0] - k[0, 2]) / k[0, 0], (pixels[:, 1] - k[1, 2]) / k[1, 1], np.ones(len(pixels))], axis=1
+    )
+    world_dirs = cam @ camera.cam2world[:3, :3].T
+    return camera.position, world_dirs / np.linalg.norm(world_dirs, axis=1, keepdims=True)
+
+
+def grazed_point(mesh: trimesh.Trimesh, camera: Camera, pixel: np.ndarray, size: int) -> np.ndarray:
+    """The vertex a pixel's ray passes nearest, in front of the camera: (3,) metres.
+
+    For a landmark whose ray just misses the surface (on a face turned far, the photo's nose tip can sit a pixel
+    beyond the outline).
+    """
+    centre, direction = _pixel_rays(camera, np.asarray(pixel, dtype=np.float64)[None], size)
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    along = (vertices - centre) @ direction[0]
+    apart = np.linalg.norm(vertices - centre - along[:, None] * direction[0], axis=1)
+    return vertices[int(np.argmin(np.where(along > 0, apart, np.inf)))]
 
 
 def umeyama(source: np.ndarray, target: np.ndarray, with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
@@ -311,8 +328,12 @@ def evaluate_scan(scan: trimesh.Trimesh, centre: np.ndarray, out) -> ScanResult:
     aligned = transformed(geometry, similarity)
     textured = head.textured.copy()
     textured.vertices = similarity(np.asarray(textured.vertices) * METRES_PER_UNIT)
+    # On a face turned far, the photo's nose tip can sit a pixel beyond the outline: take the point it grazes.
+    nose_tip = scan_lm[NOSE_TIP]
+    if not scan_hit[NOSE_TIP]:
+        nose_tip = grazed_point(scan, photo.camera, photo_px[NOSE_TIP], photo.image.shape[0])
     figures = {
-        **face_error(outer, aligned, scan_lm[NOSE_TIP]),
+        **face_error(outer, aligned, nose_tip),
         "head_chamfer_mm": head_chamfer(outer, aligned, scan_lm[CHIN, 1]),
         "scale_error_pct": 100.0 * (1.0 / similarity.scale - 1.0),
         "seconds_preprocess_proxy": round(seconds, 1),

@@ -713,6 +713,19 @@ def bake_texture(
         # gaps are filled across.
         hair_around = np.maximum(across_gaps(seen_hair[..., None], confident >= 1)[..., 0], surface.hair)
         share = (np.clip(share, 0.0, 1.0) * (1.0 - np.clip(hair_around, 0.0, 1.0)))[..., None]
+        if mirror_x is not None:
+            # A turned face's mid-line is the photo's outline: the gap there runs down through the nose and the
+            # lips, and its two sides are one place and its mirror image. Each row takes what the photo shows at
+            # the gap's edges, lips and nostrils too, so the lips meet across the mid-line (skin alone would
+            # split them in two).
+            on_midline = gaps & (np.abs(surface.points[..., 0] - mirror_x) < MIDLINE_BAND)
+            edges = (confident >= 1) & (seen_hair < 0.5)
+            lips = _lips_texels(landmarks, size, pixels, a, b, coords)
+            rows = along_rows(np.concatenate([seen_rgb, lips[..., None]], axis=-1), edges, on_midline,
+                              np.concatenate([across, np.zeros_like(lips)[..., None]], axis=-1))  # fmt: skip
+            # Only the lips: the nostrils' row would draw a dark bar under the nose.
+            lip_share = np.clip(rows[..., 3:], 0.0, 1.0)
+            across = lip_share * rows[..., :3] + (1 - lip_share) * across
         fill = share * across + (1 - share) * fill
 
     if surface.on_pinna.any():
@@ -879,6 +892,57 @@ def across_gaps(rgb: np.ndarray, source: np.ndarray) -> np.ndarray:
     nearest it on every side (pull-push); texels outside the source fade to the mean of a wider ring."""
     # At the full scale: on a coarser grid the two sides of a gap a few texels wide would mix.
     return _low_frequency(rgb, source.astype(np.float32), work_width=rgb.shape[1])
+
+
+def _lips_texels(
+    landmarks: np.ndarray | None, size: int, pixels: np.ndarray, direct: np.ndarray, mirror: np.ndarray, coords
+) -> np.ndarray:
+    """(Ht, Wt) how much each texel shows the photo's lips, seen directly (``direct``) or mirrored (``mirror``)."""
+    from portrait3d.proxy import symmetry
+
+    if landmarks is None or len(landmarks) < 468:
+        return np.zeros(direct.shape, np.float32)
+    hull = _hulls(np.asarray(landmarks, dtype=np.float64)[:, :2], [FACE_FEATURES["lips"]], size, 0)
+    lips = sample_photo(hull.astype(np.float32), pixels) * direct
+    mirrored = symmetry.mirror(lips, coords)
+    return np.clip(lips + mirror * mirrored, 0.0, 1.0).astype(np.float32)
+
+
+def along_rows(rgb: np.ndarray, source: np.ndarray, gaps: np.ndarray, otherwise: np.ndarray) -> np.ndarray:
+    """Each ``gaps`` texel's value from the ``source`` texels nearest it to its left and right in its row.
+
+    The two are blended by distance (a gap between two texels of one colour takes that colour); a gap texel
+    without a source texel on both sides keeps ``otherwise``.
+
+    Args:
+        rgb: (Ht, Wt, C) values.
+        source: (Ht, Wt) bool, the texels to take values from.
+        gaps: (Ht, Wt) bool, the texels to fill.
+        otherwise: (Ht, Wt, C) the values where a row has no source on one side.
+    Returns:
+        (Ht, Wt, C): ``rgb`` of the filled texels, ``otherwise`` elsewhere.
+    """
+    import cv2
+
+    height, width = source.shape
+    # Not the very edge (the outline's blend with the background), and a few texels' mean, not one texel's noise.
+    inset = max(1, width // 512)
+    kernel = np.ones((1, 2 * inset + 1), np.uint8)
+    source = cv2.erode(source.astype(np.uint8), kernel).astype(bool)
+    counts = cv2.blur(source.astype(np.float32), (4 * inset + 1, 1))
+    rgb = (
+        cv2.blur(np.asarray(rgb, np.float32) * source[..., None], (4 * inset + 1, 1))
+        / np.maximum(counts, 1e-6)[..., None]
+    )
+    columns = np.broadcast_to(np.arange(width), (height, width))
+    left = np.maximum.accumulate(np.where(source, columns, -1), axis=1)
+    right = np.minimum.accumulate(np.where(source, columns, width)[:, ::-1], axis=1)[:, ::-1]
+    both = gaps & (left >= 0) & (right < width)
+    rows = np.broadcast_to(np.arange(height)[:, None], (height, width))
+    left_value = rgb[rows, np.clip(left, 0, width - 1)]
+    right_value = rgb[rows, np.clip(right, 0, width - 1)]
+    t = ((columns - left) / np.maximum(right - left, 1))[..., None]
+    return np.where(both[..., None], (1 - t) * left_value + t * right_value, otherwise)
 
 
 def _no_lighter(rgb: np.ndarray, lightness: float) -> np.ndarray:

@@ -241,3 +241,24 @@ def test_outer_surface_drops_what_no_camera_outside_sees():
     outer = outer_surface(scan)
     assert len(outer.faces) == len(skin.faces)
     assert np.linalg.norm(outer.vertices, axis=1).min() > 0.099
+
+
+def test_a_landmark_just_off_the_outline_takes_the_point_its_ray_grazes():
+    """On a face turned far the photo's nose tip can sit a pixel beyond the outline, where its ray misses the
+    scan: the face error is then centred on the surface point that ray passes nearest, not on nothing."""
+    import trimesh
+
+    from portrait3d.cameras import Camera, look_at, normalised_intrinsics
+    from portrait3d.proxy.scan_eval import grazed_point
+
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=0.1)
+    camera = Camera(look_at(np.array([0.0, 0.0, 1.0]), np.zeros(3)), normalised_intrinsics(1.0 / 0.42))
+    size = 1024
+    # The sphere's outline in the image, at its right; the pixel two pixels beyond it.
+    edge, _ = camera.project(np.array([[0.1 * np.sqrt(1 - 0.01), 0.0, 0.1 * 0.1]]), size, size)
+    beyond = edge[0] + np.array([2.0, 0.0])
+    _, hit = landmark_points(sphere, camera, beyond[None], size)
+    assert not hit[0]
+    point = grazed_point(sphere, camera, beyond, size)
+    assert abs(np.linalg.norm(point) - 0.1) < 1e-6  # a surface point ...
+    assert point[0] > 0.098 and abs(point[1]) < 0.003  # ... at the outline beside the pixel

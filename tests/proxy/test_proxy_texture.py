@@ -217,6 +217,37 @@ def test_thin_unseen_gaps_take_their_sides_skin_and_open_regions_do_not():
     assert left[0] > right[0]  # each side of the gap leans to its own side's colour
 
 
+def test_the_midline_gap_takes_each_rows_own_colours_lips_too():
+    """On a turned face the mid-line gap runs down through the lips: each row takes what lies at the gap's two
+    edges in that row, so the lips meet across the mid-line and the line between them stays a line (the skin
+    around them would split the lips in two)."""
+    from portrait3d.proxy.texture import along_rows
+
+    height, width = 64, 256
+    lips, line = np.array([0.7, 0.3, 0.3]), np.array([0.3, 0.1, 0.1])
+    rgb = np.broadcast_to(SKIN, (height, width, 3)).astype(np.float32).copy()
+    rgb[20:40, 40:216] = lips
+    rgb[29:31, 40:216] = line  # the mouth's line, two rows
+    gaps = np.zeros((height, width), bool)
+    gaps[:, 120:136] = True  # the mid-line gap, 16 texels wide
+    source = ~gaps
+    source[50:, 136:] = False  # rows with nothing seen on the right keep the other fill
+    rgb[gaps] = (0.0, 0.0, 1.0)  # what the gap held: must not show
+    otherwise = np.full((height, width, 3), 0.5, np.float32)
+
+    filled = along_rows(rgb, source, gaps, otherwise)
+    assert np.allclose(filled[22:28, 120:136], lips, atol=1e-3)
+    assert np.allclose(filled[29:31, 120:136], line, atol=1e-3)
+    assert np.allclose(filled[5:15, 120:136], SKIN, atol=1e-3)
+    assert np.allclose(filled[52:, 120:136], 0.5)
+    assert np.allclose(filled[~gaps], 0.5)  # only the gaps are filled
+
+    # Two sides of different colours: each end of the gap leans to its own side.
+    rgb[:, 136:] = SKIN * 0.8
+    filled = along_rows(rgb, source, gaps, otherwise)
+    assert filled[10, 121, 0] > filled[10, 134, 0]
+
+
 def test_an_uncovered_ear_is_skin_beside_the_photos_hair():
     """Short hair above the ears: the ears, which the photo does not paint, take the skin's colour, not the
     hair's spread from beside them."""

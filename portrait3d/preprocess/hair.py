@@ -121,7 +121,10 @@ def split_head(
     head = above_chin if not_head is not None else above_chin & (hair | face_zone | (rows < mouth))
     head = _attached(head, oval_b & person)
     hair &= head
-    if landmarks is not None and len(landmarks) >= 468 and crown_hair_share(hair, head, oval_b) < BALD_SHARE:
+    # A bald scalp turning away from the light darkens toward the outline, out of the skin colour's range: the
+    # share of hair in the crown does not count skin of the face's hue, only darker and no rougher.
+    shaded = _shaded_skin(lab, roughness, median, skin_roughness)
+    if landmarks is not None and len(landmarks) >= 468 and crown_hair_share(hair & ~shaded, head, oval_b) < BALD_SHARE:
         # A bald or shaved head: what looked like hair (shadows, a fringe of thin hair, the background's
         # edge) is not enough to grow a hair volume or paint strands on.
         hair = np.zeros_like(hair)
@@ -130,6 +133,43 @@ def split_head(
 
 BALD_SHARE = 0.3
 """A head whose crown (above the face oval, as wide as the face) is less hair than this is bald."""
+
+
+SHADED_SKIN_HUE = 15.0
+"""Degrees of hue (CIELAB) from the lit skin's within which a darker pixel can be the skin in shade."""
+SHADED_SKIN_CHROMA = (0.6, 1.4)
+"""Range of a pixel's chroma per lightness, as a share of the lit skin's, for skin in shade."""
+SHADED_SKIN_LIGHTNESS = 0.5
+"""Skin in shade is at least this share of the lit skin's lightness (hair of the skin's hue is darker)."""
+SHADED_SKIN_ROUGHNESS = 2.0
+"""Skin in shade is no rougher than this many times the cheeks' roughness (hair has strands)."""
+
+
+def _shaded_skin(lab: np.ndarray, roughness: np.ndarray, skin: np.ndarray, skin_roughness: float) -> np.ndarray:
+    """(S, S) bool: pixels that can be the skin turning away from the light (a bald scalp toward its outline).
+
+    Darker than the lit skin (``skin``: its median colour, OpenCV 8-bit Lab) down to
+    :data:`SHADED_SKIN_LIGHTNESS` of it, of its hue, with about its chroma for that lightness, and smooth. A
+    grey photo's skin has no hue to compare: nothing is shaded skin there.
+    """
+    a, b = lab[..., 1] - 128.0, lab[..., 2] - 128.0
+    skin_a, skin_b = float(skin[1]) - 128.0, float(skin[2]) - 128.0
+    skin_chroma = float(np.hypot(skin_a, skin_b))
+    if skin_chroma < 8.0:
+        return np.zeros(lab.shape[:2], bool)
+    lightness = lab[..., 0]
+    hue = np.degrees(np.arctan2(b, a) - np.arctan2(skin_b, skin_a))
+    hue = np.abs((hue + 180.0) % 360.0 - 180.0)
+    chroma = (np.hypot(a, b) / np.maximum(lightness, 1.0)) / (skin_chroma / max(float(skin[0]), 1.0))
+    low, high = SHADED_SKIN_CHROMA
+    return (
+        (lightness < skin[0])
+        & (lightness > SHADED_SKIN_LIGHTNESS * skin[0])
+        & (hue < SHADED_SKIN_HUE)
+        & (chroma > low)
+        & (chroma < high)
+        & (roughness < SHADED_SKIN_ROUGHNESS * max(skin_roughness, 1.0))
+    )
 
 
 def crown_hair_share(hair: np.ndarray, head: np.ndarray, oval: np.ndarray) -> float:

@@ -72,6 +72,28 @@ def test_a_bald_head_has_no_hair_and_no_strands(sample):
     assert abs(float(np.median(back_lab[:, 0])) - float(seg.skin_lab[0])) < 12, (np.median(back_lab, 0), seg.skin_lab)
 
 
+def test_a_bald_scalp_darkening_toward_its_outline_is_still_bald(sample, monkeypatch):
+    """A bald head lit from the camera (a flash, a scan rendered as a photo) darkens toward its outline, out of
+    the skin colour's range: Lee Perry-Smith's bald scan, photographed turned 45 and 65 degrees, got a hair shell
+    and strands. Skin of the face's hue, darker and no rougher, does not count as crown hair."""
+    from portrait3d.preprocess import hair
+
+    inputs, seg = sample
+    bald = _bald(inputs.photo, seg).astype(np.float32)
+    # Shade the scalp toward the head's outline, as a sphere lit from the camera: 55 % of the light at the rim.
+    inside = cv2.distanceTransform(seg.head.astype(np.uint8), cv2.DIST_L2, 5)
+    shade = 0.55 + 0.45 * np.clip(inside / 120.0, 0.0, 1.0)
+    scalp = cv2.GaussianBlur(seg.hair.astype(np.float32), (0, 0), 2.0)[..., None]
+    shaded = np.round(bald * (1 - scalp + scalp * shade[..., None])).astype(np.uint8)
+    assert split_head(shaded, inputs.mask, inputs.landmarks, seg.chin_row).hair.sum() == 0
+    # Without the shaded skin, the rim is hair and the head is not bald: the test can fail.
+    monkeypatch.setattr(hair, "SHADED_SKIN_LIGHTNESS", 1.0)
+    assert split_head(shaded, inputs.mask, inputs.landmarks, seg.chin_row).hair.sum() > 5_000
+    # Hair is not shaded skin: the sample itself keeps its hair with or without the rule.
+    monkeypatch.undo()
+    assert split_head(inputs.photo, inputs.mask, inputs.landmarks, seg.chin_row).hair.sum() > 10_000
+
+
 def test_glasses_temples_beside_the_face_are_not_hair(sample):
     inputs, seg = sample
     photo = inputs.photo.copy()

@@ -19,9 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_scan import head_centre, load_scan  # noqa: E402
 
 
 def readings(image: np.ndarray) -> tuple[float, float] | None:
@@ -48,13 +52,10 @@ def main() -> None:
     if not args.scan.is_file():
         raise SystemExit(f"error: {args.scan} is not a file")
 
-    import trimesh
-
     from portrait3d.proxy.scan_eval import scan_photo, turn
 
-    loaded = trimesh.load(args.scan)
-    base = turn(loaded.to_geometry() if isinstance(loaded, trimesh.Scene) else loaded, args.turn)
-    zero = readings(scan_photo(base, _head_centre(base, args.head_height)).image)
+    base = load_scan(args.scan, args.turn)
+    zero = readings(scan_photo(base, head_centre(base, args.head_height)).image)
     if zero is None:
         raise SystemExit("error: no face found in the unturned photo of the scan")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
@@ -63,20 +64,13 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for angle in args.angles:
         scan = turn(base, angle)
-        found = readings(scan_photo(scan, _head_centre(scan, args.head_height)).image)
+        found = readings(scan_photo(scan, head_centre(scan, args.head_height)).image)
         if found is None:
             print(f"| {angle:.0f} | no face found | | | |")
             continue
         # Turning the scan by +angle turns the face toward +x: the camera reads a yaw of -angle.
         errors = [found[k] - zero[k] + angle for k in (0, 1)]
         print(f"| {angle:.0f} | {found[0]:+.1f} | {found[1]:+.1f} | {errors[0]:+.1f} | {errors[1]:+.1f} |")
-
-
-def _head_centre(mesh, head_height: float) -> np.ndarray:
-    """Centre of the bounding box of the top ``head_height`` metres of the scan (as ``bench_scan.py``)."""
-    v = np.asarray(mesh.vertices)
-    top = v[v[:, 1] > v[:, 1].max() - head_height]
-    return (top.min(0) + top.max(0)) / 2
 
 
 if __name__ == "__main__":

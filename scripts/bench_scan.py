@@ -42,7 +42,7 @@ import numpy as np
 YAWS = (0.0, 30.0, -30.0, 60.0, -60.0, 90.0, -90.0, 180.0)
 
 
-def _load_scan(path: Path, turn_deg: float):
+def load_scan(path: Path, turn_deg: float):
     import trimesh
 
     from portrait3d.proxy.scan_eval import turn
@@ -52,7 +52,7 @@ def _load_scan(path: Path, turn_deg: float):
     return turn(mesh, turn_deg)
 
 
-def _head_centre(mesh, head_height: float) -> np.ndarray:
+def head_centre(mesh, head_height: float) -> np.ndarray:
     """Centre of the bounding box of the top ``head_height`` metres of the scan."""
     v = np.asarray(mesh.vertices)
     top = v[v[:, 1] > v[:, 1].max() - head_height]
@@ -103,8 +103,8 @@ def measure(scan_path: Path, turn_deg: float, out: Path, head_height: float = 0.
 
     from portrait3d.proxy.scan_eval import CHIN, evaluate_scan, turn
 
-    scan = _load_scan(scan_path, turn_deg + photo_turn)
-    result = evaluate_scan(scan, _head_centre(scan, head_height), out)
+    scan = load_scan(scan_path, turn_deg + photo_turn)
+    result = evaluate_scan(scan, head_centre(scan, head_height), out)
     result.head.export(out / "head_aligned.ply")
     np.save(out / "scan_landmarks.npy", result.scan_landmarks)
     figures = {"scan": scan_path.name, "turn_deg": turn_deg, "photo_turn_deg": photo_turn, **result.figures}
@@ -112,7 +112,7 @@ def measure(scan_path: Path, turn_deg: float, out: Path, head_height: float = 0.
     # The views go round the face, not the photo's camera: both turned back so the face looks at yaw 0.
     facing, head = turn(scan, -photo_turn), turn(result.textured, -photo_turn)
     figures["views"], sheet = _render_pair(
-        facing, head, _head_centre(facing, head_height), result.scan_landmarks[CHIN, 1]
+        facing, head, head_centre(facing, head_height), result.scan_landmarks[CHIN, 1]
     )
     Image.fromarray(sheet).save(out / "sheet.png")
     (out / "figures.json").write_text(json.dumps(figures, indent=1))

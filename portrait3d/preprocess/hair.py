@@ -123,8 +123,11 @@ def split_head(
     hair &= head
     # A bald scalp turning away from the light darkens toward the outline, out of the skin colour's range: the
     # share of hair in the crown does not count skin of the face's hue, only darker and no rougher.
-    shaded = _shaded_skin(lab, roughness, median, skin_roughness)
-    if landmarks is not None and len(landmarks) >= 468 and crown_hair_share(hair & ~shaded, head, oval_b) < BALD_SHARE:
+    if (
+        landmarks is not None
+        and len(landmarks) >= 468
+        and crown_hair_share(hair & ~_shaded_skin(lab, roughness, median, skin_roughness), head, oval_b) < BALD_SHARE
+    ):
         # A bald or shaved head: what looked like hair (shadows, a fringe of thin hair, the background's
         # edge) is not enough to grow a hair volume or paint strands on.
         hair = np.zeros_like(hair)

@@ -713,12 +713,13 @@ def bake_texture(
         # gaps are filled across.
         hair_around = np.maximum(across_gaps(seen_hair[..., None], confident >= 1)[..., 0], surface.hair)
         share = (np.clip(share, 0.0, 1.0) * (1.0 - np.clip(hair_around, 0.0, 1.0)))[..., None]
+        # A turned face's mid-line is the photo's outline: the gap there runs down through the nose and the lips,
+        # and its two sides are one place and its mirror image. Where those sides are the lips, each row takes the
+        # colours at the gap's edges, so the lips meet across the mid-line (the skin fill split them in two).
+        on_midline = np.zeros_like(gaps)
         if mirror_x is not None:
-            # A turned face's mid-line is the photo's outline: the gap there runs down through the nose and the
-            # lips, and its two sides are one place and its mirror image. Each row takes what the photo shows at
-            # the gap's edges, lips and nostrils too, so the lips meet across the mid-line (skin alone would
-            # split them in two).
             on_midline = gaps & (np.abs(surface.points[..., 0] - mirror_x) < MIDLINE_BAND)
+        if on_midline.any():
             edges = (confident >= 1) & (seen_hair < 0.5)
             lips = _lips_texels(landmarks, size, pixels, a, b, coords)
             rows = along_rows(np.concatenate([seen_rgb, lips[..., None]], axis=-1), edges, on_midline,
@@ -895,7 +896,12 @@ def across_gaps(rgb: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 
 def _lips_texels(
-    landmarks: np.ndarray | None, size: int, pixels: np.ndarray, direct: np.ndarray, mirror: np.ndarray, coords
+    landmarks: np.ndarray | None,
+    size: int,
+    pixels: np.ndarray,
+    direct: np.ndarray,
+    mirror: np.ndarray,
+    coords: np.ndarray,
 ) -> np.ndarray:
     """(Ht, Wt) how much each texel shows the photo's lips, seen directly (``direct``) or mirrored (``mirror``)."""
     from portrait3d.proxy import symmetry

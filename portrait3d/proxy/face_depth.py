@@ -37,6 +37,12 @@ two mouths."""
 MAX_DISPLACEMENT = 0.05
 """Largest move of one landmark's surface point (world units; 20 mm)."""
 
+BROAD_RADIUS = 0.05
+"""Width of the broad field under the face's warp (:func:`face_depth_warp`; world units, 20 mm)."""
+
+BROAD_SMOOTHING = 2.0
+"""Regularisation of the broad field: large, so it follows the landmarks' common move, not each landmark."""
+
 
 def face_cloud(landmarks: np.ndarray, camera: Camera, size: int, depth_gain: float = DEPTH_GAIN) -> np.ndarray:
     """World points of ``camera.json`` landmarks with their depth scaled about its median: (N, 3) -> (N, 3)."""
@@ -117,8 +123,9 @@ def face_depth_warp(
         vertices: (V, 3) the fitted template's vertices (world).
         faces: (F, 3) its triangles.
         cloud: (N, 3) the face's landmarks in 3D (:func:`face_cloud`).
-        radius: width of the Gaussian basis (world units).
-        smoothing: regularisation of the basis fit (larger: smoother, pairs met less exactly).
+        radius: width of the narrow field's Gaussian basis (world units); under it lies a broad field
+            (:data:`BROAD_RADIUS`, :data:`BROAD_SMOOTHING`) that carries the face's common move past the face.
+        smoothing: regularisation of the narrow field's fit (larger: smoother, pairs met less exactly).
         weights: (N,) trust in each landmark in [0, 1] (default all 1).
         placement: the cloud's placement on the surface (default :func:`place_cloud`).
     Returns:
@@ -145,7 +152,12 @@ def face_depth_warp(
     merged = np.zeros((len(first), 3))
     np.add.at(merged, inverse, offsets)
     merged /= np.bincount(inverse)[:, None]
-    return gaussian_field(centres[first], merged, radius, smoothing)
+    # Two scales: a broad, strongly regularised field takes the landmarks' common move and carries it on past the
+    # face, so the temples and cheeks follow it (one narrow field falls to nothing beside the face: a fold there);
+    # the narrow field takes what is left, the face's own relief.
+    broad = gaussian_field(centres[first], merged, BROAD_RADIUS, BROAD_SMOOTHING)
+    narrow = gaussian_field(centres[first], merged - broad(centres[first]), radius, smoothing)
+    return lambda points: broad(points) + narrow(points)
 
 
 def photo_pose_field(

@@ -262,3 +262,31 @@ def test_a_landmark_just_off_the_outline_takes_the_point_its_ray_grazes():
     point = grazed_point(sphere, camera, beyond, size)
     assert abs(np.linalg.norm(point) - 0.1) < 1e-6  # a surface point ...
     assert point[0] > 0.098 and abs(point[1]) < 0.003  # ... at the outline beside the pixel
+
+
+def test_a_common_move_of_the_face_carries_on_past_it_without_a_fold():
+    """The face's warp moves the whole face 5 mm forward: the head beside it follows over a few centimetres.
+
+    One narrow field (12 mm) fell to a fifth of the move 8-13 mm beyond the outermost landmarks and changed fastest
+    there: a fold down the temples and cheeks on every head. The broad field under it carries the common move on.
+    """
+    from scipy.spatial import cKDTree
+
+    from portrait3d.proxy.face_depth import FacePlacement, face_depth_warp
+
+    template = template_head()
+    vertices, faces = np.asarray(template.mesh.vertices), np.asarray(template.mesh.faces)
+    on_face, hit = landmark_points(template.mesh, camera_from_angles(0), _sample_on_template(template)[:, :2], 512)
+    move = 0.0125  # world units (5 mm)
+    cloud = on_face[hit] + [0.0, 0.0, move]
+    placement = FacePlacement(cloud, cloud, 1.0, np.eye(3), np.zeros(3))  # placed as it is
+    moves = face_depth_warp(vertices, faces, cloud, placement=placement)(vertices)
+    beyond = cKDTree(cloud).query(vertices)[0]
+    assert np.abs(moves[beyond < 0.005, 2] / move - 1.0).max() < 0.1  # the face itself takes the move
+    band = (beyond >= 0.05) & (beyond < 0.08)  # 20-32 mm beyond the face's landmarks
+    assert moves[band, 2].mean() > 0.3 * move  # narrow field alone: 0.18
+    edges = template.mesh.edges_unique
+    change = np.linalg.norm(moves[edges[:, 0]] - moves[edges[:, 1]], axis=1) / np.linalg.norm(
+        vertices[edges[:, 0]] - vertices[edges[:, 1]], axis=1
+    )
+    assert change.max() < 0.21  # how fast the move changes along the surface (narrow field alone: 0.24)

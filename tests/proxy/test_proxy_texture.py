@@ -151,8 +151,16 @@ def ring(tmp_path_factory):
     photo = np.asarray(Image.open(PHOTO).convert("RGB"))
     landmarks = np.asarray(json.loads(LANDMARKS.read_text())["points"])
     run = write_fixture_inputs(tmp_path_factory.mktemp("texture") / "run", photo, landmarks)
+    from portrait3d.preprocess.pipeline import person_mask
     from portrait3d.proxy.stage import ProxyOptions
+    from portrait3d.run import atomic_save_image
 
+    # The fixture's mask is the template's outline, dilated: beside the astronaut's narrower jaw it spans the pale
+    # background, which the head's edge there would take as its colour. What the person segmenter (preprocess's
+    # own mask) calls background stays background.
+    inputs = read_inputs(run)
+    person = person_mask(inputs.photo, np.ones(inputs.photo.shape[:2]), inputs.landmarks[:, :2].mean(0))
+    atomic_save_image(run.path("input", "mask.png"), np.minimum(np.asarray(inputs.mask), person))
     built = proxy_head(read_inputs(run), ProxyOptions(texture_width=1024))
     renderer = MeshRenderer(built.textured)
     return [renderer.render_rgba(cam, 128) for cam in orbit(32)], built
@@ -174,7 +182,7 @@ def test_ring_has_no_white_texels_holes_or_specks(ring):
             outlier = np.abs(lum - cv2.medianBlur(lum, 5)) > 60
             # No isolated specks. Up to 3: where the photo's cheek projects onto the hair shell's front edge beside the
             # jaw there is a light streak (a blob the median left alone before the ears moved 1.5 cm down; since,
-            # 2-3 thin pixels in one of views 9-11 or 22-23, depending on the ear's exact height).
+            # 1-2 thin pixels in one of views 9-11 or 21-23, depending on the ear's exact height and the face's warp).
             assert (outlier & head).sum() <= 3, i
 
 

@@ -711,8 +711,8 @@ def bake_texture(
         )
         # Gaps between seen hair, or on the template's scalp, keep the hair fill (its strands): only the face's
         # gaps are filled across.
-        hair_around = np.maximum(across_gaps(seen_hair[..., None], confident >= 1)[..., 0], surface.hair)
-        share = (np.clip(share, 0.0, 1.0) * (1.0 - np.clip(hair_around, 0.0, 1.0)))[..., None]
+        hair_around = hair_beside_gaps(seen_hair, seen_skin, confident, surface.hair)
+        share = (np.clip(share, 0.0, 1.0) * (1.0 - hair_around))[..., None]
         # A turned face's mid-line is the photo's outline: the gap there runs down through the nose and the lips,
         # and its two sides are one place and its mirror image. Where those sides are the lips, each row takes the
         # colours at the gap's edges, so the lips meet across the mid-line (the skin fill split them in two).
@@ -893,6 +893,28 @@ def across_gaps(rgb: np.ndarray, source: np.ndarray) -> np.ndarray:
     nearest it on every side (pull-push); texels outside the source fade to the mean of a wider ring."""
     # At the full scale: on a coarser grid the two sides of a gap a few texels wide would mix.
     return _low_frequency(rgb, source.astype(np.float32), work_width=rgb.shape[1])
+
+
+def hair_beside_gaps(
+    seen_hair: np.ndarray, seen_skin: np.ndarray, confident: np.ndarray, template_hair: np.ndarray
+) -> np.ndarray:
+    """How much a thin unseen gap lies in hair, from what its sides show: (Ht, Wt) in [0, 1].
+
+    The photo's hair on the gap's sides, or else the template's hair map (a gap on the scalp keeps the hair fill),
+    except where the photo shows skin on both sides: there the template's map is a guess the photo overrules. On
+    a profile the head posed as the photo saw it folds between the moved face and the unmoved ear, and the hidden
+    fold is a thin gap across the temple's seen skin; the template calls that temple hair, and its strands drew a
+    pale streak from the temple down the cheek.
+
+    Args:
+        seen_hair: (Ht, Wt) hair share of the seen colour.
+        seen_skin: (Ht, Wt) bool, texels seen as skin.
+        confident: (Ht, Wt) confidence of the seen colour; the gap's sides are the texels at 1.
+        template_hair: (Ht, Wt) the head's hair map.
+    """
+    sides = across_gaps(np.stack([seen_hair, seen_skin], axis=-1).astype(np.float32), confident >= 1)
+    skin_sides = np.clip(sides[..., 1], 0.0, 1.0)
+    return np.clip(np.maximum(sides[..., 0], template_hair * (1.0 - skin_sides)), 0.0, 1.0)
 
 
 def _lips_texels(

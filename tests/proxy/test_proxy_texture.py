@@ -225,6 +225,32 @@ def test_thin_unseen_gaps_take_their_sides_skin_and_open_regions_do_not():
     assert left[0] > right[0]  # each side of the gap leans to its own side's colour
 
 
+def test_a_gap_between_seen_skin_is_skin_where_the_template_says_hair():
+    """A profile's posed head folds at the temple: the hidden fold is a thin gap across seen skin, on what the
+    template's hair map calls hair. The photo's skin on its sides overrules the map; seen hair on its sides, or
+    sides that are no skin (the scalp's own gaps), keep it hair."""
+    from portrait3d.proxy.texture import hair_beside_gaps
+
+    height, width = 96, 192
+    confident = np.ones((height, width), np.float32)
+    confident[20:80, 60:66] = 0.0  # the fold's gap
+    template_hair = np.zeros((height, width), np.float32)
+    template_hair[:, 40:90] = 1.0  # the template's temple hair
+    seen_hair = np.zeros((height, width), np.float32)
+    seen_skin = confident >= 1
+    gap = (slice(30, 70), slice(61, 65))
+    assert hair_beside_gaps(seen_hair, seen_skin, confident, template_hair)[gap].max() < 0.1
+    # The same gap between the photo's hair ...
+    assert (
+        hair_beside_gaps(seen_skin.astype(np.float32), np.zeros_like(seen_skin), confident, template_hair)[gap].min()
+        > 0.9
+    )
+    # ... and between seen texels that are neither (a brow, the scalp's sheen): the template decides.
+    no_skin = np.zeros_like(seen_skin)
+    assert hair_beside_gaps(seen_hair, no_skin, confident, template_hair)[gap].min() > 0.9
+    assert hair_beside_gaps(seen_hair, no_skin, confident, np.zeros_like(template_hair))[gap].max() < 0.1
+
+
 def test_the_midline_gap_takes_each_rows_own_colours_lips_too():
     """On a turned face the mid-line gap runs down through the lips: each row takes what lies at the gap's two
     edges in that row, so the lips meet across the mid-line and the line between them stays a line (the skin

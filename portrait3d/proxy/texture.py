@@ -621,6 +621,8 @@ def bake_texture(
     direct = np.minimum(direct, cv2.GaussianBlur(direct.astype(np.float32), (0, 0), sigma))
     if mirror_x is not None:
         direct = direct * midline_band_weight(surface.points, camera, mirror_x, sample_photo(regions.face, pixels))
+        if landmarks is not None and head_mask is not None:
+            direct = direct * (1.0 - far_eye_at_outline(landmarks, head_mask, surface.points, pixels, camera, mirror_x))
 
     # 2. The mirror image across the face's mid-plane, where the texel itself is not seen.
     mid_x = symmetry.head_mid_x(vertices) if mirror_x is None else mirror_x
@@ -790,15 +792,78 @@ def far_eye_pixels(landmarks: np.ndarray, camera: Camera, size: int) -> np.ndarr
     if share <= 0 or len(points) < 468:
         return out
     points = points[:, :2]
-    nose = points[4]
-    if not np.all(np.isfinite(nose)):
+    far = _far_side(points)
+    if far is None:
         return out
-    sides = ("right", "left")
-    centres = [points[list(FACE_FEATURES[f"{side}_eye"])].mean(0) for side in sides]
-    far = sides[int(np.argmin([abs(c[0] - nose[0]) for c in centres]))]
     grow = max(1, int(round(0.016 * size)))  # the lashes stand out of the eye's contour
     hulls = _hulls(points, [FACE_FEATURES[f"{far}_eye"], FACE_FEATURES[f"{far}_brow"]], size, grow)
     return share * hulls.astype(np.float32)
+
+
+def _far_side(points: np.ndarray) -> str | None:
+    """Which of a turned face's eyes is the far one, ``"right"`` or ``"left"`` (the one nearer the nose tip across
+    the photo: the nose points to the far side), from (468+, 2) landmark pixels; None without a nose tip."""
+    nose = points[4]
+    if not np.all(np.isfinite(nose)):
+        return None
+    sides = ("right", "left")
+    centres = [points[list(FACE_FEATURES[f"{side}_eye"])].mean(0) for side in sides]
+    return sides[int(np.argmin([abs(c[0] - nose[0]) for c in centres]))]
+
+
+FAR_EYE_OUTLINE = (0.5, 0.25)
+"""A turned face's far eye whose outer corner lies within the first of these shares of its own width of the photo's
+head outline is seen at the outline, and fully from the second (see :func:`far_eye_at_outline`)."""
+
+OUTER_CORNER = {"right": 33, "left": 263}
+"""The face-mesh landmark of each eye's outer corner."""
+
+FAR_EYE_GROW = 0.03
+"""How far (a share of the photo's side) the far eye's texels seen at the outline reach beyond the eye's contour:
+its lashes and the liner's wing, and the lit rim they lie over."""
+
+
+def far_eye_at_outline(
+    landmarks: np.ndarray, head_mask: np.ndarray, points: np.ndarray, pixels: np.ndarray, camera: Camera, mid_x: float
+) -> np.ndarray:
+    """How much each texel is a turned face's far eye seen at the photo's outline: (Ht, Wt) in [0, 1].
+
+    Turned 20-30 degrees, a narrow face's far eye can reach the head's outline in the photo (the couple's photo: its
+    outer corner 10 pixels from it, a quarter of the eye's width). Seen that obliquely, the lashes and the liner,
+    which stand out of the surface, lie over the temple's lit rim, and the frontal views showed a dark blot beyond
+    the eye's corner with a pale patch above it. Such an eye takes the near eye's mirror image (the photo weight of
+    its texels on the far side of the face's mid-plane goes to 0); an eye well inside the outline keeps its own photo.
+
+    Args:
+        landmarks: (468+, 2+) face-mesh landmarks in photo pixels.
+        head_mask: (S, S) head-and-hair mask of the photo.
+        points: (Ht, Wt, 3) the texels' surface points (head frame).
+        pixels: (Ht, Wt, 2) the texels' photo pixels.
+        camera: the photo's camera.
+        mid_x: x of the face's mid-plane.
+    """
+    import cv2
+
+    size = head_mask.shape[0]
+    lm = np.asarray(landmarks, dtype=np.float64)[:, :2]
+    far = _far_side(lm) if len(lm) >= 468 else None
+    if far is None:
+        return np.zeros(points.shape[:2])
+    inside = cv2.distanceTransform((np.asarray(head_mask) > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    corner = lm[OUTER_CORNER[far]]
+    col, row = np.clip(np.round(corner).astype(int), 0, size - 1)
+    eye = lm[list(FACE_FEATURES[f"{far}_eye"])]
+    width = max(float(np.ptp(eye[:, 0])), 1.0)
+    share = float(
+        _smoothstep(np.asarray((FAR_EYE_OUTLINE[0] - inside[row, col] / width) / np.subtract(*FAR_EYE_OUTLINE)))
+    )
+    if share <= 0:
+        return np.zeros(points.shape[:2])
+    grow = max(1, int(round(FAR_EYE_GROW * size)))  # the lashes and the liner's wing stand out of the eye's contour
+    hull = cv2.GaussianBlur(_hulls(lm, [FACE_FEATURES[f"{far}_eye"]], size, grow).astype(np.float32), (0, 0), 2.0)
+    toward = 1.0 if camera.position[0] >= mid_x else -1.0
+    far_side = (mid_x - points[..., 0]) * toward > 0.0
+    return share * np.clip(sample_photo(hull, pixels), 0.0, 1.0) * far_side
 
 
 def without_far_eye(photo_rgb: np.ndarray, far_eye: np.ndarray, head_mask: np.ndarray | None) -> np.ndarray:

@@ -251,6 +251,40 @@ def test_a_gap_between_seen_skin_is_skin_where_the_template_says_hair():
     assert hair_beside_gaps(seen_hair, no_skin, confident, np.zeros_like(template_hair))[gap].max() < 0.1
 
 
+def test_a_far_eye_at_the_photos_outline_takes_the_mirror_image_one_inside_keeps_the_photo():
+    """A face turned ~25 degrees whose far eye reaches the head's outline in the photo (its lashes over the temple's
+    rim): that eye's texels lose the photo on the far side of the mid-plane; with the outline well away, or on the
+    near side, nothing changes."""
+    from portrait3d.cameras import camera_from_angles
+    from portrait3d.proxy.texture import OUTER_CORNER, far_eye_at_outline
+
+    size = 512
+    landmarks = np.asarray(json.loads(LANDMARKS.read_text())["points"], dtype=np.float64)[:, :2].copy()
+    landmarks[4, 0] = landmarks[list(FACE_FEATURES["left_eye"])].mean(0)[0] - 5  # the nose points to the left eye
+    corner = landmarks[OUTER_CORNER["left"]]
+    # Texels: one per photo pixel, their surface x running with the pixel's column (mid-plane at the nose's column).
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    pixels = np.stack([cols + 0.5, rows + 0.5], axis=-1)
+    mid_col = float(np.median(landmarks[[1, 4, 6, 168], 0]))
+    points = np.stack([(cols - mid_col) / size, np.zeros_like(cols), np.zeros_like(cols)], axis=-1)
+    camera = camera_from_angles(-25.0)  # at -x: the +x side (the left eye's, image right) is the far side
+    eye = landmarks[list(FACE_FEATURES["left_eye"])].mean(0).round().astype(int)
+    near_eye = landmarks[list(FACE_FEATURES["right_eye"])].mean(0).round().astype(int)
+
+    def weight(mask_right_edge: float) -> np.ndarray:
+        mask = np.zeros((size, size), np.float32)
+        mask[:, : int(mask_right_edge)] = 1.0
+        return far_eye_at_outline(landmarks, mask, points, pixels, camera, 0.0)
+
+    eye_width = float(np.ptp(landmarks[list(FACE_FEATURES["left_eye"]), 0]))
+    at_outline = weight(corner[0] + 0.15 * eye_width)  # the outline just past the eye's outer corner
+    assert weight(corner[0] + 0.6 * eye_width).max() == 0.0  # more than half an eye's width from it: untouched
+    assert at_outline[eye[1], eye[0]] > 0.9
+    assert at_outline[near_eye[1], near_eye[0]] == 0.0
+    assert at_outline[eye[1] - 60, eye[0]] < 0.05  # the forehead above keeps its photo
+    assert weight(size).max() == 0.0  # the outline far from the eye: the eye keeps its photo
+
+
 def test_the_midline_gap_takes_each_rows_own_colours_lips_too():
     """On a turned face the mid-line gap runs down through the lips: each row takes what lies at the gap's two
     edges in that row, so the lips meet across the mid-line and the line between them stays a line (the skin

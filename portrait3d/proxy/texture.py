@@ -23,6 +23,8 @@ import numpy as np
 import trimesh
 
 from portrait3d.cameras import Camera
+from portrait3d.proxy.face_regions import FACE_FEATURES, feature_hulls, smoothstep
+from portrait3d.proxy.far_eye import far_eye_at_outline, far_eye_pixels, without_far_eye
 from portrait3d.proxy.layout import PINNA_VERTEX, band_rows, head_uv, mirror_coordinates, sphere_coordinates
 
 
@@ -191,11 +193,6 @@ def _lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     return np.clip(cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_Lab2RGB), 0, 1)
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
-
-
 def _face_hull(landmarks: np.ndarray | None, size: int, fallback: np.ndarray) -> np.ndarray:
     """(S, S) bool: inside the convex hull of the landmarks (or of ``fallback`` (M, 2) pixels)."""
     import cv2
@@ -208,37 +205,12 @@ def _face_hull(landmarks: np.ndarray | None, size: int, fallback: np.ndarray) ->
     return hull.astype(bool)
 
 
-FACE_FEATURES = {
-    "right_eye": (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246),
-    "left_eye": (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466),
-    "right_brow": (70, 63, 105, 66, 107, 55, 65, 52, 53, 46),
-    "left_brow": (300, 293, 334, 296, 336, 285, 295, 282, 283, 276),
-    "lips": (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185),
-    "nostrils": (48, 64, 98, 97, 2, 326, 327, 294, 278),
-}
-"""Face-mesh landmarks around the features whose colours are not skin (their convex hulls are trusted)."""
-
-
 def _features(landmarks: np.ndarray | None, face: np.ndarray, grow: int = 6) -> np.ndarray:
     """(S, S) bool: eyes, brows, lips and nostrils (grown a little); the whole face hull without landmarks."""
     if landmarks is None or len(landmarks) < 468:
         return face
     points = np.asarray(landmarks, dtype=np.float64)[:, :2]
-    return _hulls(points, FACE_FEATURES.values(), face.shape[0], grow) & face
-
-
-def _hulls(points: np.ndarray, groups, size: int, grow: int) -> np.ndarray:
-    """(S, S) bool: the convex hulls of landmark groups (an iterable of index tuples, as ``FACE_FEATURES``'s
-    values), grown by ``grow`` pixels; a group with a missing landmark is left out. ``points``: (N, 2) pixels."""
-    import cv2
-
-    out = np.zeros((size, size), np.uint8)
-    for indices in groups:
-        p = points[list(indices)]
-        if np.all(np.isfinite(p)):
-            cv2.fillConvexPoly(out, cv2.convexHull(np.round(p).astype(np.int32)), 1)
-    out = cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    return out.astype(bool)
+    return feature_hulls(points, FACE_FEATURES.values(), face.shape[0], grow) & face
 
 
 def _clean_rejection(accept: np.ndarray, trusted: np.ndarray, grow: int = 5, speck: int = 5) -> np.ndarray:
@@ -385,7 +357,7 @@ def photo_weights(
     to_camera /= np.maximum(np.linalg.norm(to_camera, axis=1, keepdims=True), 1e-12)
     facing = np.sum(normals * to_camera, axis=1)
     # Grazing views smear the photo: full trust only where the surface faces the camera, none past ~80 degrees.
-    weight = _smoothstep((facing - 0.18) / 0.42) * visible * surface.covered.ravel()
+    weight = smoothstep((facing - 0.18) / 0.42) * visible * surface.covered.ravel()
     # The skin around an ear's root takes no photo (the photo sees it edge-on, ear and hair mixed); the pinna, on
     # charts of its own, does.
     weight *= 1.0 - surface.ear_root.ravel()
@@ -608,12 +580,12 @@ def bake_texture(
     at_texel = sample_photo(stacked, pixels)
     skin = (1 - below_chin) * at_texel[..., 0] + below_chin * at_texel[..., 1]
     # An ear takes the photo's skin only: the photo's hair beside a smaller ear is not painted on the pinna.
-    ear = np.maximum(_smoothstep((surface.ears - 0.5) / 0.4), surface.on_pinna)
+    ear = np.maximum(smoothstep((surface.ears - 0.5) / 0.4), surface.on_pinna)
     belongs = np.maximum(skin, at_texel[..., 2] * allow_hair * (1.0 - ear))
     hair_class = np.clip(at_texel[..., 3] * allow_hair * (1.0 - ear), 0, 1)
     # Hair seen at a grazing angle is the photo's sheen stretched over the crown (a pale patch where the crop
     # or the head's outline meets the crown): hair texels need a squarer view than skin.
-    hair_facing = _smoothstep((facing - HAIR_GRAZING) / (1.0 - HAIR_GRAZING))
+    hair_facing = smoothstep((facing - HAIR_GRAZING) / (1.0 - HAIR_GRAZING))
     facing = facing + np.clip(surface.hair, 0, 1) * (np.minimum(facing, hair_facing) - facing)
     direct = facing * np.clip(belongs, 0, 1)
     # Feather the photo's edge inward only, so its border pixels never stretch onto unseen texels.
@@ -622,7 +594,8 @@ def bake_texture(
     if mirror_x is not None:
         direct = direct * midline_band_weight(surface.points, camera, mirror_x, sample_photo(regions.face, pixels))
         if landmarks is not None and head_mask is not None:
-            direct = direct * (1.0 - far_eye_at_outline(landmarks, head_mask, surface.points, pixels, camera, mirror_x))
+            at_outline = np.clip(sample_photo(far_eye_at_outline(landmarks, head_mask), pixels), 0.0, 1.0)
+            direct = direct * (1.0 - at_outline * (far_side_of(surface.points, camera, mirror_x) > 0.0))
 
     # 2. The mirror image across the face's mid-plane, where the texel itself is not seen.
     mid_x = symmetry.head_mid_x(vertices) if mirror_x is None else mirror_x
@@ -684,7 +657,7 @@ def bake_texture(
     grain /= max(float(grain.std()), 1e-6)
     # Far from what the photo saw (a bald head's back, the nape), the skin is the photo's overall skin colour,
     # not the colour at the seen region's edge, which a front-lit photo darkens (the surface turns away there).
-    far = _smoothstep((distance - SKIN_FAR_FROM) / SKIN_FAR_REACH)[..., None]
+    far = smoothstep((distance - SKIN_FAR_FROM) / SKIN_FAR_REACH)[..., None]
     skin_low = (1 - far) * skin_low + far * skin_rgb
     fill_skin = skin_low * (1.0 + skin_detail * grain)[..., None]
     fill_hair = hair_low * (1.0 + hair_detail * strands)[..., None]
@@ -768,118 +741,7 @@ def ear_zone(vertices: np.ndarray, pinna: np.ndarray | None) -> np.ndarray | Non
     if on_pinna is None or not on_pinna.any():
         return None
     distance, _ = cKDTree(vertices[on_pinna]).query(vertices)
-    return _smoothstep((EAR_ZONE[1] - distance) / (EAR_ZONE[1] - EAR_ZONE[0]))
-
-
-FAR_EYE_TURN = (45.0, 60.0)
-"""Yaw (degrees) from which the photo's far eye and brow are painted over before the bake, and fully from (see
-:func:`far_eye_pixels`); below it the far eye is seen on its own side of the face, and paints it."""
-
-
-def far_eye_pixels(landmarks: np.ndarray, camera: Camera, size: int) -> np.ndarray:
-    """(S, S) in [0, 1]: the photo's pixels of a turned face's far eye and far brow, lashes included.
-
-    Turned 60 degrees or more, the far eye shows past the nose bridge's outline (its lashes, part of the eye, the
-    brow's end), where the head's own bridge and brow project: the bake painted them there as a dark mark on the
-    bridge and between the brows. :func:`without_far_eye` paints these pixels over from the skin around them; the
-    far eye's own texels take the near eye's mirror image, as they did. Which eye is far: the one nearer the nose
-    tip across the photo (the nose points to the far side).
-    """
-    yaw = abs(camera.angles(target=(0.0, 0.0, 0.0)).yaw)
-    share = float(_smoothstep(np.asarray((yaw - FAR_EYE_TURN[0]) / (FAR_EYE_TURN[1] - FAR_EYE_TURN[0]))))
-    out = np.zeros((size, size), np.float32)
-    points = np.asarray(landmarks, dtype=np.float64)
-    if share <= 0 or len(points) < 468:
-        return out
-    points = points[:, :2]
-    far = _far_side(points)
-    if far is None:
-        return out
-    grow = max(1, int(round(0.016 * size)))  # the lashes stand out of the eye's contour
-    hulls = _hulls(points, [FACE_FEATURES[f"{far}_eye"], FACE_FEATURES[f"{far}_brow"]], size, grow)
-    return share * hulls.astype(np.float32)
-
-
-def _far_side(points: np.ndarray) -> str | None:
-    """Which of a turned face's eyes is the far one, ``"right"`` or ``"left"`` (the one nearer the nose tip across
-    the photo: the nose points to the far side), from (468+, 2) landmark pixels; None without a nose tip."""
-    nose = points[4]
-    if not np.all(np.isfinite(nose)):
-        return None
-    sides = ("right", "left")
-    centres = [points[list(FACE_FEATURES[f"{side}_eye"])].mean(0) for side in sides]
-    return sides[int(np.argmin([abs(c[0] - nose[0]) for c in centres]))]
-
-
-FAR_EYE_OUTLINE = (0.5, 0.25)
-"""A turned face's far eye whose outer corner lies within the first of these shares of its own width of the photo's
-head outline is seen at the outline, and fully from the second (see :func:`far_eye_at_outline`)."""
-
-OUTER_CORNER = {"right": 33, "left": 263}
-"""The face-mesh landmark of each eye's outer corner."""
-
-FAR_EYE_GROW = 0.03
-"""How far (a share of the photo's side) the far eye's texels seen at the outline reach beyond the eye's contour:
-its lashes and the liner's wing, and the lit rim they lie over."""
-
-
-def far_eye_at_outline(
-    landmarks: np.ndarray, head_mask: np.ndarray, points: np.ndarray, pixels: np.ndarray, camera: Camera, mid_x: float
-) -> np.ndarray:
-    """How much each texel is a turned face's far eye seen at the photo's outline: (Ht, Wt) in [0, 1].
-
-    Turned 20-30 degrees, a narrow face's far eye can reach the head's outline in the photo (the couple's photo: its
-    outer corner 10 pixels from it, a quarter of the eye's width). Seen that obliquely, the lashes and the liner,
-    which stand out of the surface, lie over the temple's lit rim, and the frontal views showed a dark blot beyond
-    the eye's corner with a pale patch above it. Such an eye takes the near eye's mirror image (the photo weight of
-    its texels on the far side of the face's mid-plane goes to 0); an eye well inside the outline keeps its own photo.
-
-    Args:
-        landmarks: (468+, 2+) face-mesh landmarks in photo pixels.
-        head_mask: (S, S) head-and-hair mask of the photo.
-        points: (Ht, Wt, 3) the texels' surface points (head frame).
-        pixels: (Ht, Wt, 2) the texels' photo pixels.
-        camera: the photo's camera.
-        mid_x: x of the face's mid-plane.
-    """
-    import cv2
-
-    size = head_mask.shape[0]
-    lm = np.asarray(landmarks, dtype=np.float64)[:, :2]
-    far = _far_side(lm) if len(lm) >= 468 else None
-    if far is None:
-        return np.zeros(points.shape[:2])
-    inside = cv2.distanceTransform((np.asarray(head_mask) > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
-    corner = lm[OUTER_CORNER[far]]
-    col, row = np.clip(np.round(corner).astype(int), 0, size - 1)
-    eye = lm[list(FACE_FEATURES[f"{far}_eye"])]
-    width = max(float(np.ptp(eye[:, 0])), 1.0)
-    share = float(
-        _smoothstep(np.asarray((FAR_EYE_OUTLINE[0] - inside[row, col] / width) / np.subtract(*FAR_EYE_OUTLINE)))
-    )
-    if share <= 0:
-        return np.zeros(points.shape[:2])
-    grow = max(1, int(round(FAR_EYE_GROW * size)))  # the lashes and the liner's wing stand out of the eye's contour
-    hull = cv2.GaussianBlur(_hulls(lm, [FACE_FEATURES[f"{far}_eye"]], size, grow).astype(np.float32), (0, 0), 2.0)
-    toward = 1.0 if camera.position[0] >= mid_x else -1.0
-    far_side = (mid_x - points[..., 0]) * toward > 0.0
-    return share * np.clip(sample_photo(hull, pixels), 0.0, 1.0) * far_side
-
-
-def without_far_eye(photo_rgb: np.ndarray, far_eye: np.ndarray, head_mask: np.ndarray | None) -> np.ndarray:
-    """The photo with a turned face's far eye and brow (:func:`far_eye_pixels`) painted over from the skin around
-    them: (S, S, 3) floats in [0, 1]. The background around is masked too, so only the head's own colours flow in."""
-    import cv2
-
-    if not (far_eye > 0).any():
-        return photo_rgb
-    hole = far_eye > 0
-    if head_mask is not None:
-        hole |= np.asarray(head_mask) <= 0.5
-    image = np.round(np.clip(photo_rgb, 0, 1) * 255).astype(np.uint8)
-    filled = cv2.inpaint(image, hole.astype(np.uint8), max(3, photo_rgb.shape[0] // 100), cv2.INPAINT_TELEA)
-    share = far_eye[..., None]
-    return (1 - share) * photo_rgb + share * (filled.astype(np.float64) / 255.0)
+    return smoothstep((EAR_ZONE[1] - distance) / (EAR_ZONE[1] - EAR_ZONE[0]))
 
 
 def mirror_lit_as_seen(
@@ -905,6 +767,13 @@ def mirror_lit_as_seen(
     return np.clip(mirrored * gain, 0.0, 1.0)
 
 
+def far_side_of(points: np.ndarray, camera: Camera, mid_x: float) -> np.ndarray:
+    """How far each point lies past the face's mid-plane on the side turned away from the camera (negative on the
+    near side): (..., 3) head-frame points -> (...) world units."""
+    toward = 1.0 if camera.position[0] >= mid_x else -1.0
+    return (mid_x - points[..., 0]) * toward
+
+
 def midline_band_weight(points: np.ndarray, camera: Camera, mid_x: float, face: np.ndarray) -> np.ndarray:
     """Weight of the photo on a turned face's texels: 0 in a band just past the face's mid-line, 1 elsewhere.
 
@@ -921,9 +790,8 @@ def midline_band_weight(points: np.ndarray, camera: Camera, mid_x: float, face: 
     Returns:
         (Ht, Wt) weights in [0, 1].
     """
-    toward = 1.0 if camera.position[0] >= mid_x else -1.0
-    far = (mid_x - points[..., 0]) * toward  # > 0 on the side turned away from the camera
-    comeback = _smoothstep((far - MIDLINE_BAND) / MIDLINE_BAND)
+    far = far_side_of(points, camera, mid_x)
+    comeback = smoothstep((far - MIDLINE_BAND) / MIDLINE_BAND)
     past = np.where(far > 0.0, comeback, 1.0)
     return 1.0 - np.clip(face, 0.0, 1.0) * (1.0 - past)
 
@@ -995,7 +863,7 @@ def _lips_texels(
 
     if landmarks is None or len(landmarks) < 468:
         return np.zeros(direct.shape, np.float32)
-    hull = _hulls(np.asarray(landmarks, dtype=np.float64)[:, :2], [FACE_FEATURES["lips"]], size, 0)
+    hull = feature_hulls(np.asarray(landmarks, dtype=np.float64)[:, :2], [FACE_FEATURES["lips"]], size, 0)
     lips = sample_photo(hull.astype(np.float32), pixels) * direct
     mirrored = symmetry.mirror(lips, coords)
     return np.clip(lips + mirror * mirrored, 0.0, 1.0).astype(np.float32)

@@ -12,11 +12,12 @@ from PIL import Image
 
 from portrait3d.cameras import camera_from_angles, orbit
 from portrait3d.proxy import symmetry
+from portrait3d.proxy.face_regions import FACE_FEATURES
 from portrait3d.proxy.layout import head_uv, mirror_coordinates
 from portrait3d.proxy.stage import proxy_head, read_inputs
 from portrait3d.proxy.template import model_to_world, pinna_weight, template_head
 from portrait3d.proxy.testing import write_fixture_inputs
-from portrait3d.proxy.texture import FACE_FEATURES, bake_texture, texel_surface
+from portrait3d.proxy.texture import bake_texture, texel_surface
 from portrait3d.render import MeshRenderer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -251,38 +252,42 @@ def test_a_gap_between_seen_skin_is_skin_where_the_template_says_hair():
     assert hair_beside_gaps(seen_hair, no_skin, confident, np.zeros_like(template_hair))[gap].max() < 0.1
 
 
-def test_a_far_eye_at_the_photos_outline_takes_the_mirror_image_one_inside_keeps_the_photo():
-    """A face turned ~25 degrees whose far eye reaches the head's outline in the photo (its lashes over the temple's
-    rim): that eye's texels lose the photo on the far side of the mid-plane; with the outline well away, or on the
-    near side, nothing changes."""
-    from portrait3d.cameras import camera_from_angles
-    from portrait3d.proxy.texture import OUTER_CORNER, far_eye_at_outline
+def test_a_far_eye_at_the_photos_outline_is_marked_one_inside_is_not():
+    """A turned face whose far eye reaches the head's outline in the photo (its lashes over the temple's rim): that
+    eye's pixels are marked (the bake gives its texels on the far side no photo, so the mirror image takes them);
+    with the outline half an eye's width or more away, nothing is."""
+    from portrait3d.proxy.face_regions import OUTER_CORNER
+    from portrait3d.proxy.far_eye import far_eye_at_outline
 
     size = 512
     landmarks = np.asarray(json.loads(LANDMARKS.read_text())["points"], dtype=np.float64)[:, :2].copy()
     landmarks[4, 0] = landmarks[list(FACE_FEATURES["left_eye"])].mean(0)[0] - 5  # the nose points to the left eye
     corner = landmarks[OUTER_CORNER["left"]]
-    # Texels: one per photo pixel, their surface x running with the pixel's column (mid-plane at the nose's column).
-    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
-    pixels = np.stack([cols + 0.5, rows + 0.5], axis=-1)
-    mid_col = float(np.median(landmarks[[1, 4, 6, 168], 0]))
-    points = np.stack([(cols - mid_col) / size, np.zeros_like(cols), np.zeros_like(cols)], axis=-1)
-    camera = camera_from_angles(-25.0)  # at -x: the +x side (the left eye's, image right) is the far side
     eye = landmarks[list(FACE_FEATURES["left_eye"])].mean(0).round().astype(int)
     near_eye = landmarks[list(FACE_FEATURES["right_eye"])].mean(0).round().astype(int)
 
-    def weight(mask_right_edge: float) -> np.ndarray:
+    def marked(mask_right_edge: float) -> np.ndarray:
         mask = np.zeros((size, size), np.float32)
         mask[:, : int(mask_right_edge)] = 1.0
-        return far_eye_at_outline(landmarks, mask, points, pixels, camera, 0.0)
+        return far_eye_at_outline(landmarks, mask)
 
     eye_width = float(np.ptp(landmarks[list(FACE_FEATURES["left_eye"]), 0]))
-    at_outline = weight(corner[0] + 0.15 * eye_width)  # the outline just past the eye's outer corner
-    assert weight(corner[0] + 0.6 * eye_width).max() == 0.0  # more than half an eye's width from it: untouched
+    at_outline = marked(corner[0] + 0.15 * eye_width)  # the outline just past the eye's outer corner
     assert at_outline[eye[1], eye[0]] > 0.9
     assert at_outline[near_eye[1], near_eye[0]] == 0.0
     assert at_outline[eye[1] - 60, eye[0]] < 0.05  # the forehead above keeps its photo
-    assert weight(size).max() == 0.0  # the outline far from the eye: the eye keeps its photo
+    assert marked(corner[0] + 0.6 * eye_width).max() == 0.0  # more than half an eye's width away: unmarked
+    assert marked(size).max() == 0.0
+
+
+def test_the_far_side_is_the_one_turned_from_the_camera():
+    from portrait3d.cameras import camera_from_angles
+    from portrait3d.proxy.texture import far_side_of
+
+    points = np.array([[0.05, 0.0, 0.1], [-0.05, 0.0, 0.1]])
+    # A camera at +x (yaw +30) sees the +x side: -x is the far side, and the other way round.
+    np.testing.assert_allclose(far_side_of(points, camera_from_angles(30.0), 0.0), [-0.05, 0.05])
+    np.testing.assert_allclose(far_side_of(points, camera_from_angles(-30.0), 0.0), [0.05, -0.05])
 
 
 def test_the_midline_gap_takes_each_rows_own_colours_lips_too():
@@ -410,7 +415,7 @@ def test_a_turned_faces_far_eye_is_painted_over_with_the_skin_around_it():
     """Turned 60 degrees or more, the far eye shows past the nose bridge where the head's bridge projects: its
     pixels (the eye and brow nearer the nose tip across the photo) are painted over from the skin around them
     before the bake; the near eye stays, and a face turned less keeps both."""
-    from portrait3d.proxy.texture import FACE_FEATURES, far_eye_pixels, without_far_eye
+    from portrait3d.proxy.far_eye import far_eye_pixels, without_far_eye
 
     size = 128
     landmarks = np.zeros((478, 2))

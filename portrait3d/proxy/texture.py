@@ -710,7 +710,10 @@ def bake_texture(
         # map takes the colours around it.
         on_map = surface.covered & ~surface.on_pinna
         around = _low_frequency(fill, on_map.astype(np.float32))
-        np.copyto(around, fill, where=on_map[..., None])
+        # The skin around the pinna's root lies within a hair of the pinna's back, and views from behind see the
+        # two by turns: both take the same smooth colour.
+        root = surface.ear_root[..., None] * on_map[..., None]
+        fill = fill + root * (around - fill)
         band = band_rows(len(fill))  # look-ups for the band's rows alone (full 2048 maps: 100 MB more)
         at = sphere_coordinates(surface.points[band], width)
         behind = cv2.remap(around, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)

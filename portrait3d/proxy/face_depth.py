@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from portrait3d.cameras import Camera
+from portrait3d.proxy.face_regions import smoothstep
 
 DEPTH_GAIN = 1.0
 """Factor on the landmarks' depth about the face's middle (on a head scan rendered as a photo, the
@@ -189,7 +190,7 @@ def photo_pose_field(
     def rigid(points: np.ndarray) -> np.ndarray:
         points = np.asarray(points, dtype=np.float64)
         distance, _ = tree.query(points)
-        weight = _smoothstep((far - distance) / (far - near))
+        weight = smoothstep((far - distance) / (far - near))
         return weight[:, None] * (placement.unplace(points) - points)
 
     if vertices is None or faces is None:
@@ -220,11 +221,6 @@ def _closest_points(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray)
     )
     found = scene.compute_closest_points(o3d.core.Tensor(np.asarray(points, dtype=np.float32)))
     return found["points"].numpy().astype(np.float64)
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
 
 
 def _similarity(

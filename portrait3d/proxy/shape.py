@@ -37,6 +37,7 @@ import numpy as np
 import trimesh
 
 from portrait3d.cameras import Camera
+from portrait3d.proxy.face_regions import smoothstep
 from portrait3d.proxy.fit import FitResult
 from portrait3d.proxy.template import (
     CRANIUM_CENTRE,
@@ -246,7 +247,7 @@ def hair_presence(segmentation) -> float:
     if segmentation is None:
         return 1.0
     fraction = float(segmentation.hair.sum()) / max(1.0, float(segmentation.head.sum()))
-    return float(_smoothstep(np.asarray((fraction - BALD_HAIR_FRACTION) / (2.0 * BALD_HAIR_FRACTION))))
+    return float(smoothstep(np.asarray((fraction - BALD_HAIR_FRACTION) / (2.0 * BALD_HAIR_FRACTION))))
 
 
 def ears_uncovered(frame: _Frame, camera: Camera, size: int, segmentation) -> tuple[float, float]:
@@ -288,7 +289,7 @@ def _ear_directions(dirs: np.ndarray, uncovered: tuple[float, float]) -> np.ndar
         toward = _ear_direction(side)
         # Full within 15 degrees of the ear's direction, fading out by 45 (a soft hollow, not a notch).
         angle = np.degrees(np.arccos(np.clip(dirs @ toward, -1.0, 1.0)))
-        out = np.maximum(out, bare * _smoothstep((45.0 - angle) / 30.0))
+        out = np.maximum(out, bare * smoothstep((45.0 - angle) / 30.0))
     return out
 
 
@@ -311,7 +312,7 @@ def _ear_skin(dirs: np.ndarray, uncovered: tuple[float, float]) -> np.ndarray:
         horizontal = np.degrees(np.arctan2(dirs @ across, ahead)) / EAR_SKIN_DEGREES[0]
         vertical = np.degrees(np.arctan2(dirs @ up, ahead)) / EAR_SKIN_DEGREES[1]
         inside = np.where(dirs @ toward > 0, np.hypot(horizontal, vertical), np.inf)
-        out = np.maximum(out, bare * _smoothstep((1.5 - inside) / 0.5))
+        out = np.maximum(out, bare * smoothstep((1.5 - inside) / 0.5))
     return out
 
 
@@ -390,7 +391,7 @@ def crown_dome(
     allowed_outer = np.full(skull.shape, np.inf)
     allowed_outer[up] = reach / cos_lat[up] * (1.0 + OVERHANG)
     sin_lon = np.abs(dirs[..., 0]) / np.maximum(np.hypot(dirs[..., 0], dirs[..., 2]), 1e-9)
-    sideways = _smoothstep((sin_lon - 0.2) / 0.4)  # 0 within 12 degrees of straight ahead or behind
+    sideways = smoothstep((sin_lon - 0.2) / 0.4)  # 0 within 12 degrees of straight ahead or behind
     over = np.maximum(outer - allowed_outer, 0.0)
     overhang_cut = np.where(shell > 0.05, sideways * (1.0 - seen) * over / np.maximum(shell, 0.05), 0.0)
     overhang_cut = np.minimum(overhang_cut, np.maximum(thickness, 0.0))
@@ -413,7 +414,7 @@ def crown_dome(
     c, s = np.abs(np.cos(lat))[:, None], np.abs(np.sin(lat))[:, None]
     dome = ((c / width[None, :]) ** p + (s / top) ** p) ** (-1.0 / p)
     cap = (1.0 + DOME_OVER) * dome - skull
-    fade = _smoothstep((np.sin(lat)[:, None] - DOME_ABOVE) / (DOME_FULL - DOME_ABOVE))
+    fade = smoothstep((np.sin(lat)[:, None] - DOME_ABOVE) / (DOME_FULL - DOME_ABOVE))
     cut = fade * np.maximum(thickness - np.maximum(cap, np.minimum(thickness, 0.0)), 0.0)
     info = {
         "crown_top_radius": round(top, 4),
@@ -421,11 +422,6 @@ def crown_dome(
         "crown_overhang_cut": round(float(overhang_cut.max()), 4),
     }
     return thickness - cut, info
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
 
 
 def _spread(
@@ -487,11 +483,11 @@ def fit_shape(
     coloured = allowed * (1.0 - _ear_skin(dirs, uncovered))
     allowed, shell = allowed * (1.0 - ear_map), shell * (1.0 - ear_map)
     info["side_hairline"] = None if side is None else round(side, 4)
-    behind = _smoothstep((-dirs[..., 2] - 0.1) / 0.7)  # 0 at the sides, 1 straight behind
-    sides = _smoothstep((0.5 - dirs[..., 2]) / 0.5)  # 0 in front (azimuth < 60 deg), 1 from the sides back
+    behind = smoothstep((-dirs[..., 2] - 0.1) / 0.7)  # 0 at the sides, 1 straight behind
+    sides = smoothstep((0.5 - dirs[..., 2]) / 0.5)  # 0 in front (azimuth < 60 deg), 1 from the sides back
     # 0 at the lower hairline, 1 a taper's height above it.
     nape = hair_region(surface.reshape(-1, 3) - [0.0, NAPE_TAPER, 0.0], side, softness=NAPE_TAPER).reshape(skull.shape)
-    nape = _smoothstep(nape)
+    nape = smoothstep(nape)
 
     flat = dirs.reshape(-1, 3)
     a, b = flat @ frame.right, flat @ frame.down

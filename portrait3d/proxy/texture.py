@@ -706,12 +706,11 @@ def bake_texture(
 
     if surface.on_pinna.any():
         # What the photo does not show of a pinna takes the fill of the head's side where the ear stands (the
-        # band's own neighbours in the texture are the neck's underside); the hole the pinna's root leaves in the
-        # map takes the colours around it.
+        # band's own neighbours in the texture are the neck's underside), spread smoothly over the hole the pinna's
+        # root leaves in the map. The skin around the root lies within a hair of the pinna's back, and views from
+        # behind see the two by turns: it takes the same smooth colour.
         on_map = surface.covered & ~surface.on_pinna
         around = _low_frequency(fill, on_map.astype(np.float32))
-        # The skin around the pinna's root lies within a hair of the pinna's back, and views from behind see the
-        # two by turns: both take the same smooth colour.
         root = surface.ear_root[..., None] * on_map[..., None]
         fill = fill + root * (around - fill)
         band = band_rows(len(fill))  # look-ups for the band's rows alone (full 2048 maps: 100 MB more)

@@ -33,41 +33,6 @@ SAMPLE = REPO / "data" / "samples" / "astronaut.jpg"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 MEASURED_YAWS = (0.0, -30.0, 30.0)
 SHEET_YAWS = (0.0, -30.0, 30.0, -60.0, 60.0, -90.0, 90.0, 180.0)
-TARGETS = {0.0: 0.45, -30.0: 0.50, 30.0: 0.50}
-
-
-class IdentityModel:
-    """dlib's face detector, 68-point predictor and face-recognition ResNet, from ``face-recognition-models``.
-
-    The package's own ``__init__`` needs ``pkg_resources`` (gone from recent setuptools), so its model
-    folder is found without importing it.
-    """
-
-    def __init__(self) -> None:
-        import importlib.util
-
-        import dlib
-
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None or not spec.submodule_search_locations:
-            raise SystemExit("face-recognition-models is not installed (pip install 'portrait3d[dev]')")
-        models = Path(next(iter(spec.submodule_search_locations))) / "models"
-        self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
-        self.encoder = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
-
-    def embed(self, rgb: np.ndarray) -> np.ndarray | None:
-        """128-d embedding of the largest face in an (H, W, 3) uint8 image, or None when none is found."""
-        import dlib
-
-        image = np.ascontiguousarray(rgb[..., :3])
-        faces = self.detector(image, 1)
-        if not faces:
-            return None
-        face = max(faces, key=lambda r: r.width() * r.height())
-        shape = self.predictor(image, face)
-        chip = dlib.get_face_chip(image, shape, size=150, padding=0.25)
-        return np.asarray(self.encoder.compute_face_descriptor(chip, 1), dtype=np.float64)
 
 
 def _photos(paths: list[Path], folder: Path) -> list[Path]:
@@ -91,22 +56,19 @@ def _photos(paths: list[Path], folder: Path) -> list[Path]:
     return out
 
 
-def _over_grey(rgba: np.ndarray, grey: int = 128) -> np.ndarray:
-    alpha = rgba[..., 3:].astype(np.float32) / 255.0
-    return np.round(rgba[..., :3] * alpha + grey * (1 - alpha)).astype(np.uint8)
+def measure(photo: Path, folder: Path, model, sheets: Path | None) -> dict:
+    """Preprocess ``photo``, build its proxy head, render it and measure identity distances.
 
-
-def measure(photo: Path, folder: Path, model: IdentityModel | None, sheets: Path | None) -> dict:
-    """Preprocess ``photo``, build its proxy head, render it and measure identity distances."""
+    ``model``: a :class:`~portrait3d.proxy.identity_eval.IdentityModel`, or None for the sheets alone.
+    """
     from PIL import Image
 
-    from portrait3d import cameras
     from portrait3d.errors import UserError
     from portrait3d.preprocess.pipeline import preprocess
     from portrait3d.proxy.head import build_head
+    from portrait3d.proxy.identity_eval import head_views, identity_distances
     from portrait3d.proxy.sheet import contact_sheet
     from portrait3d.proxy.stage import hair_image, read_inputs
-    from portrait3d.render import MeshRenderer
     from portrait3d.run import Run
 
     run_dir = folder / f"run_{photo.stem}"
@@ -118,16 +80,12 @@ def measure(photo: Path, folder: Path, model: IdentityModel | None, sheets: Path
     inputs = read_inputs(Run(run_dir, create=False))
     head = build_head(inputs.photo, inputs.camera, inputs.mask, inputs.landmarks)
     seconds = time.perf_counter() - start
-    renderer = MeshRenderer(head.textured)
-    pitch = inputs.camera.angles(target=(0.0, 0.0, 0.0)).pitch
-    renders = {yaw: _over_grey(renderer.render_rgba(cameras.camera_from_angles(yaw, pitch), 512)) for yaw in SHEET_YAWS}
+    renders = head_views(head.textured, inputs.camera.angles(target=(0.0, 0.0, 0.0)).pitch, SHEET_YAWS)
     row: dict = {"photo": photo.name, "seconds": seconds, "distances": {}}
     if model is not None:
-        reference = model.embed(inputs.photo)
-        row["photo_face"] = reference is not None
-        for yaw in MEASURED_YAWS:
-            found = model.embed(renders[yaw]) if reference is not None else None
-            row["distances"][yaw] = None if found is None else float(np.linalg.norm(found - reference))
+        distances = identity_distances(model, inputs.photo, {yaw: renders[yaw] for yaw in MEASURED_YAWS})
+        row["photo_face"] = distances is not None
+        row["distances"] = distances or {}
     if sheets is not None:
         sheets.mkdir(parents=True, exist_ok=True)
         mask = inputs.mask if inputs.mask is not None else np.zeros(inputs.photo.shape[:2], np.uint8)
@@ -147,6 +105,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from portrait3d import progress
+    from portrait3d.proxy.identity_eval import IdentityModel, meets_targets
 
     progress.set_verbosity(progress.QUIET)
     model = None if args.no_identity else IdentityModel()
@@ -165,7 +124,7 @@ def main() -> None:
                 continue
             d = row["distances"]
             cells = ["-" if d.get(y) is None else f"{d[y]:.3f}" for y in MEASURED_YAWS]
-            ok = model is not None and all(d.get(y) is not None and d[y] <= TARGETS[y] for y in MEASURED_YAWS)
+            ok = model is not None and meets_targets(d)
             met += ok
             total += model is not None
             verdict = "yes" if ok else "no"

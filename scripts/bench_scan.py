@@ -25,7 +25,12 @@ profile portrait of the scan); the figures are measured the same way and the vie
 (yaw 0 is its frontal view), so the frontal face made from a turned photo is compared with the truth.
 
 ``--out`` keeps the photo, the run folder, the aligned head (``head_aligned.ply``, metres, the turned scan's
-frame) and a contact sheet (scan above, head below) there.
+frame), a contact sheet (scan above, head below) and the two frontal views side by side (``frontal.png``) there.
+
+With dlib installed (the dev extra) it also prints two identity distances at yaw 0: the head's frontal view against
+the scan's (the truth; a head made from a frontal photo of Lee Perry-Smith scores about 0.26), and the photo against
+the scan's frontal view: what a perfect head would score on ``bench_identity.py``'s yaw-0 measure, which compares
+the renders with the photo (for a turned photo that floor is well above 0).
 """
 
 from __future__ import annotations
@@ -91,6 +96,29 @@ def _render_pair(scan, head, centre: np.ndarray, chin_height: float, size: int =
     return scores, sheet
 
 
+def _frontal_views(scan, head, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The scan's and the head's frontal views, as :func:`~portrait3d.proxy.scan_eval.scan_photo` renders them
+    (512 pixels, 0.3 m wide): the scan lit as for the photo, the head unlit (its texture carries the photo's
+    light, as in ``bench_identity.py``)."""
+    from portrait3d.proxy.scan_eval import scan_photo
+
+    truth = scan_photo(scan, centre, size=512, field=0.3).image
+    return truth, scan_photo(head, centre, size=512, field=0.3, lit=False).image
+
+
+def _identity(truth: np.ndarray, made: np.ndarray, photo: np.ndarray) -> dict:
+    """dlib identity distances at yaw 0: the head's frontal view against the scan's, and the photo (the aligned crop
+    the head was made from) against the scan's frontal view: what a perfect head scores on ``bench_identity.py``'s
+    yaw-0 measure, which compares renders with the photo (:func:`_frontal_views`). Empty without dlib (the dev
+    extra)."""
+    from portrait3d.proxy import identity_eval
+
+    if not identity_eval.available():
+        return {}
+    model = identity_eval.IdentityModel()
+    return {"head_vs_scan": model.distance(truth, made), "photo_vs_scan": model.distance(truth, photo)}
+
+
 def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
 
@@ -115,6 +143,9 @@ def measure(scan_path: Path, turn_deg: float, out: Path, head_height: float = 0.
         facing, head, head_centre(facing, head_height), result.scan_landmarks[CHIN, 1]
     )
     Image.fromarray(sheet).save(out / "sheet.png")
+    truth, made = _frontal_views(facing, head, head_centre(facing, head_height))
+    Image.fromarray(np.concatenate([truth, made], axis=1)).save(out / "frontal.png")
+    figures["identity_0"] = _identity(truth, made, result.photo)
     (out / "figures.json").write_text(json.dumps(figures, indent=1))
     return figures
 
@@ -147,6 +178,15 @@ def main() -> None:
     print("| yaw | PSNR | SSIM | IoU |\n| --- | --- | --- | --- |")
     for yaw, s in f["views"].items():
         print(f"| {yaw} | {s['psnr']:.2f} | {s['ssim']:.3f} | {s['iou']:.3f} |")
+    identity = f["identity_0"]
+    if identity:
+        cell = lambda d: "no face found" if d is None else f"{d:.3f}"  # noqa: E731
+        print(
+            f"identity at yaw 0 (dlib): head vs scan {cell(identity['head_vs_scan'])}; "
+            f"photo vs scan {cell(identity['photo_vs_scan'])} (a perfect head's score against the photo)"
+        )
+    else:
+        print("identity: not measured (dlib is not installed: pip install 'portrait3d[dev]')")
 
 
 if __name__ == "__main__":

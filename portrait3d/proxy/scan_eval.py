@@ -114,6 +114,7 @@ def scan_photo(
     distance: float = 1.08,
     field: float = 0.42,
     background: float = 0.45,
+    lit: bool = True,
 ) -> ScanPhoto:
     """Render ``mesh`` (metres, facing +z) as a frontal photo: textured, lit from the camera, plain background.
 
@@ -124,6 +125,8 @@ def scan_photo(
         distance: camera distance (metres; PanoHead's 2.7 units at 0.4 m a unit).
         field: width (metres) the frame spans at ``target`` (PanoHead's crop spans 0.25 m).
         background: grey level of the background.
+        lit: shade the texture by the light from the camera (a scan's texture is its albedo); False renders the
+            texture's own colours (a head made from a photo carries the photo's light in its texture).
     """
     from portrait3d.render import MeshRenderer
 
@@ -133,7 +136,7 @@ def scan_photo(
     hits = renderer.cast(camera, size, size)
     albedo = renderer.colors(hits)
     light = np.clip(np.sum(hits.normals * -hits.view_dirs, axis=-1), 0.0, 1.0)
-    rgb = albedo * (0.35 + 0.65 * light)[..., None]
+    rgb = albedo * (0.35 + 0.65 * light)[..., None] if lit else albedo
     rgb = np.where(hits.mask[..., None], rgb, background)
     return ScanPhoto(np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8), camera, mesh)
 
@@ -270,12 +273,14 @@ class ScanResult:
         head: the closed head, metres, aligned to the scan.
         textured: its textured surface, aligned the same way.
         scan_landmarks: (468, 3) the photo's landmarks cast onto the scan (zeros where they missed it).
+        photo: (S, S, 3) uint8, the aligned crop of the photo that the head was made from.
     """
 
     figures: dict
     head: trimesh.Trimesh
     textured: trimesh.Trimesh
     scan_landmarks: np.ndarray
+    photo: np.ndarray
 
 
 METRES_PER_UNIT = 0.4
@@ -338,4 +343,4 @@ def evaluate_scan(scan: trimesh.Trimesh, centre: np.ndarray, out) -> ScanResult:
         "scale_error_pct": 100.0 * (1.0 / similarity.scale - 1.0),
         "seconds_preprocess_proxy": round(seconds, 1),
     }
-    return ScanResult(figures, aligned, textured, np.where(scan_hit[:, None], scan_lm, 0.0))
+    return ScanResult(figures, aligned, textured, np.where(scan_hit[:, None], scan_lm, 0.0), inputs.photo)

@@ -25,7 +25,9 @@ import trimesh
 from portrait3d.cameras import Camera
 from portrait3d.proxy.face_regions import FACE_FEATURES, feature_hulls, smoothstep
 from portrait3d.proxy.far_eye import far_eye_at_outline, far_eye_pixels, without_far_eye
+from portrait3d.proxy.gaps import GAP_HALF_WIDTH, fill_gaps, thin_gaps
 from portrait3d.proxy.layout import PINNA_VERTEX, band_rows, head_uv, mirror_coordinates, sphere_coordinates
+from portrait3d.proxy.pull_push import distance_to_known, low_frequency
 
 
 @dataclass
@@ -177,8 +179,6 @@ MIRROR_LIGHT_LIMIT = 0.4
 """The mirror image is made at most this much (natural log) brighter or darker (:func:`mirror_lit_as_seen`)."""
 MIRROR_LIGHT_MIN_OVERLAP = 0.002
 """Share of texels (weighted) that must have both their own photo colour and a mirror image to relight it."""
-GAP_HALF_WIDTH = 0.012
-"""Unseen gaps up to twice this wide (in texture widths; 49 texels at 2048) take the seen skin on their sides."""
 
 
 def _rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -224,61 +224,6 @@ def _clean_rejection(accept: np.ndarray, trusted: np.ndarray, grow: int = 5, spe
     return 1.0 - cv2.GaussianBlur(reject.astype(np.float32), (0, 0), 1.5)
 
 
-def _low_frequency(values: np.ndarray, weights: np.ndarray, work_width: int = 256) -> np.ndarray:
-    """Spread weighted texture values everywhere as a smooth field (pull-push on a coarse grid).
-
-    Args:
-        values: (Ht, Wt, C) texture values.
-        weights: (Ht, Wt) confidence in [0, 1] (0 = unknown).
-        work_width: width of the grid the field is built on (its detail scale).
-    Returns:
-        (Ht, Wt, C) float32 field: near known texels their local mean, far from them the overall mean.
-    """
-    import cv2
-
-    height, width = weights.shape
-    channels = values.shape[-1]
-    work = (work_width, max(2, work_width * height // width))
-    w = cv2.resize(weights.astype(np.float32), work, interpolation=cv2.INTER_AREA)
-    vw = cv2.resize((values * weights[..., None]).astype(np.float32), work, interpolation=cv2.INTER_AREA)
-    vw = vw.reshape(work[1], work[0], channels)
-    pad = work[0] // 4  # the texture wraps around at u = 0 / 1
-    w = np.concatenate([w[:, -pad:], w, w[:, :pad]], axis=1)
-    vw = np.concatenate([vw[:, -pad:], vw, vw[:, :pad]], axis=1)
-    total = float(w.sum())
-    levels = [(vw, w)]
-    while min(levels[-1][1].shape) > 2:
-        lv, lw = levels[-1]
-        size = (max(1, lw.shape[1] // 2), max(1, lw.shape[0] // 2))
-        levels.append((
-            cv2.resize(lv, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], channels),
-            cv2.resize(lw, size, interpolation=cv2.INTER_AREA),
-        ))  # fmt: skip
-    mean = vw.reshape(-1, channels).sum(0) / total if total > 0 else np.zeros(channels, np.float32)
-    field = np.broadcast_to(mean.astype(np.float32), levels[-1][0].shape).copy()
-    for lv, lw in reversed(levels):
-        up = cv2.resize(field, (lw.shape[1], lw.shape[0]), interpolation=cv2.INTER_LINEAR)
-        up = up.reshape(lw.shape[0], lw.shape[1], channels)
-        alpha = np.clip(lw / 0.25, 0.0, 1.0)[..., None]
-        field = alpha * (lv / np.maximum(lw, 1e-6)[..., None]) + (1 - alpha) * up
-    field = cv2.GaussianBlur(field, (0, 0), 1.0).reshape(field.shape)[:, pad:-pad]
-    full = cv2.resize(field, (width, height), interpolation=cv2.INTER_CUBIC)
-    return full.reshape(height, width, channels).astype(np.float32)
-
-
-def _distance_to_known(weights: np.ndarray, work_width: int = 256) -> np.ndarray:
-    """Distance from every texel to the nearest known texel, in fractions of the texture width: (Ht, Wt)."""
-    import cv2
-
-    height, width = weights.shape
-    work = (work_width, max(2, work_width * height // width))
-    known = cv2.resize(weights.astype(np.float32), work, interpolation=cv2.INTER_AREA) > 0.3
-    pad = work[0] // 4
-    known = np.concatenate([known[:, -pad:], known, known[:, :pad]], axis=1)
-    dist = cv2.distanceTransform((~known).astype(np.uint8), cv2.DIST_L2, 5)[:, pad:-pad]
-    return cv2.resize(dist / work_width, (width, height), interpolation=cv2.INTER_LINEAR)
-
-
 def strand_texture(direction: np.ndarray, width_texels: float, length_texels: float, seed: int = 0) -> np.ndarray:
     """Procedural hair strands: noise smeared along a direction field (line-integral convolution).
 
@@ -322,7 +267,7 @@ def strand_direction(luminance: np.ndarray, weights: np.ndarray, distance: np.nd
     gy = cv2.Sobel(luminance.astype(np.float32), cv2.CV_32F, 0, 1, ksize=3)
     tensor = np.stack([gx * gx, gx * gy, gy * gy], axis=-1)
     tensor /= np.maximum(tensor[..., 0] + tensor[..., 2], 1e-6)[..., None]
-    seen = _low_frequency(tensor, weights, work_width=128)
+    seen = low_frequency(tensor, weights, work_width=128)
     # Far from the seen hair the strands fall down the head: the gradient runs across them (along u).
     alpha = np.exp(-distance / reach)[..., None]
     blended = alpha * seen + (1 - alpha) * np.array([1.0, 0.0, 0.0], np.float32)
@@ -624,18 +569,18 @@ def bake_texture(
     hair_rgb = regions.hair_model.rgb() if regions.hair_model is not None else skin_rgb * 0.35
     # Where a class is not seen at all, its overall colour stands in.
     skin_low = (
-        _low_frequency(seen_rgb, skin_weight) if skin_weight.sum() > 200 else np.broadcast_to(skin_rgb, photo.shape)
+        low_frequency(seen_rgb, skin_weight) if skin_weight.sum() > 200 else np.broadcast_to(skin_rgb, photo.shape)
     )
     hair_low = (
-        _low_frequency(seen_rgb, hair_weight) if hair_weight.sum() > 200 else np.broadcast_to(hair_rgb, photo.shape)
+        low_frequency(seen_rgb, hair_weight) if hair_weight.sum() > 200 else np.broadcast_to(hair_rgb, photo.shape)
     )
     if regions.hair_model is not None:
         # The fill carries the hair's colour, not its highlights: no lighter than the seen hair's upper range.
         hair_low = _no_lighter(hair_low, regions.hair_model.median[0] + regions.hair_model.spread[0])
-    distance = _distance_to_known(confident)
+    distance = distance_to_known(confident)
     # Next to the photo the class follows what the photo shows (hair over the ear stays hair); far away, the mesh's.
     near = np.exp(-distance / 0.03)
-    hair_share = _low_frequency(seen_hair[..., None], confident)[..., 0]
+    hair_share = low_frequency(seen_hair[..., None], confident)[..., 0]
     target_hair = np.clip((near * hair_share + (1 - near) * surface.hair) * allow_hair, 0, 1)
     if surface.ear_zone is not None:
         # Around a bare ear the head's hair map decides: the photo's skin share, spread from the cheek and the ear
@@ -646,7 +591,7 @@ def bake_texture(
     # hair shell keeps the hair's fill: a skin patch on the hair would show where the shell is thin).
     target_hair = (target_hair * (1.0 - ear))[..., None]
     # The spread colours carry the photo's shading where they were seen: relight relative to that.
-    relief = np.clip(shade / np.maximum(_low_frequency(shade[..., None], confident)[..., 0], 1e-3), 0.75, 1.2)
+    relief = np.clip(shade / np.maximum(low_frequency(shade[..., None], confident)[..., 0], 1e-3), 0.75, 1.2)
     direction = strand_direction(lum, hair_weight, distance)
     strands = strand_texture(direction, 1.0 * width / 2048, 28.0 * width / 2048, seed=seed)
     hair_detail = _detail_amplitude(lum, hair_weight, 0.04, 0.3)
@@ -668,41 +613,20 @@ def bake_texture(
     unlit = np.maximum(far[..., 0], surface.ear_root)
     skin_relief = relief + unlit * (np.maximum(relief, SKIN_RELIEF_FLOOR) - relief)
     fill = target_hair * fill_hair * relief[..., None] + (1 - target_hair) * fill_skin * skin_relief[..., None]
-    # Thin unseen gaps inside what was seen (on a turned face the nose bridge and the forehead's mid-line: their
-    # own mirror images, on the mesh's outline in the photo) take the seen skin on their two sides, not the
-    # low-frequency class fill, which pulls in the hair above and the dark eyes and brows around them.
+    # Thin unseen gaps inside what was seen take the seen skin on their two sides, not the low-frequency class
+    # fill, which pulls in the hair above and the dark eyes and brows around them (:mod:`portrait3d.proxy.gaps`).
     gaps = thin_gaps(confident, surface.covered, GAP_HALF_WIDTH * width)
     if gaps.any():
         seen_skin = (confident >= 1) & (seen_hair < 0.5)
         if regions.skin_model is not None:
             seen_skin &= regions.skin_model.accept(_rgb_to_lab(seen_rgb), brighter=1.6) > 0.5
-        across = across_gaps(seen_rgb, seen_skin)
-        # The share of gap among the unseen texels around: 1 inside a gap, fading where a gap opens into a
-        # large unseen region (the chin's underside onto the neck, a forehead inlet onto the crown).
-        sigma = 0.003 * width
-        unseen = ((confident <= 0) & (surface.covered > 0.5)).astype(np.float32)
-        share = cv2.GaussianBlur(gaps.astype(np.float32), (0, 0), sigma) / np.maximum(
-            cv2.GaussianBlur(unseen, (0, 0), sigma), 1e-3
-        )
-        # Gaps between seen hair, or on the template's scalp, keep the hair fill (its strands): only the face's
-        # gaps are filled across.
-        hair_around = hair_beside_gaps(seen_hair, seen_skin, confident, surface.hair)
-        share = (np.clip(share, 0.0, 1.0) * (1.0 - hair_around))[..., None]
-        # A turned face's mid-line is the photo's outline: the gap there runs down through the nose and the lips,
-        # and its two sides are one place and its mirror image. Where those sides are the lips, each row takes the
-        # colours at the gap's edges, so the lips meet across the mid-line (the skin fill split them in two).
-        on_midline = np.zeros_like(gaps)
+        on_midline = None
         if mirror_x is not None:
             on_midline = gaps & (np.abs(surface.points[..., 0] - mirror_x) < MIDLINE_BAND)
-        if on_midline.any():
-            edges = (confident >= 1) & (seen_hair < 0.5)
-            lips = _lips_texels(landmarks, size, pixels, a, b, coords)
-            rows = along_rows(np.concatenate([seen_rgb, lips[..., None]], axis=-1), edges, on_midline,
-                              np.concatenate([across, np.zeros_like(lips)[..., None]], axis=-1))  # fmt: skip
-            # Only the lips: the nostrils' row would draw a dark bar under the nose.
-            lip_share = np.clip(rows[..., 3:], 0.0, 1.0)
-            across = lip_share * rows[..., :3] + (1 - lip_share) * across
-        fill = share * across + (1 - share) * fill
+        fill = fill_gaps(
+            fill, gaps, seen_rgb, seen_hair, seen_skin, confident, surface.covered, surface.hair, on_midline,
+            lambda: _lips_texels(landmarks, size, pixels, a, b, coords),
+        )  # fmt: skip
 
     if surface.on_pinna.any():
         # What the photo does not show of a pinna takes the fill of the head's side where the ear stands (the
@@ -710,7 +634,7 @@ def bake_texture(
         # root leaves in the map. The skin around the root lies within a hair of the pinna's back, and views from
         # behind see the two by turns: it takes the same smooth colour.
         on_map = surface.covered & ~surface.on_pinna
-        around = _low_frequency(fill, on_map.astype(np.float32))
+        around = low_frequency(fill, on_map.astype(np.float32))
         root = surface.ear_root[..., None] * on_map[..., None]
         fill = fill + root * (around - fill)
         band = band_rows(len(fill))  # look-ups for the band's rows alone (full 2048 maps: 100 MB more)
@@ -759,13 +683,13 @@ def mirror_lit_as_seen(
     The far side of a turned face is lit differently from the near side that its mirror image comes from
     (a pale block on the far temple where the mirror takes over). Where a texel has both its own photo colour
     and a mirror image of the same class, their ratio is the light's difference; spread smoothly over the
-    texture (:func:`_low_frequency`) and bounded, it scales the mirror image everywhere.
+    texture (:func:`~portrait3d.proxy.pull_push.low_frequency`) and bounded, it scales the mirror image everywhere.
     """
     overlap = direct * mirror_weight * (1.0 - np.abs(hair - mirrored_hair))
     if overlap.sum() < MIRROR_LIGHT_MIN_OVERLAP * overlap.size:
         return mirrored
     log_ratio = np.log(np.maximum(photo, 1e-3)) - np.log(np.maximum(mirrored, 1e-3))
-    gain = np.exp(np.clip(_low_frequency(log_ratio, overlap), -MIRROR_LIGHT_LIMIT, MIRROR_LIGHT_LIMIT))
+    gain = np.exp(np.clip(low_frequency(log_ratio, overlap), -MIRROR_LIGHT_LIMIT, MIRROR_LIGHT_LIMIT))
     return np.clip(mirrored * gain, 0.0, 1.0)
 
 
@@ -798,60 +722,6 @@ def midline_band_weight(points: np.ndarray, camera: Camera, mid_x: float, face: 
     return 1.0 - np.clip(face, 0.0, 1.0) * (1.0 - past)
 
 
-def thin_gaps(confident: np.ndarray, covered: np.ndarray, max_half_width: float) -> np.ndarray:
-    """Unseen texels where the seen texels close in from both sides: (Ht, Wt) bool.
-
-    Args:
-        confident: (Ht, Wt) confidence of the seen colour in [0, 1]; 0 is unseen.
-        covered: (Ht, Wt) texels inside the UV charts.
-        max_half_width: half the widest gap, in texels.
-    Returns:
-        (Ht, Wt) bool: the unseen texels that a morphological closing of the seen texels by a disc of this
-        radius covers: gaps and narrow inlets up to ``2 × max_half_width`` wide (the nose bridge and the
-        forehead's mid-line of a turned face), not the open unseen regions (the back of the head).
-    """
-    import cv2
-
-    seen = (confident > 0).astype(np.uint8)
-    # On a half-size grid: the disc's cost grows with its area, and a gap's outline need not be exact.
-    half = cv2.resize(seen, (seen.shape[1] // 2, seen.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    radius = max(1, int(round(max_half_width / 2)))
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    closed = cv2.morphologyEx(half, cv2.MORPH_CLOSE, disc)
-    closed = cv2.resize(closed, (seen.shape[1], seen.shape[0]), interpolation=cv2.INTER_NEAREST)
-    return (closed > 0) & (seen == 0) & (covered > 0.5)
-
-
-def across_gaps(rgb: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """Values spread from the ``source`` texels into the texels between them, at the texture's own scale:
-    (Ht, Wt, C) ``rgb``, (Ht, Wt) bool ``source`` -> (Ht, Wt, C). A gap takes the mean of the source texels
-    nearest it on every side (pull-push); texels outside the source fade to the mean of a wider ring."""
-    # At the full scale: on a coarser grid the two sides of a gap a few texels wide would mix.
-    return _low_frequency(rgb, source.astype(np.float32), work_width=rgb.shape[1])
-
-
-def hair_beside_gaps(
-    seen_hair: np.ndarray, seen_skin: np.ndarray, confident: np.ndarray, template_hair: np.ndarray
-) -> np.ndarray:
-    """How much a thin unseen gap lies in hair, from what its sides show: (Ht, Wt) in [0, 1].
-
-    The photo's hair on the gap's sides, or else the template's hair map (a gap on the scalp keeps the hair fill),
-    except where the photo shows skin on both sides: there the template's map is a guess the photo overrules. On
-    a profile the head posed as the photo saw it folds between the moved face and the unmoved ear, and the hidden
-    fold is a thin gap across the temple's seen skin; the template calls that temple hair, and its strands drew a
-    pale streak from the temple down the cheek.
-
-    Args:
-        seen_hair: (Ht, Wt) hair share of the seen colour.
-        seen_skin: (Ht, Wt) bool, texels seen as skin.
-        confident: (Ht, Wt) confidence of the seen colour; the gap's sides are the texels at 1.
-        template_hair: (Ht, Wt) the head's hair map.
-    """
-    sides = across_gaps(np.stack([seen_hair, seen_skin], axis=-1).astype(np.float32), confident >= 1)
-    skin_sides = np.clip(sides[..., 1], 0.0, 1.0)
-    return np.clip(np.maximum(sides[..., 0], template_hair * (1.0 - skin_sides)), 0.0, 1.0)
-
-
 def _lips_texels(
     landmarks: np.ndarray | None,
     size: int,
@@ -869,43 +739,6 @@ def _lips_texels(
     lips = sample_photo(hull.astype(np.float32), pixels) * direct
     mirrored = symmetry.mirror(lips, coords)
     return np.clip(lips + mirror * mirrored, 0.0, 1.0).astype(np.float32)
-
-
-def along_rows(rgb: np.ndarray, source: np.ndarray, gaps: np.ndarray, otherwise: np.ndarray) -> np.ndarray:
-    """Each ``gaps`` texel's value from the ``source`` texels nearest it to its left and right in its row.
-
-    The two are blended by distance (a gap between two texels of one colour takes that colour); a gap texel
-    without a source texel on both sides keeps ``otherwise``.
-
-    Args:
-        rgb: (Ht, Wt, C) values.
-        source: (Ht, Wt) bool, the texels to take values from.
-        gaps: (Ht, Wt) bool, the texels to fill.
-        otherwise: (Ht, Wt, C) the values where a row has no source on one side.
-    Returns:
-        (Ht, Wt, C): ``rgb`` of the filled texels, ``otherwise`` elsewhere.
-    """
-    import cv2
-
-    height, width = source.shape
-    # Not the very edge (the outline's blend with the background), and a few texels' mean, not one texel's noise.
-    inset = max(1, width // 512)
-    kernel = np.ones((1, 2 * inset + 1), np.uint8)
-    source = cv2.erode(source.astype(np.uint8), kernel).astype(bool)
-    counts = cv2.blur(source.astype(np.float32), (4 * inset + 1, 1))
-    rgb = (
-        cv2.blur(np.asarray(rgb, np.float32) * source[..., None], (4 * inset + 1, 1))
-        / np.maximum(counts, 1e-6)[..., None]
-    )
-    columns = np.broadcast_to(np.arange(width), (height, width))
-    left = np.maximum.accumulate(np.where(source, columns, -1), axis=1)
-    right = np.minimum.accumulate(np.where(source, columns, width)[:, ::-1], axis=1)[:, ::-1]
-    both = gaps & (left >= 0) & (right < width)
-    rows = np.broadcast_to(np.arange(height)[:, None], (height, width))
-    left_value = rgb[rows, np.clip(left, 0, width - 1)]
-    right_value = rgb[rows, np.clip(right, 0, width - 1)]
-    t = ((columns - left) / np.maximum(right - left, 1))[..., None]
-    return np.where(both[..., None], (1 - t) * left_value + t * right_value, otherwise)
 
 
 def _no_lighter(rgb: np.ndarray, lightness: float) -> np.ndarray:

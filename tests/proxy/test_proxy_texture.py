@@ -221,7 +221,7 @@ def test_unseen_back_continues_the_photos_hair(ring):
 def test_thin_unseen_gaps_take_their_sides_skin_and_open_regions_do_not():
     """A turned face's nose bridge and forehead mid-line are unseen (their own mirror images, on the mesh's
     outline in the photo): such thin gaps take the skin on their two sides; the back of the head is no gap."""
-    from portrait3d.proxy.texture import across_gaps, thin_gaps
+    from portrait3d.proxy.gaps import across_gaps, thin_gaps
 
     height, width = 128, 256
     confident = np.zeros((height, width), np.float32)
@@ -250,7 +250,7 @@ def test_a_gap_between_seen_skin_is_skin_where_the_template_says_hair():
     """A profile's posed head folds at the temple: the hidden fold is a thin gap across seen skin, on what the
     template's hair map calls hair. The photo's skin on its sides overrules the map; seen hair on its sides, or
     sides that are no skin (the scalp's own gaps), keep it hair."""
-    from portrait3d.proxy.texture import hair_beside_gaps
+    from portrait3d.proxy.gaps import hair_beside_gaps
 
     height, width = 96, 192
     confident = np.ones((height, width), np.float32)
@@ -314,7 +314,7 @@ def test_the_midline_gap_takes_each_rows_own_colours_lips_too():
     """On a turned face the mid-line gap runs down through the lips: each row takes what lies at the gap's two
     edges in that row, so the lips meet across the mid-line and the line between them stays a line (the skin
     around them would split the lips in two)."""
-    from portrait3d.proxy.texture import along_rows
+    from portrait3d.proxy.gaps import along_rows
 
     height, width = 64, 256
     lips, line = np.array([0.7, 0.3, 0.3]), np.array([0.3, 0.1, 0.1])

@@ -96,21 +96,11 @@ def _render_pair(scan, head, centre: np.ndarray, chin_height: float, size: int =
     return scores, sheet
 
 
-def _frontal_views(scan, head, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The scan's and the head's frontal views, as :func:`~portrait3d.proxy.scan_eval.scan_photo` renders them
-    (512 pixels, 0.3 m wide): the scan lit as for the photo, the head unlit (its texture carries the photo's
-    light, as in ``bench_identity.py``)."""
-    from portrait3d.proxy.scan_eval import scan_photo
-
-    truth = scan_photo(scan, centre, size=512, field=0.3).image
-    return truth, scan_photo(head, centre, size=512, field=0.3, lit=False).image
-
-
 def _identity(truth: np.ndarray, made: np.ndarray, photo: np.ndarray) -> dict:
     """dlib identity distances at yaw 0: the head's frontal view against the scan's, and the photo (the aligned crop
     the head was made from) against the scan's frontal view: what a perfect head scores on ``bench_identity.py``'s
-    yaw-0 measure, which compares renders with the photo (:func:`_frontal_views`). Empty without dlib (the dev
-    extra)."""
+    yaw-0 measure, which compares renders with the photo (views of
+    :func:`~portrait3d.proxy.scan_eval.frontal_views`). Empty without dlib (the dev extra)."""
     from portrait3d.proxy import identity_eval
 
     if not identity_eval.available():
@@ -129,7 +119,7 @@ def measure(scan_path: Path, turn_deg: float, out: Path, head_height: float = 0.
     """Run the benchmark on one scan; returns the figures (also written to ``out/figures.json``)."""
     from PIL import Image
 
-    from portrait3d.proxy.scan_eval import CHIN, evaluate_scan, turn
+    from portrait3d.proxy.scan_eval import CHIN, evaluate_scan, frontal_views, turn
 
     scan = load_scan(scan_path, turn_deg + photo_turn)
     result = evaluate_scan(scan, head_centre(scan, head_height), out)
@@ -143,7 +133,7 @@ def measure(scan_path: Path, turn_deg: float, out: Path, head_height: float = 0.
         facing, head, head_centre(facing, head_height), result.scan_landmarks[CHIN, 1]
     )
     Image.fromarray(sheet).save(out / "sheet.png")
-    truth, made = _frontal_views(facing, head, head_centre(facing, head_height))
+    truth, made = frontal_views(facing, head, head_centre(facing, head_height))
     Image.fromarray(np.concatenate([truth, made], axis=1)).save(out / "frontal.png")
     figures["identity_0"] = _identity(truth, made, result.photo)
     (out / "figures.json").write_text(json.dumps(figures, indent=1))

@@ -141,6 +141,16 @@ def scan_photo(
     return ScanPhoto(np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8), camera, mesh)
 
 
+def frontal_views(
+    scan: trimesh.Trimesh, head: trimesh.Trimesh, target: np.ndarray, size: int = 512, field: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
+    """The scan's and the head's frontal views (both facing +z, in one frame) as :func:`scan_photo` renders them:
+    the scan lit as for its photo, the head unlit (its texture carries the photo's light). Their identity distance
+    is the head's likeness to the truth: ``(truth, made)``, (size, size, 3) uint8 each."""
+    truth = scan_photo(scan, target, size=size, field=field).image
+    return truth, scan_photo(head, target, size=size, field=field, lit=False).image
+
+
 def landmark_points(
     mesh: trimesh.Trimesh, camera: Camera, pixels: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -129,11 +129,10 @@ def measure(scan_path: Path, turn_deg: float, out: Path, head_height: float = 0.
     figures["load"] = os.getloadavg()[0]
     # The views go round the face, not the photo's camera: both turned back so the face looks at yaw 0.
     facing, head = turn(scan, -photo_turn), turn(result.textured, -photo_turn)
-    figures["views"], sheet = _render_pair(
-        facing, head, head_centre(facing, head_height), result.scan_landmarks[CHIN, 1]
-    )
+    centre = head_centre(facing, head_height)
+    figures["views"], sheet = _render_pair(facing, head, centre, result.scan_landmarks[CHIN, 1])
     Image.fromarray(sheet).save(out / "sheet.png")
-    truth, made = frontal_views(facing, head, head_centre(facing, head_height))
+    truth, made = frontal_views(facing, head, centre)
     Image.fromarray(np.concatenate([truth, made], axis=1)).save(out / "frontal.png")
     figures["identity_0"] = _identity(truth, made, result.photo)
     (out / "figures.json").write_text(json.dumps(figures, indent=1))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import trimesh
 from PIL import Image, ImageOps
 
 from portrait3d.proxy import identity_eval
@@ -65,8 +66,6 @@ def test_a_head_with_another_face_is_not_the_person(made, model):
     height = texture.shape[0]
     band = slice(height // 4, height // 2)  # the face's rows of the texture (the front, mid-height)
     texture[band] = texture[band][::-1]
-    import trimesh
-
     textured.visual = trimesh.visual.TextureVisuals(uv=textured.visual.uv, image=Image.fromarray(texture))
     pitch = inputs.camera.angles(target=(0.0, 0.0, 0.0)).pitch
     views = identity_eval.head_views(textured, pitch, (0.0,))

@@ -10,7 +10,7 @@ negative: the face is read as turned further than it is.
 The estimator was calibrated on heads built from the face mesh's own depth; on real heads the first reading is the
 nearer one up to about 45 degrees (``docs/BENCHMARKS.md``).
 
-    python scripts/bench_pose_scan.py LeePerrySmith_head.glb
+    python scripts/bench_pose_scan.py data/scans/lee_perry_smith.glb
     python scripts/bench_pose_scan.py ../shared/eval/scan/BustManWreath_ao_textured.glb --turn 35
 """
 

@@ -3,11 +3,12 @@
 The second scan of the scan benchmark is Infinite-Realities' head scan of Lee Perry-Smith (CC BY 3.0, "Infinite,
 3D Head Scan by Lee Perry-Smith ... Based on a work at www.triplegangers.com"), which three.js's examples carried
 in this format (``examples/obj/leeperrysmith/LeePerrySmith.js`` and ``Map-COL.jpg``, e.g. in the
-``alteredq/three.js`` fork; the newer ``LeePerrySmith.glb`` holds no colour texture). Its files stay out of this
-repository; this script rebuilds the GLB from them:
+``alteredq/three.js`` fork; the newer ``LeePerrySmith.glb`` holds no colour texture). This script made the
+repository's copy, ``data/scans/lee_perry_smith.glb`` (byte-identical when run again; attribution in
+``data/scans/README.md``):
 
-    python scripts/scan_from_threejs_json.py LeePerrySmith.js Map-COL.jpg --out LeePerrySmith_head.glb
-    python scripts/bench_scan.py LeePerrySmith_head.glb --out /tmp/scan_lps
+    python scripts/scan_from_threejs_json.py LeePerrySmith.js Map-COL.jpg --out data/scans/lee_perry_smith.glb
+    python scripts/bench_scan.py data/scans/lee_perry_smith.glb --out /tmp/scan_lps
 
 The model carries no units. It is scaled so that the head's length (glabella to the back of the head, the
 largest front-to-back extent above the ears) is ``--head-length-mm`` (197 mm, about the adult male mean), so the

@@ -33,6 +33,7 @@ from portrait3d.preprocess.pipeline import PreprocessOptions, analyse, warp_crop
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "samples" / "astronaut.jpg"
+SCAN = REPO / "data" / "scans" / "lee_perry_smith.glb"
 POSES = [
     (-40, 15), (40, -15), (-30, -20), (30, 20), (15, -10), (-20, 10), (30, -20), (-30, 20),
     (0, 20), (0, -20), (45, 0), (-45, 0), (45, -20), (-45, 20), (45, 20), (-45, -20),
@@ -128,3 +129,52 @@ def test_crop_keeps_the_head_in_place_across_yaws(head_scene):
     assert spread.max() <= 9.0 and np.ptp(heights) <= 0.04 * heights.mean(), boxes.tolist()
     # The head centre (world origin) lands near the crop centre.
     assert np.all(np.abs(centres - 256) <= 40), centres.tolist()
+
+
+@pytest.fixture(scope="module")
+def real_head() -> tuple[trimesh.Trimesh, np.ndarray]:
+    """Lee Perry-Smith's scan (metres, facing +z) and the centre of its top 28 cm's box, which it turns about."""
+    mesh = trimesh.load(SCAN, force="mesh")
+    v = np.asarray(mesh.vertices)
+    top = v[v[:, 1] > v[:, 1].max() - 0.28]
+    return mesh, (top.min(0) + top.max(0)) / 2
+
+
+def _first_reading(real_head, yaw: float, pitch: float):
+    """The face mesh's first (mirror-symmetric) reading of the scan photographed by a camera at (yaw, pitch)."""
+    from portrait3d.proxy.scan_eval import scan_photo
+
+    mesh, centre = real_head
+    # A camera orbiting to (yaw, pitch) sees what a fixed camera sees of the head turned by -yaw, then +pitch.
+    turned = mesh.copy()
+    turned.apply_transform(trimesh.transformations.rotation_matrix(np.radians(-yaw), [0, 1, 0], centre))
+    turned.apply_transform(trimesh.transformations.rotation_matrix(np.radians(pitch), [1, 0, 0], centre))
+    image = scan_photo(turned, centre, size=512).image
+    faces = models.detect_faces(image)
+    assert faces, "no face found in the photo of the scan"
+    points = pose.symmetric_landmarks(image, pose.symmetric_detection(image, faces[0]))
+    return alignment.camera_from_rotation(alignment.head_rotation(points)).angles(target=(0, 0, 0))
+
+
+def test_first_reading_of_a_real_head(real_head):
+    """On a real head (a scan, CC BY 3.0) the face mesh's first reading is already near the true turn.
+
+    The head above is built from the face mesh's own depth, flatter than a real face, and on it the first reading
+    reads 0.75-0.86 of the turn; :func:`pose.estimate`'s frontalised second reading corrects that. On Lee
+    Perry-Smith's scan the first reading is the accurate one and the final estimate overshoots (docs/BENCHMARKS.md,
+    "The camera on a real head"): this pins what a re-calibrated estimator can start from.
+    """
+    zero = _first_reading(real_head, 0, 0)
+    assert abs(zero.yaw) <= 3 and abs(zero.pitch) <= 5, zero
+    errors = []
+    for yaw, pitch in POSES:
+        got = _first_reading(real_head, yaw, pitch)
+        errors.append((got.yaw - zero.yaw - yaw, got.pitch - zero.pitch - pitch))
+    errors = np.array(errors)
+    report = dict(zip(POSES, np.round(errors, 1).tolist()))
+    worst, rms = np.abs(errors).max(axis=0), np.sqrt(np.mean(errors**2, axis=0))
+    # Measured: worst 5.1 deg in yaw (-30, -20) and 7.4 in pitch (0, -20), rms 2.4 and 4.5 (the face mesh reads a
+    # face tilted down as tilted further). pose.estimate on the same photos: worst 13.7 in yaw (45 deg read as
+    # 56.6) and 11.1 in pitch.
+    assert worst[0] <= 6.0 and worst[1] <= 9.0, report
+    assert rms[0] <= 3.0 and rms[1] <= 5.0, (rms, report)

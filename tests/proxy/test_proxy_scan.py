@@ -1,0 +1,60 @@
+"""Issue 20's scan targets on a real head scan the repository holds (``data/scans/lee_perry_smith.glb``, CC BY 3.0).
+
+The scan goes through ``scripts/bench_scan.py``'s protocol (:func:`portrait3d.proxy.scan_eval.evaluate_scan`): a
+frontal photo of it, the real preprocess stage and proxy head, a similarity alignment to the scan, then the
+NoW-style face error, the head Chamfer above the chin and the scale error; and dlib's identity distance between
+the head's frontal view and the scan's own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+
+from portrait3d.proxy import identity_eval
+
+REPO = Path(__file__).resolve().parents[2]
+SCAN = REPO / "data" / "scans" / "lee_perry_smith.glb"
+
+
+@pytest.fixture(scope="module")
+def lee(tmp_path_factory):
+    from portrait3d.proxy.scan_eval import evaluate_scan
+
+    scan = trimesh.load(SCAN, force="mesh")
+    v = np.asarray(scan.vertices)
+    top = v[v[:, 1] > v[:, 1].max() - 0.28]  # the head: its top 28 cm, as bench_scan.py takes it
+    centre = (top.min(0) + top.max(0)) / 2
+    return scan, centre, evaluate_scan(scan, centre, tmp_path_factory.mktemp("lee"))
+
+
+def test_a_real_scan_meets_the_scan_targets(lee):
+    # Measured (as bench_scan.py prints them): face median 1.94 mm, mean 2.37 mm, head Chamfer 3.33 mm,
+    # scale +2.4 % (the scan is sized as an average man's head, 197 mm long; one photo has no absolute scale).
+    f = lee[2].figures
+    assert f["face_points"] > 1000, f
+    assert f["face_median_mm"] <= 2.5 and f["face_mean_mm"] <= 3.5, f
+    assert f["head_chamfer_mm"] <= 4.0, f
+    assert abs(f["scale_error_pct"]) <= 3.0, f
+    assert lee[2].head.is_watertight and lee[2].head.volume > 0
+
+
+@pytest.mark.skipif(not identity_eval.available(), reason="dlib is not installed (the dev extra)")
+def test_the_head_of_a_real_scan_is_the_person(lee):
+    from portrait3d.proxy.scan_eval import frontal_views
+
+    scan, centre, result = lee
+    truth, made = frontal_views(scan, result.textured, centre)
+    model = identity_eval.IdentityModel()
+    distance = model.distance(truth, made)
+    # Measured: 0.261 (the photo itself against the scan's frontal view: 0.068).
+    assert distance is not None and distance <= identity_eval.TARGETS[0.0], distance
+    # The measure can tell: another person (the sample photo, Eileen Collins) scores 0.79, over the target.
+    from PIL import Image
+
+    other = np.asarray(Image.open(REPO / "data" / "samples" / "astronaut.jpg").convert("RGB"))
+    stranger = model.distance(truth, other)
+    assert stranger is not None and stranger > identity_eval.TARGETS[0.0], stranger

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_scan import head_centre, load_scan  # noqa: E402
+from bench_scan import load_scan  # noqa: E402
 
 
 def readings(image: np.ndarray) -> tuple[float, float] | None:
@@ -52,7 +52,7 @@ def main() -> None:
     if not args.scan.is_file():
         raise SystemExit(f"error: {args.scan} is not a file")
 
-    from portrait3d.proxy.scan_eval import scan_photo, turn
+    from portrait3d.proxy.scan_eval import head_centre, scan_photo, turn
 
     base = load_scan(args.scan, args.turn)
     zero = readings(scan_photo(base, head_centre(base, args.head_height)).image)

@@ -57,13 +57,6 @@ def load_scan(path: Path, turn_deg: float):
     return turn(mesh, turn_deg)
 
 
-def head_centre(mesh, head_height: float) -> np.ndarray:
-    """Centre of the bounding box of the top ``head_height`` metres of the scan."""
-    v = np.asarray(mesh.vertices)
-    top = v[v[:, 1] > v[:, 1].max() - head_height]
-    return (top.min(0) + top.max(0)) / 2
-
-
 def _render_pair(scan, head, centre: np.ndarray, chin_height: float, size: int = 256):
     """Renders of scan and head at each yaw: masked PSNR, SSIM, IoU per yaw, and the images."""
     from portrait3d.cameras import Camera, look_at, normalised_intrinsics
@@ -119,7 +112,7 @@ def measure(scan_path: Path, turn_deg: float, out: Path, head_height: float = 0.
     """Run the benchmark on one scan; returns the figures (also written to ``out/figures.json``)."""
     from PIL import Image
 
-    from portrait3d.proxy.scan_eval import CHIN, evaluate_scan, frontal_views, turn
+    from portrait3d.proxy.scan_eval import CHIN, evaluate_scan, frontal_views, head_centre, turn
 
     scan = load_scan(scan_path, turn_deg + photo_turn)
     result = evaluate_scan(scan, head_centre(scan, head_height), out)

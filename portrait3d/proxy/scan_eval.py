@@ -100,6 +100,13 @@ def outer_surface(mesh: trimesh.Trimesh, views: int = 96, lowest_elevation_deg: 
     return mesh.submesh([np.flatnonzero(seen)], append=True)
 
 
+def head_centre(mesh: trimesh.Trimesh, head_height: float = 0.28) -> np.ndarray:
+    """Centre of the bounding box of the top ``head_height`` metres of a scan (the head without the shoulders): (3,)."""
+    v = np.asarray(mesh.vertices)
+    top = v[v[:, 1] > v[:, 1].max() - head_height]
+    return (top.min(0) + top.max(0)) / 2
+
+
 def turn(mesh: trimesh.Trimesh, yaw_deg: float) -> trimesh.Trimesh:
     """A copy of ``mesh`` turned by ``yaw_deg`` about the vertical axis (positive: the face toward +x)."""
     out = mesh.copy()

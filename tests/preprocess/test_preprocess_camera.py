@@ -134,10 +134,10 @@ def test_crop_keeps_the_head_in_place_across_yaws(head_scene):
 @pytest.fixture(scope="module")
 def real_head() -> tuple[trimesh.Trimesh, np.ndarray]:
     """Lee Perry-Smith's scan (metres, facing +z) and the centre of its top 28 cm's box, which it turns about."""
+    from portrait3d.proxy.scan_eval import head_centre
+
     mesh = trimesh.load(SCAN, force="mesh")
-    v = np.asarray(mesh.vertices)
-    top = v[v[:, 1] > v[:, 1].max() - 0.28]
-    return mesh, (top.min(0) + top.max(0)) / 2
+    return mesh, head_centre(mesh)
 
 
 def _first_reading(real_head, yaw: float, pitch: float):

@@ -22,12 +22,10 @@ SCAN = REPO / "data" / "scans" / "lee_perry_smith.glb"
 
 @pytest.fixture(scope="module")
 def lee(tmp_path_factory):
-    from portrait3d.proxy.scan_eval import evaluate_scan
+    from portrait3d.proxy.scan_eval import evaluate_scan, head_centre
 
     scan = trimesh.load(SCAN, force="mesh")
-    v = np.asarray(scan.vertices)
-    top = v[v[:, 1] > v[:, 1].max() - 0.28]  # the head: its top 28 cm, as bench_scan.py takes it
-    centre = (top.min(0) + top.max(0)) / 2
+    centre = head_centre(scan)
     return scan, centre, evaluate_scan(scan, centre, tmp_path_factory.mktemp("lee"))
 
 

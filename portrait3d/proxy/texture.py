@@ -27,7 +27,9 @@ from portrait3d.proxy.face_regions import FACE_FEATURES, feature_hulls, smoothst
 from portrait3d.proxy.far_eye import far_eye_at_outline, far_eye_pixels, without_far_eye
 from portrait3d.proxy.gaps import GAP_HALF_WIDTH, fill_gaps, thin_gaps
 from portrait3d.proxy.layout import PINNA_VERTEX, band_rows, head_uv, mirror_coordinates, sphere_coordinates
+from portrait3d.proxy.photo_regions import lab_to_rgb, photo_regions, rgb_to_lab
 from portrait3d.proxy.pull_push import distance_to_known, low_frequency
+from portrait3d.proxy.strands import strand_direction, strand_texture
 
 
 @dataclass
@@ -120,45 +122,6 @@ def texel_surface(
     return surface
 
 
-@dataclass
-class ColourModel:
-    """Robust colour statistics of one region of the photo in CIELAB: median and spread per channel."""
-
-    median: np.ndarray
-    spread: np.ndarray
-
-    @classmethod
-    def fit(cls, lab: np.ndarray, floor: tuple[float, float, float]) -> ColourModel:
-        """Median and scaled MAD of (N, 3) Lab samples, after two passes of trimming the outliers."""
-        keep = np.ones(len(lab), bool)
-        for _ in range(3):
-            median = np.median(lab[keep], axis=0)
-            spread = np.maximum(1.4826 * np.median(np.abs(lab[keep] - median), axis=0), floor)
-            trimmed = np.all(np.abs(lab - median) < 2.0 * spread, axis=1)
-            if trimmed.sum() < 20:
-                break
-            keep = trimmed
-        return cls(median, spread)
-
-    def distance(self, lab: np.ndarray, brighter: float = 1.0) -> np.ndarray:
-        """Normalised distance of Lab colours (..., 3) to the model: (...,).
-
-        Lightness above the median counts ``brighter`` times as far.
-        """
-        scaled = (lab - self.median) / self.spread
-        if brighter != 1.0:
-            scaled[..., 0] *= np.where(scaled[..., 0] > 0, brighter, 1.0)
-        return np.sqrt((scaled**2).sum(-1))
-
-    def accept(self, lab: np.ndarray, limit: float = 3.5, softness: float = 1.0, brighter: float = 1.0) -> np.ndarray:
-        """1 for colours of this region, falling to 0 beyond ``limit`` spreads: (...,)."""
-        return np.clip((limit + softness - self.distance(lab, brighter)) / softness, 0.0, 1.0)
-
-    def rgb(self) -> np.ndarray:
-        """The median as an RGB colour in [0, 1]: (3,)."""
-        return _lab_to_rgb(self.median[None, None])[0, 0]
-
-
 MIDLINE_BAND = 0.03
 """Width (world units; 12 mm on the head) of the band past a turned face's mid-line where the photo is not used
 (:func:`midline_band_weight`); the photo comes back over the next band's width."""
@@ -167,10 +130,6 @@ SKIN_FAR_FROM, SKIN_FAR_REACH = 0.02, 0.10
 fill turns from the spread of the seen skin's colours into the photo's overall skin colour and light."""
 SKIN_RELIEF_FLOOR = 0.9
 """Least relative light of the unseen skin (the hair's fill may go darker, down to 0.75, as its shadowed side)."""
-SKIN_SPREAD_FLOOR = (8.0, 4.0, 4.0)
-"""Smallest Lab spread of the skin model: shading varies lightness more than colour."""
-HAIR_SPREAD_FLOOR = (14.0, 6.0, 6.0)
-"""Smallest Lab spread of the hair model (highlights and shadows of hair vary widely, and darker hair is greyer)."""
 DEFAULT_SKIN = np.array([0.8, 0.62, 0.52])
 HAIR_GRAZING = 0.45
 """Photo weight (:func:`photo_weights`, 1 facing the camera) below which hair texels do not take the photo at
@@ -179,102 +138,6 @@ MIRROR_LIGHT_LIMIT = 0.4
 """The mirror image is made at most this much (natural log) brighter or darker (:func:`mirror_lit_as_seen`)."""
 MIRROR_LIGHT_MIN_OVERLAP = 0.002
 """Share of texels (weighted) that must have both their own photo colour and a mirror image to relight it."""
-
-
-def _rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return cv2.cvtColor(np.clip(rgb, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)
-
-
-def _lab_to_rgb(lab: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return np.clip(cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_Lab2RGB), 0, 1)
-
-
-def _face_hull(landmarks: np.ndarray | None, size: int, fallback: np.ndarray) -> np.ndarray:
-    """(S, S) bool: inside the convex hull of the landmarks (or of ``fallback`` (M, 2) pixels)."""
-    import cv2
-
-    points = fallback if landmarks is None else np.asarray(landmarks, dtype=np.float64)[:, :2]
-    points = points[np.all(np.isfinite(points), axis=1)]
-    hull = np.zeros((size, size), np.uint8)
-    if len(points) >= 3:
-        cv2.fillConvexPoly(hull, cv2.convexHull(np.round(points).astype(np.int32)), 1)
-    return hull.astype(bool)
-
-
-def _features(landmarks: np.ndarray | None, face: np.ndarray, grow: int = 6) -> np.ndarray:
-    """(S, S) bool: eyes, brows, lips and nostrils (grown a little); the whole face hull without landmarks."""
-    if landmarks is None or len(landmarks) < 468:
-        return face
-    points = np.asarray(landmarks, dtype=np.float64)[:, :2]
-    return feature_hulls(points, FACE_FEATURES.values(), face.shape[0], grow) & face
-
-
-def _clean_rejection(accept: np.ndarray, trusted: np.ndarray, grow: int = 5, speck: int = 5) -> np.ndarray:
-    """Soft acceptance map with specks of rejection (pores, glints) removed and real rejections grown a little."""
-    import cv2
-
-    reject = ((accept < 0.5) & ~trusted).astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (speck, speck))
-    reject = cv2.morphologyEx(reject, cv2.MORPH_OPEN, kernel)
-    reject = cv2.dilate(reject, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    return 1.0 - cv2.GaussianBlur(reject.astype(np.float32), (0, 0), 1.5)
-
-
-def strand_texture(direction: np.ndarray, width_texels: float, length_texels: float, seed: int = 0) -> np.ndarray:
-    """Procedural hair strands: noise smeared along a direction field (line-integral convolution).
-
-    Args:
-        direction: (Ht, Wt, 2) unit (column, row) strand direction per texel.
-        width_texels: strand thickness.
-        length_texels: strand length.
-    Returns:
-        (Ht, Wt) float32 with zero mean and unit spread.
-    """
-    import cv2
-
-    height, width = direction.shape[:2]
-    rng = np.random.default_rng(seed)
-    noise = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), width_texels)
-    cols, rows = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    steps = 8
-    step = length_texels / (2 * steps)
-    total = np.zeros((height, width), np.float32)
-    for k in range(-steps, steps + 1):
-        dx, dy = direction[..., 0] * (k * step), direction[..., 1] * (k * step)
-        total += cv2.remap(noise, cols + dx, rows + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-    total -= total.mean()
-    return total / max(float(total.std()), 1e-6)
-
-
-def strand_direction(luminance: np.ndarray, weights: np.ndarray, distance: np.ndarray, reach: float = 0.04):
-    """Hair direction per texel: the photo's (structure tensor) near seen hair, straight down the head far away.
-
-    Args:
-        luminance: (Ht, Wt) photo luminance in texture space.
-        weights: (Ht, Wt) where the photo shows hair.
-        distance: (Ht, Wt) distance to seen texels (fractions of the texture width).
-        reach: how far the photo's direction carries on.
-    Returns:
-        (Ht, Wt, 2) unit (column, row) directions.
-    """
-    import cv2
-
-    gx = cv2.Sobel(luminance.astype(np.float32), cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(luminance.astype(np.float32), cv2.CV_32F, 0, 1, ksize=3)
-    tensor = np.stack([gx * gx, gx * gy, gy * gy], axis=-1)
-    tensor /= np.maximum(tensor[..., 0] + tensor[..., 2], 1e-6)[..., None]
-    seen = low_frequency(tensor, weights, work_width=128)
-    # Far from the seen hair the strands fall down the head: the gradient runs across them (along u).
-    alpha = np.exp(-distance / reach)[..., None]
-    blended = alpha * seen + (1 - alpha) * np.array([1.0, 0.0, 0.0], np.float32)
-    jxx, jxy, jyy = blended[..., 0], blended[..., 1], blended[..., 2]
-    across = 0.5 * np.arctan2(2 * jxy, jxx - jyy)  # gradient angle
-    along = across + np.pi / 2
-    return np.stack([np.cos(along), np.sin(along)], axis=-1).astype(np.float32)
 
 
 def photo_weights(
@@ -333,89 +196,6 @@ def grow_into_gaps(texture: np.ndarray, covered: np.ndarray, steps: int = 4) -> 
         tex[fill] = total[fill] / count[fill][:, None]
         known = np.maximum(known, fill.astype(np.float32))
     return tex
-
-
-@dataclass
-class PhotoRegions:
-    """Where the photo shows the head, in photo pixels ((S, S) floats in [0, 1]).
-
-    Attributes:
-        skin: colour of the face's skin (or inside the face's landmark hull).
-        neck_skin: the same, stricter (below the chin, where collars and scarves are).
-        hair: colour of the seen hair.
-        hair_class: how much a pixel is hair rather than skin.
-        skin_model, hair_model: the colour statistics (hair is None when the photo shows none).
-        face: (S, S) bool, the face's landmark hull.
-    """
-
-    skin: np.ndarray
-    neck_skin: np.ndarray
-    hair: np.ndarray
-    hair_class: np.ndarray
-    skin_model: ColourModel | None
-    hair_model: ColourModel | None
-    face: np.ndarray
-
-
-def photo_regions(
-    photo_rgb: np.ndarray,
-    seen_photo: np.ndarray,
-    seen_weight: np.ndarray,
-    surface: TexelSurface,
-    pixels: np.ndarray,
-    landmarks: np.ndarray | None,
-    photo_hair: np.ndarray | None,
-) -> PhotoRegions:
-    """Skin and hair colour models from the photo, and where the photo's colours belong to them.
-
-    Skin is read inside the face's landmark hull (without landmarks: the seen
-    face of the fitted template), hair where the photo's hair split says hair
-    (without one: the template's hair region, less what is skin-coloured).
-    """
-    size = photo_rgb.shape[0]
-    lab = _rgb_to_lab(photo_rgb)
-    seen = seen_weight > 0.6
-    pts = surface.points
-    face_box = (np.abs(pts[..., 0]) < 0.14) & (pts[..., 1] > -0.22) & (pts[..., 1] < 0.13) & (pts[..., 2] > 0.05)
-    face_texels = seen & face_box & (surface.hair < 0.05)
-    face = _face_hull(landmarks, size, pixels[face_texels])
-    import cv2
-
-    # Skin is read well inside the hull: its rim holds hair, brows and background.
-    side = max(7, int(0.2 * np.sqrt(face.sum())) | 1)
-    inner = cv2.erode(face.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))).astype(bool)
-    skin_lab = lab[inner]
-    skin_model = ColourModel.fit(skin_lab, SKIN_SPREAD_FLOOR) if len(skin_lab) > 50 else None
-    seen_lab = _rgb_to_lab(seen_photo)
-    hair_lab = lab[(np.asarray(photo_hair) > 0.5) & ~face] if photo_hair is not None else lab[:0]
-    if len(hair_lab) < 100 and (photo_hair is None or (np.asarray(photo_hair) > 0.5).any()):
-        hair_texels = seen & (surface.hair > 0.9)
-        if skin_model is not None:
-            hair_texels &= skin_model.distance(seen_lab) > 2.0
-        hair_lab = seen_lab[hair_texels]
-    hair_model = ColourModel.fit(hair_lab, HAIR_SPREAD_FLOOR) if len(hair_lab) > 100 else None
-    if skin_model is None:
-        # No face to learn skin from: accept the whole mask.
-        ones = np.ones((size, size), np.float32)
-        return PhotoRegions(ones, ones, ones * 0, ones * 0, None, hair_model, face)
-    # Eyes, brows, lips and nostrils are the face's own; anything else in the face must look like skin or hair.
-    features = _features(landmarks, face)
-    # Shadowed skin is common, skin much lighter than the face is not (collars, background, white objects).
-    skin = _clean_rejection(skin_model.accept(lab, brighter=1.6), features)
-    neck_skin = _clean_rejection(skin_model.accept(lab, limit=2.0, brighter=1.6), features)
-    if hair_model is None:
-        hair = np.zeros((size, size), np.float32)
-        hair_class = hair
-    else:
-        # Hair is patchy in colour (highlights, shadows): only large non-hair blobs are occluders.
-        hair = _clean_rejection(hair_model.accept(lab), np.zeros_like(face), speck=11)
-        if photo_hair is not None and (np.asarray(photo_hair) > 0.5).sum() >= 100:
-            hair_class = np.clip(np.asarray(photo_hair, dtype=np.float32), 0, 1)
-        else:
-            margin = skin_model.distance(lab) - hair_model.distance(lab)
-            hair_class = (1.0 / (1.0 + np.exp(-2.0 * margin))).astype(np.float32)
-        hair_class = np.where(face, 0.0, hair_class).astype(np.float32)
-    return PhotoRegions(skin, neck_skin, hair, hair_class, skin_model, hair_model, face)
 
 
 def surface_shading(normals: np.ndarray, luminance: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -619,7 +399,7 @@ def bake_texture(
     if gaps.any():
         seen_skin = (confident >= 1) & (seen_hair < 0.5)
         if regions.skin_model is not None:
-            seen_skin &= regions.skin_model.accept(_rgb_to_lab(seen_rgb), brighter=1.6) > 0.5
+            seen_skin &= regions.skin_model.accept(rgb_to_lab(seen_rgb), brighter=1.6) > 0.5
         on_midline = None
         if mirror_x is not None:
             on_midline = gaps & (np.abs(surface.points[..., 0] - mirror_x) < MIDLINE_BAND)
@@ -629,18 +409,7 @@ def bake_texture(
         )  # fmt: skip
 
     if surface.on_pinna.any():
-        # What the photo does not show of a pinna takes the fill of the head's side where the ear stands (the
-        # band's own neighbours in the texture are the neck's underside), spread smoothly over the hole the pinna's
-        # root leaves in the map. The skin around the root lies within a hair of the pinna's back, and views from
-        # behind see the two by turns: it takes the same smooth colour.
-        on_map = surface.covered & ~surface.on_pinna
-        around = low_frequency(fill, on_map.astype(np.float32))
-        root = surface.ear_root[..., None] * on_map[..., None]
-        fill = fill + root * (around - fill)
-        band = band_rows(len(fill))  # look-ups for the band's rows alone (full 2048 maps: 100 MB more)
-        at = sphere_coordinates(surface.points[band], width)
-        behind = cv2.remap(around, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-        fill[band] = np.where(surface.on_pinna[band][..., None], behind, fill[band])
+        fill = _pinna_fill(fill, surface, width)
     texture = a[..., None] * photo + b[..., None] * mirrored[..., :3] + (1 - known)[..., None] * fill
     texture = grow_into_gaps(np.clip(texture, 0, 1), surface.covered)
     info = {
@@ -651,6 +420,27 @@ def bake_texture(
         "bald": bool(bald),
     }
     return np.clip(np.round(texture * 255), 0, 255).astype(np.uint8), uv, uv_faces, source, info
+
+
+def _pinna_fill(fill: np.ndarray, surface: TexelSurface, width: int) -> np.ndarray:
+    """The fill (Ht, Wt, 3) with the pinnae's and their roots' texels from the head's side around the ear.
+
+    What the photo does not show of a pinna takes the fill of the head's side where the ear stands (the band's own
+    neighbours in the texture are the neck's underside), spread smoothly over the hole the pinna's root leaves in
+    the map. The skin around the root lies within a hair of the pinna's back, and views from behind see the two by
+    turns: it takes the same smooth colour.
+    """
+    import cv2
+
+    on_map = surface.covered & ~surface.on_pinna
+    around = low_frequency(fill, on_map.astype(np.float32))
+    root = surface.ear_root[..., None] * on_map[..., None]
+    fill = fill + root * (around - fill)
+    band = band_rows(len(fill))  # look-ups for the band's rows alone (full 2048 maps: 100 MB more)
+    at = sphere_coordinates(surface.points[band], width)
+    behind = cv2.remap(around, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    fill[band] = np.where(surface.on_pinna[band][..., None], behind, fill[band])
+    return fill
 
 
 EAR_ZONE = (0.1, 0.15)
@@ -743,9 +533,9 @@ def _lips_texels(
 
 def _no_lighter(rgb: np.ndarray, lightness: float) -> np.ndarray:
     """RGB colours (..., 3) in [0, 1] with their CIELAB lightness capped at ``lightness`` (0-100), hue kept."""
-    lab = _rgb_to_lab(np.asarray(rgb, dtype=np.float32))
+    lab = rgb_to_lab(np.asarray(rgb, dtype=np.float32))
     lab[..., 0] = np.minimum(lab[..., 0], lightness)
-    return _lab_to_rgb(lab)
+    return lab_to_rgb(lab)
 
 
 def _inside_outline(depth_map: np.ndarray, margin: int = 6) -> np.ndarray:

@@ -212,11 +212,11 @@ def photo_pose_field(
 
 FADE_PER_MOVE = 3.0
 """The photo pose's move fades out (:func:`photo_pose_field`) over at least this many times its largest move.
-The fade is a smoothstep, whose steepest slope is 1.5 / width: over a width of 3 moves the surface is stretched or
-squeezed by at most half and never folds. With the fixed 35 mm fade a move of 12 mm (the couple's face, turned
-24 degrees) folded the posed head between the face and the ear: texels there were hidden in the photo's view and
-painted by the class fill (the profile's pale band in front of the ear), or took the photo's temple as a dark
-crease down the cheek."""
+The fade is a smoothstep, whose steepest slope is 1.5 / width: over a width of 3 moves the fade alone stretches or
+squeezes the surface by at most half and cannot fold it. With the fixed 14 mm fade (0.035 world units) a move of
+12 mm (the couple's face, turned 24 degrees) folded the posed head between the face and the ear: texels there were
+hidden in the photo's view and painted by the class fill (the profile's pale band in front of the ear), or took
+the photo's temple as a dark crease down the cheek."""
 RESIDUAL_LIMIT = 0.02
 """Largest residual move of :func:`photo_pose_field` (world units); a landmark farther off is left out."""
 

@@ -8,14 +8,11 @@ belong to them; the texture bake (:mod:`portrait3d.proxy.texture`) takes the pho
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from portrait3d.proxy.face_regions import FACE_FEATURES, feature_hulls
-
-if TYPE_CHECKING:
-    from portrait3d.proxy.texture import TexelSurface
+from portrait3d.proxy.texels import TexelSurface
 
 SKIN_SPREAD_FLOOR = (8.0, 4.0, 4.0)
 """Smallest Lab spread of the skin model: shading varies lightness more than colour."""

@@ -11,7 +11,8 @@ from portrait3d.proxy.fit import fit_template
 from portrait3d.proxy.layout import head_uv
 from portrait3d.proxy.shape import fit_shape, hair_region
 from portrait3d.proxy.template import EAR_CENTRE, model_to_world, template_head
-from portrait3d.proxy.texture import bake_texture, texel_surface
+from portrait3d.proxy.texels import texel_surface
+from portrait3d.proxy.texture import bake_texture
 from portrait3d.render import MeshRenderer
 
 SIZE = 256

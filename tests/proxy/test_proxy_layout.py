@@ -7,7 +7,7 @@ import pytest
 
 from portrait3d.proxy.layout import PINNA_ROWS, band_rows, head_uv, mirror_coordinates
 from portrait3d.proxy.template import model_to_world, pinna_weight, template_head
-from portrait3d.proxy.texture import texel_surface
+from portrait3d.proxy.texels import texel_surface
 
 WIDTH = 512
 

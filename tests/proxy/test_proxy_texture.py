@@ -17,7 +17,8 @@ from portrait3d.proxy.layout import head_uv, mirror_coordinates
 from portrait3d.proxy.stage import proxy_head, read_inputs
 from portrait3d.proxy.template import model_to_world, pinna_weight, template_head
 from portrait3d.proxy.testing import write_fixture_inputs
-from portrait3d.proxy.texture import bake_texture, texel_surface
+from portrait3d.proxy.texels import texel_surface
+from portrait3d.proxy.texture import bake_texture
 from portrait3d.render import MeshRenderer
 
 REPO = Path(__file__).resolve().parents[2]

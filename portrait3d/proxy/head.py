@@ -143,7 +143,26 @@ def head_shape(
         chin, _ = camera.project(fit.keypoints["chin"][None], size, size)
         segmentation = split_head(photo, mask, landmarks, chin_row=float(chin[0, 1]))
     shape = fit_shape(fit, camera, size, segmentation, voxel=voxel)
+    if segmentation is not None and shape.pinna.any():
+        shape = _ears_onto_photo(shape, camera, segmentation, landmarks)
     return dataclasses.replace(fit, vertices=np.asarray(shape.mesh.vertices)), segmentation, shape
+
+
+def _ears_onto_photo(
+    shape: HeadShape, camera: Camera, segmentation: HeadSegmentation, landmarks: np.ndarray | None
+) -> HeadShape:
+    """``shape`` with its bare ears moved onto the ears the photo shows (:mod:`portrait3d.proxy.ear_placement`)."""
+    from portrait3d.proxy.ear_placement import ear_shifts, move_ears, photo_ear_region
+
+    mesh = shape.mesh
+    region = photo_ear_region(segmentation.skin, landmarks)
+    moves = ear_shifts(np.asarray(mesh.vertices), np.asarray(mesh.vertex_normals), shape.pinna, camera, region)
+    if not moves:
+        return shape
+    moved = trimesh.Trimesh(move_ears(np.asarray(mesh.vertices), shape.pinna, moves), mesh.faces, process=False)
+    info = {**shape.info, "ear_moves": {("right" if s < 0 else "left"): [round(float(c), 4) for c in m]
+                                        for s, m in moves.items()}}  # fmt: skip
+    return dataclasses.replace(shape, mesh=moved, info=info)
 
 
 def _segmentation_arguments(segmentation: HeadSegmentation | None) -> dict:

@@ -18,6 +18,7 @@ import numpy as np
 from portrait3d.cameras import Camera
 from portrait3d.proxy.face_regions import smoothstep
 from portrait3d.proxy.layout import PINNA_VERTEX
+from portrait3d.proxy.photo_regions import face_hull
 
 SHIFT_REACH = 0.06
 """Largest image-plane shift searched, as a share of the photo's side (31 px at 512; the eval photos' bare ears
@@ -44,12 +45,9 @@ def photo_ear_region(skin: np.ndarray, landmarks: np.ndarray | None) -> np.ndarr
     import cv2
 
     region = np.asarray(skin, dtype=bool).copy()
-    if landmarks is not None and len(landmarks) >= 3:
+    if landmarks is not None:
         size = region.shape[0]
-        points = np.asarray(landmarks, dtype=np.float64)[:, :2]
-        points = points[np.all(np.isfinite(points), axis=1)]
-        hull = np.zeros(region.shape, np.uint8)
-        cv2.fillConvexPoly(hull, cv2.convexHull(np.round(points).astype(np.int32)), 1)
+        hull = face_hull(landmarks, size, np.zeros((0, 2))).astype(np.uint8)
         grow = max(1, int(round(0.02 * size)))
         hull = cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
         region &= hull == 0

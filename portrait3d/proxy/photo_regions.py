@@ -34,7 +34,7 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     return np.clip(cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_Lab2RGB), 0, 1)
 
 
-def _face_hull(landmarks: np.ndarray | None, size: int, fallback: np.ndarray) -> np.ndarray:
+def face_hull(landmarks: np.ndarray | None, size: int, fallback: np.ndarray) -> np.ndarray:
     """(S, S) bool: inside the convex hull of the landmarks (or of ``fallback`` (M, 2) pixels)."""
     import cv2
 
@@ -147,7 +147,7 @@ def photo_regions(
     pts = surface.points
     face_box = (np.abs(pts[..., 0]) < 0.14) & (pts[..., 1] > -0.22) & (pts[..., 1] < 0.13) & (pts[..., 2] > 0.05)
     face_texels = seen & face_box & (surface.hair < 0.05)
-    face = _face_hull(landmarks, size, pixels[face_texels])
+    face = face_hull(landmarks, size, pixels[face_texels])
     import cv2
 
     # Skin is read well inside the hull: its rim holds hair, brows and background.

@@ -1,11 +1,4 @@
-"""Head pose from two face-mesh readings: the photo's, then a frontalised copy's.
-
-MediaPipe's face mesh reads a turned face as turned less than it is (its 3D
-landmarks are pulled toward a frontal face): the raw yaw of
-:func:`~portrait3d.preprocess.alignment.head_rotation` was 0.75 to 0.86 of the
-true yaw on renders of three test heads, a different factor on each, so no
-fixed gain fits every head. The landmark model is accurate near a frontal
-view, so the face is shown to it again from the front:
+"""Head pose from two face-mesh readings: the photo's, then, for a face turned far, a frontalised copy's.
 
 1. First reading: the rotation read off the photo's 468 landmarks, each
    averaged with the same landmark read off the mirror image
@@ -13,7 +6,7 @@ view, so the face is shown to it again from the front:
    mirror image's, :func:`symmetric_detection`). This cancels the models' own
    left-right asymmetry: a photo and its mirror image get exactly mirrored
    landmarks, camera and crop (one-sided readings put skimage's camera(), a
-   profile, at yaw -68.8 and its mirror image at 58.3; now -67.9 and 67.9).
+   profile, at yaw -68.8 and its mirror image at 58.3).
 2. Frontalise (:func:`frontal_view`): the landmarks, turned back by that
    rotation into the head frame, give a frontal layout; the photo is warped
    piecewise-affinely (a Delaunay mesh of the landmarks, far triangles drawn
@@ -22,26 +15,23 @@ view, so the face is shown to it again from the front:
 3. Second reading (:func:`second_reading`) on that image: the rotation the
    face still shows, i.e. what the first reading missed, now read near the
    frontal view (on the frontalised photo and on its mirror image,
-   averaged). ``first @ FRONTAL @ second`` is the corrected rotation; its
-   yaw and roll are kept.
+   averaged). ``first @ FRONTAL @ second`` is the corrected rotation.
 
-The pitch comes from the first reading (it has no such pull), less
-:data:`PITCH_TURN_BIAS` ``* (1 - cos yaw)``. The ratio of the two yaw readings
-measures how much this photo's landmark depth is compressed, and
-:func:`~portrait3d.preprocess.alignment.align` stretches the depth by it for the
-3D face lengths that size the crop.
+Which one counts (:func:`second_reading_share`): on two real head scans photographed at known turns
+(``scripts/bench_pose_scan.py``; Lee Perry-Smith's is ``tests/preprocess/test_preprocess_camera.py``'s head) the
+first reading is within about 5 degrees of the true yaw up to 45 and the second overshoots there (Lee at 45 read
+56.6); from 60 the first falls short (the bust's by 12) and the second is the nearer. So the estimate is the first
+reading up to 45 degrees, the second from 60, a smoothstep between (yaw, roll and the pitch bias follow the share).
+The second reading was made for heads whose face is MediaPipe's own depth (flatter than a real face: there the
+first reading is 0.75-0.86 of the true yaw); on those it stays more accurate below 45 degrees, but no real head
+measured reads like them.
 
-Measured (yaw -45..45 x pitch -20..20, 55 renders each, errors after removing
-the yaw-0 reading): on the camera test's head (landmark surface + ellipsoid
-skull), |error| <= 3.2 deg in yaw and 4.8 in pitch (rms 1.4, 1.7); on the proxy
-head (the calibration head) 6.3 and 5.4 (rms 2.2, 1.8); one reading with the
-former fixed yaw gain of 1.3 gave 6.8 / 6.0 and 11.4 / 7.2 there. Those figures
-are of the one-sided readings; with the mirror-symmetric ones, on the camera
-test's 16 poses: 3.8 deg in yaw and 6.0 in pitch (rms 1.5, 2.3; one-sided 3.2,
-4.8, rms 1.7, 2.0), PITCH_TURN_BIAS not calibrated again. A second
-frontalisation pass overshoots (measured), so there is exactly one. Cost:
-three more face-mesh readings (the mirror image, the frontal view and its
-mirror) and two 256-pixel warps, about 50-80 ms on 2 CPU cores.
+The pitch comes from the first reading, less :data:`PITCH_TURN_BIAS` ``* (1 - cos yaw)`` as far as the second
+reading counts. The ratio of the final yaw to the first reading's measures how much this photo's landmark depth is
+compressed (1 up to 45 degrees), and :func:`~portrait3d.preprocess.alignment.align` stretches the depth by it for
+the 3D face lengths that size the crop. A second frontalisation pass overshoots (measured), so there is exactly
+one. Cost: three more face-mesh readings (the mirror image, the frontal view and its mirror) and two 256-pixel
+warps, about 50-80 ms on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -64,10 +54,24 @@ PITCH_TURN_BIAS = 16.0
 to the sample photo and textured from it, :func:`portrait3d.proxy.head.build_head`) rendered at
 yaw -45..45 x pitch -20..20, not on the head the camera test checks. The fit moves by about 3 with
 small changes of that head, so take it as +-3."""
+SECOND_READING_TURN = (45.0, 60.0)
+"""First-reading yaws (degrees) from which the second reading (and the pitch bias) take over, and fully from
+(:func:`second_reading_share`). Measured on two real head scans photographed at known turns
+(``scripts/bench_pose_scan.py``): the first reading is within about 5 degrees up to 45 on both, the second
+overshoots there by 4-16 (Lee Perry-Smith read 56.6 for 45); from 60 the first falls short on the bust (12)
+and the second is the nearer one."""
 MIN_GAIN_YAW = 5.0
 """Below this first-reading yaw (degrees) the depth gain is 1: the ratio of two small yaws is noise,
 and near a frontal view the depth barely enters the face lengths. A safety limit, not fitted (nor is
 the gain's clip to [1, 2])."""
+
+
+def second_reading_share(first_yaw: float) -> float:
+    """How much of the second reading the estimate takes at a first reading of ``first_yaw`` degrees: 0 up to
+    :data:`SECOND_READING_TURN` ``[0]``, 1 from ``[1]``, a smoothstep between."""
+    start, full = SECOND_READING_TURN
+    x = min(max((abs(first_yaw) - start) / (full - start), 0.0), 1.0)
+    return x * x * (3.0 - 2.0 * x)
 
 
 def frontal_view(image: np.ndarray, points: np.ndarray, rotation: np.ndarray, size: int = VIEW_SIZE):
@@ -224,7 +228,7 @@ def estimate(
     pitch: float | None = None,
     face: models.FaceDetection | None = None,
 ):
-    """PanoHead crop and camera of one face, with the frontalised second reading.
+    """PanoHead crop and camera of one face (the frontalised second reading only for a face turned far).
 
     Args:
         image: (H, W, 3) uint8 RGB photo.
@@ -237,12 +241,17 @@ def estimate(
     """
     points = symmetric_landmarks(image, _detection(points[:, :2]) if face is None else face)
     first = alignment.head_rotation(points)
-    corrected = first @ FRONTAL @ second_reading(image, points, first)
     a1 = alignment.camera_from_rotation(first).angles(target=(0.0, 0.0, 0.0))
-    a2 = alignment.camera_from_rotation(corrected).angles(target=(0.0, 0.0, 0.0))
-    turned_pitch = a1.pitch - PITCH_TURN_BIAS * (1.0 - math.cos(math.radians(a2.yaw)))
-    rotation = camera_from_angles(a2.yaw, turned_pitch, a2.roll).cam2world[:3, :3].T
+    final_yaw, final_roll, turned_pitch = a1.yaw, a1.roll, a1.pitch
+    share = second_reading_share(a1.yaw)
+    if share > 0:  # turned less than SECOND_READING_TURN[0], the frontalised copy is not even read
+        corrected = first @ FRONTAL @ second_reading(image, points, first)
+        a2 = alignment.camera_from_rotation(corrected).angles(target=(0.0, 0.0, 0.0))
+        final_yaw = a1.yaw + share * (a2.yaw - a1.yaw)
+        final_roll = a1.roll + share * (a2.roll - a1.roll)
+        turned_pitch = a1.pitch - share * PITCH_TURN_BIAS * (1.0 - math.cos(math.radians(final_yaw)))
+    rotation = camera_from_angles(final_yaw, turned_pitch, final_roll).cam2world[:3, :3].T
     gain = 1.0
     if abs(a1.yaw) >= MIN_GAIN_YAW:
-        gain = float(np.clip(math.sin(math.radians(a2.yaw)) / math.sin(math.radians(a1.yaw)), 1.0, 2.0))
+        gain = float(np.clip(math.sin(math.radians(final_yaw)) / math.sin(math.radians(a1.yaw)), 1.0, 2.0))
     return alignment.align(points, yaw, pitch, rotation=rotation, depth_gain=gain)

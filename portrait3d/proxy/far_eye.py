@@ -12,9 +12,10 @@ import numpy as np
 from portrait3d.cameras import Camera
 from portrait3d.proxy.face_regions import FACE_FEATURES, OUTER_CORNER, far_side, feature_hulls, smoothstep
 
-FAR_EYE_TURN = (45.0, 60.0)
+FAR_EYE_TURN = (40.0, 50.0)
 """Yaw (degrees) from which the photo's far eye and brow are painted over before the bake, and fully from (see
-:func:`far_eye_pixels`); below it the far eye is seen on its own side of the face, and paints it."""
+:func:`far_eye_pixels`); below it the far eye is seen on its own side of the face, and paints it. In the pose's first
+reading's degrees (45 and 60 when the estimate was the second reading at every yaw)."""
 
 
 def far_eye_pixels(landmarks: np.ndarray, camera: Camera, size: int) -> np.ndarray:

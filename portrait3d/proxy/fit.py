@@ -170,8 +170,10 @@ def fit_template(
     )
 
 
-TURN_START, TURN_FULL = 17.0, 25.0
-"""Yaw (degrees) from which the photo's face counts as turned, and fully from (see :func:`turn_share`)."""
+TURN_START, TURN_FULL = 14.0, 20.0
+"""Yaw (degrees) from which the photo's face counts as turned, and fully from (see :func:`turn_share`). In the pose's
+first reading's degrees (17 and 25 when the estimate was the second reading at every yaw, which reads these turns
+about 1.2 times larger: :data:`portrait3d.preprocess.pose.SECOND_READING_TURN`)."""
 
 
 def turn_share(camera: Camera) -> float:
@@ -182,9 +184,9 @@ def turn_share(camera: Camera) -> float:
     head's mid-plane (:attr:`FitResult.photo_pose`). On a face seen from the front the image-plane fit already
     puts the photo's features on the face, and these would only move it (measured with them on at every yaw:
     child_boy_frontal's identity distance at yaw 0 grew from 0.169 to 0.299), so they stay off. The start lies
-    between the eval photos they made a little worse (anime_man_manhwa, yaw 17: at +-30 degrees 0.282 / 0.330
-    -> 0.298 / 0.336 at a share of 0.04) and those they help (painting_mona_lisa, yaw 23: 0.350 / 0.522 /
-    0.328 -> 0.279 / 0.389 / 0.299).
+    between the eval photos they made a little worse (anime_man_manhwa, yaw 17 as the second reading read it, 13.5
+    as the first does: at +-30 degrees 0.282 / 0.330 -> 0.298 / 0.336 at a share of 0.04) and those they help
+    (painting_mona_lisa, yaw 23, 18 by the first reading: 0.350 / 0.522 / 0.328 -> 0.279 / 0.389 / 0.299).
     """
     yaw = abs(camera.angles(target=(0.0, 0.0, 0.0)).yaw)
     x = float(np.clip((yaw - TURN_START) / (TURN_FULL - TURN_START), 0.0, 1.0))

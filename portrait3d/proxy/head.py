@@ -13,7 +13,6 @@ from portrait3d.cameras import Camera
 from portrait3d.preprocess.hair import HeadSegmentation, split_head
 from portrait3d.proxy.fit import FitResult, fit_template
 from portrait3d.proxy.shape import HeadShape, fit_shape
-from portrait3d.proxy.symmetry import head_mid_x
 from portrait3d.proxy.template import template_head
 from portrait3d.proxy.texture import bake_texture
 
@@ -34,7 +33,8 @@ class ProxyHead:
         ears: (V,) float in [0, 1], how much each vertex of ``geometry`` is an uncovered ear.
         photo_vertices: (V, 3) ``geometry`` posed as the photo's camera saw it (the face where the
             landmarks put it; what the photo was projected onto), or None: ``geometry`` itself.
-        mirror_x: x of the plane the texture mirrors the photo across (None: the head's left-right middle).
+        mirror_x: x of the plane the texture mirrors the photo across, the face's mid-plane (None without
+            landmarks: the head's left-right middle).
     """
 
     geometry: trimesh.Trimesh
@@ -83,10 +83,9 @@ def build_head(
         photo_vertices = fit.vertices + fit.photo_pose(fit.vertices)
         seen = trimesh.Trimesh(photo_vertices, geometry.faces, process=False)
     depth_map = MeshRenderer(seen).render_depth(camera, size)
-    # Mirrored across the face's own mid-plane: the skull's left-right middle is a guess on a turned face.
-    mirror_x = None
-    if fit.mid_x is not None and fit.turn > 0:
-        mirror_x = fit.turn * fit.mid_x + (1 - fit.turn) * head_mid_x(np.asarray(geometry.vertices))
+    # Mirrored across the face's own mid-plane, turned or not: the mesh's left-right middle is the hair's too, and
+    # long hair falling on one side put it 11 mm beside the nose (a second far eye beside the first).
+    mirror_x = fit.mid_x
     photo_rgb = photo.astype(np.float64) / 255.0
     soft_mask = None if mask is None else _soft_mask(mask)
     texture, uv, uv_faces, source, info = bake_texture(
@@ -101,6 +100,7 @@ def build_head(
         landmarks=landmarks,
         photo_vertices=photo_vertices,
         mirror_x=mirror_x,
+        turned=fit.turn > 0,
         pinna=shape.pinna,
         **_segmentation_arguments(segmentation),
     )

@@ -143,6 +143,7 @@ def bake_texture(
     head_mask: np.ndarray | None = None,
     photo_vertices: np.ndarray | None = None,
     mirror_x: float | None = None,
+    turned: bool = False,
     pinna: np.ndarray | None = None,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
@@ -165,6 +166,8 @@ def bake_texture(
             it), which the photo is projected onto; default the mesh's own vertices.
         mirror_x: x of the plane the photo is mirrored across (the face's mid-plane); default the middle
             of the head's left-right extent (:func:`portrait3d.proxy.symmetry.head_mid_x`).
+        turned: whether the photo's face is turned (:attr:`portrait3d.proxy.fit.FitResult.turn` > 0): then a band
+            just past the mid-line, and a far eye at the head's outline, take the mirror image (needs ``mirror_x``).
         pinna: (V,) how much each vertex is a pinna (:attr:`portrait3d.proxy.shape.HeadShape.pinna`): those
             triangles have texels of their own (:func:`portrait3d.proxy.layout.head_uv`); default none.
         seed: seed of the procedural strands.
@@ -224,7 +227,7 @@ def bake_texture(
     # Feather the photo's edge inward only, so its border pixels never stretch onto unseen texels.
     sigma = 8.0 * width / 2048
     direct = np.minimum(direct, cv2.GaussianBlur(direct.astype(np.float32), (0, 0), sigma))
-    if mirror_x is not None:
+    if turned and mirror_x is not None:
         direct = direct * midline_band_weight(surface.points, camera, mirror_x, sample_photo(regions.face, pixels))
         if landmarks is not None and head_mask is not None:
             at_outline = np.clip(sample_photo(far_eye_at_outline(landmarks, head_mask), pixels), 0.0, 1.0)
@@ -309,7 +312,7 @@ def bake_texture(
         if regions.skin_model is not None:
             seen_skin &= regions.skin_model.accept(rgb_to_lab(seen_rgb), brighter=1.6) > 0.5
         on_midline = None
-        if mirror_x is not None:
+        if turned and mirror_x is not None:
             on_midline = gaps & (np.abs(surface.points[..., 0] - mirror_x) < MIDLINE_BAND)
         fill = fill_gaps(
             fill, gaps, seen_rgb, seen_hair, seen_skin, confident, surface.covered, surface.hair, on_midline,

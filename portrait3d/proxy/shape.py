@@ -149,16 +149,21 @@ def skull_radius(directions: np.ndarray, centre: np.ndarray = CRANIUM_CENTRE, re
     return ((lo + hi) / 2).reshape(shape)
 
 
-def hair_region(points: np.ndarray, side_hairline: float | None, softness: float = 0.015) -> np.ndarray:
+def hair_region(
+    points: np.ndarray, side_hairline: float | None, softness: float = 0.015, turn: float = 0.0
+) -> np.ndarray:
     """Where hair grows on the template surface (model units): (N, 3) -> (N,) in [0, 1].
 
     The template's hairline, lowered at the sides and the back to ``side_hairline``
-    (the lowest hair beside the face in the photo) when that is lower.
+    (the lowest hair beside the face in the photo) when that is lower. That hair is
+    seen on the outline, which lies ``turn`` degrees (the photo's yaw) further back
+    on a turned photo: behind the near ear, not in front of it, and the lowering
+    starts that much further back.
     """
     azimuth = np.degrees(np.arctan2(points[:, 0], points[:, 2]))
     line = _hairline(azimuth)
     if side_hairline is not None:
-        t = np.clip((np.abs(azimuth) - 45.0) / 35.0, 0.0, 1.0)
+        t = np.clip((np.abs(azimuth) - 45.0 - abs(turn)) / 35.0, 0.0, 1.0)
         side = np.minimum(line, max(side_hairline, LOWEST_HAIR))
         line = line + (side - line) * t * t * (3 - 2 * t)
     return np.clip(0.5 + 0.5 * (points[:, 1] - line) / softness, 0.0, 1.0)
@@ -471,9 +476,10 @@ def fit_shape(
         side = _side_hairline(segmentation, frame, angles, target, valid)
     else:
         target, valid, side = None, None, None
-    allowed = hair_region(surface.reshape(-1, 3), side).reshape(skull.shape)
+    turn = camera.angles(target=(0.0, 0.0, 0.0)).yaw
+    allowed = hair_region(surface.reshape(-1, 3), side, turn=turn).reshape(skull.shape)
     # The shell fades in over a wider band above the hairline than the hair colour does.
-    shell = hair_region(surface.reshape(-1, 3) - [0.0, 0.035, 0.0], side, softness=0.045).reshape(skull.shape)
+    shell = hair_region(surface.reshape(-1, 3) - [0.0, 0.035, 0.0], side, 0.045, turn).reshape(skull.shape)
     # Ears the photo shows (or does not show covered by hair) stand out of the hair shell.
     readings = ears_uncovered(frame, camera, size, segmentation)
     info["ears_uncovered"] = [round(u, 2) for u in readings]
@@ -486,7 +492,7 @@ def fit_shape(
     behind = smoothstep((-dirs[..., 2] - 0.1) / 0.7)  # 0 at the sides, 1 straight behind
     sides = smoothstep((0.5 - dirs[..., 2]) / 0.5)  # 0 in front (azimuth < 60 deg), 1 from the sides back
     # 0 at the lower hairline, 1 a taper's height above it.
-    nape = hair_region(surface.reshape(-1, 3) - [0.0, NAPE_TAPER, 0.0], side, softness=NAPE_TAPER).reshape(skull.shape)
+    nape = hair_region(surface.reshape(-1, 3) - [0.0, NAPE_TAPER, 0.0], side, NAPE_TAPER, turn).reshape(skull.shape)
     nape = smoothstep(nape)
 
     flat = dirs.reshape(-1, 3)

@@ -289,3 +289,26 @@ def test_the_ears_sit_between_the_eyes_and_the_nose_base(sample):
         (px,), _ = inputs.camera.project(frame.to_world(EAR_CENTRE * [side, 1.0, 1.0])[None], size, size)
         below_middle = (px[1] - 0.5 * (eyes + nose_base)) / (nose_base - eyes)  # image rows grow downward
         assert -0.3 < below_middle < 0.15, (px[1], eyes, nose_base)
+
+
+def test_a_turned_photos_side_hair_starts_behind_the_ear_it_was_seen_at():
+    from portrait3d.proxy.shape import hair_region
+    from portrait3d.proxy.template import EAR_CENTRE
+
+    # The photo shows hair on its outline beside the face down to below the ear (side hairline -0.08). Seen from
+    # the front, that outline lies beside the ear; from a photo turned 25 degrees it lies 25 degrees behind the
+    # near ear, and says nothing about the temple in front of the ear (the couple's photo, read at 19 degrees,
+    # grew a dark strip of hair from the temple down to the jaw in front of her ear).
+    height = EAR_CENTRE[1]
+    radius = float(np.hypot(EAR_CENTRE[0], EAR_CENTRE[2]))
+
+    def point(azimuth: float) -> np.ndarray:
+        a = np.radians(azimuth)
+        return np.array([[radius * np.sin(a), height, radius * np.cos(a)]])
+
+    in_front, behind = point(78.0), point(125.0)
+    assert hair_region(in_front, -0.08)[0] > 0.9  # frontal photo: the side hair comes down in front of the ear
+    assert hair_region(in_front, -0.08, turn=25.0)[0] < 0.1
+    assert hair_region(in_front, -0.08, turn=-25.0)[0] < 0.1  # either way the photo is turned
+    assert hair_region(behind, -0.08, turn=25.0)[0] > 0.9  # behind the ear it comes down as before
+    assert hair_region(in_front, None, turn=25.0)[0] < 0.1  # the template's own hairline is above the ear

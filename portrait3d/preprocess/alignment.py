@@ -8,14 +8,14 @@ head's axes can be read off them directly: x from the symmetric pairs
 (subject's left minus right), up from the midline (chin to forehead, made
 orthogonal to x), forward = x cross up. Those three columns are the head-to-
 camera rotation in OpenCV camera axes, which is exactly how the PanoHead camera
-sees the world axes, so the camera follows without any fitted face model. One
-such reading turns the head too little (MediaPipe pulls toward a frontal face,
-by a factor that differs from head to head);
-:func:`portrait3d.preprocess.pose.estimate` corrects it with a second reading
-on a frontalised copy of the face and passes the rotation in here. Measured on
-renders of the camera test's head at yaw -45..45 and pitch -20..20: |error|
-<= 3.2 deg in yaw and 4.8 in pitch (rms 1.4 and 1.7), against 14.6 and 6.1 for
-one reading alone.
+sees the world axes, so the camera follows without any fitted face model. On
+real heads (two scans photographed at known turns) one such reading is within
+about 5 deg of the true yaw up to 45 and falls short beyond;
+:func:`portrait3d.preprocess.pose.estimate` takes a second reading on a
+frontalised copy of the face from there and passes the rotation in here.
+Measured on Lee Perry-Smith's scan at yaw -45..45 and pitch -20..20 (16 poses,
+``tests/preprocess/test_preprocess_camera.py``): |error| <= 5.1 deg in yaw and
+7.4 in pitch (rms 2.5 and 4.5).
 
 Crop. PanoHead's own cropping (3DDFA_V2 + an FFHQ-style quad, then a 3DDFA
 scale and shift) sizes the face by ``max(2 |eye_to_eye|, 1.8 |eye_to_mouth|)``
@@ -25,10 +25,10 @@ the lengths are measured in 3D (so they do not shrink with yaw; the landmark
 depth is first stretched by the compression that ``pose.estimate`` measured on
 the photo) and the face centre is placed where :data:`FACE_CENTRE` projects
 through the estimated camera, which keeps the head centre at the image centre
-for every pose. Measured on the same renders: between yaw -40 and 40 the
-skull's box in the crop moves by 5.5 px and its height by 2.7 % (what is left
-of the pose error moves the projected face centre: 1 deg of yaw is about
-1.9 px).
+for every pose. Measured on the same scan: the crop centres of yaw -40..40,
+cast back through their photos, pass within 3.8 mm of one point of the head,
+and the crop's scale stays within 2.6 % (what is left of the pose error moves
+the projected face centre: 1 deg of yaw is about 1.9 px).
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def build_head(
         seen = trimesh.Trimesh(photo_vertices, geometry.faces, process=False)
     depth_map = MeshRenderer(seen).render_depth(camera, size)
     # Mirrored across the face's own mid-plane, turned or not: the mesh's left-right middle is the hair's too, and
-    # long hair falling on one side put it 11 mm beside the nose (a second far eye beside the first).
+    # long hair falling on one side put it 10 mm beside the nose (a second far eye beside the first).
     mirror_x = fit.mid_x
     photo_rgb = photo.astype(np.float64) / 255.0
     soft_mask = None if mask is None else _soft_mask(mask)

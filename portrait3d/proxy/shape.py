@@ -476,23 +476,26 @@ def fit_shape(
         side = _side_hairline(segmentation, frame, angles, target, valid)
     else:
         target, valid, side = None, None, None
-    turn = camera.angles(target=(0.0, 0.0, 0.0)).yaw
-    allowed = hair_region(surface.reshape(-1, 3), side, turn=turn).reshape(skull.shape)
+    allowed = hair_region(surface.reshape(-1, 3), side).reshape(skull.shape)
     # The shell fades in over a wider band above the hairline than the hair colour does.
-    shell = hair_region(surface.reshape(-1, 3) - [0.0, 0.035, 0.0], side, 0.045, turn).reshape(skull.shape)
+    shell = hair_region(surface.reshape(-1, 3) - [0.0, 0.035, 0.0], side, softness=0.045).reshape(skull.shape)
     # Ears the photo shows (or does not show covered by hair) stand out of the hair shell.
     readings = ears_uncovered(frame, camera, size, segmentation)
     info["ears_uncovered"] = [round(u, 2) for u in readings]
     uncovered = tuple(bareness(u) for u in readings)
     ear_map = _ear_directions(dirs, uncovered)
-    # The hair's colour comes down to the pinna; the shell keeps clear of a wider hollow around it.
-    coloured = allowed * (1.0 - _ear_skin(dirs, uncovered))
+    # The hair's colour comes down to the pinna; the shell keeps clear of a wider hollow around it. On a turned photo
+    # the hair seen beside the face lies behind the near ear, and the temple in front of it keeps the template's
+    # hairline (only the colour: the shell there shapes the outline the photo does see).
+    turn = camera.angles(target=(0.0, 0.0, 0.0)).yaw
+    painted = hair_region(surface.reshape(-1, 3), side, turn=turn).reshape(skull.shape)
+    coloured = painted * (1.0 - _ear_skin(dirs, uncovered))
     allowed, shell = allowed * (1.0 - ear_map), shell * (1.0 - ear_map)
     info["side_hairline"] = None if side is None else round(side, 4)
     behind = smoothstep((-dirs[..., 2] - 0.1) / 0.7)  # 0 at the sides, 1 straight behind
     sides = smoothstep((0.5 - dirs[..., 2]) / 0.5)  # 0 in front (azimuth < 60 deg), 1 from the sides back
     # 0 at the lower hairline, 1 a taper's height above it.
-    nape = hair_region(surface.reshape(-1, 3) - [0.0, NAPE_TAPER, 0.0], side, NAPE_TAPER, turn).reshape(skull.shape)
+    nape = hair_region(surface.reshape(-1, 3) - [0.0, NAPE_TAPER, 0.0], side, softness=NAPE_TAPER).reshape(skull.shape)
     nape = smoothstep(nape)
 
     flat = dirs.reshape(-1, 3)

@@ -11,7 +11,7 @@ depth of the sample photo (MediaPipe's ``z`` on an ellipsoid skull, flatter than
 first reading read 0.75-0.86 of the turn, and the estimator's frontalised second reading was made to correct that.
 On this real head the first reading is within 5 degrees up to 45 and the second overshoots (56.6 for 45), which is
 why :data:`portrait3d.preprocess.pose.SECOND_READING_TURN` keeps the first reading up to 45 degrees (on the flat
-head the estimate now errs by up to 12.7 degrees of yaw; docs/BENCHMARKS.md, twenty-first session).
+head the estimate now errs by up to 13.2 degrees of yaw; docs/BENCHMARKS.md, twenty-first session).
 """
 
 from __future__ import annotations

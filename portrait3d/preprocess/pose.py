@@ -60,10 +60,6 @@ SECOND_READING_TURN = (45.0, 60.0)
 (``scripts/bench_pose_scan.py``): the first reading is within about 5 degrees up to 45 on both, the second
 overshoots there by 4-16 (Lee Perry-Smith read 56.6 for 45); from 60 the first falls short on the bust (12)
 and the second is the nearer one."""
-MIN_GAIN_YAW = 5.0
-"""Below this first-reading yaw (degrees) the depth gain is 1: the ratio of two small yaws is noise,
-and near a frontal view the depth barely enters the face lengths. A safety limit, not fitted (nor is
-the gain's clip to [1, 2])."""
 
 
 def second_reading_share(first_yaw: float) -> float:
@@ -243,6 +239,7 @@ def estimate(
     first = alignment.head_rotation(points)
     a1 = alignment.camera_from_rotation(first).angles(target=(0.0, 0.0, 0.0))
     final_yaw, final_roll, turned_pitch = a1.yaw, a1.roll, a1.pitch
+    gain = 1.0
     share = second_reading_share(a1.yaw)
     if share > 0:  # turned less than SECOND_READING_TURN[0], the frontalised copy is not even read
         corrected = first @ FRONTAL @ second_reading(image, points, first)
@@ -250,8 +247,7 @@ def estimate(
         final_yaw = a1.yaw + share * (a2.yaw - a1.yaw)
         final_roll = a1.roll + share * (a2.roll - a1.roll)
         turned_pitch = a1.pitch - share * PITCH_TURN_BIAS * (1.0 - math.cos(math.radians(final_yaw)))
-    rotation = camera_from_angles(final_yaw, turned_pitch, final_roll).cam2world[:3, :3].T
-    gain = 1.0
-    if abs(a1.yaw) >= MIN_GAIN_YAW:
+        # The gain's clip to [1, 2] is a safety limit, not fitted.
         gain = float(np.clip(math.sin(math.radians(final_yaw)) / math.sin(math.radians(a1.yaw)), 1.0, 2.0))
+    rotation = camera_from_angles(final_yaw, turned_pitch, final_roll).cam2world[:3, :3].T
     return alignment.align(points, yaw, pitch, rotation=rotation, depth_gain=gain)

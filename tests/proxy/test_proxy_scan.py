@@ -89,8 +89,9 @@ def test_a_profile_photo_keeps_the_width_of_the_head_it_cannot_see(tmp_path):
     truth, head = turn(scan, -yaw), turn(result.head, -yaw)
     eyes = float(result.scan_landmarks[[33, 263], 1].mean())
     # Measured 60 and 80 mm above the eyes: -0.5 % and +2.4 % (+6.0 % and +10.1 % with the sides' hair carried
-    # round from the crown; head Chamfer 5.69 -> 4.09 mm).
+    # round from the crown; head Chamfer 5.69 -> 4.09 mm). The Chamfer's bound leaves room for the alignment, which
+    # on a turned photo moves it by about 0.4 mm for one head (docs/BENCHMARKS.md, twenty-second session).
     for above in (0.06, 0.08):
         error = _width(head, eyes + above) / _width(truth, eyes + above) - 1.0
         assert abs(error) < 0.04, (above, error)
-    assert result.figures["head_chamfer_mm"] <= 4.5, result.figures
+    assert result.figures["head_chamfer_mm"] <= 5.0, result.figures

@@ -9,7 +9,7 @@ the real preprocess stage and the proxy head (``portrait3d.proxy.head.build_head
 the proxy generator's asset shape, and the diffusion generator's condition).
 The head, in metres (0.4 m a PanoHead unit), is aligned to the scan by a
 similarity from the photo's landmarks cast onto both surfaces, refined by ICP
-above the chin (see ``portrait3d.proxy.scan_eval``). Printed:
+above the chin that pairs the surfaces both ways (see ``portrait3d.proxy.scan_eval``). Printed:
 
 - NoW-style face error: scan points within 95 mm of the nose tip, rigid face ICP,
   distance to the head's surface (median, mean; mm);

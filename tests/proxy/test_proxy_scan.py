@@ -30,9 +30,8 @@ def lee(tmp_path_factory):
 
 
 def test_a_real_scan_meets_the_scan_targets(lee):
-    # Measured (as bench_scan.py prints them): face median 1.90 mm, mean 2.31 mm, head Chamfer 3.08 mm,
-    # scale +1.8 % (the scan is sized as an average man's head, 197 mm long; one photo has no absolute scale).
-    # Before the ears were moved onto the photo's ears: 1.94 / 2.37 mm, 3.33 mm, +2.4 %.
+    # Measured (as bench_scan.py prints them): face median 1.94 mm, mean 2.42 mm, head Chamfer 3.23 mm,
+    # scale +2.4 % (the scan is sized as an average man's head, 197 mm long; one photo has no absolute scale).
     f = lee[2].figures
     assert f["face_points"] > 1000, f
     assert f["face_median_mm"] <= 2.5 and f["face_mean_mm"] <= 3.5, f
@@ -49,7 +48,7 @@ def test_the_head_of_a_real_scan_is_the_person(lee):
     truth, made = frontal_views(scan, result.textured, centre)
     model = identity_eval.IdentityModel()
     distance = model.distance(truth, made)
-    # Measured: 0.255 (the photo itself against the scan's frontal view: 0.068).
+    # Measured: 0.265 (the photo itself against the scan's frontal view: 0.095).
     assert distance is not None and distance <= identity_eval.TARGETS[0.0], distance
     # The measure can tell: another person (the sample photo, Eileen Collins) scores 0.79, over the target.
     from PIL import Image
@@ -88,10 +87,49 @@ def test_a_profile_photo_keeps_the_width_of_the_head_it_cannot_see(tmp_path):
     result = evaluate_scan(scan, head_centre(turn(original, yaw)), tmp_path)  # framed as the plain head is
     truth, head = turn(scan, -yaw), turn(result.head, -yaw)
     eyes = float(result.scan_landmarks[[33, 263], 1].mean())
-    # Measured 60 and 80 mm above the eyes: -0.5 % and +2.4 % (+6.0 % and +10.1 % with the sides' hair carried
-    # round from the crown; head Chamfer 5.69 -> 4.09 mm). The Chamfer's bound leaves room for the alignment, which
-    # on a turned photo moves it by about 0.4 mm for one head (docs/BENCHMARKS.md, twenty-second session).
+    # Measured 60 and 80 mm above the eyes: +1.1 % and +3.8 %, head Chamfer 3.54 mm; with the sides' hair carried
+    # round from the crown +10.0 % and +14.1 %, 4.27 mm (both aligned two ways, scan_eval.two_way_icp).
     for above in (0.06, 0.08):
         error = _width(head, eyes + above) / _width(truth, eyes + above) - 1.0
-        assert abs(error) < 0.04, (above, error)
-    assert result.figures["head_chamfer_mm"] <= 5.0, result.figures
+        assert abs(error) < 0.06, (above, error)
+    assert result.figures["head_chamfer_mm"] <= 4.0, result.figures
+
+
+@pytest.mark.slow
+def test_the_alignment_of_one_head_settles_in_one_place_from_starts_apart(tmp_path):
+    from scipy.spatial.transform import Rotation
+
+    from portrait3d.proxy.scan_eval import (
+        CHIN,
+        Similarity,
+        evaluate_scan,
+        head_centre,
+        head_chamfer,
+        outer_surface,
+        transformed,
+        turn,
+        two_way_icp,
+    )
+
+    # A head made from a photo turned 47 degrees and aligned, aligned again from starts 8 degrees and 6 % of scale
+    # away. Measured: it comes back to within 0.3 % of its scale (0.997-1.000), head Chamfer 3.30-3.46 mm. With the
+    # pairs taken one way only (the head's points onto the scan) the first alignment itself was not a resting
+    # place: from these starts it moved 2.3-2.6 % in scale (and one head made from photos turned 45, 46 and 47
+    # degrees had settled at +2.8, +3.8 and +7.8 %, docs/BENCHMARKS.md).
+    scan = turn(trimesh.load(SCAN, force="mesh"), 47.0)
+    result = evaluate_scan(scan, head_centre(scan), tmp_path)
+    outer, head = outer_surface(scan), result.head
+    chin = float(result.scan_landmarks[CHIN, 1])
+    head_points = np.asarray(trimesh.sample.sample_surface_even(head, 20000, seed=0)[0])
+    scan_points = np.asarray(trimesh.sample.sample_surface_even(outer, 20000, seed=1)[0])
+    head_points, scan_points = head_points[head_points[:, 1] > chin], scan_points[scan_points[:, 1] > chin]
+    centre = head_points.mean(axis=0)
+    scales, chamfers = [], []
+    for yaw, pitch, scale in [(8.0, 8.0, 1.06), (-8.0, -8.0, 0.94), (0.0, -8.0, 1.0), (-8.0, 8.0, 0.94)]:
+        rotation = Rotation.from_euler("yx", [yaw, pitch], degrees=True).as_matrix()
+        start = Similarity(scale, rotation, centre - scale * rotation @ centre)
+        found = two_way_icp(head_points, head, scan_points, outer, start)
+        scales.append(found.scale)
+        chamfers.append(head_chamfer(outer, transformed(head, found), chin))
+    assert np.ptp(scales) < 0.01 and abs(np.mean(scales) - 1.0) < 0.01, scales
+    assert max(chamfers) <= 4.0, chamfers

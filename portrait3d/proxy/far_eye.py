@@ -1,7 +1,7 @@
 """A turned face's far eye in the photo: what the bake must not take from it.
 
 Turned 45 degrees or more, the far eye shows past the nose bridge's outline and is painted over before the bake
-(:func:`far_eye_pixels`, :func:`without_far_eye`); turned less, a narrow face's far eye can reach the head's outline,
+(:func:`far_eye_pixels`, grown by :func:`with_dark_edges`, painted by :func:`without_far_eye`); turned less, a narrow face's far eye can reach the head's outline,
 and then its texels take the near eye's mirror image (:func:`far_eye_at_outline`).
 """
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from portrait3d.cameras import Camera
 from portrait3d.proxy.face_regions import FACE_FEATURES, OUTER_CORNER, far_side, feature_hulls, smoothstep
+from portrait3d.proxy.photo_regions import rgb_to_lab
 
 FAR_EYE_TURN = (40.0, 50.0)
 """Yaw (degrees) from which the photo's far eye and brow are painted over before the bake, and fully from (see
@@ -40,6 +41,42 @@ def far_eye_pixels(landmarks: np.ndarray, camera: Camera, size: int) -> np.ndarr
     grow = max(1, int(round(0.016 * size)))  # the lashes stand out of the eye's contour
     hulls = feature_hulls(points, [FACE_FEATURES[f"{far}_eye"], FACE_FEATURES[f"{far}_brow"]], size, grow)
     return share * hulls.astype(np.float32)
+
+
+DARK_EDGE_REACH = 0.02
+"""How far past the far eye's and brow's hull (a share of the photo's side; 10 pixels at 512) the dark pixels next
+to it are painted over with it (see :func:`with_dark_edges`)."""
+DARK_EDGE_DROP = 12.0
+"""How much darker (CIELAB lightness) than the person's pixels around the hull a pixel next to it must be to count
+as the far eye's or brow's (see :func:`with_dark_edges`)."""
+
+
+def with_dark_edges(far_eye: np.ndarray, photo_rgb: np.ndarray, person: np.ndarray | None) -> np.ndarray:
+    """``far_eye`` (:func:`far_eye_pixels`, (S, S) in [0, 1]) grown over the dark pixels of the person next to it.
+
+    The hull comes from the face mesh's guess at the hidden eye and brow, which can fall short of what shows: the
+    three-quarter woman's far brow (53 degrees) ends past the forehead's outline 4 pixels beyond its grown hull,
+    where the bake took it for the glabella, and every frontal view had a dark blot between the brows. Pixels
+    within :data:`DARK_EDGE_REACH` of the hull, on the person (``person``: (S, S) foreground in [0, 1], or None)
+    and :data:`DARK_EDGE_DROP` darker than the median of the person's pixels there, that touch the hull, join it.
+    """
+    import cv2
+
+    hull = (far_eye > 0).astype(np.uint8)
+    if not hull.any():
+        return far_eye
+    reach = max(1, int(round(DARK_EDGE_REACH * far_eye.shape[0])))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    around = (cv2.dilate(hull, disc) > 0) & (hull == 0)
+    if person is not None:
+        around &= np.asarray(person) > 0.5
+    if around.sum() < 20:
+        return far_eye
+    lightness = rgb_to_lab(np.clip(photo_rgb, 0.0, 1.0))[..., 0]
+    dark = around & (lightness < np.median(lightness[around]) - DARK_EDGE_DROP)
+    _, label = cv2.connectedComponents((dark | (hull > 0)).astype(np.uint8))
+    touching = dark & np.isin(label, np.unique(label[hull > 0]))
+    return np.where(touching, far_eye.max(), far_eye).astype(np.float32)
 
 
 FAR_EYE_OUTLINE = (0.5, 0.25)

@@ -42,6 +42,17 @@ def thin_gaps(confident: np.ndarray, covered: np.ndarray, max_half_width: float)
     return (closed > 0) & (seen == 0) & (covered > 0.5)
 
 
+def gap_sides(confident: np.ndarray, seen_hair: np.ndarray, skin_like: np.ndarray, lips: np.ndarray) -> np.ndarray:
+    """The seen texels whose colours a thin gap may take: (Ht, Wt) bool.
+
+    Seen with full confidence, not hair, and either the photo's skin (``skin_like``, (Ht, Wt) bool: its colour
+    model accepts them) or its lips (``lips``, (Ht, Wt) in [0, 1], over 0.5). The skin's colour model rejects the
+    lips' red, and the gaps inside a turned face's mirrored lips took the pale skin beyond them: thin pale loops
+    over the three-quarter woman's upper lip in every frontal view.
+    """
+    return (confident >= 1) & (seen_hair < 0.5) & (skin_like | (lips > 0.5))
+
+
 def across_gaps(rgb: np.ndarray, source: np.ndarray) -> np.ndarray:
     """Values spread from the ``source`` texels into the texels between them, at the texture's own scale:
     (Ht, Wt, C) ``rgb``, (Ht, Wt) bool ``source`` -> (Ht, Wt, C). A gap takes the mean of the source texels

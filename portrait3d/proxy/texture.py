@@ -22,8 +22,8 @@ import trimesh
 
 from portrait3d.cameras import Camera
 from portrait3d.proxy.face_regions import FACE_FEATURES, feature_hulls, smoothstep
-from portrait3d.proxy.far_eye import far_eye_at_outline, far_eye_pixels, without_far_eye
-from portrait3d.proxy.gaps import GAP_HALF_WIDTH, fill_gaps, thin_gaps
+from portrait3d.proxy.far_eye import far_eye_at_outline, far_eye_pixels, with_dark_edges, without_far_eye
+from portrait3d.proxy.gaps import GAP_HALF_WIDTH, fill_gaps, gap_sides, thin_gaps
 from portrait3d.proxy.layout import PINNA_VERTEX, band_rows, head_uv, mirror_coordinates, sphere_coordinates
 from portrait3d.proxy.photo_regions import lab_to_rgb, photo_regions, rgb_to_lab
 from portrait3d.proxy.pull_push import distance_to_known, low_frequency
@@ -182,7 +182,8 @@ def bake_texture(
 
     size = photo_rgb.shape[0]
     if landmarks is not None:
-        photo_rgb = without_far_eye(photo_rgb, far_eye_pixels(landmarks, camera, size), head_mask)
+        far_eye = with_dark_edges(far_eye_pixels(landmarks, camera, size), photo_rgb, mask)
+        photo_rgb = without_far_eye(photo_rgb, far_eye, head_mask)
     vertices = np.asarray(mesh.vertices)
     uv, uv_faces, source = head_uv(vertices, np.asarray(mesh.faces), pinna)
     bald = photo_hair is not None and not (np.asarray(photo_hair) > 0.5).any()
@@ -308,15 +309,17 @@ def bake_texture(
     # fill, which pulls in the hair above and the dark eyes and brows around them (:mod:`portrait3d.proxy.gaps`).
     gaps = thin_gaps(confident, surface.covered, GAP_HALF_WIDTH * width)
     if gaps.any():
-        seen_skin = (confident >= 1) & (seen_hair < 0.5)
+        lips = _lips_texels(landmarks, size, pixels, a, b, coords)
+        skin_like = np.ones(confident.shape, bool)
         if regions.skin_model is not None:
-            seen_skin &= regions.skin_model.accept(rgb_to_lab(seen_rgb), brighter=1.6) > 0.5
+            skin_like = regions.skin_model.accept(rgb_to_lab(seen_rgb), brighter=1.6) > 0.5
+        seen_skin = gap_sides(confident, seen_hair, skin_like, lips)
         on_midline = None
         if turned and mirror_x is not None:
             on_midline = gaps & (np.abs(surface.points[..., 0] - mirror_x) < MIDLINE_BAND)
         fill = fill_gaps(
             fill, gaps, seen_rgb, seen_hair, seen_skin, confident, surface.covered, surface.hair, on_midline,
-            lambda: _lips_texels(landmarks, size, pixels, a, b, coords),
+            lambda: lips,
         )  # fmt: skip
 
     if surface.on_pinna.any():

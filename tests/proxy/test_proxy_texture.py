@@ -342,6 +342,35 @@ def test_the_midline_gap_takes_each_rows_own_colours_lips_too():
     assert filled[10, 121, 0] > filled[10, 134, 0]
 
 
+def test_a_gap_inside_the_lips_takes_the_lips_not_the_skin_beyond():
+    """The skin's colour model rejects the lips' red; a thin gap inside a turned face's mirrored lips took the pale
+    skin beyond them (pale loops over the three-quarter woman's upper lip). The lips are a gap's side too."""
+    from portrait3d.proxy.gaps import fill_gaps, gap_sides
+
+    height, width = 64, 256
+    lips_rgb = np.array([0.7, 0.3, 0.3])
+    rgb = np.broadcast_to(SKIN, (height, width, 3)).astype(np.float32).copy()
+    lips = np.zeros((height, width), np.float32)
+    lips[20:40, 40:216] = 1.0
+    rgb[lips > 0] = lips_rgb
+    gaps = np.zeros((height, width), bool)
+    gaps[24:36, 100:104] = True  # a thin unseen loop inside the lips
+    confident = (~gaps).astype(np.float32)
+    rgb[gaps] = (0.0, 0.0, 1.0)  # what the gap held: must not show
+    no_hair = np.zeros((height, width), np.float32)
+    covered = np.ones((height, width), np.float32)
+    skin_like = lips == 0  # the skin's model accepts the skin, not the lips
+    pale = np.broadcast_to(SKIN, (height, width, 3)).astype(np.float32)  # the class fill: skin
+
+    def filled(lips_seen: np.ndarray) -> np.ndarray:
+        sides = gap_sides(confident, no_hair, skin_like, lips_seen)
+        return fill_gaps(pale, gaps, rgb, no_hair, sides, confident, covered, no_hair)[gaps]
+
+    np.testing.assert_allclose(filled(lips), np.broadcast_to(lips_rgb, (gaps.sum(), 3)), atol=0.02)
+    # Without the lips as a side, the skin's fill shows through.
+    assert np.abs(filled(np.zeros_like(lips)) - lips_rgb).max() > 0.2
+
+
 def test_an_uncovered_ear_is_skin_beside_the_photos_hair():
     """Short hair above the ears: the ears, which the photo does not paint, take the skin's colour, not the
     hair's spread from beside them."""
@@ -480,6 +509,34 @@ def test_a_far_eye_at_the_outline_is_painted_from_the_skin_not_the_outlines_rim(
     painted = without_far_eye(photo, far, head)[50:70, 42:58]
     # Measured: within 0.004 of SKIN in every channel; painted from the rim as well, 0.032 / 0.025 / 0.019 darker.
     np.testing.assert_allclose(painted.mean(axis=(0, 1)), SKIN, atol=0.015)
+
+
+def test_the_far_brows_end_past_its_hull_is_painted_over_with_it():
+    """The far eye's and brow's hull is the face mesh's guess; the dark end of the brow that shows a few pixels
+    beyond it joins it (the three-quarter woman's far brow: a dark blot between the brows of every frontal view),
+    and only that: not a dark mark apart from it, not the background."""
+    from portrait3d.proxy.far_eye import DARK_EDGE_REACH, with_dark_edges, without_far_eye
+
+    size = 128
+    photo = np.empty((size, size, 3))
+    photo[:] = SKIN * np.linspace(0.9, 1.0, size)[None, :, None]
+    person = np.ones((size, size))
+    person[:, :20] = 0.0
+    photo[:, :20] = 0.15  # a dark background
+    far = np.zeros((size, size))
+    far[36:44, 26:40] = 1.0  # the hull of the far brow
+    photo[37:43, 26:43] = 0.25  # the brow, its end 3 px past the hull
+    photo[46:48, 30:33] = 0.25  # a mole 3 px below the hull, apart from the brow
+    assert round(DARK_EDGE_REACH * size) >= 3  # within reach of the hull
+    grown = with_dark_edges(far, photo, person)
+    assert (grown[37:43, 40:43] == 1.0).all()  # the brow's end joins
+    assert grown[46:48, 30:33].max() == 0.0  # the mole does not
+    assert grown[:, :20].max() == 0.0  # nor the background
+    np.testing.assert_array_equal(grown[far > 0], 1.0)
+    painted = without_far_eye(photo, grown, person)
+    np.testing.assert_allclose(painted[40, 41], photo[40, 50], atol=0.05)  # skin where the brow's end was
+    before = without_far_eye(photo, far, person)
+    assert before[40, 41].mean() < 0.5  # the hull alone left it
 
 
 def test_the_mirror_image_takes_the_light_of_the_side_it_fills():

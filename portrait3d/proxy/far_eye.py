@@ -1,8 +1,9 @@
 """A turned face's far eye in the photo: what the bake must not take from it.
 
 Turned 45 degrees or more, the far eye shows past the nose bridge's outline and is painted over before the bake
-(:func:`far_eye_pixels`, grown by :func:`with_dark_edges`, painted by :func:`without_far_eye`); turned less, a narrow face's far eye can reach the head's outline,
-and then its texels take the near eye's mirror image (:func:`far_eye_at_outline`).
+(:func:`far_eye_pixels`, grown by :func:`with_dark_edges`, painted by :func:`without_far_eye`); turned less, a
+narrow face's far eye can reach the head's outline, and then its texels take the near eye's mirror image
+(:func:`far_eye_at_outline`).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
@@ -65,6 +66,30 @@ def test_hair_split_without_landmarks_or_mask():
     photo[:20] = 40  # dark "hair" at the top
     seg = split_head(photo, None, None)
     assert seg.head.shape == (64, 64) and seg.hair[:15].mean() > 0.5 and not seg.hair[40:].any()
+
+
+def test_a_turned_faces_near_ear_is_looked_for_farther_behind_the_oval():
+    """On a turned face the near ear lies farther behind the face oval than beside a frontal one: the band where
+    bare ears are looked for reaches farther on the side the face turns from (the three-quarter woman's ear,
+    0.2-0.4 face widths behind her oval, went to the hair and her head got no pinna)."""
+    from portrait3d.preprocess.hair import EAR_REACH, EAR_TURN_REACH, _ear_band
+
+    size = 256
+    oval = np.zeros((size, size), np.uint8)
+    cv2.ellipse(oval, (128, 128), (50, 70), 0, 0, 360, 1, -1)  # 101 px wide
+    row = 128
+
+    def reach(band: np.ndarray) -> tuple[int, int]:
+        columns = np.nonzero(band[row])[0]
+        return 78 - int(columns.min()), int(columns.max()) - 178  # past the oval's left and right edges
+
+    frontal = reach(_ear_band(oval, 60.0, 180.0))
+    assert frontal[0] == frontal[1] and abs(frontal[0] - EAR_REACH * 101) <= 1.5
+    left, right = reach(_ear_band(oval, 60.0, 180.0, forward=-0.75))  # the nose points left: the near ear is right
+    assert left == frontal[0]
+    assert abs(right - (EAR_REACH + EAR_TURN_REACH * 0.75) * 101) <= 1.5
+    assert reach(_ear_band(oval, 60.0, 180.0, forward=0.75)) == (right, left)
+    assert not _ear_band(oval, 60.0, 180.0, forward=-0.75)[:60].any()  # only from the eyes' row down
 
 
 def test_silhouette_follows_the_photo(sample):

@@ -55,8 +55,23 @@ def refine(vertices: np.ndarray, faces: np.ndarray, attributes: list[np.ndarray]
 
 
 def near(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, radius: float) -> np.ndarray:
-    """(F,) True for triangles with a vertex within ``radius`` of any of ``points`` (K, 3)."""
+    """(F,) True for triangles within ``radius`` of any of ``points`` (K, 3): those with a vertex that close, and
+    those the points' nearest surface points lie on.
+
+    On a coarse mesh a lid's contour can run across triangles whose corners all lie farther than ``radius``: on the
+    sample's 2000-triangle LOD no corner lay within 3.8 mm of the right lid, its lids were not refined, and its
+    eye did not blink (largest move 1.0 mm, the left's 10.6 mm).
+    """
+    import open3d as o3d
     from scipy.spatial import cKDTree
 
     close = cKDTree(points).query(vertices, distance_upper_bound=radius)[0] < radius
-    return close[faces].any(axis=1)
+    selected = close[faces].any(axis=1)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.asarray(vertices, dtype=np.float32)), o3d.core.Tensor(np.asarray(faces, dtype=np.uint32))
+    )
+    found = scene.compute_closest_points(o3d.core.Tensor(np.asarray(points, dtype=np.float32)))
+    gap = np.linalg.norm(found["points"].numpy() - points, axis=1)
+    selected[found["primitive_ids"].numpy()[gap < radius].astype(np.int64)] = True
+    return selected

@@ -135,7 +135,21 @@ def test_lods_carry_the_same_targets(avatar_run, name):
     assert len(checks.mesh(lod, "head")["faces"]) < len(
         checks.mesh(read_rig(avatar_run / "avatar" / "head.glb"), "head")["faces"]
     )
-    assert checks.largest_moves(lod)[name] > 0.001
+    full = read_rig(avatar_run / "avatar" / "head.glb")
+    # As far as on the full head (measured: within 2 %); a LOD whose right lids were not refined kept 1.0 of the
+    # full head's 10.9 mm of eyeBlinkRight.
+    assert checks.largest_moves(lod)[name] > 0.5 * checks.largest_moves(full)[name] > 0.001
+
+
+def test_a_lid_crossing_a_coarse_triangle_selects_it():
+    """Refinement seeds on the triangles the lid's contour crosses, not only those with a corner near it."""
+    from portrait3d.rig.refine import near
+
+    vertices = np.array([[0.0, 0.0, 0.0], [0.04, 0.0, 0.0], [0.0, 0.04, 0.0], [0.04, 0.04, 0.0]])
+    faces = np.array([[0, 1, 2], [1, 3, 2]])
+    contour = np.array([[0.008, 0.012, 0.0], [0.012, 0.010, 0.0]])  # inside the first triangle, 1.3 cm from any corner
+    assert near(vertices, faces, contour, 0.004).tolist() == [True, False]
+    assert near(vertices, faces, contour + [0.0, 0.0, 0.01], 0.004).tolist() == [False, False]  # 1 cm off it
 
 
 def test_make_asset_lists_the_rig_after_export_for_the_avatar_target(sample_photo):

@@ -8,8 +8,6 @@ them the hair above and the dark eyes and brows around; here they take the seen 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from portrait3d.proxy.pull_push import low_frequency
@@ -130,7 +128,7 @@ def fill_gaps(
     covered: np.ndarray,
     template_hair: np.ndarray,
     on_midline: np.ndarray | None = None,
-    lips: Callable[[], np.ndarray] | None = None,
+    lips: np.ndarray | None = None,
 ) -> np.ndarray:
     """The bake's fill with its thin gaps taking the seen skin on their two sides: (Ht, Wt, 3).
 
@@ -144,7 +142,7 @@ def fill_gaps(
         covered: (Ht, Wt) texels inside the UV charts.
         template_hair: (Ht, Wt) the head's hair map.
         on_midline: (Ht, Wt) bool, the gap texels on a turned face's mid-line, or None.
-        lips: () -> (Ht, Wt) how much each texel shows the photo's lips (called when ``on_midline`` has any).
+        lips: (Ht, Wt) how much each texel shows the photo's lips, or None.
     """
     import cv2
 
@@ -166,9 +164,8 @@ def fill_gaps(
     # colours at the gap's edges, so the lips meet across the mid-line (the skin fill split them in two).
     if on_midline is not None and on_midline.any() and lips is not None:
         edges = (confident >= 1) & (seen_hair < 0.5)
-        on_lips = lips()
-        rows = along_rows(np.concatenate([seen_rgb, on_lips[..., None]], axis=-1), edges, on_midline,
-                          np.concatenate([across, np.zeros_like(on_lips)[..., None]], axis=-1))  # fmt: skip
+        rows = along_rows(np.concatenate([seen_rgb, lips[..., None]], axis=-1), edges, on_midline,
+                          np.concatenate([across, np.zeros_like(lips)[..., None]], axis=-1))  # fmt: skip
         # Only the lips: the nostrils' row would draw a dark bar under the nose.
         lip_share = np.clip(rows[..., 3:], 0.0, 1.0)
         across = lip_share * rows[..., :3] + (1 - lip_share) * across

@@ -318,8 +318,7 @@ def bake_texture(
         if turned and mirror_x is not None:
             on_midline = gaps & (np.abs(surface.points[..., 0] - mirror_x) < MIDLINE_BAND)
         fill = fill_gaps(
-            fill, gaps, seen_rgb, seen_hair, seen_skin, confident, surface.covered, surface.hair, on_midline,
-            lambda: lips,
+            fill, gaps, seen_rgb, seen_hair, seen_skin, confident, surface.covered, surface.hair, on_midline, lips,
         )  # fmt: skip
 
     if surface.on_pinna.any():

@@ -147,7 +147,7 @@ def test_a_lid_crossing_a_coarse_triangle_selects_it():
 
     vertices = np.array([[0.0, 0.0, 0.0], [0.04, 0.0, 0.0], [0.0, 0.04, 0.0], [0.04, 0.04, 0.0]])
     faces = np.array([[0, 1, 2], [1, 3, 2]])
-    contour = np.array([[0.008, 0.012, 0.0], [0.012, 0.010, 0.0]])  # inside the first triangle, 1.3 cm from any corner
+    contour = np.array([[0.008, 0.012, 0.0], [0.012, 0.010, 0.0]])  # inside the first triangle, 1.4 cm from any corner
     assert near(vertices, faces, contour, 0.004).tolist() == [True, False]
     assert near(vertices, faces, contour + [0.0, 0.0, 0.01], 0.004).tolist() == [False, False]  # 1 cm off it
 

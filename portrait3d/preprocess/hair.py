@@ -111,8 +111,9 @@ def split_head(
     inner_face = oval_b & (rows > brow)
     not_head, forward = None, 0.0
     if landmarks is not None and len(landmarks) >= 468:
-        not_head = _around_turned_face(np.asarray(landmarks, dtype=np.float64), size)
-        forward = _forward_x(np.asarray(landmarks, dtype=np.float64))
+        points = np.asarray(landmarks, dtype=np.float64)
+        forward = _forward_x(points)
+        not_head = _around_turned_face(points, size, forward)
     if not_head is not None:
         above_chin &= ~not_head
     hair = _clean(above_chin & ~skin_like & ~inner_face, size, brow) & above_chin
@@ -211,15 +212,15 @@ def _forward_x(points: np.ndarray) -> float:
     return float(head_rotation(points)[0, 2])
 
 
-def _around_turned_face(points: np.ndarray, size: int) -> np.ndarray | None:
+def _around_turned_face(points: np.ndarray, size: int, forward: float) -> np.ndarray | None:
     """What stands in front of a turned face (a camera, a hand, a microphone) or behind its neck: (S, S) bool.
 
     On the side a face turns to, the landmarks' outline (forehead, nose tip, lips, chin) is the head's
     own outline, so whatever the person mask has beyond it, from the forehead down, is not head.
     Above the landmarks (hair over the forehead) a wider margin is left. None for a face turned less
-    than :data:`TURNED` (its landmarks' outline is not the head's on either side).
+    than :data:`TURNED` (its landmarks' outline is not the head's on either side). ``forward``: :func:`_forward_x`
+    of ``points``.
     """
-    forward = _forward_x(points)
     if abs(forward) < TURNED:
         return None
     side = 1.0 if forward > 0 else -1.0

@@ -8,7 +8,8 @@ surface point, so each texel takes, in order of trust:
    photo's head: skin- or hair-coloured, not an occluder or the background),
    weighted by how squarely it faces the camera;
 2. the photo at the texel's mirror image across the face's mid-plane, where
-   that one is seen (a turned face is completed by symmetry);
+   that one is seen (a turned face is completed by symmetry), but not the
+   mirror's skin where the photo glimpses hair (:func:`mirrored_skin_over_hair`);
 3. a fill that continues the seen skin and hair: their low-frequency colour
    spread outward from where the photo shows them (so the fill meets the photo
    without a seam), the photo's shading carried on by the surface normals, and
@@ -46,10 +47,22 @@ MIRROR_LIGHT_LIMIT = 0.4
 """The mirror image is made at most this much (natural log) brighter or darker (:func:`mirror_lit_as_seen`)."""
 MIRROR_LIGHT_MIN_OVERLAP = 0.002
 """Share of texels (weighted) that must have both their own photo colour and a mirror image to relight it."""
+GLIMPSE_FACING = 0.05
+"""Photo weight's cosine from which the photo glimpses a texel, however grazing (:func:`mirrored_skin_over_hair`)."""
+GLIMPSED_HAIR = (0.15, 0.45)
+"""The photo's hair class at a glimpsed texel is hair from the first value, fully from the second."""
+SKIN_OVER_HAIR_BLUR = 6.0
+"""Blur (texels at a 2048-texel width) of :func:`mirrored_skin_over_hair`'s share: a soft hairline, not a ragged
+one (the photo's split at a grazing angle is noisy)."""
 
 
 def photo_weights(
-    surface: TexelSurface, camera: Camera, depth_map: np.ndarray, image_size: int
+    surface: TexelSurface,
+    camera: Camera,
+    depth_map: np.ndarray,
+    image_size: int,
+    grazing: float = 0.18,
+    square: float = 0.6,
 ) -> tuple[np.ndarray, np.ndarray]:
     """How squarely and whether the camera sees each texel, and where it lands in the photo.
 
@@ -58,6 +71,7 @@ def photo_weights(
         camera: the input camera.
         depth_map: (S, S) depth of the fitted head seen by ``camera`` (inf off the head).
         image_size: S.
+        grazing, square: the weight rises from 0 at this cosine between the normal and the view to 1 at that one.
     Returns:
         ``(weight, pixels)``: (Ht, Wt) in [0, 1] and (Ht, Wt, 2) photo pixel coordinates.
     """
@@ -73,7 +87,7 @@ def photo_weights(
     to_camera /= np.maximum(np.linalg.norm(to_camera, axis=1, keepdims=True), 1e-12)
     facing = np.sum(normals * to_camera, axis=1)
     # Grazing views smear the photo: full trust only where the surface faces the camera, none past ~80 degrees.
-    weight = smoothstep((facing - 0.18) / 0.42) * visible * surface.covered.ravel()
+    weight = smoothstep((facing - grazing) / (square - grazing)) * visible * surface.covered.ravel()
     # The skin around an ear's root takes no photo (the photo sees it edge-on, ear and hair mixed); the pinna, on
     # charts of its own, does.
     weight *= 1.0 - surface.ear_root.ravel()
@@ -104,6 +118,31 @@ def grow_into_gaps(texture: np.ndarray, covered: np.ndarray, steps: int = 4) -> 
         tex[fill] = total[fill] / count[fill][:, None]
         known = np.maximum(known, fill.astype(np.float32))
     return tex
+
+
+def mirrored_skin_over_hair(
+    glimpsed_hair: np.ndarray, head_hair: np.ndarray, mirrored_hair: np.ndarray, width: int
+) -> np.ndarray:
+    """Where the mirror image brings skin onto hair the photo glimpses: (Ht, Wt) share in [0, 1] to take from it.
+
+    A turned photo sees its far temple at a grazing angle: too grazing to paint it (:func:`photo_weights`), so the
+    near temple's mirror image does, and where the near temple is bare skin and the far one hair pulled back, that
+    painted a pale wedge of skin into the hair (``two_people_couple`` at +30 to +90 degrees, the long-haired
+    woman's far temple at +60). Where the photo does glimpse hair (its hair class at the texel, seen at any angle)
+    and the head's hair map says hair too, the mirrored skin gives way to the fill, which is the hair's.
+
+    Args:
+        glimpsed_hair: (Ht, Wt) the photo's hair class at each texel it sees at all (0 where it does not).
+        head_hair: (Ht, Wt) the head's hair map.
+        mirrored_hair: (Ht, Wt) the mirror image's hair class.
+        width: texture width (the blur scales with it).
+    """
+    import cv2
+
+    seen_hair = smoothstep((glimpsed_hair - GLIMPSED_HAIR[0]) / (GLIMPSED_HAIR[1] - GLIMPSED_HAIR[0]))
+    share = seen_hair * np.clip(head_hair, 0, 1) * (1.0 - np.clip(mirrored_hair, 0, 1))
+    share = cv2.GaussianBlur(share.astype(np.float32), (0, 0), SKIN_OVER_HAIR_BLUR * width / 2048)
+    return np.clip(1.5 * share, 0.0, 1.0)  # the blur halves a narrow strip's peak: keep it whole
 
 
 def surface_shading(normals: np.ndarray, luminance: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -239,6 +278,10 @@ def bake_texture(
     coords = mirror_coordinates(surface.points, mid_x, width)
     mirrored = symmetry.mirror(np.concatenate([photo, direct[..., None], hair_class[..., None]], axis=-1), coords)
     mirror_weight = np.clip(mirrored[..., 3], 0, 1) * surface.covered * (1.0 - surface.ear_root)
+    glimpse = photo_weights(surface, camera, depth_map, size, grazing=0.0, square=GLIMPSE_FACING)[0]
+    mirror_weight = mirror_weight * (
+        1.0 - mirrored_skin_over_hair(glimpse * hair_class, surface.hair, mirrored[..., 4], width)
+    )
     # The far side's light, not the near side's, on the mirror image (no pale or dark blocks where it takes over).
     mirrored[..., :3] = mirror_lit_as_seen(
         photo, direct, mirrored[..., :3], mirror_weight, hair_class, mirrored[..., 4]

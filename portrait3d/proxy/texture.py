@@ -48,7 +48,8 @@ MIRROR_LIGHT_LIMIT = 0.4
 MIRROR_LIGHT_MIN_OVERLAP = 0.002
 """Share of texels (weighted) that must have both their own photo colour and a mirror image to relight it."""
 GLIMPSE_FACING = 0.05
-"""Photo weight's cosine from which the photo glimpses a texel, however grazing (:func:`mirrored_skin_over_hair`)."""
+"""Cosine between a visible texel's normal and the view from which the photo counts as glimpsing it, however
+grazing (:func:`mirrored_skin_over_hair`)."""
 GLIMPSED_HAIR = (0.15, 0.45)
 """The photo's hair class at a glimpsed texel is hair from the first value, fully from the second."""
 SKIN_OVER_HAIR_BLUR = 6.0
@@ -142,7 +143,7 @@ def mirrored_skin_over_hair(
     seen_hair = smoothstep((glimpsed_hair - GLIMPSED_HAIR[0]) / (GLIMPSED_HAIR[1] - GLIMPSED_HAIR[0]))
     share = seen_hair * np.clip(head_hair, 0, 1) * (1.0 - np.clip(mirrored_hair, 0, 1))
     share = cv2.GaussianBlur(share.astype(np.float32), (0, 0), SKIN_OVER_HAIR_BLUR * width / 2048)
-    return np.clip(1.5 * share, 0.0, 1.0)  # the blur halves a narrow strip's peak: keep it whole
+    return np.clip(1.5 * share, 0.0, 1.0)  # the blur lowers a narrow strip's middle: lift it back to whole
 
 
 def surface_shading(normals: np.ndarray, luminance: np.ndarray, weights: np.ndarray) -> np.ndarray:

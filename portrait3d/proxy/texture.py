@@ -41,15 +41,15 @@ SKIN_RELIEF_FLOOR = 0.9
 """Least relative light of the unseen skin (the hair's fill may go darker, down to 0.75, as its shadowed side)."""
 DEFAULT_SKIN = np.array([0.8, 0.62, 0.52])
 HAIR_GRAZING = 0.45
-"""Photo weight (:func:`photo_weights`, 1 facing the camera) below which hair texels do not take the photo at
+"""Photo weight (:func:`view_weight`, 1 facing the camera) below which hair texels do not take the photo at
 all (the normal about 68 degrees from the view; skin is taken to about 80)."""
 MIRROR_LIGHT_LIMIT = 0.4
 """The mirror image is made at most this much (natural log) brighter or darker (:func:`mirror_lit_as_seen`)."""
 MIRROR_LIGHT_MIN_OVERLAP = 0.002
 """Share of texels (weighted) that must have both their own photo colour and a mirror image to relight it."""
 GLIMPSE_FACING = 0.05
-"""Cosine between a visible texel's normal and the view from which the photo counts as glimpsing it, however
-grazing (:func:`mirrored_skin_over_hair`)."""
+"""Cosine between a visible texel's normal and the view (:func:`texel_view`) from which the photo counts as
+glimpsing it, however grazing (:func:`mirrored_skin_over_hair`)."""
 GLIMPSED_HAIR = (0.15, 0.45)
 """The photo's hair class at a glimpsed texel is hair from the first value, fully from the second."""
 SKIN_OVER_HAIR_BLUR = 6.0
@@ -57,24 +57,20 @@ SKIN_OVER_HAIR_BLUR = 6.0
 one (the photo's split at a grazing angle is noisy)."""
 
 
-def photo_weights(
-    surface: TexelSurface,
-    camera: Camera,
-    depth_map: np.ndarray,
-    image_size: int,
-    grazing: float = 0.18,
-    square: float = 0.6,
+def texel_view(
+    surface: TexelSurface, camera: Camera, depth_map: np.ndarray, image_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """How squarely and whether the camera sees each texel, and where it lands in the photo.
+    """How squarely the camera sees each texel, and where it lands in the photo.
 
     Args:
         surface: texel surface points.
         camera: the input camera.
         depth_map: (S, S) depth of the fitted head seen by ``camera`` (inf off the head).
         image_size: S.
-        grazing, square: the weight rises from 0 at this cosine between the normal and the view to 1 at that one.
     Returns:
-        ``(weight, pixels)``: (Ht, Wt) in [0, 1] and (Ht, Wt, 2) photo pixel coordinates.
+        ``(cosine, pixels)``: (Ht, Wt) cosine between each texel's normal and its direction to the camera (-1
+        where the camera does not see the texel: hidden, or outside the photo) and (Ht, Wt, 2) photo pixel
+        coordinates.
     """
     posed = surface.photo_points is not None
     pts = (surface.photo_points if posed else surface.points).reshape(-1, 3)
@@ -86,14 +82,21 @@ def photo_weights(
     visible = inside & (depth <= depth_map[row, col] + 0.006)
     to_camera = camera.position - pts
     to_camera /= np.maximum(np.linalg.norm(to_camera, axis=1, keepdims=True), 1e-12)
-    facing = np.sum(normals * to_camera, axis=1)
-    # Grazing views smear the photo: full trust only where the surface faces the camera, none past ~80 degrees.
-    weight = smoothstep((facing - grazing) / (square - grazing)) * visible * surface.covered.ravel()
+    cosine = np.where(visible, np.sum(normals * to_camera, axis=1), -1.0)
+    shape = surface.covered.shape
+    return cosine.reshape(shape), pix.reshape(shape + (2,))
+
+
+def view_weight(surface: TexelSurface, cosine: np.ndarray, grazing: float = 0.18, square: float = 0.6) -> np.ndarray:
+    """How much each texel takes the photo, from its view's ``cosine`` (:func:`texel_view`): (Ht, Wt) in [0, 1].
+
+    The weight rises from 0 at the ``grazing`` cosine to 1 at the ``square`` one: grazing views smear the photo,
+    so full trust only where the surface faces the camera, none past ~80 degrees by default.
+    """
+    weight = smoothstep((cosine - grazing) / (square - grazing)) * surface.covered
     # The skin around an ear's root takes no photo (the photo sees it edge-on, ear and hair mixed); the pinna, on
     # charts of its own, does.
-    weight *= 1.0 - surface.ear_root.ravel()
-    shape = surface.covered.shape
-    return weight.reshape(shape), pix.reshape(shape + (2,))
+    return weight * (1.0 - surface.ear_root)
 
 
 def sample_photo(photo_rgb: np.ndarray, pixels: np.ndarray) -> np.ndarray:
@@ -126,7 +129,7 @@ def mirrored_skin_over_hair(
 ) -> np.ndarray:
     """Where the mirror image brings skin onto hair the photo glimpses: (Ht, Wt) share in [0, 1] to take from it.
 
-    A turned photo sees its far temple at a grazing angle: too grazing to paint it (:func:`photo_weights`), so the
+    A turned photo sees its far temple at a grazing angle: too grazing to paint it (:func:`view_weight`), so the
     near temple's mirror image does, and where the near temple is bare skin and the far one hair pulled back, that
     painted a pale wedge of skin into the hair (``two_people_couple`` at +30 to +90 degrees, the long-haired
     woman's far temple at +60). Where the photo does glimpse hair (its hair class at the texel, seen at any angle)
@@ -236,7 +239,8 @@ def bake_texture(
         None if posed is None else np.asarray(posed.vertices), None if posed is None else posed.vertex_normals,
         ear_zone(vertices, pinna),
     )  # fmt: skip
-    facing, pixels = photo_weights(surface, camera, depth_map, size)
+    cosine, pixels = texel_view(surface, camera, depth_map, size)
+    facing = view_weight(surface, cosine)
     photo = sample_photo(photo_rgb, pixels)
 
     # 1. The photo, only where it shows this head: skin- or hair-coloured, inside the head mask.
@@ -279,7 +283,7 @@ def bake_texture(
     coords = mirror_coordinates(surface.points, mid_x, width)
     mirrored = symmetry.mirror(np.concatenate([photo, direct[..., None], hair_class[..., None]], axis=-1), coords)
     mirror_weight = np.clip(mirrored[..., 3], 0, 1) * surface.covered * (1.0 - surface.ear_root)
-    glimpse = photo_weights(surface, camera, depth_map, size, grazing=0.0, square=GLIMPSE_FACING)[0]
+    glimpse = view_weight(surface, cosine, grazing=0.0, square=GLIMPSE_FACING)
     mirror_weight = mirror_weight * (
         1.0 - mirrored_skin_over_hair(glimpse * hair_class, surface.hair, mirrored[..., 4], width)
     )

@@ -577,7 +577,7 @@ def _coloured(mesh: trimesh.Trimesh, rgb: np.ndarray) -> trimesh.Trimesh:
 def test_the_mirror_paints_no_skin_into_hair_the_photo_glimpses():
     import cv2
 
-    from portrait3d.proxy.texture import HAIR_GRAZING, photo_weights
+    from portrait3d.proxy.texture import HAIR_GRAZING, texel_view, view_weight
 
     # The far upper temple is hair, the near one bare skin (a turned photo of hair pulled back from one temple):
     # seen from 30 degrees on the near side, the far temple's hair is glimpsed at angles too grazing for hair to
@@ -602,7 +602,8 @@ def test_the_mirror_paints_no_skin_into_hair_the_photo_glimpses():
     )  # fmt: skip
     uv, uv_faces, source = head_uv(v, np.asarray(mesh.faces))
     surface = texel_surface(v, np.asarray(mesh.vertex_normals), hair, np.zeros(len(v)), uv, uv_faces, source, WIDTH)
-    weight, pixels = photo_weights(surface, camera, depth, size)
+    cosine, pixels = texel_view(surface, camera, depth, size)
+    weight = view_weight(surface, cosine)
     inner = cv2.erode(mask.astype(np.uint8), np.ones((13, 13), np.uint8))  # the bake leaves the outline's 6 px
     col, row = (np.clip(pixels[..., i].astype(int), 0, size - 1) for i in (0, 1))
     glimpsed = (surface.hair > 0.5) & (weight > 0) & (weight < HAIR_GRAZING) & (inner[row, col] > 0)

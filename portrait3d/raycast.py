@@ -106,3 +106,16 @@ class RayCaster:
         uv = np.stack([out["u"], out["v"]], axis=1).astype(np.float32)
         uv[~hit] = 0.0
         return RayHits(np.where(hit, out["tfar"], np.inf).astype(np.float32), triangle, uv)
+
+
+def closest_points(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The closest point of the triangle mesh (``vertices`` (V, 3), ``faces`` (F, 3)) to each of ``points`` (N, 3),
+    and the triangle it lies on: (N, 3) float64, (N,) int64 (open3d's ``RaycastingScene``)."""
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(
+        o3d.core.Tensor(np.asarray(vertices, dtype=np.float32)), o3d.core.Tensor(np.asarray(faces, dtype=np.uint32))
+    )
+    found = scene.compute_closest_points(o3d.core.Tensor(np.asarray(points, dtype=np.float32)))
+    return found["points"].numpy().astype(np.float64), found["primitive_ids"].numpy().astype(np.int64)

@@ -25,6 +25,7 @@ import numpy as np
 
 from portrait3d.cameras import Camera
 from portrait3d.proxy.face_regions import smoothstep
+from portrait3d.raycast import closest_points
 
 DEPTH_GAIN = 1.0
 """Factor on the landmarks' depth about the face's middle (on a head scan rendered as a photo, the
@@ -198,7 +199,7 @@ def photo_pose_field(
 
     if vertices is None or faces is None:
         return lambda points: share * rigid(points)
-    on_surface = _closest_points(vertices, faces, placement.placed)
+    on_surface = closest_points(vertices, faces, placement.placed)[0]
     residual = placement.cloud - (on_surface + rigid(on_surface))
     keep = np.linalg.norm(residual, axis=1) < RESIDUAL_LIMIT
     _, first = np.unique(np.round(on_surface[keep] / 0.004), axis=0, return_index=True)
@@ -219,18 +220,6 @@ hidden in the photo's view and painted by the class fill (the profile's pale ban
 the photo's temple as a dark crease down the cheek."""
 RESIDUAL_LIMIT = 0.02
 """Largest residual move of :func:`photo_pose_field` (world units); a landmark farther off is left out."""
-
-
-def _closest_points(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """The surface's closest point to each of ``points``: (N, 3)."""
-    import open3d as o3d
-
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(
-        o3d.core.Tensor(np.asarray(vertices, dtype=np.float32)), o3d.core.Tensor(np.asarray(faces, dtype=np.uint32))
-    )
-    found = scene.compute_closest_points(o3d.core.Tensor(np.asarray(points, dtype=np.float32)))
-    return found["points"].numpy().astype(np.float64)
 
 
 def _similarity(

@@ -62,16 +62,12 @@ def near(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, radius: fl
     sample's 2000-triangle LOD no corner lay within 3.8 mm of the right lid, its lids were not refined, and its
     eye did not blink (largest move 1.0 mm, the left's 10.6 mm).
     """
-    import open3d as o3d
     from scipy.spatial import cKDTree
+
+    from portrait3d.raycast import closest_points
 
     close = cKDTree(points).query(vertices, distance_upper_bound=radius)[0] < radius
     selected = close[faces].any(axis=1)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(
-        o3d.core.Tensor(np.asarray(vertices, dtype=np.float32)), o3d.core.Tensor(np.asarray(faces, dtype=np.uint32))
-    )
-    found = scene.compute_closest_points(o3d.core.Tensor(np.asarray(points, dtype=np.float32)))
-    gap = np.linalg.norm(found["points"].numpy() - points, axis=1)
-    selected[found["primitive_ids"].numpy()[gap < radius].astype(np.int64)] = True
+    nearest, triangles = closest_points(vertices, faces, points)
+    selected[triangles[np.linalg.norm(nearest - points, axis=1) < radius]] = True
     return selected

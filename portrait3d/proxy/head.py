@@ -142,7 +142,7 @@ def head_shape(
     if mask is not None:
         chin, _ = camera.project(fit.keypoints["chin"][None], size, size)
         segmentation = split_head(photo, mask, landmarks, chin_row=float(chin[0, 1]))
-    shape = fit_shape(fit, camera, size, segmentation, voxel=voxel)
+    shape = fit_shape(fit, camera, size, segmentation, voxel=voxel, photo=photo)
     if segmentation is not None and shape.pinna.any():
         shape = _ears_onto_photo(shape, camera, segmentation, landmarks)
     return dataclasses.replace(fit, vertices=np.asarray(shape.mesh.vertices)), segmentation, shape

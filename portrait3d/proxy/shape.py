@@ -41,6 +41,7 @@ import trimesh
 from portrait3d.cameras import Camera
 from portrait3d.proxy.face_regions import smoothstep
 from portrait3d.proxy.fit import FitResult
+from portrait3d.proxy.long_hair import fall_weight, hang, hanging_directions, hanging_lengths, meridian_lengths
 from portrait3d.proxy.template import (
     CRANIUM_CENTRE,
     EAR_CENTRE,
@@ -78,6 +79,9 @@ PROFILE_TURN = (60.0, 75.0)
 (:func:`profile_share`). Up to 60 degrees the outline runs over part of the head's sides; a bob photographed at 60
 degrees needs the thickness its outline shows carried round to them (thinner sides made its head 5.46 mm off
 instead of 4.81, docs/BENCHMARKS.md, twenty-first session)."""
+FALL_REACH = 0.08
+"""Horizontal reach (model units) taken for the hair's fall below the jaw when its surface is told from the neck's
+(:func:`portrait3d.proxy.long_hair.hanging_directions`; less than any fall's, so every fall's surface counts)."""
 NAPE_TAPER = 0.05
 """Height (model units) over which unseen hair at the back thins to nothing at the lower hairline."""
 NAPE_DROP = 15.0
@@ -477,7 +481,13 @@ def _spread(
 
 
 def fit_shape(
-    fit: FitResult, camera: Camera, size: int, segmentation=None, voxel: float = 0.005, passes: int = 3
+    fit: FitResult,
+    camera: Camera,
+    size: int,
+    segmentation=None,
+    voxel: float = 0.005,
+    passes: int = 3,
+    photo: np.ndarray | None = None,
 ) -> HeadShape:
     """Build the photo's head: the fitted template skull and a hair volume fitted to the head mask's outline.
 
@@ -489,13 +499,21 @@ def fit_shape(
             (then the hair is a thin default layer).
         voxel: marching-cubes grid spacing (world units).
         passes: fits of the thickness to the outline (each one after the first corrects the last's error).
+        photo: (S, S, 3) uint8 aligned photo, to follow hair that hangs below the chin
+            (:mod:`portrait3d.proxy.long_hair`); without it the hair ends at the neck.
     """
     frame = _frame(fit, camera, size)
     dirs = direction_grid()
+    fall = None
+    if photo is not None and segmentation is not None:
+        lengths = meridian_lengths(hanging_lengths(photo, segmentation, frame), dirs)
+        if lengths is not None:
+            fall = (lengths, fall_weight(dirs))
+            info_fall = [round(float(lengths[0]), 3), round(float(lengths[-1]), 3)]
     skull = skull_radius(dirs)
     surface = CRANIUM_CENTRE + skull[..., None] * dirs
     angles = np.radians(np.arange(0.0, 360.0, 0.5))
-    info: dict = {"outline_constraints": 0}
+    info: dict = {"outline_constraints": 0, "hair_falls_to": None if fall is None else info_fall}
     if segmentation is not None:
         target, valid = outline_radii(segmentation.head, frame.centre_px, angles, segmentation.chin_row)
         side = _side_hairline(segmentation, frame, angles, target, valid)
@@ -569,7 +587,7 @@ def fit_shape(
         if used.any():  # the thin default layer is left as it is
             thickness = np.minimum(thickness, _in_frame(frame, dirs, skull, thickness) - skull)
         # Earlier passes only measure the outline: a grid twice as coarse is enough.
-        mesh = _mesh(frame, fit, skull, thickness, shell, voxel if final else 2 * voxel, drape)
+        mesh = _mesh(frame, fit, skull, thickness, shell, voxel if final else 2 * voxel, drape, fall)
         if final:
             break
         # Correct the constraints by how far the meshed outline misses the photo's.
@@ -590,6 +608,8 @@ def fit_shape(
     outside = np.linalg.norm(rel, axis=1) - sample_map(skull, unit)
     ear = ear_weight(model_vertices)
     bare_ear = ear * np.where(model_vertices[:, 0] < 0, uncovered[0], uncovered[1])
+    if fall is not None:  # the fall's surface, outside the neck, is hair
+        allowed = np.maximum(allowed, hanging_directions(dirs, *fall, reach=FALL_REACH))
     hair = np.maximum(hair, np.clip(outside / 0.01, 0.0, 1.0) * (sample_map(allowed, unit) > 0.05) * (1 - bare_ear))
     # A photo that shows (almost) no hair is a bald or shaved head: skin all round; the shell is its skull.
     presence = hair_presence(segmentation)
@@ -611,6 +631,7 @@ def _mesh(
     allowed: np.ndarray,
     voxel: float,
     drape: np.ndarray | None = None,
+    fall: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> trimesh.Trimesh:
     """Marching cubes over the skull joined with the hair shell (model units), placed in the world.
 
@@ -618,7 +639,8 @@ def _mesh(
     hairline, so it meets the skull tangentially (no shelf over the forehead);
     a negative ``t`` trims the skull instead. Where ``drape`` (in [0, 1]) says so,
     the hair falls straight from the head's widest point to the lower hairline
-    (:func:`_drape`) instead of following the hollow of the nape.
+    (:func:`_drape`) instead of following the hollow of the nape; with ``fall`` (each meridian's length and
+    weight, :mod:`portrait3d.proxy.long_hair`) it goes on falling below the jaw.
     """
     import mcubes
     from scipy.ndimage import gaussian_filter
@@ -634,6 +656,9 @@ def _mesh(
     lifted = np.zeros(grow.shape, bool)
     if drape is not None:
         grow, lifted = _drape(grow, skull, allowed, drape)
+    if fall is not None:
+        grow, hung = hang(grow, *fall)
+        lifted |= hung
     # Below the hair (the neck) the radial map means nothing.
     grow = np.where((allowed > 1e-3) | lifted, grow, 0.0)
     cut = allowed * np.minimum(thickness, 0.0)
@@ -649,9 +674,13 @@ def _mesh(
         return _smooth_union(trimmed, dist - sample_map(grow, unit), 0.01)
 
     step = voxel / frame.k
-    reach = float(grow.max())
+    reach = up = float(grow.max())
+    if fall is not None:  # the volume's reach across and above the centre: a fall reaches far down its meridians
+        lat = np.arcsin(np.clip(direction_grid()[..., 1], -1.0, 1.0))
+        reach = float((grow * np.cos(lat)).max())
+        up = float((grow * np.maximum(np.sin(lat), 0.0)).max()) + 0.02
     lo = np.array([min(-0.19, -reach - 0.01), NECK_BOTTOM - 0.02, min(-0.22, CRANIUM_CENTRE[2] - reach - 0.01)])
-    hi = np.array([max(0.19, reach + 0.01), max(0.25, CRANIUM_CENTRE[1] + reach + 0.01), 0.22])
+    hi = np.array([max(0.19, reach + 0.01), max(0.25, CRANIUM_CENTRE[1] + up + 0.01), 0.22])
     axes = [np.arange(a, b + step, step) for a, b in zip(lo, hi)]
     sdf = _narrow_band_sdf(axes, step, field=field_fn)
     verts, faces = mcubes.marching_cubes(-sdf, 0.0)

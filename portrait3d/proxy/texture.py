@@ -322,6 +322,8 @@ def bake_texture(
     near = np.exp(-distance / 0.03)
     hair_share = low_frequency(seen_hair[..., None], confident)[..., 0]
     target_hair = np.clip((near * hair_share + (1 - near) * surface.hair) * allow_hair, 0, 1)
+    # Hair falling below the chin (:mod:`portrait3d.proxy.long_hair`) is hair beside the seen throat too.
+    target_hair = np.maximum(target_hair, below_chin * np.clip(surface.hair, 0, 1))
     if surface.ear_zone is not None:
         # Around a bare ear the head's hair map decides: the photo's skin share, spread from the cheek and the ear
         # it sees edge-on, painted a skin halo around the pinna onto the hair behind and above it.

@@ -124,7 +124,12 @@ def fit_template(
     key3d = key3d * scale + shift
     fitted_keys = {n: np.asarray(p) * scale + shift for n, p in template.keypoints.items()}
 
-    # 2. Shape: move each keypoint in the camera's image plane onto its landmark.
+    # 2. Shape: move each keypoint in the camera's image plane onto its landmark (a profile's stretched to the
+    # face's height, see face_height_factor).
+    height = face_height_factor(camera)
+    if height != 1.0:
+        landmarks = with_face_height(np.asarray(landmarks, dtype=np.float64), height)
+        goal = np.stack([landmark_targets(landmarks)[n] for n in names])
     proj, depth = camera.project(key3d, image_size, image_size)
     residual = goal - proj
     offsets = (residual[:, :1] * camera.cam2world[:3, 0] + residual[:, 1:] * camera.cam2world[:3, 1]) * (
@@ -191,6 +196,35 @@ def turn_share(camera: Camera) -> float:
     yaw = abs(camera.angles(target=(0.0, 0.0, 0.0)).yaw)
     x = float(np.clip((yaw - TURN_START) / (TURN_FULL - TURN_START), 0.0, 1.0))
     return x * x * (3 - 2 * x)
+
+
+PROFILE_HEIGHT = (60.0, 75.0)
+"""Yaw (degrees) from which the landmarks are stretched to the face's height (:func:`face_height_factor`), and fully
+from. Below 60 they are not: on the one real turned photo with a known face, `three_quarter_woman_left` at 52.6, the
+landmarks lie on her chin's underside and her hairline, and stretched, her face was long (identity at yaw 0 0.499 ->
+0.589; docs/BENCHMARKS.md, twenty-fourth session)."""
+HEIGHT_COMPRESSION = 0.27
+"""How much shorter the face-mesh landmarks make a face turned 90 degrees (forehead to chin; :func:`face_height_factor`
+takes ``1 - HEIGHT_COMPRESSION (1 - cos yaw)`` at other turns). Measured on Lee Perry-Smith's scan photographed at
+30-75 degrees (forehead to chin 0.962 at 30, 0.921 at 45, 0.885 at 55, 0.851 at 65, 0.841 at 75 of the frontal
+photo's; the bust within a few %)."""
+
+
+def face_height_factor(camera: Camera) -> float:
+    """Factor on a profile's landmark heights about its eyes that undoes the face mesh's compression of a turned
+    face's height (1 below :data:`PROFILE_HEIGHT`)."""
+    yaw = abs(camera.angles(target=(0.0, 0.0, 0.0)).yaw)
+    full = 1.0 / (1.0 - HEIGHT_COMPRESSION * (1.0 - np.cos(np.radians(yaw))))
+    x = float(np.clip((yaw - PROFILE_HEIGHT[0]) / (PROFILE_HEIGHT[1] - PROFILE_HEIGHT[0]), 0.0, 1.0))
+    return float(1.0 + x * x * (3 - 2 * x) * (full - 1.0))
+
+
+def with_face_height(landmarks: np.ndarray, factor: float) -> np.ndarray:
+    """Face-mesh landmarks (N >= 468, 2+) with their image rows stretched by ``factor`` about the eyes' row."""
+    out = np.array(landmarks, dtype=np.float64)
+    eyes = float(np.mean(out[[MEDIAPIPE_INDEX["left_eye_outer"], MEDIAPIPE_INDEX["right_eye_outer"]], 1]))
+    out[:, 1] = eyes + factor * (out[:, 1] - eyes)
+    return out
 
 
 MIDLINE = ("forehead", "nose_bridge", "nose_tip", "upper_lip", "lower_lip", "chin")

@@ -33,7 +33,7 @@ LOWEST = NECK_BOTTOM + 0.03
 """Lowest end of the hanging hair (model units): just above the neck's flat cut, which the mesh closes."""
 FRONT_AZIMUTH = (60.0, 100.0)
 """Azimuths (degrees from straight ahead) over which the fall comes in beside the neck, and fully from (from 45 the
-fall's front covered the jaw's corner seen at 30 degrees; a steeper start folded its texture)."""
+fall's front covered the jaw's corner seen at 30 degrees and took the photo's earring on it)."""
 MAX_TURN = 40.0
 """Largest turn (degrees of the photo's yaw) at which the photo shows both sides of the neck. Beyond it the side
 behind the neck is the nape, where short hair reaches the chin's height and a dark collar continues it (skimage's
@@ -100,7 +100,7 @@ def hanging_lengths(photo: np.ndarray, segmentation, frame) -> tuple[float | Non
 
 
 def meridian_lengths(lengths: tuple[float | None, float | None], directions: np.ndarray) -> np.ndarray | None:
-    """Each meridian's hanging length and how much it hangs, from :func:`hanging_lengths`' two sides.
+    """Each meridian's hanging length, from :func:`hanging_lengths`' two sides (the subject's right for x < 0).
 
     A side the photo shows nothing hanging on takes the other side's length (the head is symmetric where the photo
     says nothing: a long fall on one side and a bob on the other is rarer than a side the photo cannot read, a

@@ -675,7 +675,9 @@ def _mesh(
 
     step = voxel / frame.k
     reach = up = float(grow.max())
-    if fall is not None:  # the volume's reach across and above the centre: a fall reaches far down its meridians
+    if fall is not None:
+        # A fall's radii grow without bound toward its foot (a vertical line seen from the centre): size the grid by
+        # the volume's reach across and above the centre instead, with room for the smooth union's swell on top.
         lat = np.arcsin(np.clip(direction_grid()[..., 1], -1.0, 1.0))
         reach = float((grow * np.cos(lat)).max())
         up = float((grow * np.maximum(np.sin(lat), 0.0)).max()) + 0.02

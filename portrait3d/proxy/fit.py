@@ -29,6 +29,7 @@ from portrait3d.proxy.face_depth import (
     photo_pose_field,
     place_cloud,
 )
+from portrait3d.proxy.face_regions import smoothstep
 from portrait3d.proxy.symmetry import MIDLINE_LANDMARKS
 from portrait3d.proxy.template import MEDIAPIPE_INDEX, TemplateHead
 
@@ -194,8 +195,7 @@ def turn_share(camera: Camera) -> float:
     (painting_mona_lisa, yaw 23, 18 by the first reading: 0.350 / 0.522 / 0.328 -> 0.279 / 0.389 / 0.299).
     """
     yaw = abs(camera.angles(target=(0.0, 0.0, 0.0)).yaw)
-    x = float(np.clip((yaw - TURN_START) / (TURN_FULL - TURN_START), 0.0, 1.0))
-    return x * x * (3 - 2 * x)
+    return float(smoothstep((yaw - TURN_START) / (TURN_FULL - TURN_START)))
 
 
 PROFILE_HEIGHT = (60.0, 75.0)
@@ -215,8 +215,8 @@ def face_height_factor(camera: Camera) -> float:
     face's height (1 below :data:`PROFILE_HEIGHT`)."""
     yaw = abs(camera.angles(target=(0.0, 0.0, 0.0)).yaw)
     full = 1.0 / (1.0 - HEIGHT_COMPRESSION * (1.0 - np.cos(np.radians(yaw))))
-    x = float(np.clip((yaw - PROFILE_HEIGHT[0]) / (PROFILE_HEIGHT[1] - PROFILE_HEIGHT[0]), 0.0, 1.0))
-    return float(1.0 + x * x * (3 - 2 * x) * (full - 1.0))
+    share = smoothstep((yaw - PROFILE_HEIGHT[0]) / (PROFILE_HEIGHT[1] - PROFILE_HEIGHT[0]))
+    return float(1.0 + share * (full - 1.0))
 
 
 def with_face_height(landmarks: np.ndarray, factor: float) -> np.ndarray:

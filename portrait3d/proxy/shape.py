@@ -97,8 +97,7 @@ or the other: a reading of 0.4 once left both half-way (a grey ear in a pale rin
 
 def bareness(reading: float) -> float:
     """How bare an ear is, in [0, 1], from its :func:`ears_uncovered` reading (see :data:`BARE_EAR`)."""
-    x = float(np.clip((reading - BARE_EAR[0]) / (BARE_EAR[1] - BARE_EAR[0]), 0.0, 1.0))
-    return x * x * (3 - 2 * x)
+    return float(smoothstep((reading - BARE_EAR[0]) / (BARE_EAR[1] - BARE_EAR[0])))
 
 
 @dataclass
@@ -509,11 +508,12 @@ def fit_shape(
         lengths = meridian_lengths(hanging_lengths(photo, segmentation, frame), dirs)
         if lengths is not None:
             fall = (lengths, fall_weight(dirs))
-            info_fall = [round(float(lengths[0]), 3), round(float(lengths[-1]), 3)]
     skull = skull_radius(dirs)
     surface = CRANIUM_CENTRE + skull[..., None] * dirs
     angles = np.radians(np.arange(0.0, 360.0, 0.5))
-    info: dict = {"outline_constraints": 0, "hair_falls_to": None if fall is None else info_fall}
+    # The first meridian is the subject's right (x < 0), the last the left.
+    falls_to = None if fall is None else [round(float(fall[0][0]), 3), round(float(fall[0][-1]), 3)]
+    info: dict = {"outline_constraints": 0, "hair_falls_to": falls_to}
     if segmentation is not None:
         target, valid = outline_radii(segmentation.head, frame.centre_px, angles, segmentation.chin_row)
         side = _side_hairline(segmentation, frame, angles, target, valid)

@@ -14,6 +14,7 @@ above the chin that pairs the surfaces both ways (see ``portrait3d.proxy.scan_ev
 - NoW-style face error: scan points within 95 mm of the nose tip, rigid face ICP,
   distance to the head's surface (median, mean; mm);
 - head Chamfer above the chin (mm) and the scale error (head size / scan size - 1);
+- the ears' Chamfer (mm): both surfaces within 30 mm of the head's uncovered ears' centres (pinna shape and place);
 - renders of both at yaw 0, +-30, +-60, +-90, 180 about the head: masked PSNR,
   SSIM and silhouette IoU (above the chin);
 - seconds of preprocess + proxy head.
@@ -157,6 +158,8 @@ def main() -> None:
         f"| head Chamfer {f['head_chamfer_mm']:.2f} mm | scale {f['scale_error_pct']:+.1f} % "
         f"| {f['seconds_preprocess_proxy']:.1f} s |"
     )
+    ears = f.get("ear_chamfer_mm")
+    print("ears: no uncovered ear" if ears is None else f"ears: Chamfer {ears:.2f} mm within 30 mm of their centres")
     print("| yaw | PSNR | SSIM | IoU |\n| --- | --- | --- | --- |")
     for yaw, s in f["views"].items():
         print(f"| {yaw} | {s['psnr']:.2f} | {s['ssim']:.3f} | {s['iou']:.3f} |")

@@ -320,6 +320,36 @@ def head_chamfer(scan: trimesh.Trimesh, head: trimesh.Trimesh, chin_height: floa
     return float(500.0 * (surface_distance(a, head).mean() + surface_distance(b, scan).mean()))
 
 
+EAR_REACH = 0.03
+"""Metres from an ear's centre within which :func:`ear_chamfer` compares the two surfaces (the pinna, about 6 cm
+tall, and the skin around its root)."""
+
+
+def ear_chamfer(scan: trimesh.Trimesh, head: trimesh.Trimesh, centres: list[np.ndarray], samples: int = 60000) -> float:
+    """Symmetric Chamfer distance (mm) between the two surfaces within :data:`EAR_REACH` of the ears' centres.
+
+    Args:
+        scan, head: the two surfaces, aligned (metres).
+        centres: each ear's (3,) centre on ``head`` (the uncovered ears' vertices' mean).
+    """
+    a = np.asarray(trimesh.sample.sample_surface_even(scan, samples, seed=4)[0])
+    b = np.asarray(trimesh.sample.sample_surface_even(head, samples, seed=5)[0])
+    near = lambda points: np.min([np.linalg.norm(points - c, axis=1) for c in centres], axis=0) < EAR_REACH  # noqa: E731
+    a, b = a[near(a)], b[near(b)]
+    return float(500.0 * (surface_distance(a, head).mean() + surface_distance(b, scan).mean()))
+
+
+def ear_centres(head: trimesh.Trimesh, ears: np.ndarray | None) -> list[np.ndarray]:
+    """(3,) centre of each uncovered ear of ``head``: the mean of its vertices that are mostly ear (none without)."""
+    if ears is None:
+        return []
+    vertices = np.asarray(head.vertices)
+    on = np.asarray(ears) > 0.5
+    middle = vertices[:, 0].mean()
+    sides = [on & (vertices[:, 0] < middle), on & (vertices[:, 0] > middle)]
+    return [vertices[side].mean(axis=0) for side in sides if side.sum() >= 10]
+
+
 def transformed(mesh: trimesh.Trimesh, similarity: Similarity) -> trimesh.Trimesh:
     """A copy of ``mesh`` with ``similarity`` applied to its vertices (visuals kept)."""
     out = mesh.copy()
@@ -333,7 +363,8 @@ class ScanResult:
 
     Attributes:
         figures: ``face_median_mm``, ``face_mean_mm``, ``face_points``, ``head_chamfer_mm``,
-            ``scale_error_pct`` (head size / scan size - 1), ``seconds_preprocess_proxy``.
+            ``scale_error_pct`` (head size / scan size - 1), ``ear_chamfer_mm`` (None: no uncovered ear),
+            ``seconds_preprocess_proxy``.
         head: the closed head, metres, aligned to the scan.
         textured: its textured surface, aligned the same way.
         scan_landmarks: (468, 3) the photo's landmarks cast onto the scan (zeros where they missed it).
@@ -404,10 +435,12 @@ def evaluate_scan(scan: trimesh.Trimesh, centre: np.ndarray, out) -> ScanResult:
     nose_tip = scan_lm[NOSE_TIP]
     if not scan_hit[NOSE_TIP]:
         nose_tip = grazed_point(scan, photo.camera, photo_px[NOSE_TIP], photo.image.shape[0])
+    centres = ear_centres(aligned, head.ears)
     figures = {
         **face_error(outer, aligned, nose_tip),
         "head_chamfer_mm": head_chamfer(outer, aligned, scan_lm[CHIN, 1]),
         "scale_error_pct": 100.0 * (1.0 / similarity.scale - 1.0),
+        "ear_chamfer_mm": ear_chamfer(outer, aligned, centres) if centres else None,
         "seconds_preprocess_proxy": round(seconds, 1),
     }
     return ScanResult(figures, aligned, textured, np.where(scan_hit[:, None], scan_lm, 0.0), inputs.photo)

@@ -39,12 +39,14 @@ import numpy as np
 import trimesh
 
 from portrait3d.cameras import Camera
+from portrait3d.proxy.ear_shape import EAR_CENTRE, ear_distance, pinna_distance
 from portrait3d.proxy.face_regions import smoothstep
 from portrait3d.proxy.fit import FitResult
 from portrait3d.proxy.long_hair import fall_weight, hang, hanging_directions, hanging_lengths, meridian_lengths
+from portrait3d.proxy.refine import onto_surface, refine_faces
+from portrait3d.proxy.sdf import smooth_union
 from portrait3d.proxy.template import (
     CRANIUM_CENTRE,
-    EAR_CENTRE,
     NECK_BOTTOM,
     _hairline,
     _narrow_band_sdf,
@@ -645,8 +647,6 @@ def _mesh(
     import mcubes
     from scipy.ndimage import gaussian_filter
 
-    from portrait3d.proxy.template import _smooth_union
-
     # Where there is no hair, keep the shell inside the skull and the trim outside it, so the
     # template's own surface (nose, ears, jaw: not star-shaped) is left alone.
     # Soften where the hair starts, most of all across azimuth, where the side hair's front edge would
@@ -671,7 +671,9 @@ def _mesh(
         dist = vector_length(rel)
         unit = rel / np.maximum(dist, 1e-9)[:, None]
         trimmed = np.maximum(head_sdf(p), dist - sample_map(trim, unit))
-        return _smooth_union(trimmed, dist - sample_map(grow, unit), 0.01)
+        # The trim follows the photo's outline on a 3-degree map: it would cut the ears' rims in steps.
+        trimmed = np.minimum(trimmed, np.minimum(ear_distance(p, -1.0), ear_distance(p, 1.0)))
+        return smooth_union(trimmed, dist - sample_map(grow, unit), 0.01)
 
     step = voxel / frame.k
     reach = up = float(grow.max())
@@ -686,7 +688,7 @@ def _mesh(
     axes = [np.arange(a, b + step, step) for a, b in zip(lo, hi)]
     sdf = _narrow_band_sdf(axes, step, field=field_fn)
     verts, faces = mcubes.marching_cubes(-sdf, 0.0)
-    mesh = trimesh.Trimesh(lo + verts * step, faces, process=True)
+    mesh = _finer_ears(trimesh.Trimesh(lo + verts * step, faces, process=True), field_fn, step)
     parts = mesh.split(only_watertight=False)
     if len(parts) > 1:
         mesh = max(parts, key=lambda m: len(m.faces))
@@ -696,6 +698,26 @@ def _mesh(
     if fit.warp is not None:
         vertices = vertices + fit.warp(vertices)
     return trimesh.Trimesh(vertices, np.asarray(mesh.faces), process=False)
+
+
+EAR_REFINE_REACH = 0.01
+"""Model units from a pinna within which the mesh's triangles are split (:func:`_finer_ears`)."""
+
+
+def _finer_ears(mesh: trimesh.Trimesh, field, step: float) -> trimesh.Trimesh:
+    """``mesh`` (model units) with its triangles near the pinnae split and the new vertices put on ``field``'s
+    surface: the ear's rim, grooves and bowls are a few grid cells across (:mod:`portrait3d.proxy.ear_shape`)."""
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    near = np.minimum(pinna_distance(vertices, -1.0), pinna_distance(vertices, 1.0)) < EAR_REFINE_REACH
+    chosen = near[faces].any(axis=1)
+    if not chosen.any():
+        return mesh
+    vertices, faces = refine_faces(vertices, faces, chosen)
+    moving = np.zeros(len(vertices), bool)
+    moving[len(mesh.vertices) :] = True
+    moving[: len(near)] |= near
+    vertices[moving] = onto_surface(vertices[moving], field, largest_move=step)
+    return trimesh.Trimesh(vertices, faces, process=False)
 
 
 def _drape(radius: np.ndarray, skull: np.ndarray, allowed: np.ndarray, weight: np.ndarray):

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
-from portrait3d.vectors import vector_length
+from portrait3d.proxy.ear_shape import EAR_CENTRE, ear_distance, pinna_distance
+from portrait3d.proxy.sdf import capsule, ellipsoid, smooth_subtract, smooth_union
 
 NECK_BOTTOM = -0.40
 """Height (model units) of the flat cut that closes the neck, below the frame of an orbit camera at pitch 0."""
@@ -89,86 +90,29 @@ class TemplateHead:
     keypoints: dict[str, np.ndarray]
 
 
-# --- signed distance primitives (points: (N, 3) -> (N,)) --------------------
-def _ellipsoid(p: np.ndarray, centre, radii) -> np.ndarray:
-    """Approximate signed distance to an axis-aligned ellipsoid (exact on the axes)."""
-    q = (p - np.asarray(centre)) / np.asarray(radii)
-    return (vector_length(q) - 1.0) * min(radii)
-
-
-def _capsule(p: np.ndarray, a, b, radius_a: float, radius_b: float) -> np.ndarray:
-    """Signed distance to a segment a-b with a radius that varies linearly along it."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    ab = b - a
-    t = np.clip(((p - a) @ ab) / (ab @ ab), 0.0, 1.0)
-    radius = radius_a + (radius_b - radius_a) * t
-    return vector_length(p - (a + t[:, None] * ab)) - radius
-
-
-def _smooth_union(d1: np.ndarray, d2: np.ndarray, k: float) -> np.ndarray:
-    """Polynomial smooth minimum: joins two shapes with a fillet of size ``k``."""
-    h = np.clip(0.5 + 0.5 * (d2 - d1) / k, 0.0, 1.0)
-    return d2 * (1 - h) + d1 * h - k * h * (1 - h)
-
-
-def _smooth_subtract(d: np.ndarray, cut: np.ndarray, k: float) -> np.ndarray:
-    """Remove ``cut`` from ``d`` with a fillet of size ``k``."""
-    return -_smooth_union(-d, cut, k)
-
-
 def head_sdf(points: np.ndarray) -> np.ndarray:
     """Signed distance (negative inside) of the template head in model units: (N, 3) -> (N,)."""
     p = points
-    cranium = _ellipsoid(p, CRANIUM_CENTRE, (0.132, 0.165, 0.158))
+    cranium = ellipsoid(p, CRANIUM_CENTRE, (0.132, 0.165, 0.158))
     # The face narrows toward the jaw: squeeze x more the lower the point.
     t = np.clip((-0.02 - p[:, 1]) / 0.13, 0.0, 1.0)
     taper = 1.0 + 0.3 * t * t * (3.0 - 2.0 * t)
     face_p = p * np.stack([taper, np.ones_like(taper), np.ones_like(taper)], axis=-1)
-    face = _ellipsoid(face_p, (0.0, -0.02, 0.02), (0.116, 0.13, 0.10))
-    d = _smooth_union(cranium, face, 0.04)
-    d = _smooth_union(d, _ellipsoid(p, (0.0, -0.122, 0.072), (0.042, 0.034, 0.042)), 0.02)  # chin
+    face = ellipsoid(face_p, (0.0, -0.02, 0.02), (0.116, 0.13, 0.10))
+    d = smooth_union(cranium, face, 0.04)
+    d = smooth_union(d, ellipsoid(p, (0.0, -0.122, 0.072), (0.042, 0.034, 0.042)), 0.02)  # chin
     for side in (-1.0, 1.0):
-        d = _smooth_union(d, _ellipsoid(p, (side * 0.058, -0.015, 0.075), (0.045, 0.038, 0.045)), 0.02)  # cheek
-    d = _smooth_subtract(d, _ellipsoid(p, (-0.047, 0.036, 0.128), (0.03, 0.016, 0.022)), 0.012)
-    d = _smooth_subtract(d, _ellipsoid(p, (0.047, 0.036, 0.128), (0.03, 0.016, 0.022)), 0.012)
-    d = _smooth_union(d, _capsule(p, (0.0, 0.04, 0.118), (0.0, -0.018, 0.163), 0.010, 0.013), 0.012)  # nose
-    d = _smooth_union(d, _ellipsoid(p, (0.0, -0.025, 0.140), (0.026, 0.014, 0.022)), 0.008)  # nostrils
-    d = _smooth_union(d, _ellipsoid(p, (0.0, -0.074, 0.106), (0.04, 0.022, 0.02)), 0.012)  # lips
+        d = smooth_union(d, ellipsoid(p, (side * 0.058, -0.015, 0.075), (0.045, 0.038, 0.045)), 0.02)  # cheek
+    d = smooth_subtract(d, ellipsoid(p, (-0.047, 0.036, 0.128), (0.03, 0.016, 0.022)), 0.012)
+    d = smooth_subtract(d, ellipsoid(p, (0.047, 0.036, 0.128), (0.03, 0.016, 0.022)), 0.012)
+    d = smooth_union(d, capsule(p, (0.0, 0.04, 0.118), (0.0, -0.018, 0.163), 0.010, 0.013), 0.012)  # nose
+    d = smooth_union(d, ellipsoid(p, (0.0, -0.025, 0.140), (0.026, 0.014, 0.022)), 0.008)  # nostrils
+    d = smooth_union(d, ellipsoid(p, (0.0, -0.074, 0.106), (0.04, 0.022, 0.02)), 0.012)  # lips
     for side in (-1.0, 1.0):
-        d = _smooth_union(d, _ear(p, side), 0.008)
-    neck = _capsule(p * [1.0, 1.0, 0.92], (0.0, NECK_BOTTOM - 0.1, -0.035), (0.0, -0.05, -0.035), 0.08, 0.072)
+        d = smooth_union(d, ear_distance(p, side), 0.008)
+    neck = capsule(p * [1.0, 1.0, 0.92], (0.0, NECK_BOTTOM - 0.1, -0.035), (0.0, -0.05, -0.035), 0.08, 0.072)
     neck = np.maximum(neck, NECK_BOTTOM - p[:, 1])  # flat bottom
-    return _smooth_union(d, neck, 0.045)
-
-
-EAR_CENTRE = np.array([0.138, -0.012, -0.032])
-"""Centre of the left ear's pinna (model units; the right one is its mirror image): behind the jaw's hinge, at
-the height where the fitted head puts it between the photo's brow and nose base, as on an average adult face.
-Set on what the fit does, not on the template's own face: at 0.012 the ears of five frontal photos and of a
-head scan projected 20-40 px (about 1.5 cm) above the real ones (docs/BENCHMARKS.md, thirteenth session)."""
-EAR_FLARE = 25.0
-"""Degrees the pinna stands out from the side of the head, its back rim outermost."""
-
-
-def _pinna(p: np.ndarray, side: float) -> np.ndarray:
-    """Distance to one ear's pinna alone (side -1: the subject's right): a plate that stands out from the head
-    toward the back, its outer face hollowed into a bowl (the concha)."""
-    q = p - EAR_CENTRE * [side, 1.0, 1.0]
-    # The pinna's frame: turned about the vertical so its back edge flares out from the head.
-    angle = np.radians(EAR_FLARE) * side
-    across = q[:, 0] * np.cos(angle) + q[:, 2] * np.sin(angle)  # out of the pinna's plane
-    along = -q[:, 0] * np.sin(angle) + q[:, 2] * np.cos(angle)  # front-back in its plane
-    local = np.stack([across, q[:, 1], along], axis=-1)
-    pinna = _ellipsoid(local, (0.0, 0.0, 0.0), (0.011, 0.05, 0.03))
-    bowl = _ellipsoid(local, (side * 0.011, -0.006, 0.006), (0.008, 0.02, 0.014))
-    return _smooth_subtract(pinna, bowl, 0.004)
-
-
-def _ear(p: np.ndarray, side: float) -> np.ndarray:
-    """Distance to one ear: its pinna joined to the head by a root."""
-    q = p - EAR_CENTRE * [side, 1.0, 1.0]
-    root = _ellipsoid(q, (-side * 0.012, 0.0, 0.012), (0.016, 0.03, 0.02))
-    return _smooth_union(_pinna(p, side), root, 0.01)
+    return smooth_union(d, neck, 0.045)
 
 
 CRANIUM_CENTRE = np.array([0.0, 0.045, -0.025])
@@ -193,7 +137,7 @@ def ear_weight(points: np.ndarray) -> np.ndarray:
 def pinna_weight(points: np.ndarray, reach: float = 0.006) -> np.ndarray:
     """How much each template point (model units) is on a pinna itself, not the skin around its root: 1 on and
     inside it, falling to 0 at ``reach`` from it: (N, 3) -> (N,) in [0, 1]."""
-    distance = np.minimum(_pinna(points, -1.0), _pinna(points, 1.0))
+    distance = np.minimum(pinna_distance(points, -1.0), pinna_distance(points, 1.0))
     return np.clip(1.0 - distance / reach, 0.0, 1.0)
 
 

@@ -67,7 +67,11 @@ def test_both_ears_move_onto_the_photos_ears_as_a_pair():
         return np.cross(points[faces[:, 1]] - points[faces[:, 0]], points[faces[:, 2]] - points[faces[:, 0]])
 
     before, after = normals_of(vertices), normals_of(moved)
-    area = np.linalg.norm(after, axis=1) / np.linalg.norm(before, axis=1)
+    # Marching cubes leaves slivers (down to a hundredth of the median area) whose area ratio says nothing of a fold.
+    size = np.linalg.norm(before, axis=1)
+    whole = size > 0.1 * np.median(size)
+    assert (np.sum(before * after, axis=1)[whole] > 0).all()
+    area = np.linalg.norm(after, axis=1)[whole] / size[whole]
     assert area.min() > 0.5 and area.max() < 2.0, (area.min(), area.max())
 
 

@@ -30,13 +30,17 @@ LOBE_NARROWING = 0.25
 """Share of the plate's width the lower half loses toward the lobe."""
 TOP_WIDENING = 0.12
 """Share of width the upper half gains: the helix's arc is broad, the ear widest in its upper third."""
-RIM = 0.011
-"""Width of the helix: how far inside the outline the scapha's groove runs."""
-GROOVE = 0.0065
-"""Radius of the scapha's groove."""
+HELIX, HELIX_OUT = 0.0045, 0.003
+"""Radius of the helix's rolled rim, and how far out of the plate's mid-plane its core runs."""
+HELIX_ARC = (35.0, 250.0)
+"""Where the helix runs round the outline, in degrees from the front (90 the top, 180 the back, 270 the bottom):
+from the top-front, where it leaves the face, to the lobe, which has no rim."""
+RIM = 0.0045
+"""Outline to the scapha's groove: the helix's width."""
+GROOVE, GROOVE_OUT = 0.0065, 0.0105
+"""Radius of the scapha's groove, and the height of its core above the plate's mid-plane."""
 GROOVE_ARC = (50.0, 240.0)
-"""Where the groove runs round the outline, in degrees from the front (90 the top, 180 the back, 270 the bottom):
-from the top-front, where the helix leaves the face, to above the lobe, which has no rim."""
+"""Where the groove runs round the outline (as :data:`HELIX_ARC`)."""
 
 
 def ear_frame(p: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -60,18 +64,25 @@ def pinna_distance(p: np.ndarray, side: float) -> np.ndarray:
     width = 1.0 - LOBE_NARROWING * smoothstep(-(up + 0.005) / 0.04) + TOP_WIDENING * smoothstep(up / 0.03)
     egg = np.stack([out, up, forward / width], axis=-1)
     d = ellipsoid(egg, (0.0, 0.0, 0.0), (HALF_THICKNESS, HALF_HEIGHT, HALF_WIDTH))
-    # The scapha: a groove on the outer face along an outline RIM inside the plate's, over the arc GROOVE_ARC.
-    ry, rx = HALF_HEIGHT - RIM, HALF_WIDTH - RIM
-    angle = np.mod(np.degrees(np.arctan2(up / ry, forward / width / rx)), 360.0)
-    start, end = GROOVE_ARC
-    arc = smoothstep((angle - start) / 25.0) * smoothstep((end - angle) / 25.0)
-    off_outline = (np.hypot(up / ry, forward / width / rx) - 1.0) * min(ry, rx)
-    groove = np.hypot(off_outline, out - (HALF_THICKNESS + 0.0015)) - GROOVE * arc
-    d = smooth_subtract(d, groove, 0.003)
+    # The helix: a rolled rim along the outline, and inside it the scapha, a groove on the outer face.
+    d = smooth_union(d, _along_outline(out, up, forward / width, HELIX, HELIX_ARC, HELIX_OUT), 0.002)
+    d = smooth_subtract(d, _along_outline(out, up, forward / width, GROOVE, GROOVE_ARC, GROOVE_OUT, RIM), 0.003)
     d = smooth_subtract(d, ellipsoid(local, (0.013, -0.008, 0.006), (0.012, 0.018, 0.013)), 0.004)  # concha
     d = smooth_subtract(d, ellipsoid(local, (0.012, 0.024, 0.004), (0.006, 0.008, 0.009)), 0.003)  # fossa
     d = smooth_union(d, ellipsoid(local, (-0.001, -0.032, 0.0), (0.008, 0.012, 0.014)), 0.006)  # lobe
     return smooth_union(d, ellipsoid(local, (0.002, -0.011, 0.024), (0.007, 0.008, 0.005)), 0.004)  # tragus
+
+
+def _along_outline(out, up, forward, radius: float, arc: tuple[float, float], height: float, inset: float = 0.0):
+    """Distance to a tube of ``radius`` that follows the plate's outline ``inset`` + ``radius`` inside it, at
+    ``height`` out of the plate's mid-plane, over ``arc`` (degrees from the front, 90 the top; the tube thins to
+    nothing over 25 degrees at either end). ``forward`` is already divided by the egg's width."""
+    ry, rx = HALF_HEIGHT - inset - radius, HALF_WIDTH - inset - radius
+    angle = np.mod(np.degrees(np.arctan2(up / ry, forward / rx)), 360.0)
+    start, end = arc
+    share = smoothstep((angle - start) / 25.0) * smoothstep((end - angle) / 25.0)
+    off_outline = (np.hypot(up / ry, forward / rx) - 1.0) * min(ry, rx)
+    return np.hypot(off_outline, out - height) - radius * share
 
 
 def ear_distance(p: np.ndarray, side: float) -> np.ndarray:

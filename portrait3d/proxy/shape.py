@@ -662,7 +662,8 @@ def _mesh(
     # Below the hair (the neck) the radial map means nothing.
     grow = np.where((allowed > 1e-3) | lifted, grow, 0.0)
     cut = allowed * np.minimum(thickness, 0.0)
-    trim = skull + np.where(cut < -1e-4, cut, 0.05)
+    # Blurred as the shell is below: a trim that jumps from a cut to none between two cells leaves steps along them.
+    trim = skull + gaussian_filter(np.where(cut < -1e-4, cut, 0.05), 1.0, mode=("nearest", "wrap"))
     # A little blur across cells: bilinear lookups of a 3-degree map would leave creases.
     grow = gaussian_filter(grow, 1.0, mode=("nearest", "wrap"))
 
@@ -670,7 +671,8 @@ def _mesh(
         rel = p - CRANIUM_CENTRE
         dist = vector_length(rel)
         unit = rel / np.maximum(dist, 1e-9)[:, None]
-        trimmed = np.maximum(head_sdf(p), dist - sample_map(trim, unit))
+        # A smooth intersection: no crease where the trim meets the skull.
+        trimmed = -smooth_union(-head_sdf(p), sample_map(trim, unit) - dist, 0.01)
         # The trim follows the photo's outline on a 3-degree map: it would cut the ears' rims in steps.
         trimmed = np.minimum(trimmed, np.minimum(ear_distance(p, -1.0), ear_distance(p, 1.0)))
         return smooth_union(trimmed, dist - sample_map(grow, unit), 0.01)

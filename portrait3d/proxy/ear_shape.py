@@ -39,6 +39,9 @@ RIM = 0.0045
 """Outline to the scapha's groove: the helix's width."""
 GROOVE, GROOVE_OUT = 0.0065, 0.0105
 """Radius of the scapha's groove, and the height of its core above the plate's mid-plane."""
+CONCHA_CENTRE, CONCHA_RADII = (0.013, -0.008, 0.006), (0.012, 0.018, 0.013)
+"""The concha's bowl in the pinna's frame (out, up, forward). (Sunk deeper, into the ear's root as a real one is,
+its floor left the pinna's texels and took the hair's: docs/BENCHMARKS.md, twenty-sixth session.)"""
 GROOVE_ARC = (50.0, 240.0)
 """Where the groove runs round the outline (as :data:`HELIX_ARC`)."""
 
@@ -67,7 +70,7 @@ def pinna_distance(p: np.ndarray, side: float) -> np.ndarray:
     # The helix: a rolled rim along the outline, and inside it the scapha, a groove on the outer face.
     d = smooth_union(d, _along_outline(out, up, forward / width, HELIX, HELIX_ARC, HELIX_OUT), 0.002)
     d = smooth_subtract(d, _along_outline(out, up, forward / width, GROOVE, GROOVE_ARC, GROOVE_OUT, RIM), 0.003)
-    d = smooth_subtract(d, ellipsoid(local, (0.013, -0.008, 0.006), (0.012, 0.018, 0.013)), 0.004)  # concha
+    d = smooth_subtract(d, ellipsoid(local, CONCHA_CENTRE, CONCHA_RADII), 0.004)
     d = smooth_subtract(d, ellipsoid(local, (0.012, 0.024, 0.004), (0.006, 0.008, 0.009)), 0.003)  # fossa
     d = smooth_union(d, ellipsoid(local, (-0.001, -0.032, 0.0), (0.008, 0.012, 0.014)), 0.006)  # lobe
     return smooth_union(d, ellipsoid(local, (0.002, -0.011, 0.024), (0.007, 0.008, 0.005)), 0.004)  # tragus

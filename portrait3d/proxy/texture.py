@@ -373,6 +373,7 @@ def bake_texture(
 
     if surface.on_pinna.any():
         fill = _pinna_fill(fill, surface, width)
+        fill = _pinna_shading(fill, surface, mesh)
     texture = a[..., None] * photo + b[..., None] * mirrored[..., :3] + (1 - known)[..., None] * fill
     texture = grow_into_gaps(np.clip(texture, 0, 1), surface.covered)
     info = {
@@ -403,6 +404,23 @@ def _pinna_fill(fill: np.ndarray, surface: TexelSurface, width: int) -> np.ndarr
     at = sphere_coordinates(surface.points[band], width)
     behind = cv2.remap(around, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
     fill[band] = np.where(surface.on_pinna[band][..., None], behind, fill[band])
+    return fill
+
+
+PINNA_SHADING = 1.0
+"""How dark a pinna's fill gets where its own folds close its sky: ``1 - PINNA_SHADING (1 - open)``, with ``open``
+the share of the sky they leave (:func:`portrait3d.proxy.occlusion.open_share`)."""
+
+
+def _pinna_shading(fill: np.ndarray, surface: TexelSurface, mesh: trimesh.Trimesh) -> np.ndarray:
+    """The fill (Ht, Wt, 3) on the pinnae darkened in their folds (the concha, the scapha, the fossa): what the photo
+    does not show of an ear would otherwise be one flat colour, and the proxy's renders add no shading."""
+    from portrait3d.proxy.occlusion import open_share
+
+    on = surface.on_pinna
+    share = open_share(np.asarray(mesh.vertices), np.asarray(mesh.faces), surface.points[on], surface.normals[on])
+    fill = fill.copy()
+    fill[on] *= (1.0 - PINNA_SHADING * (1.0 - share))[:, None]
     return fill
 
 

@@ -25,7 +25,14 @@ from portrait3d.cameras import Camera
 from portrait3d.proxy.face_regions import FACE_FEATURES, feature_hulls, smoothstep
 from portrait3d.proxy.far_eye import far_eye_at_outline, far_eye_pixels, with_dark_edges, without_far_eye
 from portrait3d.proxy.gaps import GAP_HALF_WIDTH, fill_gaps, gap_sides, thin_gaps
-from portrait3d.proxy.layout import PINNA_VERTEX, band_rows, head_uv, mirror_coordinates, sphere_coordinates
+from portrait3d.proxy.layout import (
+    PINNA_CHARTS,
+    PINNA_VERTEX,
+    band_rows,
+    head_uv,
+    mirror_coordinates,
+    sphere_coordinates,
+)
 from portrait3d.proxy.photo_regions import lab_to_rgb, photo_regions, rgb_to_lab
 from portrait3d.proxy.pull_push import distance_to_known, low_frequency
 from portrait3d.proxy.strands import strand_direction, strand_texture
@@ -413,11 +420,13 @@ the share of the sky they leave (:func:`portrait3d.proxy.occlusion.open_share`).
 
 
 def _pinna_shading(fill: np.ndarray, surface: TexelSurface, mesh: trimesh.Trimesh) -> np.ndarray:
-    """The fill (Ht, Wt, 3) on the pinnae darkened in their folds (the concha, the scapha, the fossa): what the photo
-    does not show of an ear would otherwise be one flat colour, and the proxy's renders add no shading."""
+    """The fill (Ht, Wt, 3) on the pinnae's outer faces darkened in their folds (the concha, the scapha, the fossa):
+    what the photo does not show of an ear would otherwise be one flat colour, and the proxy's renders add no
+    shading. The backs are left as they are: the head a centimetre behind them would darken them all."""
     from portrait3d.proxy.occlusion import open_share
 
-    on = surface.on_pinna
+    chart = (np.arange(fill.shape[1]) * PINNA_CHARTS) // fill.shape[1]  # charts 0 and 2 are the outer faces
+    on = surface.on_pinna & (chart % 2 == 0)[None, :]
     share = open_share(np.asarray(mesh.vertices), np.asarray(mesh.faces), surface.points[on], surface.normals[on])
     fill = fill.copy()
     fill[on] *= (1.0 - PINNA_SHADING * (1.0 - share))[:, None]

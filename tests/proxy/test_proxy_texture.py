@@ -461,6 +461,42 @@ def test_a_bare_ear_takes_the_photos_colours():
         assert np.corrcoef(got, want)[0, 1] > 0.5, name
 
 
+def test_a_pinnas_unseen_outer_face_is_shaded_in_its_folds(head, monkeypatch):
+    """A frontal photo sees its ears edge on: the pinnae's outer faces take the fill, darkened where the ear's own
+    folds close their sky (the scapha); their backs, which the head a centimetre behind would darken all over,
+    and everything off the pinnae are left as they were."""
+    from portrait3d.proxy import texture
+    from portrait3d.proxy.layout import PINNA_CHARTS, PINNA_ROWS
+
+    template = template_head()
+    points = np.asarray(template.mesh.vertices)
+    scale, offset = model_to_world()
+    pinna = pinna_weight((points - offset) / scale)
+    ears = template.ears * (1.0 - template.hair)
+    camera, photo, mask, depth = _photo_of(head, 0.0)
+
+    def bake():
+        return bake_texture(
+            template.mesh, np.zeros(len(points)), ears, photo, mask, camera, depth, WIDTH,
+            landmarks=_landmarks(camera), pinna=pinna,
+        )[0].astype(float)  # fmt: skip
+
+    shaded = bake()
+    monkeypatch.setattr(texture, "PINNA_SHADING", 0.0)
+    flat = bake()
+    band = np.zeros(shaded.shape[:2], bool)
+    band[-int(round(PINNA_ROWS * len(band))) :] = True
+    outer = band & ((np.arange(WIDTH) * PINNA_CHARTS // WIDTH) % 2 == 0)[None, :]
+    np.testing.assert_array_equal(shaded[~outer], flat[~outer])  # the backs and the head: unchanged
+    darker = (flat - shaded).mean(-1)[outer]
+    assert (darker >= -1).all()  # shading only darkens
+    # Measured at this texture's size: 3029 of the 8192 outer-chart texels darker (the rest are off the pinnae or
+    # under open sky), 631 of them by more than 10 levels (the folds), at most by 23.
+    shaded_texels = darker > 0.5
+    assert shaded_texels.sum() > 0.2 * outer.sum(), shaded_texels.sum()
+    assert (darker > 10).sum() > 0.15 * shaded_texels.sum() and darker.max() > 15, (darker > 10).sum()
+
+
 def test_a_turned_faces_far_eye_is_painted_over_with_the_skin_around_it():
     """Turned 40 degrees or more (fully from 50), the far eye shows past the nose bridge where the head's bridge
     projects: its pixels (the eye and brow nearer the nose tip across the photo) are painted over from the skin

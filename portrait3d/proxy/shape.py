@@ -310,15 +310,20 @@ def _ear_directions(dirs: np.ndarray, uncovered: tuple[float, float]) -> np.ndar
     return out
 
 
-EAR_SKIN_DEGREES = (14.0, 22.0)
+EAR_SKIN_DEGREES = (12.0, 18.0)
 """Half-width and half-height (degrees about the cranium's centre) of the skin a bare ear keeps clear of hair: the
-pinna (about 11 and 18 degrees) and a rim around it. The hair comes down to it all round, as short hair does; the
-shell's wider hollow (:func:`_ear_directions`) only shapes the geometry."""
+pinna's own (from 15 degrees below the ear's direction to 21 above, see :data:`EAR_SKIN_RAISE`). The hair comes down
+to it all round, as short hair does; the shell's wider hollow (:func:`_ear_directions`) only shapes the geometry."""
+EAR_SKIN_RAISE = 3.0
+"""Degrees the skin's ellipse is centred above the ear's direction: the pinna reaches higher above it than below."""
+EAR_SKIN_FADE = 0.35
+"""The hair's colour fades in over this share of :data:`EAR_SKIN_DEGREES` beyond them (at 0.5 of 14 and 22 degrees,
+the pinna stood in a pale ring of skin a third of its width, like a shaved ring in short hair)."""
 
 
 def _ear_skin(dirs: np.ndarray, uncovered: tuple[float, float]) -> np.ndarray:
     """(N_LAT, N_LON) in [0, 1]: directions whose surface a bare ear keeps as skin (not hair colour): an ellipse of
-    :data:`EAR_SKIN_DEGREES` about each ear's direction, fading out over half as much again."""
+    :data:`EAR_SKIN_DEGREES` about each ear's direction, fading out over :data:`EAR_SKIN_FADE` of it."""
     out = np.zeros(dirs.shape[:-1])
     for side, bare in zip((-1.0, 1.0), uncovered):
         toward = _ear_direction(side)
@@ -327,9 +332,9 @@ def _ear_skin(dirs: np.ndarray, uncovered: tuple[float, float]) -> np.ndarray:
         across = np.cross(up, toward)
         ahead = np.maximum(dirs @ toward, 1e-6)
         horizontal = np.degrees(np.arctan2(dirs @ across, ahead)) / EAR_SKIN_DEGREES[0]
-        vertical = np.degrees(np.arctan2(dirs @ up, ahead)) / EAR_SKIN_DEGREES[1]
+        vertical = (np.degrees(np.arctan2(dirs @ up, ahead)) - EAR_SKIN_RAISE) / EAR_SKIN_DEGREES[1]
         inside = np.where(dirs @ toward > 0, np.hypot(horizontal, vertical), np.inf)
-        out = np.maximum(out, bare * smoothstep((1.5 - inside) / 0.5))
+        out = np.maximum(out, bare * smoothstep((1.0 + EAR_SKIN_FADE - inside) / EAR_SKIN_FADE))
     return out
 
 

@@ -1,6 +1,6 @@
 """Bare ears moved onto the ears the photo shows.
 
-The template's pinnae sit at a fixed place about the fitted head (:data:`portrait3d.proxy.template.EAR_CENTRE`),
+The template's pinnae sit at a fixed place about the fitted head (:data:`portrait3d.proxy.ear_shape.EAR_CENTRE`),
 not where the photo shows them: on the eval photos with bare ears, 27-66 % of the pinna's squarely seen texels
 projected outside the photo's head (onto the background beside the ear), took no photo and were filled a flat
 skin tone. :func:`ear_shifts` finds, per seen ear, the image-plane shift that puts the pinna's projection on the

@@ -39,11 +39,11 @@ RIM = 0.0045
 """Outline to the scapha's groove: the helix's width."""
 GROOVE, GROOVE_OUT = 0.0065, 0.0105
 """Radius of the scapha's groove, and the height of its core above the plate's mid-plane."""
+GROOVE_ARC = (50.0, 240.0)
+"""Where the groove runs round the outline (as :data:`HELIX_ARC`)."""
 CONCHA_CENTRE, CONCHA_RADII = (0.013, -0.008, 0.006), (0.012, 0.018, 0.013)
 """The concha's bowl in the pinna's frame (out, up, forward). (Sunk deeper, into the ear's root as a real one is,
 its floor left the pinna's texels and took the hair's: docs/BENCHMARKS.md, twenty-sixth session.)"""
-GROOVE_ARC = (50.0, 240.0)
-"""Where the groove runs round the outline (as :data:`HELIX_ARC`)."""
 
 
 def ear_frame(p: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,7 +76,15 @@ def pinna_distance(p: np.ndarray, side: float) -> np.ndarray:
     return smooth_union(d, ellipsoid(local, (0.002, -0.011, 0.024), (0.007, 0.008, 0.005)), 0.004)  # tragus
 
 
-def _along_outline(out, up, forward, radius: float, arc: tuple[float, float], height: float, inset: float = 0.0):
+def _along_outline(
+    out: np.ndarray,
+    up: np.ndarray,
+    forward: np.ndarray,
+    radius: float,
+    arc: tuple[float, float],
+    height: float,
+    inset: float = 0.0,
+) -> np.ndarray:
     """Distance to a tube of ``radius`` that follows the plate's outline ``inset`` + ``radius`` inside it, at
     ``height`` out of the plate's mid-plane, over ``arc`` (degrees from the front, 90 the top; the tube thins to
     nothing over 25 degrees at either end). ``forward`` is already divided by the egg's width."""

@@ -678,7 +678,8 @@ def _mesh(
         unit = rel / np.maximum(dist, 1e-9)[:, None]
         # A smooth intersection: no crease where the trim meets the skull.
         trimmed = -smooth_union(-head_sdf(p), sample_map(trim, unit) - dist, 0.01)
-        # The trim follows the photo's outline on a 3-degree map: it would cut the ears' rims in steps.
+        # The ears are joined back after the trim: cut to the photo's outline on a 3-degree map, their rims came out
+        # in steps.
         trimmed = np.minimum(trimmed, np.minimum(ear_distance(p, -1.0), ear_distance(p, 1.0)))
         return smooth_union(trimmed, dist - sample_map(grow, unit), 0.01)
 
@@ -720,6 +721,7 @@ def _finer_ears(mesh: trimesh.Trimesh, field, step: float) -> trimesh.Trimesh:
     if not chosen.any():
         return mesh
     vertices, faces = refine_faces(vertices, faces, chosen)
+    # The new corners, and the grid's own vertices near a pinna (on the grid's straight edges between samples).
     moving = np.zeros(len(vertices), bool)
     moving[len(mesh.vertices) :] = True
     moving[: len(near)] |= near

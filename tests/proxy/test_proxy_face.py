@@ -342,10 +342,14 @@ def test_the_photo_pose_does_not_fold_the_head():
         return np.cross(points[faces[:, 1]] - points[faces[:, 0]], points[faces[:, 2]] - points[faces[:, 0]])
 
     before, after = triangle_normals(vertices), triangle_normals(posed)
+    # Marching cubes leaves slivers (down to a hundredth of the median area) whose area ratio says nothing of a fold.
+    size = np.linalg.norm(before, axis=1)
+    whole = size > 0.1 * np.median(size)
+    before, after = before[whole], after[whole]
     area = np.linalg.norm(after, axis=1) / np.linalg.norm(before, axis=1)
     turned = np.sum(before * after, axis=1) / (np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1))
-    # Measured: areas 0.50-2.39 times the unposed, no triangle turned by more than 41 degrees (the face itself turns
-    # 15); with the fixed 14 mm fade 0.004-5.3 and 180 degrees: 3546 triangles squeezed or stretched past 2x or
-    # turned over, the surface folded.
+    # Measured: areas 0.58-1.42 times the unposed, no triangle turned by more than 23 degrees (the face itself turns
+    # 15; 0.50-2.39 and 41 degrees before the ears' slivers were left out); with the fixed 14 mm fade 0.004-5.3 and
+    # 180 degrees: 3546 triangles squeezed or stretched past 2x or turned over, the surface folded.
     assert area.min() > 0.3 and area.max() < 3.0, (area.min(), area.max())
     assert turned.min() > np.cos(np.radians(60.0)), np.degrees(np.arccos(turned.min()))

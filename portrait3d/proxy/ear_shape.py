@@ -65,11 +65,11 @@ def pinna_distance(p: np.ndarray, side: float) -> np.ndarray:
     local = np.stack([out, up, forward], axis=-1)
     # Narrower toward the lobe: an egg, broad end up.
     width = 1.0 - LOBE_NARROWING * smoothstep(-(up + 0.005) / 0.04) + TOP_WIDENING * smoothstep(up / 0.03)
-    egg = np.stack([out, up, forward / width], axis=-1)
-    d = ellipsoid(egg, (0.0, 0.0, 0.0), (HALF_THICKNESS, HALF_HEIGHT, HALF_WIDTH))
+    narrowed = forward / width
+    d = ellipsoid(np.stack([out, up, narrowed], axis=-1), (0.0, 0.0, 0.0), (HALF_THICKNESS, HALF_HEIGHT, HALF_WIDTH))
     # The helix: a rolled rim along the outline, and inside it the scapha, a groove on the outer face.
-    d = smooth_union(d, _along_outline(out, up, forward / width, HELIX, HELIX_ARC, HELIX_OUT), 0.002)
-    d = smooth_subtract(d, _along_outline(out, up, forward / width, GROOVE, GROOVE_ARC, GROOVE_OUT, RIM), 0.003)
+    d = smooth_union(d, _along_outline(out, up, narrowed, HELIX, HELIX_ARC, HELIX_OUT), 0.002)
+    d = smooth_subtract(d, _along_outline(out, up, narrowed, GROOVE, GROOVE_ARC, GROOVE_OUT, RIM), 0.003)
     d = smooth_subtract(d, ellipsoid(local, CONCHA_CENTRE, CONCHA_RADII), 0.004)
     d = smooth_subtract(d, ellipsoid(local, (0.012, 0.024, 0.004), (0.006, 0.008, 0.009)), 0.003)  # fossa
     d = smooth_union(d, ellipsoid(local, (-0.001, -0.032, 0.0), (0.008, 0.012, 0.014)), 0.006)  # lobe

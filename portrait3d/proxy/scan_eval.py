@@ -311,13 +311,17 @@ def face_error(scan: trimesh.Trimesh, head: trimesh.Trimesh, nose_tip: np.ndarra
     }
 
 
+def _chamfer_where(scan: trimesh.Trimesh, head: trimesh.Trimesh, keep, samples: int, seeds: tuple[int, int]) -> float:
+    """Symmetric Chamfer distance (mm) between the two surfaces' samples that ``keep`` ((M, 3) -> (M,) bool) keeps."""
+    a = np.asarray(trimesh.sample.sample_surface_even(scan, samples, seed=seeds[0])[0])
+    b = np.asarray(trimesh.sample.sample_surface_even(head, samples, seed=seeds[1])[0])
+    a, b = a[keep(a)], b[keep(b)]
+    return float(500.0 * (surface_distance(a, head).mean() + surface_distance(b, scan).mean()))
+
+
 def head_chamfer(scan: trimesh.Trimesh, head: trimesh.Trimesh, chin_height: float, samples: int = 40000) -> float:
     """Symmetric Chamfer distance (mm) between the two surfaces above ``chin_height`` (world y)."""
-    a, _ = trimesh.sample.sample_surface_even(scan, samples, seed=1)
-    b, _ = trimesh.sample.sample_surface_even(head, samples, seed=2)
-    a, b = np.asarray(a), np.asarray(b)
-    a, b = a[a[:, 1] > chin_height], b[b[:, 1] > chin_height]
-    return float(500.0 * (surface_distance(a, head).mean() + surface_distance(b, scan).mean()))
+    return _chamfer_where(scan, head, lambda points: points[:, 1] > chin_height, samples, (1, 2))
 
 
 EAR_REACH = 0.03
@@ -332,11 +336,11 @@ def ear_chamfer(scan: trimesh.Trimesh, head: trimesh.Trimesh, centres: list[np.n
         scan, head: the two surfaces, aligned (metres).
         centres: each ear's (3,) centre on ``head`` (the uncovered ears' vertices' mean).
     """
-    a = np.asarray(trimesh.sample.sample_surface_even(scan, samples, seed=4)[0])
-    b = np.asarray(trimesh.sample.sample_surface_even(head, samples, seed=5)[0])
-    near = lambda points: np.min([np.linalg.norm(points - c, axis=1) for c in centres], axis=0) < EAR_REACH  # noqa: E731
-    a, b = a[near(a)], b[near(b)]
-    return float(500.0 * (surface_distance(a, head).mean() + surface_distance(b, scan).mean()))
+
+    def near(points: np.ndarray) -> np.ndarray:
+        return np.min([np.linalg.norm(points - c, axis=1) for c in centres], axis=0) < EAR_REACH
+
+    return _chamfer_where(scan, head, near, samples, (4, 5))
 
 
 def ear_centres(head: trimesh.Trimesh, ears: np.ndarray | None) -> list[np.ndarray]:

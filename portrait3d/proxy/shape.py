@@ -39,7 +39,7 @@ import numpy as np
 import trimesh
 
 from portrait3d.cameras import Camera
-from portrait3d.proxy.ear_shape import EAR_CENTRE, ear_distance, pinna_distance
+from portrait3d.proxy.ear_shape import EAR_CENTRE, pinna_distance
 from portrait3d.proxy.face_regions import smoothstep
 from portrait3d.proxy.fit import FitResult
 from portrait3d.proxy.long_hair import fall_weight, hang, hanging_directions, hanging_lengths, meridian_lengths
@@ -50,6 +50,7 @@ from portrait3d.proxy.template import (
     NECK_BOTTOM,
     _hairline,
     _narrow_band_sdf,
+    ear_distances,
     ear_weight,
     head_sdf,
     model_to_world,
@@ -676,11 +677,12 @@ def _mesh(
         rel = p - CRANIUM_CENTRE
         dist = vector_length(rel)
         unit = rel / np.maximum(dist, 1e-9)[:, None]
+        ears = ear_distances(p)
         # A smooth intersection: no crease where the trim meets the skull.
-        trimmed = -smooth_union(-head_sdf(p), sample_map(trim, unit) - dist, 0.01)
+        trimmed = -smooth_union(-head_sdf(p, ears), sample_map(trim, unit) - dist, 0.01)
         # The ears are joined back after the trim: cut to the photo's outline on a 3-degree map, their rims came out
         # in steps.
-        trimmed = np.minimum(trimmed, np.minimum(ear_distance(p, -1.0), ear_distance(p, 1.0)))
+        trimmed = np.minimum(trimmed, np.minimum(*ears))
         return smooth_union(trimmed, dist - sample_map(grow, unit), 0.01)
 
     step = voxel / frame.k

@@ -90,8 +90,16 @@ class TemplateHead:
     keypoints: dict[str, np.ndarray]
 
 
-def head_sdf(points: np.ndarray) -> np.ndarray:
-    """Signed distance (negative inside) of the template head in model units: (N, 3) -> (N,)."""
+def ear_distances(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance to each ear (the subject's right, then left) in model units: (N, 3) -> two (N,)."""
+    return ear_distance(points, -1.0), ear_distance(points, 1.0)
+
+
+def head_sdf(points: np.ndarray, ears: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Signed distance (negative inside) of the template head in model units: (N, 3) -> (N,).
+
+    ``ears``: :func:`ear_distances` of the same points, where the caller needs them too (they are most of the cost).
+    """
     p = points
     cranium = ellipsoid(p, CRANIUM_CENTRE, (0.132, 0.165, 0.158))
     # The face narrows toward the jaw: squeeze x more the lower the point.
@@ -108,8 +116,8 @@ def head_sdf(points: np.ndarray) -> np.ndarray:
     d = smooth_union(d, capsule(p, (0.0, 0.04, 0.118), (0.0, -0.018, 0.163), 0.010, 0.013), 0.012)  # nose
     d = smooth_union(d, ellipsoid(p, (0.0, -0.025, 0.140), (0.026, 0.014, 0.022)), 0.008)  # nostrils
     d = smooth_union(d, ellipsoid(p, (0.0, -0.074, 0.106), (0.04, 0.022, 0.02)), 0.012)  # lips
-    for side in (-1.0, 1.0):
-        d = smooth_union(d, ear_distance(p, side), 0.008)
+    for ear in ear_distances(p) if ears is None else ears:
+        d = smooth_union(d, ear, 0.008)
     neck = capsule(p * [1.0, 1.0, 0.92], (0.0, NECK_BOTTOM - 0.1, -0.035), (0.0, -0.05, -0.035), 0.08, 0.072)
     neck = np.maximum(neck, NECK_BOTTOM - p[:, 1])  # flat bottom
     return smooth_union(d, neck, 0.045)

@@ -52,6 +52,12 @@ class HeadSegmentation:
     chin_row: float
     skin_lab: np.ndarray
 
+    @property
+    def neck(self) -> np.ndarray:
+        """The person below the chin row (neck, shoulders): (S, S) bool."""
+        rows = np.arange(self.person.shape[0])[:, None]
+        return self.person & (rows >= self.chin_row)
+
 
 def split_head(
     photo: np.ndarray, mask: np.ndarray | None, landmarks: np.ndarray | None, chin_row: float | None = None

@@ -166,10 +166,14 @@ def _ears_onto_photo(
 
 
 def _segmentation_arguments(segmentation: HeadSegmentation | None) -> dict:
-    """The photo's hair split and head mask as :func:`bake_texture` takes them ((S, S) floats), if known."""
+    """The photo's hair split, head mask and neck as :func:`bake_texture` takes them ((S, S) floats), if known."""
     if segmentation is None:
         return {}
-    return {"photo_hair": segmentation.hair.astype(np.float64), "head_mask": segmentation.head.astype(np.float64)}
+    return {
+        "photo_hair": segmentation.hair.astype(np.float64),
+        "head_mask": segmentation.head.astype(np.float64),
+        "neck_mask": segmentation.neck.astype(np.float64),
+    }
 
 
 def _soft_mask(mask: np.ndarray) -> np.ndarray:

@@ -191,6 +191,7 @@ def bake_texture(
     landmarks: np.ndarray | None = None,
     photo_hair: np.ndarray | None = None,
     head_mask: np.ndarray | None = None,
+    neck_mask: np.ndarray | None = None,
     photo_vertices: np.ndarray | None = None,
     mirror_x: float | None = None,
     turned: bool = False,
@@ -212,6 +213,7 @@ def bake_texture(
         landmarks: (N, 2+) face-mesh landmarks in photo pixels, or None.
         photo_hair: (S, S) float hair-vs-skin split of the photo (1 = hair; all 0: a bald head), or None.
         head_mask: (S, S) float head-and-hair mask of the photo, or None.
+        neck_mask: (S, S) float mask of the person below the chin (the neck), or None: its skin is taken too.
         photo_vertices: (V, 3) the head posed as the photo's camera saw it (the face where the camera saw
             it), which the photo is projected onto; default the mesh's own vertices.
         mirror_x: x of the plane the photo is mirrored across (the face's mid-plane); default the middle
@@ -264,7 +266,12 @@ def bake_texture(
         # its rim pixels blend the background in (white specks between the mirrored lips).
         rim = max(1, size // 170)
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim + 1, 2 * rim + 1))
-        stacked = stacked * cv2.erode(np.asarray(head_mask, dtype=np.float32), kernel)[..., None]
+        inside_head = cv2.erode(np.asarray(head_mask, dtype=np.float32), kernel)
+        # The neck's skin below the chin row is the photo's too (its shadow under the jaw draws the jaw line); its
+        # hair is not (a fall of hair in front of the neck).
+        person = head_mask if neck_mask is None else np.maximum(head_mask, neck_mask)
+        inside_person = cv2.erode(np.asarray(person, dtype=np.float32), kernel)
+        stacked = stacked * np.stack([inside_person, inside_person, inside_head, inside_head], axis=-1)
     at_texel = sample_photo(stacked, pixels)
     skin = (1 - below_chin) * at_texel[..., 0] + below_chin * at_texel[..., 1]
     # An ear takes the photo's skin only: the photo's hair beside a smaller ear is not painted on the pinna.

@@ -166,3 +166,12 @@ def test_the_crown_where_the_photo_meets_it_at_a_grazing_angle_keeps_the_hair_co
     # Lightness 188 (the face's skin: 188) before; 157 now, the hair's 110 + 52.
     assert crown[0] < median[0] + spread[0]
     assert np.abs(crown[1:] - median[1:]).max() < 8
+
+
+def test_the_neck_is_the_person_below_the_chin_row(sample):
+    inputs, seg = sample
+    rows = np.arange(seg.person.shape[0])[:, None]
+    assert seg.neck.sum() > 1_000
+    assert not (seg.neck & (rows < seg.chin_row)).any()
+    assert not (seg.neck & ~seg.person).any()
+    assert not (seg.neck & seg.head).any()  # the head mask is the person above it

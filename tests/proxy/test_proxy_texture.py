@@ -648,3 +648,47 @@ def test_the_mirror_paints_no_skin_into_hair_the_photo_glimpses():
     # Measured: 12 % of those 611 texels paler than 0.4 (the hair is 0.12, the skin 0.5-0.8); with the mirror
     # image painting them, 84 %.
     assert pale.mean() < 0.4, pale.mean()
+
+
+def _chin_row(camera, size: int = SIZE) -> int:
+    """Image row of the template's chin seen by ``camera``."""
+    (_, chin), *_ = camera.project(template_head().keypoints["chin"][None], size, size)[0]
+    return int(chin)
+
+
+def _seen_texels(head: trimesh.Trimesh, camera, depth, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+    """Texels that ``camera`` sees squarely whose photo pixel lies in ``rows``: (Ht, Wt) bool, (Ht, Wt, 2) pixels."""
+    from portrait3d.proxy.texture import texel_view
+
+    surface = _texels(head)
+    cosine, pixels = texel_view(surface, camera, depth, SIZE)
+    row = pixels[..., 1]
+    centre = np.abs(pixels[..., 0] - SIZE / 2) < 0.12 * SIZE
+    return surface.covered & (cosine > 0.6) & centre & (row > rows.start) & (row < rows.stop), pixels
+
+
+def test_the_neck_below_the_chin_takes_the_photos_skin(head):
+    # The head mask ends at the chin row; the neck below it, in the person mask, is the photo's skin too (its
+    # shadow under the jaw draws the jaw line). Without the neck's mask its texels take the fill (measured: 0.087
+    # from the photo's colours; with it 0.009).
+    camera, photo, mask, depth = _photo_of(head, 0.0)
+    chin = _chin_row(camera)
+    rows = np.arange(SIZE)[:, None]
+    neck = photo.copy()
+    neck[chin + 8 :] *= 0.75  # the neck a little darker than the face
+    head_mask, neck_mask = mask * (rows < chin), mask * (rows >= chin)
+    chosen, pixels = _seen_texels(head, camera, depth, slice(chin + 14, SIZE))
+    assert chosen.sum() > 100, chosen.sum()
+    col, row = (np.clip(np.round(pixels[..., i]).astype(int), 0, SIZE - 1) for i in (0, 1))
+    want = neck[row[chosen], col[chosen]]
+
+    def error(neck_mask):
+        zeros = np.zeros(len(head.vertices))
+        texture, *_ = bake_texture(
+            head, zeros, zeros, neck, mask, camera, depth, WIDTH, landmarks=_landmarks(camera),
+            photo_hair=np.zeros((SIZE, SIZE)), head_mask=head_mask, neck_mask=neck_mask,
+        )  # fmt: skip
+        return float(np.median(np.linalg.norm(texture[chosen] / 255.0 - want, axis=1)))
+
+    assert error(neck_mask) < 0.03
+    assert error(None) > 0.06

@@ -178,3 +178,32 @@ def mirror_coordinates(points: np.ndarray, mid_x: float, width: int) -> np.ndarr
     coords[..., 0] = np.where(band, (cols + width // 2) % width, coords[..., 0])
     coords[..., 1] = np.where(band, rows, coords[..., 1])
     return coords
+
+
+def layered_share(mesh, camera, size: int = 256) -> float:
+    """Share of the head's pixels seen through ``camera`` whose surface shares its texels with another part of it.
+
+    The longitude/latitude map gives every direction from :data:`UV_CENTRE` one texel, so where the ray from it
+    through a seen point crosses the surface again farther out (an overhang, a pocket between hair and cheek), the
+    seen point shows that outer surface's colours. 0 for a head star-shaped about the centre.
+
+    Args:
+        mesh: the head (``trimesh.Trimesh``, world units).
+        camera: the view (:class:`~portrait3d.cameras.Camera`).
+        size: pixels across the view.
+    """
+    from portrait3d.render import MeshRenderer
+
+    hits = MeshRenderer(mesh).cast(camera, size, size)
+    points = hits.points[hits.triangle >= 0]
+    if not len(points):
+        return 0.0
+    offset = points - UV_CENTRE
+    reach = np.linalg.norm(offset, axis=1)
+    directions = offset / np.maximum(reach, 1e-12)[:, None]
+    crossings, ray, _ = mesh.ray.intersects_location(
+        np.repeat(UV_CENTRE[None], len(points), axis=0), directions, multiple_hits=True
+    )
+    farthest = np.zeros(len(points))
+    np.maximum.at(farthest, ray, np.linalg.norm(crossings - UV_CENTRE, axis=1))
+    return float(np.mean(farthest > reach + 0.002))  # 2 mm: the seen point's own crossing, and rounding

@@ -704,11 +704,38 @@ def _mesh(
         mesh = max(parts, key=lambda m: len(m.faces))
     if mesh.volume < 0:
         mesh.invert()
-    vertices = frame.to_world(np.asarray(mesh.vertices))
-    if fit.warp is not None:
-        vertices = vertices + fit.warp(vertices)
-    return trimesh.Trimesh(vertices, np.asarray(mesh.faces), process=False)
+    return trimesh.Trimesh(_placed(frame, fit, np.asarray(mesh.vertices), skull, allowed), mesh.faces, process=False)
 
+
+def _placed(frame: _Frame, fit: FitResult, model: np.ndarray, skull: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """World positions of mesh vertices in model units, moved by the fit's warp: (V, 3) -> (V, 3).
+
+    The warp puts the face onto the landmarks and fades out past it; beside a face narrower than the template's it
+    moves the temples inward by up to 2 cm. Taken point by point in the hair beside the face, it moved the hair's
+    inner surface more than its outer one, and the shell's front edge leant over the cheek: seen from the middle of
+    the texture's longitude/latitude map, that surface lay in front of another and shared its texels (rings of hair
+    colour at the temples of every frontal view of the long-haired woman). The hair outside the skull (``allowed``,
+    the shell's (N_LAT, N_LON) map) takes the warp of the skull point beneath it, so each column of hair moves as one.
+    """
+    vertices = frame.to_world(model)
+    if fit.warp is None:
+        return vertices
+    rel = model - CRANIUM_CENTRE
+    dist = vector_length(rel)
+    unit = rel / np.maximum(dist, 1e-9)[:, None]
+    base = sample_map(skull, unit)
+    beneath = np.where((dist > base)[:, None], CRANIUM_CENTRE + unit * base[:, None], model)
+    # Fully from a tenth of the shell's weight and half a centimetre out; the skin, the face and the pinnae (which
+    # stand out of the skull) keep their own.
+    share = np.clip(sample_map(allowed, unit) / 0.1, 0.0, 1.0) * np.clip((dist - base) / HAIR_WARP_DEPTH, 0.0, 1.0)
+    share = share * (1.0 - pinna_weight(model))
+    own, anchored = fit.warp(vertices), fit.warp(frame.to_world(beneath))
+    return vertices + own + share[:, None] * (anchored - own)
+
+
+HAIR_WARP_DEPTH = 0.005
+"""Depth (model units) outside the skull from which the hair takes the warp of the skull beneath it (see
+:func:`_placed`)."""
 
 EAR_REFINE_REACH = 0.01
 """Model units from a pinna within which the mesh's triangles are split (:func:`_finer_ears`)."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import trimesh
 
-from portrait3d.proxy.layout import PINNA_ROWS, band_rows, head_uv, mirror_coordinates
+from portrait3d.cameras import camera_from_angles
+from portrait3d.proxy.layout import PINNA_ROWS, UV_CENTRE, band_rows, head_uv, layered_share, mirror_coordinates
 from portrait3d.proxy.template import model_to_world, pinna_weight, template_head
 from portrait3d.proxy.texels import texel_surface
 
@@ -72,3 +74,16 @@ def test_mirror_coordinates_of_a_pinna_are_the_other_ears_chart(head):
     assert np.all(np.sign(here[:, 0]) == -np.sign(there[:, 0]))  # the other ear
     gap = np.linalg.norm(there - here * [-1.0, 1.0, 1.0], axis=-1)
     assert np.median(gap) < 0.003, np.median(gap)
+
+
+def test_a_surface_under_an_overhang_shares_its_texels():
+    camera = camera_from_angles(0.0)
+    head = trimesh.creation.icosphere(4, radius=0.1)
+    head.apply_translation(UV_CENTRE)
+    assert layered_share(head, camera) == 0.0  # star-shaped about the map's centre
+    # A lump beside it: the inner half of its front lies under its own outer half, seen from the centre.
+    lump = trimesh.creation.icosphere(4, radius=0.04)
+    lump.apply_translation(UV_CENTRE + [0.16, 0.0, 0.0])
+    both = trimesh.util.concatenate([head, lump])
+    share = layered_share(both, camera)
+    assert 0.02 < share < 0.3, share

@@ -337,3 +337,33 @@ def test_a_turned_photos_side_hair_starts_behind_the_ear_it_was_seen_at():
     assert hair_region(in_front, -0.08, turn=-25.0)[0] < 0.1  # either way the photo is turned
     assert hair_region(behind, -0.08, turn=25.0)[0] > 0.9  # behind the ear it comes down as before
     assert hair_region(in_front, None, turn=25.0)[0] < 0.1  # the template's own hairline is above the ear
+
+
+def test_a_column_of_hair_takes_the_warp_of_the_skull_beneath_it():
+    from portrait3d.proxy.fit import FitResult
+    from portrait3d.proxy.shape import CRANIUM_CENTRE, N_LAT, N_LON, _Frame, _placed
+
+    # A warp like a narrow face's: beside the face it pulls the surface inward, less the farther out from the
+    # cranium's centre (point by point it sheared the hair's front edge over the cheek).
+    def warp(points):
+        out = np.zeros_like(points)
+        out[:, 0] = (
+            -0.02
+            * np.sign(points[:, 0])
+            * np.exp(-(((np.linalg.norm(points - CRANIUM_CENTRE, axis=1) - 0.15) / 0.05) ** 2))
+        )
+        return out
+
+    frame = _Frame(1.0, np.zeros(3), np.zeros(2), 1.0, 1.0, np.array([1.0, 0, 0]), np.array([0, -1.0, 0]))
+    fit = FitResult(np.zeros((1, 3)), {}, warp=warp)
+    skull = np.full((N_LAT, N_LON), 0.15)
+    allowed = np.zeros((N_LAT, N_LON))
+    allowed[:, : N_LON // 2] = 1.0  # hair on the -x half, none on the +x half (the face's)
+    side = np.array([-1.0, 0.0, 0.2]) / np.linalg.norm([-1.0, 0.0, 0.2])
+    column = CRANIUM_CENTRE + side * np.array([[0.15], [0.17], [0.19], [0.21]])
+    moved = _placed(frame, fit, column, skull, allowed) - column
+    np.testing.assert_allclose(moved, np.repeat(warp(column[:1]), 4, axis=0), atol=1e-9)
+    assert np.abs(warp(column[-1:])[0, 0]) < 0.5 * np.abs(warp(column[:1])[0, 0])  # point by point: sheared
+    # Without hair (the face's side) each point keeps its own warp.
+    mirrored = column * [-1.0, 1.0, 1.0]
+    np.testing.assert_allclose(_placed(frame, fit, mirrored, skull, allowed) - mirrored, warp(mirrored), atol=1e-9)

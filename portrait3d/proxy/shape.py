@@ -707,6 +707,11 @@ def _mesh(
     return trimesh.Trimesh(_placed(frame, fit, np.asarray(mesh.vertices), skull, allowed), mesh.faces, process=False)
 
 
+HAIR_WARP_DEPTH = 0.005
+"""Depth (model units) outside the skull from which the hair takes the warp of the skull beneath it (see
+:func:`_placed`)."""
+
+
 def _placed(frame: _Frame, fit: FitResult, model: np.ndarray, skull: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """World positions of mesh vertices in model units, moved by the fit's warp: (V, 3) -> (V, 3).
 
@@ -732,10 +737,6 @@ def _placed(frame: _Frame, fit: FitResult, model: np.ndarray, skull: np.ndarray,
     own, anchored = fit.warp(vertices), fit.warp(frame.to_world(beneath))
     return vertices + own + share[:, None] * (anchored - own)
 
-
-HAIR_WARP_DEPTH = 0.005
-"""Depth (model units) outside the skull from which the hair takes the warp of the skull beneath it (see
-:func:`_placed`)."""
 
 EAR_REFINE_REACH = 0.01
 """Model units from a pinna within which the mesh's triangles are split (:func:`_finer_ears`)."""

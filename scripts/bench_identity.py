@@ -34,29 +34,25 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "samples" / "astronaut.jpg"
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 MEASURED_YAWS = (0.0, -30.0, 30.0)
 SHEET_YAWS = (0.0, -30.0, 30.0, -60.0, 60.0, -90.0, 90.0, 180.0)
 
 
 def _photos(paths: list[Path], folder: Path) -> list[Path]:
-    out: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES))
-        else:
-            out.append(path)
-    if not paths:
-        from PIL import Image
-        from skimage import data
+    from portrait3d.batch.plan import collect_photos
 
-        out.append(SAMPLE)
-        for name in ("camera",):
-            image = getattr(data, name)()
-            image = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
-            path = folder / f"skimage_{name}.png"
-            Image.fromarray(image).save(path)
-            out.append(path)
+    if paths:
+        return collect_photos(paths)
+    from PIL import Image
+    from skimage import data
+
+    out = [SAMPLE]
+    for name in ("camera",):
+        image = getattr(data, name)()
+        image = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
+        path = folder / f"skimage_{name}.png"
+        Image.fromarray(image).save(path)
+        out.append(path)
     return out
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "samples" / "astronaut.jpg"
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 YAWS = (0.0, -30.0, 30.0)
 
 
@@ -31,6 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from portrait3d import progress
+    from portrait3d.batch.plan import collect_photos
     from portrait3d.cameras import PANOHEAD_FOCAL, camera_from_angles
     from portrait3d.errors import UserError
     from portrait3d.preprocess.pipeline import preprocess
@@ -40,9 +40,7 @@ def main() -> None:
     from portrait3d.run import Run
 
     progress.set_verbosity(progress.QUIET)
-    photos = [SAMPLE] if not args.photos else []
-    for path in args.photos:
-        photos += sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES) if path.is_dir() else [path]
+    photos = collect_photos(args.photos) if args.photos else [SAMPLE]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores")
     print("| photo | yaw 0 | yaw -30 | yaw +30 |")
     print("| --- | --- | --- | --- |")

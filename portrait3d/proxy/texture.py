@@ -269,8 +269,10 @@ def bake_texture(
         inside_head = cv2.erode(np.asarray(head_mask, dtype=np.float32), kernel)
         # The neck's skin below the chin row is the photo's too (its shadow under the jaw draws the jaw line); its
         # hair is not (a fall of hair in front of the neck).
-        person = head_mask if neck_mask is None else np.maximum(head_mask, neck_mask)
-        inside_person = cv2.erode(np.asarray(person, dtype=np.float32), kernel)
+        inside_person = inside_head
+        if neck_mask is not None:
+            person = np.maximum(np.asarray(head_mask, dtype=np.float32), np.asarray(neck_mask, dtype=np.float32))
+            inside_person = cv2.erode(person, kernel)
         stacked = stacked * np.stack([inside_person, inside_person, inside_head, inside_head], axis=-1)
     at_texel = sample_photo(stacked, pixels)
     skin = (1 - below_chin) * at_texel[..., 0] + below_chin * at_texel[..., 1]

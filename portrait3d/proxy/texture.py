@@ -25,6 +25,7 @@ from portrait3d.cameras import Camera
 from portrait3d.proxy.face_regions import FACE_FEATURES, feature_hulls, smoothstep
 from portrait3d.proxy.far_eye import far_eye_at_outline, far_eye_pixels, with_dark_edges, without_far_eye
 from portrait3d.proxy.gaps import GAP_HALF_WIDTH, fill_gaps, gap_sides, thin_gaps
+from portrait3d.proxy.gaze import gaze_kept_for_mirror
 from portrait3d.proxy.layout import (
     PINNA_CHARTS,
     PINNA_VERTEX,
@@ -233,9 +234,12 @@ def bake_texture(
     from portrait3d.proxy import symmetry
 
     size = photo_rgb.shape[0]
+    mirror_rgb = photo_rgb
     if landmarks is not None:
         far_eye = with_dark_edges(far_eye_pixels(landmarks, camera, size), photo_rgb, mask)
         photo_rgb = without_far_eye(photo_rgb, far_eye, head_mask)
+        # What the mirror image is taken from: the near eye's gaze kept where it paints the far eye.
+        mirror_rgb = gaze_kept_for_mirror(photo_rgb, landmarks)
     vertices = np.asarray(mesh.vertices)
     uv, uv_faces, source = head_uv(vertices, np.asarray(mesh.faces), pinna)
     bald = photo_hair is not None and not (np.asarray(photo_hair) > 0.5).any()
@@ -251,6 +255,7 @@ def bake_texture(
     cosine, pixels = texel_view(surface, camera, depth_map, size)
     facing = view_weight(surface, cosine)
     photo = sample_photo(photo_rgb, pixels)
+    mirror_source = photo if mirror_rgb is photo_rgb else sample_photo(mirror_rgb, pixels)
 
     # 1. The photo, only where it shows this head: skin- or hair-coloured, inside the head mask.
     regions = photo_regions(photo_rgb, photo, facing, surface, pixels, landmarks, photo_hair)
@@ -297,7 +302,9 @@ def bake_texture(
     # 2. The mirror image across the face's mid-plane, where the texel itself is not seen.
     mid_x = symmetry.head_mid_x(vertices) if mirror_x is None else mirror_x
     coords = mirror_coordinates(surface.points, mid_x, width)
-    mirrored = symmetry.mirror(np.concatenate([photo, direct[..., None], hair_class[..., None]], axis=-1), coords)
+    mirrored = symmetry.mirror(
+        np.concatenate([mirror_source, direct[..., None], hair_class[..., None]], axis=-1), coords
+    )
     mirror_weight = np.clip(mirrored[..., 3], 0, 1) * surface.covered * (1.0 - surface.ear_root)
     glimpse = view_weight(surface, cosine, grazing=0.0, square=GLIMPSE_FACING)
     mirror_weight = mirror_weight * (

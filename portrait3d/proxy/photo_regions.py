@@ -103,6 +103,58 @@ class ColourModel:
         """The median as an RGB colour in [0, 1]: (3,)."""
         return lab_to_rgb(self.median[None, None])[0, 0]
 
+    def upper_lightness(self) -> float:
+        """The top of the model's usual lightness (median plus one spread; CIELAB L)."""
+        return float(self.median[0] + self.spread[0])
+
+
+HAIR_SECOND_SHARE = 0.25
+"""Share of the hair split's pixels that the hair's first colour model rejects from which those pixels get a model of
+their own (:func:`fit_hair_colours`): a black hat over golden hair, 45 %; highlights and background specks in the
+eval photos' hair, 2-8 %."""
+
+
+@dataclass
+class ColourModels:
+    """One region's colours as one or two :class:`ColourModel` (hair of two tones, or a hat over the hair): a colour
+    belongs where it belongs to either. ``rgb`` is the first's (the commoner tone)."""
+
+    models: tuple[ColourModel, ...]
+
+    @property
+    def median(self) -> np.ndarray:
+        return self.models[0].median
+
+    @property
+    def spread(self) -> np.ndarray:
+        return self.models[0].spread
+
+    def distance(self, lab: np.ndarray, brighter: float = 1.0) -> np.ndarray:
+        """The nearest model's :meth:`ColourModel.distance`: (...,)."""
+        return np.min([model.distance(lab, brighter) for model in self.models], axis=0)
+
+    def accept(self, lab: np.ndarray, limit: float = 3.5, softness: float = 1.0, brighter: float = 1.0) -> np.ndarray:
+        """The most accepting model's :meth:`ColourModel.accept`: (...,)."""
+        return np.max([model.accept(lab, limit, softness, brighter) for model in self.models], axis=0)
+
+    def rgb(self) -> np.ndarray:
+        return self.models[0].rgb()
+
+    def upper_lightness(self) -> float:
+        """The lightest model's :meth:`ColourModel.upper_lightness`."""
+        return max(model.upper_lightness() for model in self.models)
+
+
+def fit_hair_colours(lab: np.ndarray) -> ColourModels:
+    """The hair's colour models from its (N, 3) Lab samples: one, and a second for what the first rejects when that is
+    :data:`HAIR_SECOND_SHARE` of the samples or more (the painted woman's black hat took the first model, and her
+    golden hair, rejected, was painted over with the hat's dark brown)."""
+    first = ColourModel.fit(lab, HAIR_SPREAD_FLOOR)
+    rejected = lab[first.accept(lab) < 0.5]
+    if len(rejected) < max(100, HAIR_SECOND_SHARE * len(lab)):
+        return ColourModels((first,))
+    return ColourModels((first, ColourModel.fit(rejected, HAIR_SPREAD_FLOOR)))
+
 
 @dataclass
 class PhotoRegions:
@@ -122,7 +174,7 @@ class PhotoRegions:
     hair: np.ndarray
     hair_class: np.ndarray
     skin_model: ColourModel | None
-    hair_model: ColourModel | None
+    hair_model: ColourModels | None
     face: np.ndarray
 
 
@@ -162,7 +214,7 @@ def photo_regions(
         if skin_model is not None:
             hair_texels &= skin_model.distance(seen_lab) > 2.0
         hair_lab = seen_lab[hair_texels]
-    hair_model = ColourModel.fit(hair_lab, HAIR_SPREAD_FLOOR) if len(hair_lab) > 100 else None
+    hair_model = fit_hair_colours(hair_lab) if len(hair_lab) > 100 else None
     if skin_model is None:
         # No face to learn skin from: accept the whole mask.
         ones = np.ones((size, size), np.float32)

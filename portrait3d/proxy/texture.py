@@ -339,7 +339,7 @@ def bake_texture(
     )
     if regions.hair_model is not None:
         # The fill carries the hair's colour, not its highlights: no lighter than the seen hair's upper range.
-        hair_low = _no_lighter(hair_low, regions.hair_model.median[0] + regions.hair_model.spread[0])
+        hair_low = _no_lighter(hair_low, regions.hair_model.upper_lightness())
     distance = distance_to_known(confident)
     # Next to the photo the class follows what the photo shows (hair over the ear stays hair); far away, the mesh's.
     near = np.exp(-distance / 0.03)

@@ -31,6 +31,10 @@ closed or blurred eye)."""
 MIN_GAZE_SHIFT = 0.03
 """An iris within this share of the opening's width of its middle is left where it is."""
 
+MOVE_FEATHER = 0.05
+"""Share of the opening's width over which the moved stretches (the iris's and its new place's, each an iris wide)
+blend into the photo's opening."""
+
 
 def _eye_frame(points: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """``(inner, along, across, width)``: the inner corner (2,), the unit vectors along the eye (towards its outer
@@ -122,9 +126,10 @@ def gaze_kept_for_mirror(photo_rgb: np.ndarray, landmarks: np.ndarray) -> np.nda
     reflected = cv2.remap(photo_rgb.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     opening = cv2.GaussianBlur(_opening(points, near, size), (0, 0), 0.7)
     inside_both = opening * cv2.remap(opening, map_x, map_y, cv2.INTER_LINEAR)
-    reach = IRIS_SHARE / 2 + 0.05
+    reach = IRIS_SHARE / 2 + MOVE_FEATHER
     moved = np.maximum(
-        smoothstep((reach - np.abs(u - position)) / 0.05), smoothstep((reach - np.abs(u - (1.0 - position))) / 0.05)
+        smoothstep((reach - np.abs(u - position)) / MOVE_FEATHER),
+        smoothstep((reach - np.abs(u - (1.0 - position))) / MOVE_FEATHER),
     )
     share = (moved * inside_both)[..., None]
     return (1.0 - share) * photo_rgb + share * reflected

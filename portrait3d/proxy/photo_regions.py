@@ -121,14 +121,6 @@ class ColourModels:
 
     models: tuple[ColourModel, ...]
 
-    @property
-    def median(self) -> np.ndarray:
-        return self.models[0].median
-
-    @property
-    def spread(self) -> np.ndarray:
-        return self.models[0].spread
-
     def distance(self, lab: np.ndarray, brighter: float = 1.0) -> np.ndarray:
         """The nearest model's :meth:`ColourModel.distance`: (...,)."""
         return np.min([model.distance(lab, brighter) for model in self.models], axis=0)
@@ -138,6 +130,7 @@ class ColourModels:
         return np.max([model.accept(lab, limit, softness, brighter) for model in self.models], axis=0)
 
     def rgb(self) -> np.ndarray:
+        """The first model's :meth:`ColourModel.rgb`."""
         return self.models[0].rgb()
 
     def upper_lightness(self) -> float:

@@ -695,7 +695,7 @@ def test_the_neck_below_the_chin_takes_the_photos_skin(head):
 
 
 def test_the_sides_of_a_frontal_face_take_the_photo_seen_obliquely(head):
-    """The cheeks and temples of a frontal photo, seen 55-75 degrees from the view, take the photo's colours (its
+    """The cheeks and temples of a frontal photo, seen 57-75 degrees from the view, take the photo's colours (its
     detail), not the fill's or the other side's. The photo's left half carries fine stripes the other half and the
     fill do not. Measured: 0.024 from the photo's colours (median); with the strict weight that counts the photo
     fully only up to 53 degrees (:func:`portrait3d.proxy.texture.view_weight`'s default), 0.048."""

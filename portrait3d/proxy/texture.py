@@ -111,6 +111,17 @@ def view_weight(surface: TexelSurface, cosine: np.ndarray, grazing: float = 0.18
     return weight * (1.0 - surface.ear_root)
 
 
+def skin_view_weight(surface: TexelSurface, cosine: np.ndarray, below_chin: np.ndarray) -> np.ndarray:
+    """How much each skin texel takes the photo, from its view's ``cosine``: (Ht, Wt) in [0, 1].
+
+    Above the chin the wider :data:`SKIN_VIEW`; the neck (``below_chin``, (Ht, Wt) in [0, 1]) keeps the strict
+    :func:`view_weight`: seen obliquely below the jaw, the photo there is the jaw's outline and its shadow (a brown
+    patch on the cartoon man's neck at +-60 degrees).
+    """
+    wide = view_weight(surface, cosine, *SKIN_VIEW)
+    return wide + below_chin * (view_weight(surface, cosine) - wide)
+
+
 def sample_photo(photo_rgb: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """Bilinear photo lookup at pixel coordinates (pixel centres at +0.5): (H, W, C) floats."""
     import cv2
@@ -258,7 +269,7 @@ def bake_texture(
     )  # fmt: skip
     cosine, pixels = texel_view(surface, camera, depth_map, size)
     # Skin is taken at wider angles than the strict weight allows (the cheeks and temples of a frontal photo, seen
-    # at 55-80 degrees, hold the person's detail); hair keeps the strict one (:data:`HAIR_GRAZING`).
+    # at 55-80 degrees, hold the person's detail); hair (:data:`HAIR_GRAZING`) and the neck keep the strict one.
     strict = view_weight(surface, cosine)
     facing = view_weight(surface, cosine, *SKIN_VIEW)
     photo = sample_photo(photo_rgb, pixels)
@@ -266,7 +277,8 @@ def bake_texture(
 
     # 1. The photo, only where it shows this head: skin- or hair-coloured, inside the head mask.
     regions = photo_regions(photo_rgb, photo, facing, surface, pixels, landmarks, photo_hair)
-    below_chin = _below_chin(surface, regions.face, pixels, facing)
+    below_chin = _below_chin(surface, regions.face, pixels, strict)
+    facing = skin_view_weight(surface, cosine, below_chin)
     allow_hair = np.maximum(1.0 - below_chin, surface.hair)  # no hair-coloured collars painted on the neck
     stacked = np.stack([regions.skin, regions.neck_skin, regions.hair, regions.hair_class], axis=-1)
     if mask is not None:

@@ -717,3 +717,31 @@ def test_the_sides_of_a_frontal_face_take_the_photo_seen_obliquely(head):
     want = photo[row[oblique], col[oblique]]
     error = float(np.median(np.linalg.norm(texture[oblique] / 255.0 - want, axis=1)))
     assert error < 0.035, error
+
+
+def test_the_neck_keeps_the_strict_view_weight_and_the_face_takes_wider_views(head):
+    """Skin above the chin takes the photo fully to 70 degrees from the view, not past 84; the neck, which a frontal
+    photo sees obliquely only beside the jaw's outline and its shadow, keeps the strict weight (full to 53, none past
+    80), and a texel between takes a share of each."""
+    from portrait3d.proxy.texture import skin_view_weight, view_weight
+
+    surface = _texels(head)
+    cosine = np.broadcast_to(np.linspace(-0.2, 1.0, surface.covered.shape[1]), surface.covered.shape)
+    face, neck, between = (np.full(cosine.shape, value) for value in (0.0, 1.0, 0.5))
+    covered = surface.covered.astype(bool)
+    wide = skin_view_weight(surface, cosine, face)
+    strict = skin_view_weight(surface, cosine, neck)
+    np.testing.assert_allclose(strict, view_weight(surface, cosine))
+
+    def column(c: float) -> int:
+        return int(np.argmin(np.abs(cosine[0] - c)))
+
+    for c, want_wide, want_strict in ((0.4, 1.0, None), (0.12, None, 0.0), (0.05, 0.0, 0.0)):
+        at = covered[:, column(c)]
+        if want_wide is not None:
+            np.testing.assert_allclose(wide[:, column(c)][at], want_wide, atol=0.02)
+        if want_strict is not None:
+            np.testing.assert_allclose(strict[:, column(c)][at], want_strict, atol=0.02)
+    assert (wide[covered] >= strict[covered] - 1e-6).all()
+    assert (wide[covered] > strict[covered] + 0.1).mean() > 0.1  # the wide views count where the strict did not
+    np.testing.assert_allclose(skin_view_weight(surface, cosine, between), 0.5 * (wide + strict), atol=1e-6)

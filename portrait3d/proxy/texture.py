@@ -51,10 +51,10 @@ DEFAULT_SKIN = np.array([0.8, 0.62, 0.52])
 SKIN_VIEW = (0.1, 0.35)
 """The ``grazing`` and ``square`` cosines of :func:`view_weight` for the bake's skin (about 84 and 70 degrees from the
 view; the strict default, 80 and 53, left the sides of a frontal photo's face to the fill: the bearded man's yaw-0
-identity distance 0.250 with it, 0.193 with these)."""
+identity distance 0.250 with it, 0.212 with these and the neck kept strict, :func:`skin_view_weight`)."""
 HAIR_GRAZING = 0.45
 """Photo weight (:func:`view_weight`, 1 facing the camera) below which hair texels do not take the photo at
-all (the normal about 68 degrees from the view; skin is taken to about 80)."""
+all (the normal about 68 degrees from the view; skin is taken to about 84: :data:`SKIN_VIEW`)."""
 MIRROR_LIGHT_LIMIT = 0.4
 """The mirror image is made at most this much (natural log) brighter or darker (:func:`mirror_lit_as_seen`)."""
 MIRROR_LIGHT_MIN_OVERLAP = 0.002

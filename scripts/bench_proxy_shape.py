@@ -10,6 +10,9 @@ geometry (:func:`portrait3d.proxy.head.head_shape`). Printed, as a markdown tabl
 - mirror IoU: the proxy of the mirrored photo rendered at the mirrored orbit
   cameras (yaw -> -yaw) and flipped back, against the proxy of the photo, the
   worst over yaw 0, 45, 90, 135, 180, -45, -90;
+- the face's depth warp's bends: how many edges of the fitted template the warp onto the landmarks' 3D cloud
+  bends by more than 20 degrees beyond the image-plane fit's, and the largest bend (a fold of the surface over
+  itself reads as 90-180 degrees);
 - seconds of preprocess and of the head's geometry.
 
     python scripts/bench_proxy_shape.py
@@ -71,6 +74,27 @@ def _shape(photo: Path, folder: Path):
     return inputs, seg, shape, seconds_pre, seconds_shape
 
 
+BEND = 20.0
+"""Degrees by which the depth warp must bend an edge of the fitted template to count (see :func:`_depth_bends`)."""
+
+
+def _depth_bends(inputs) -> tuple[int, float]:
+    """Edges the face's depth warp bends by more than :data:`BEND` degrees, and the largest bend (degrees)."""
+    import trimesh
+
+    from portrait3d.proxy.fit import fit_template
+    from portrait3d.proxy.template import template_head
+
+    template = template_head()
+    size = inputs.photo.shape[0]
+    angles = []
+    for face_depth in (False, True):
+        fit = fit_template(template, inputs.camera, size, inputs.landmarks, face_depth=face_depth)
+        angles.append(trimesh.Trimesh(fit.vertices, template.mesh.faces, process=False).face_adjacency_angles)
+    bend = np.degrees(angles[1] - angles[0])
+    return int((bend > BEND).sum()), float(bend.max())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=Path, nargs="*", help="photos (default: the sample and skimage's portraits)")
@@ -84,8 +108,8 @@ def main() -> None:
     template_head()  # built once per process; not part of a photo's time
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores")
     print("| photo | yaw | IoU (photo camera, above chin) | IoU mirrored photo | mirror IoU (worst of 7 yaws) |"
-          " preprocess s | shape s |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          f" depth warp: edges bent > {BEND:.0f} deg, largest | preprocess s | shape s |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         photos = args.photos or [SAMPLE, *_skimage_photos(folder)]
@@ -96,7 +120,9 @@ def main() -> None:
             m_iou = silhouette_iou(m_shape.mesh, m_inputs.camera, m_seg)
             mirror = mirror_iou(shape.mesh, m_shape.mesh)
             yaw = inputs.camera.angles(target=(0.0, 0.0, 0.0)).yaw
-            print(f"| {photo.name} | {yaw:.1f} | {iou:.3f} | {m_iou:.3f} | {mirror:.3f} | {pre:.1f} | {seconds:.1f} |")
+            bent, largest = _depth_bends(inputs)
+            print(f"| {photo.name} | {yaw:.1f} | {iou:.3f} | {m_iou:.3f} | {mirror:.3f} | {bent}, {largest:.0f} deg |"
+                  f" {pre:.1f} | {seconds:.1f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

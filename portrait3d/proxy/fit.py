@@ -155,7 +155,9 @@ def fit_template(
         cloud = face_cloud(points[:468], camera, image_size)
         turn = turn_share(camera)
         placement = place_cloud(vertices, np.asarray(template.mesh.faces), cloud, MIDLINE_WEIGHT * turn)
-        depth_warp = face_depth_warp(vertices, np.asarray(template.mesh.faces), cloud, placement=placement)
+        depth_warp = face_depth_warp(
+            vertices, np.asarray(template.mesh.faces), cloud, placement=placement, camera_position=camera.position
+        )
         vertices = vertices + depth_warp(vertices)
         if turn > 0:
             photo_pose = photo_pose_field(placement, vertices, np.asarray(template.mesh.faces), share=turn)

@@ -27,7 +27,7 @@ softly capped to stay inside the width of every orbit view (:func:`_in_frame`;
 where the photo shows the head beyond that, as the back of a profile's head
 at the frame's edge, the cap wins). The hair shell ``|p - c| < skull(d) + A t(d)``
 (its thickness fading to nothing at the hairline) is smoothly united with the
-template's distance field (trimmed where ``t < 0``) and meshed by marching
+template's distance field (pulled in where ``t < 0``) and meshed by marching
 cubes; the flat cut of the template's neck stays, so the mesh is closed.
 """
 
@@ -645,20 +645,22 @@ def _mesh(
 
     The shell's radius is ``skull + A t``: its thickness fades to nothing at the
     hairline, so it meets the skull tangentially (no shelf over the forehead);
-    a negative ``t`` trims the skull instead. Where ``drape`` (in [0, 1]) says so,
-    the hair falls straight from the head's widest point to the lower hairline
-    (:func:`_drape`) instead of following the hollow of the nape; with ``fall`` (each meridian's length and
-    weight, :mod:`portrait3d.proxy.long_hair`) it goes on falling below the jaw.
+    a negative ``t`` pulls the skull in along the rays from the cranium's centre
+    instead. Where ``drape`` (in [0, 1]) says so, the hair falls straight from the
+    head's widest point to the lower hairline (:func:`_drape`) instead of following
+    the hollow of the nape; with ``fall`` (each meridian's length and weight,
+    :mod:`portrait3d.proxy.long_hair`) it goes on falling below the jaw.
     """
     import mcubes
     from scipy.ndimage import gaussian_filter
 
-    # Where there is no hair, keep the shell inside the skull and the trim outside it, so the
+    # Where there is no hair, keep the shell inside the skull and the skull unpulled, so the
     # template's own surface (nose, ears, jaw: not star-shaped) is left alone.
     # Soften where the hair starts, most of all across azimuth, where the side hair's front edge would
     # otherwise stand as a wall beside the cheek.
     allowed = gaussian_filter(allowed, (1.0, 2.5), mode=("nearest", "wrap"))
-    grow = skull + allowed * np.maximum(thickness, 0.0) - 0.03 * (1.0 - allowed)
+    # A negative thickness lowers the shell with the pulled skull (at the skull, it would put back what the pull took).
+    grow = skull + allowed * thickness - 0.03 * (1.0 - allowed)
     lifted = np.zeros(grow.shape, bool)
     if drape is not None:
         grow, lifted = _drape(grow, skull, allowed, drape)
@@ -667,9 +669,11 @@ def _mesh(
         lifted |= hung
     # Below the hair (the neck) the radial map means nothing.
     grow = np.where((allowed > 1e-3) | lifted, grow, 0.0)
-    cut = allowed * np.minimum(thickness, 0.0)
-    # Blurred as the shell is below: a trim that jumps from a cut to none between two cells leaves steps along them.
-    trim = skull + gaussian_filter(np.where(cut < -1e-4, cut, 0.05), 1.0, mode=("nearest", "wrap"))
+    # Where the photo's outline lies inside the skull the skull is pulled in along the rays from the cranium's centre
+    # (blurred as the shell is below). Intersected with a trimmed radius map instead, the skull had a step wherever
+    # the trim ended: fins behind the ears, a disc at the back of the head, grooves along the hairline, in every lit
+    # view of the mesh.
+    dent = gaussian_filter(allowed * np.minimum(thickness, 0.0), 1.0, mode=("nearest", "wrap"))
     # A little blur across cells: bilinear lookups of a 3-degree map would leave creases.
     grow = gaussian_filter(grow, 1.0, mode=("nearest", "wrap"))
 
@@ -677,12 +681,13 @@ def _mesh(
         rel = p - CRANIUM_CENTRE
         dist = vector_length(rel)
         unit = rel / np.maximum(dist, 1e-9)[:, None]
-        ears = ear_distances(p)
-        # A smooth intersection: no crease where the trim meets the skull.
-        trimmed = -smooth_union(-head_sdf(p, ears), sample_map(trim, unit) - dist, 0.01)
-        # The ears are joined back after the trim: cut to the photo's outline on a 3-degree map, their rims came out
-        # in steps.
-        trimmed = np.minimum(trimmed, np.minimum(*ears))
+        # The template's field at the point as far out as the dent pulls the skull in: its zero set is the skull
+        # moved inward by the dent, exactly, and unmoved where there is none.
+        pulled = CRANIUM_CENTRE + unit * (dist - sample_map(dent, unit))[:, None]
+        trimmed = head_sdf(pulled, ear_distances(pulled))
+        # The ears are joined back after the pull: pulled in with the skull on a 3-degree map, their rims came out in
+        # steps.
+        trimmed = np.minimum(trimmed, np.minimum(*ear_distances(p)))
         return smooth_union(trimmed, dist - sample_map(grow, unit), 0.01)
 
     step = voxel / frame.k

@@ -401,3 +401,15 @@ def test_the_photo_pose_does_not_fold_the_head():
     # 180 degrees: 3546 triangles squeezed or stretched past 2x or turned over, the surface folded.
     assert area.min() > 0.3 and area.max() < 3.0, (area.min(), area.max())
     assert turned.min() > np.cos(np.radians(60.0)), np.degrees(np.arccos(turned.min()))
+
+
+def test_a_move_across_the_photos_line_of_sight_counts_half_where_it_sees_the_surface_edge_on():
+    """The outline fit has put an edge-on surface on the photo's outline: a move across the line of sight there
+    counts half; a move along it (the face's depth seen from the front) counts whole."""
+    from portrait3d.proxy.face_depth import edge_on_trust
+
+    camera = np.array([0.0, 0.0, 2.7])
+    centres = np.zeros((3, 3))
+    moves = np.array([[0.01, 0.0, 0.0], [0.0, 0.0, -0.01], [0.01, 0.0, 0.01]])  # across, along, 45 degrees
+    trust = edge_on_trust(centres, moves, camera)
+    assert trust[0] == pytest.approx(0.5) and trust[1] == pytest.approx(1.0) and trust[2] == pytest.approx(1.0)

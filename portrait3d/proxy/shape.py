@@ -683,11 +683,21 @@ def _mesh(
         unit = rel / np.maximum(dist, 1e-9)[:, None]
         # The template's field at the point as far out as the dent pulls the skull in: its zero set is the skull
         # moved inward by the dent, exactly, and unmoved where there is none.
-        pulled = CRANIUM_CENTRE + unit * (dist - sample_map(dent, unit))[:, None]
-        trimmed = head_sdf(pulled, ear_distances(pulled))
+        inward = sample_map(dent, unit)
+        moved = inward < 0.0
+        ears = ear_distances(p)
+        pulled, pulled_ears = p, ears
+        if moved.any():
+            # The ears' distances are most of the field's cost: only the moved points need them again.
+            pulled = p.copy()
+            pulled[moved] = CRANIUM_CENTRE + unit[moved] * (dist[moved] - inward[moved])[:, None]
+            pulled_ears = tuple(e.copy() for e in ears)
+            for whole, part in zip(pulled_ears, ear_distances(pulled[moved])):
+                whole[moved] = part
+        trimmed = head_sdf(pulled, pulled_ears)
         # The ears are joined back after the pull: pulled in with the skull on a 3-degree map, their rims came out in
         # steps.
-        trimmed = np.minimum(trimmed, np.minimum(*ear_distances(p)))
+        trimmed = np.minimum(trimmed, np.minimum(*ears))
         return smooth_union(trimmed, dist - sample_map(grow, unit), 0.01)
 
     step = voxel / frame.k

@@ -21,8 +21,9 @@ from it a direction lies inside the outline, and reading the outline radius
 there as its own made the back of the head too wide and too long. Two
 correction passes compare the outline of the meshed head with the photo's and
 move the constraints by the difference. Beside and behind the head, the
-outline below the head's widest point is raised to the straight line down to
-the nape, so the hair slopes into the neck (:func:`_drape`), and the hair is
+outline below the head's widest point is raised to a curve that hangs from it
+and comes down onto the skull along its surface, so the hair slopes into the
+neck (:func:`_drape`), and the hair is
 softly capped to stay inside the width of every orbit view (:func:`_in_frame`;
 where the photo shows the head beyond that, as the back of a profile's head
 at the frame's edge, the cap wins). The hair shell ``|p - c| < skull(d) + A t(d)``
@@ -345,6 +346,14 @@ def _in_frame(frame: _Frame, dirs: np.ndarray, skull: np.ndarray, thickness: np.
     The orbit cameras circle the world's y axis at PanoHead's distance: a point is inside the width of
     all their frames when it is within :data:`FRAME_RADIUS` of that axis. The cap is a smooth minimum
     (no flat facets), and never cuts into the skull.
+
+    Args:
+        frame: the fit's template-to-world map.
+        dirs: (..., 3) unit directions about the cranium's centre.
+        skull, thickness: (...) the skull's radius and the hair's thickness along them (model units).
+    Returns:
+        (...) the hair's outer radius (model units): ``skull + thickness`` where that is well inside the frames,
+        about the frames' limit where it reaches past it, never less than ``min(skull, skull + thickness)``.
     """
     centre = frame.to_world(CRANIUM_CENTRE)
     k = frame.k
@@ -358,7 +367,12 @@ def _in_frame(frame: _Frame, dirs: np.ndarray, skull: np.ndarray, thickness: np.
     limit = np.maximum(side, skull)
     radius = skull + thickness
     soft = 0.01
-    return np.where(np.isfinite(limit), limit - soft * np.logaddexp(0.0, (limit - radius) / -soft), radius)
+    # softmin(r, L) = L - s log(1 + exp((L - r) / s)): r well inside the limit, L well beyond it. (The sign was once
+    # the other way round: hair reaching past the limit came back inside it by as much, and the back of every head
+    # whose skull touched the limit had a 1 cm dish pressed into it.) At the limit it lies s log 2 inside, so it is
+    # held off the skull (or the pulled skull) by a plain maximum: where the skull itself meets the limit it stays.
+    capped = np.where(np.isfinite(limit), limit - soft * np.logaddexp(0.0, (limit - radius) / soft), radius)
+    return np.maximum(capped, np.minimum(radius, skull))
 
 
 DOME_ABOVE = 0.2
@@ -661,19 +675,20 @@ def _mesh(
     allowed = gaussian_filter(allowed, (1.0, 2.5), mode=("nearest", "wrap"))
     # A negative thickness lowers the shell with the pulled skull (at the skull, it would put back what the pull took).
     grow = skull + allowed * thickness - 0.03 * (1.0 - allowed)
-    lifted = np.zeros(grow.shape, bool)
-    if drape is not None:
-        grow, lifted = _drape(grow, skull, allowed, drape)
-    if fall is not None:
-        grow, hung = hang(grow, *fall)
-        lifted |= hung
-    # Below the hair (the neck) the radial map means nothing.
-    grow = np.where((allowed > 1e-3) | lifted, grow, 0.0)
     # Where the photo's outline lies inside the skull the skull is pulled in along the rays from the cranium's centre
     # (blurred as the shell is below). Intersected with a trimmed radius map instead, the skull had a step wherever
     # the trim ended: fins behind the ears, a disc at the back of the head, grooves along the hairline, in every lit
     # view of the mesh.
     dent = gaussian_filter(allowed * np.minimum(thickness, 0.0), 1.0, mode=("nearest", "wrap"))
+    lifted = np.zeros(grow.shape, bool)
+    if drape is not None:
+        # The drape comes down onto the skull as pulled in (the unpulled one left a ledge over the dent).
+        grow, lifted = _drape(grow, skull + dent, allowed, drape)
+    if fall is not None:
+        grow, hung = hang(grow, *fall)
+        lifted |= hung
+    # Below the hair (the neck) the radial map means nothing.
+    grow = np.where((allowed > 1e-3) | lifted, grow, 0.0)
     # A little blur across cells: bilinear lookups of a 3-degree map would leave creases.
     grow = gaussian_filter(grow, 1.0, mode=("nearest", "wrap"))
 
@@ -777,10 +792,13 @@ def _finer_ears(mesh: trimesh.Trimesh, field, step: float) -> trimesh.Trimesh:
 def _drape(radius: np.ndarray, skull: np.ndarray, allowed: np.ndarray, weight: np.ndarray):
     """Fill the hollow under the back of the hair down to the nape, meridian by meridian.
 
-    In each meridian's plane the outline below the head's widest point is raised to the straight line
-    from that point to the skull's surface :data:`NAPE_DROP` degrees below the lowest hair (where
-    ``allowed`` is 1/2), by ``weight``: the back of the head slopes into the neck, as hair over the nape
-    does, instead of ending in a ledge over the hollow above the neck.
+    In each meridian's plane the outline below the head's widest point is raised to a curve from that point down to
+    the skull's surface, at most :data:`NAPE_DROP` degrees below the lowest hair (where ``allowed`` is 1/2), by
+    ``weight``: the back of the head slopes into the neck, as hair over the nape does, instead of ending in a ledge
+    over the hollow above the neck (:func:`_hanging_outline`). The curve (:func:`_nape_curve`) leaves the widest
+    point straight down and meets the skull along its surface; a straight chord to a fixed latitude met both at an
+    angle, and every lit view of a haired head showed a ridge round the back of the head and a crease from behind
+    the ear down to the nape.
 
     Returns:
         ``(radius, lifted)``: the new (N_LAT, N_LON) radius map and where it was raised (bool).
@@ -798,19 +816,88 @@ def _drape(radius: np.ndarray, skull: np.ndarray, allowed: np.ndarray, weight: n
         if len(upper) < 2:
             continue
         widest = upper[np.argmax(radius[upper, j] * np.cos(lat[upper]))]
-        end = max(low - drop, 0)
-        p1 = radius[widest, j] * np.array([np.cos(lat[widest]), np.sin(lat[widest])])
-        p2 = skull[end, j] * np.array([np.cos(lat[end]), np.sin(lat[end])])
-        edge = p2 - p1
+        end = max(low - drop, 1)
+        if end >= widest:
+            continue
         between = np.arange(end, widest)
-        u = np.stack([np.cos(lat[between]), np.sin(lat[between])], axis=1)
-        denominator = u[:, 0] * edge[1] - u[:, 1] * edge[0]
-        chord = (p1[0] * edge[1] - p1[1] * edge[0]) / np.where(np.abs(denominator) > 1e-9, denominator, np.inf)
         base = np.where(allowed[between, j] > 1e-3, radius[between, j], skull[between, j])
-        lift = weight[between, j] * np.maximum(chord - base, 0.0)
+        target = _hanging_outline(radius[widest, j], lat[widest], base, lat[between], skull[end - 1 : widest, j])
+        lift = weight[between, j] * np.maximum(target - base, 0.0)
         out[between, j] = np.where(lift > 1e-5, base + lift, radius[between, j])
         lifted[between, j] = lift > 1e-5
     return out, lifted
+
+
+def _hanging_outline(top: float, top_lat: float, base: np.ndarray, lats: np.ndarray, skull: np.ndarray) -> np.ndarray:
+    """Radii (A,) of one meridian's hair outline at latitudes ``lats`` (A,), from the nape up to its widest point.
+
+    ``base`` (A,): the radii below the widest point (at radius ``top``, latitude ``top_lat``), from the lowest up;
+    ``skull`` (A + 1,): the skull's radii one grid step below the lowest latitude and at each of ``lats``. The outline
+    falls from the lowest point that reaches further out than everything below it, along :func:`_nape_curve`, and
+    above that point it hangs straight down from whatever reaches furthest above it. The curve starts at the widest
+    point when it passes outside everything below it; a bulge lower down (hair carried round from the sides lies
+    thickest below the back of the skull) stood out of it as a ledge, and the curve then starts at that bulge. Below
+    the curve's foot the outline is ``base``.
+    """
+    step = lats[1] - lats[0] if len(lats) > 1 else np.radians(180.0 / N_LAT)
+    radii = np.append(base, top)
+    all_lats = np.append(lats, top_lat)
+    reach = radii * np.cos(all_lats)
+    running = np.maximum.accumulate(reach)  # furthest reach at or below each latitude
+    skull_points = _meridian_points(skull, np.append(lats[0] - step, lats))
+    # Candidate starts, from the top down: the widest point, then every point that reaches beyond all below it.
+    starts = [len(base)] + [k for k in range(len(base) - 1, 0, -1) if reach[k] >= running[k]]
+    for start in starts:
+        foot, curve = _nape_curve(
+            _meridian_points(radii[start], all_lats[start]), skull_points[: start + 1], lats[:start]
+        )
+        if np.all(curve[foot:] >= base[foot:start] - 1e-4):
+            break
+    hanging = running[start : len(base)] / np.cos(lats[start:])
+    return np.concatenate([base[:foot], curve[foot:], hanging])
+
+
+def _meridian_points(radius, latitude) -> np.ndarray:
+    """Points (..., 2) of a meridian's plane, (horizontal reach, height) about the cranium's centre."""
+    return np.stack([radius * np.cos(latitude), radius * np.sin(latitude)], axis=-1)
+
+
+def _nape_curve(start: np.ndarray, skull: np.ndarray, lats: np.ndarray) -> tuple[int, np.ndarray]:
+    """A meridian's curve from the hair's widest point down onto the skull: its foot and its radii at ``lats``.
+
+    A cubic Hermite curve from ``start`` (2,) (a :func:`_meridian_points` point), leaving it straight down (the outline
+    is vertical where it is widest), to the skull point (of ``skull`` (A + 1, 2), the first one grid step below
+    ``lats`` (A,), the others at them) where the line from ``start`` touches the skull, arriving along it: the curve
+    bulges out of that line, so it meets the skull tangentially and stays outside it. (Ending at a fixed latitude
+    below the hair, it met the skull at an angle and every lit view of a haired head had a crease from behind the ear
+    down to the nape.) Where the curve is not star-shaped about the centre (it turns back on its own ray), the line
+    is used.
+
+    Returns:
+        ``(foot, radii)``: the index into ``lats`` of the foot, and (A,) radii, meaningful from ``foot`` up.
+    """
+    points = skull[1:]
+    below = start[1] - points[:, 1]
+    # The line from the start that touches the skull is the one leaning out furthest.
+    lean = np.where(below > 1e-9, (points[:, 0] - start[0]) / np.maximum(below, 1e-9), -np.inf)
+    foot = int(np.argmax(lean))
+    end = points[foot]
+    length = float(np.linalg.norm(end - start))
+    along = skull[foot] - end
+    # Tangents scaled by the chord's length (a standard Hermite choice): down at the start, along the skull at the end.
+    leave = np.array([0.0, -length])
+    arrive = along / max(float(np.linalg.norm(along)), 1e-12) * length
+    s = np.linspace(0.0, 1.0, 129)[:, None]
+    h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
+    curve = h00 * start + h10 * leave + h01 * end + h11 * arrive
+    angle = np.arctan2(curve[:, 1], curve[:, 0])
+    if np.all(np.diff(angle) < 0):
+        return foot, np.interp(lats, angle[::-1], np.linalg.norm(curve, axis=1)[::-1])
+    # The line: the radius along a ray at angle a through start + u (end - start).
+    edge = end - start
+    u = _meridian_points(1.0, lats)
+    denominator = u[:, 0] * edge[1] - u[:, 1] * edge[0]
+    return foot, (start[0] * edge[1] - start[1] * edge[0]) / np.where(np.abs(denominator) > 1e-9, denominator, np.inf)
 
 
 def silhouette_iou(mesh: trimesh.Trimesh, camera: Camera, segmentation, size: int | None = None) -> float:

@@ -408,3 +408,89 @@ def test_where_the_outline_lies_inside_the_skull_the_skull_is_pulled_in_smoothly
     pulled = radii(np.zeros(skull.shape)) - radii(np.full(skull.shape, -cut))
     assert pulled[-20:].mean() > 0.9 * cut * frame.k  # the whole cut where the hair is (was 28 %)
     assert np.abs(np.diff(pulled)).max() < 0.0007  # world units between rays 0.5 degrees apart (a step: 0.001)
+
+
+def test_hair_past_the_orbit_frames_is_held_at_their_limit_and_never_cuts_the_skull():
+    """The cap that keeps the hair inside every orbit view: thicker hair never comes out thinner, hair reaching
+    past the frames' limit stops at it, and a skull that itself reaches the limit keeps its surface.
+
+    The soft minimum once had its sign the other way round: hair reaching past the limit came back inside it by as
+    much, and where the skull touched the limit (the back of most heads) it was pressed in by up to 1 cm (a dish in
+    every lit view of the back of the head).
+    """
+    from portrait3d.cameras import camera_from_angles
+    from portrait3d.proxy.fit import FitResult
+    from portrait3d.proxy.shape import FRAME_RADIUS, _frame, _in_frame, direction_grid, skull_radius
+    from portrait3d.proxy.template import CRANIUM_CENTRE, template_head
+
+    template = template_head()
+    fit = FitResult(np.asarray(template.mesh.vertices), dict(template.keypoints))
+    frame = _frame(fit, camera_from_angles(0), 512)
+    dirs = direction_grid()
+    skull = skull_radius(dirs)
+    level = np.abs(dirs[..., 1]) < 0.3  # about the cranium's centre's height, all round
+
+    def axis_distance(radius: np.ndarray) -> np.ndarray:
+        world = frame.to_world(CRANIUM_CENTRE + radius[..., None] * dirs)
+        return np.hypot(world[..., 0], world[..., 2])
+
+    thicknesses = [0.0, 0.01, 0.03, 0.06, 0.12, 0.3]
+    capped = [_in_frame(frame, dirs, skull, np.full(skull.shape, t)) for t in thicknesses]
+    for thinner, thicker in zip(capped, capped[1:]):
+        assert np.all(thicker >= thinner - 1e-9)  # more hair never gives a smaller head
+    for t, radius in zip(thicknesses, capped):
+        assert np.all(radius >= skull - 1e-9)  # the skull is never cut
+        assert np.all(radius <= skull + t + 1e-9)
+    # Hair far past the limit ends within the cap's softness (0.01 model units) of it, where the skull is inside it.
+    inside = level & (axis_distance(skull) < FRAME_RADIUS - 0.03)
+    assert inside.any()
+    reach = axis_distance(capped[-1])[inside]
+    assert reach.max() <= FRAME_RADIUS + 1e-6
+    assert reach.min() > FRAME_RADIUS - 0.01 * frame.k
+    # A skull enlarged past the limit keeps its surface (the old cap pressed it in by 0.007).
+    big = skull * 1.4
+    assert (axis_distance(big)[level] > FRAME_RADIUS).any()
+    assert np.all(_in_frame(frame, dirs, big, np.full(skull.shape, 0.02)) >= big - 1e-9)
+
+
+def test_the_hair_falls_from_its_widest_point_onto_the_skull_along_it_and_takes_in_a_lower_bulge():
+    """One meridian's hair (the same all round): widest well above the centre, a hollow below it and a bulge lower
+    down, as the thickness carried round from the sides left the child's and the bearded man's heads. The draped
+    outline never reaches out further than the hair above it (no ledge), never dips under the skull, and leaves the
+    skull tangentially.
+
+    The old drape ran a straight chord from the widest point to the skull at a fixed latitude below the hair: the
+    bulge stood out under it as a ledge round the back of the head, and the chord crossed the skull at an angle (a
+    crease from behind the ear down to the nape in every lit view).
+    """
+    from portrait3d.proxy.shape import N_LAT, N_LON, _drape
+
+    lat = np.degrees(np.radians(-90 + (np.arange(N_LAT) + 0.5) * 180 / N_LAT))
+    skull = np.full((N_LAT, N_LON), 0.15)
+    hair_lat = lat[:, None] * np.ones((1, N_LON))
+    allowed = np.clip((hair_lat + 15.0) / 6.0, 0.0, 1.0)  # hair from 15 degrees below the centre up
+    thickness = (
+        0.03 * np.exp(-(((hair_lat - 25.0) / 10.0) ** 2))  # widest at 25 degrees
+        + 0.014 * np.exp(-(((hair_lat + 8.0) / 5.0) ** 2))  # the lower bulge
+        + 0.004
+    )
+    radius = skull + allowed * thickness - 0.03 * (1.0 - allowed)
+    out, lifted = _drape(radius, skull, allowed, np.ones((N_LAT, N_LON)))
+    assert lifted.any()
+    assert np.all(out >= radius - 1e-12)
+    reach = out[:, 0] * np.cos(np.radians(lat))
+    widest = int(np.argmax(np.where(lat < 30.0, reach, -np.inf)))
+    surface = np.maximum(out[:, 0], skull[:, 0])  # what the mesh is: the hair united with the skull
+    surface_reach = surface * np.cos(np.radians(lat))
+    rows = np.arange(N_LAT)
+    below = (rows <= widest) & (lat > -60.0)
+    # Going down from the widest point the outline never reaches further out again (the bulge is taken in).
+    assert np.all(np.diff(surface_reach[below]) >= -1e-9)
+    # Where the drape lifts the outline it is on or outside the skull, and it leaves the skull tangentially: its height
+    # over the skull grows from nothing as the square of the distance from its foot, not in proportion to it.
+    lifted_rows = rows[lifted[:, 0]]
+    assert np.all(out[lifted_rows, 0] >= skull[lifted_rows, 0] - 1e-9)
+    lowest = lifted_rows.min()
+    over = surface - skull[:, 0]
+    assert over[lowest - 1] < 1e-9  # the row below the lowest lift is on the skull
+    assert over[lowest] < 0.35 * over[lowest + 1]  # measured 0.30 (a square: 0.25, in proportion: 0.5)

@@ -15,7 +15,7 @@ import numpy as np
 import trimesh
 
 from portrait3d.cameras import Camera
-from portrait3d.vectors import barycentric_blend
+from portrait3d.vectors import barycentric_blend, unit_face_normals
 
 
 @dataclass
@@ -62,7 +62,7 @@ class MeshRenderer:
     @functools.cached_property
     def _face_normals(self) -> np.ndarray:
         """(F, 3) unit triangle normals, for :meth:`cast` only (textured and depth renders need none)."""
-        return _unit_face_normals(np.asarray(self.mesh.vertices, dtype=np.float64), np.asarray(self.mesh.faces))
+        return unit_face_normals(self.mesh.vertices, self.mesh.faces)
 
     def _cast_rays(self, camera: Camera, width: int, height: int):
         """One ray per pixel centre: ``(origins, dirs, t (H, W), tri (H, W), bary (H, W, 3))``."""
@@ -151,14 +151,6 @@ class MeshRenderer:
         width, height = _size(size)
         _, dirs, t, triangle, _ = self._cast_rays(camera, width, height)
         return np.where(triangle >= 0, t * (dirs @ camera.forward), np.inf)
-
-
-def _unit_face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(F, 3) unit normals of the triangles (right-handed; zero for degenerate ones)."""
-    corners = vertices[faces]
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
 
 
 def rgba_image(colours: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Sums over a length-3 axis, written out term by term.
+"""Sums over a length-3 axis, written out term by term, and unit triangle normals.
 
 numpy's reductions over a short last axis (``np.sum(..., axis=-1)`` of (N, 3)) pay a per-element loop setup
 that took most of the proxy's distance field and the renderer's texture lookups. Each function here gives
@@ -26,3 +26,11 @@ def barycentric_blend(corners: np.ndarray, weights: np.ndarray) -> np.ndarray:
     Bit for bit ``(corners * weights).sum(axis=1)``.
     """
     return corners[:, 0] * weights[:, 0] + corners[:, 1] * weights[:, 1] + corners[:, 2] * weights[:, 2]
+
+
+def unit_face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unit normals of triangles: vertices (V, 3), faces (F, 3) -> (F, 3), right-handed; zero for degenerate ones."""
+    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)]
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    return np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)

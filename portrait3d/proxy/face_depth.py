@@ -26,6 +26,7 @@ import numpy as np
 from portrait3d.cameras import Camera
 from portrait3d.proxy.face_regions import smoothstep
 from portrait3d.raycast import closest_points
+from portrait3d.vectors import unit_face_normals
 
 DEPTH_GAIN = 1.0
 """Factor on the landmarks' depth about the face's middle (on a head scan rendered as a photo, the
@@ -168,9 +169,7 @@ def normal_moves(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) ->
     1.5 times the narrowing), and every head had a crease from the temple down past the ear.
     """
     centres, triangle = closest_points(vertices, faces, points)
-    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(faces)[triangle]]
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    normals = unit_face_normals(vertices, np.asarray(faces)[triangle])
     return centres, normals * np.sum((points - centres) * normals, axis=1, keepdims=True)
 
 

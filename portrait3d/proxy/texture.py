@@ -111,15 +111,14 @@ def view_weight(surface: TexelSurface, cosine: np.ndarray, grazing: float = 0.18
     return weight * (1.0 - surface.ear_root)
 
 
-def skin_view_weight(surface: TexelSurface, cosine: np.ndarray, below_chin: np.ndarray) -> np.ndarray:
-    """How much each skin texel takes the photo, from its view's ``cosine``: (Ht, Wt) in [0, 1].
+def skin_view_weight(wide: np.ndarray, strict: np.ndarray, below_chin: np.ndarray) -> np.ndarray:
+    """How much each skin texel takes the photo: (Ht, Wt) in [0, 1].
 
-    Above the chin the wider :data:`SKIN_VIEW`; the neck (``below_chin``, (Ht, Wt) in [0, 1]) keeps the strict
-    :func:`view_weight`: seen obliquely below the jaw, the photo there is the jaw's outline and its shadow (a brown
-    patch on the cartoon man's neck at +-60 degrees).
+    Above the chin the ``wide`` weight (:func:`view_weight` with :data:`SKIN_VIEW`); the neck (``below_chin``, (Ht,
+    Wt) in [0, 1]) keeps the ``strict`` one: seen obliquely below the jaw, the photo there is the jaw's outline and
+    its shadow (a brown patch on the cartoon man's neck at +-60 degrees). All three (Ht, Wt).
     """
-    wide = view_weight(surface, cosine, *SKIN_VIEW)
-    return wide + below_chin * (view_weight(surface, cosine) - wide)
+    return wide + below_chin * (strict - wide)
 
 
 def sample_photo(photo_rgb: np.ndarray, pixels: np.ndarray) -> np.ndarray:
@@ -278,7 +277,7 @@ def bake_texture(
     # 1. The photo, only where it shows this head: skin- or hair-coloured, inside the head mask.
     regions = photo_regions(photo_rgb, photo, facing, surface, pixels, landmarks, photo_hair)
     below_chin = _below_chin(surface, regions.face, pixels, strict)
-    facing = skin_view_weight(surface, cosine, below_chin)
+    facing = skin_view_weight(facing, strict, below_chin)
     allow_hair = np.maximum(1.0 - below_chin, surface.hair)  # no hair-coloured collars painted on the neck
     stacked = np.stack([regions.skin, regions.neck_skin, regions.hair, regions.hair_class], axis=-1)
     if mask is not None:

@@ -723,14 +723,15 @@ def test_the_neck_keeps_the_strict_view_weight_and_the_face_takes_wider_views(he
     """Skin above the chin takes the photo fully to 70 degrees from the view, not past 84; the neck, which a frontal
     photo sees obliquely only beside the jaw's outline and its shadow, keeps the strict weight (full to 53, none past
     80), and a texel between takes a share of each."""
-    from portrait3d.proxy.texture import skin_view_weight, view_weight
+    from portrait3d.proxy.texture import SKIN_VIEW, skin_view_weight, view_weight
 
     surface = _texels(head)
     cosine = np.broadcast_to(np.linspace(-0.2, 1.0, surface.covered.shape[1]), surface.covered.shape)
     face, neck, between = (np.full(cosine.shape, value) for value in (0.0, 1.0, 0.5))
     covered = surface.covered.astype(bool)
-    wide = skin_view_weight(surface, cosine, face)
-    strict = skin_view_weight(surface, cosine, neck)
+    weights = view_weight(surface, cosine, *SKIN_VIEW), view_weight(surface, cosine)
+    wide = skin_view_weight(*weights, face)
+    strict = skin_view_weight(*weights, neck)
     np.testing.assert_allclose(strict, view_weight(surface, cosine))
 
     def column(c: float) -> int:
@@ -744,4 +745,4 @@ def test_the_neck_keeps_the_strict_view_weight_and_the_face_takes_wider_views(he
             np.testing.assert_allclose(strict[:, column(c)][at], want_strict, atol=0.02)
     assert (wide[covered] >= strict[covered] - 1e-6).all()
     assert (wide[covered] > strict[covered] + 0.1).mean() > 0.1  # the wide views count where the strict did not
-    np.testing.assert_allclose(skin_view_weight(surface, cosine, between), 0.5 * (wide + strict), atol=1e-6)
+    np.testing.assert_allclose(skin_view_weight(*weights, between), 0.5 * (wide + strict), atol=1e-6)

@@ -155,10 +155,12 @@ class Surface:
         return np.where(np.isfinite(t), self.front - t, -np.inf)
 
     def behind(self, vertices: np.ndarray, margin: float) -> np.ndarray:
-        """``vertices`` with every point at least ``margin`` behind the skin in front of it."""
+        """``vertices`` with every point at least ``margin`` behind the skin in front of it; a point with no skin in
+        front of it (beside the head's outline, or in a hole of a coarse mesh) stays where it is. (It was sent to
+        minus infinity: the GLB's JSON then held -Infinity, and Blender refused the file.)"""
         out = vertices.copy()
-        limit = self.depth(out[:, :2]) - margin
-        out[:, 2] = np.minimum(out[:, 2], limit)
+        skin = self.depth(out[:, :2])
+        out[:, 2] = np.where(np.isfinite(skin), np.minimum(out[:, 2], skin - margin), out[:, 2])
         return out
 
 

@@ -152,6 +152,23 @@ def test_a_lid_crossing_a_coarse_triangle_selects_it():
     assert near(vertices, faces, contour + [0.0, 0.0, 0.01], 0.004).tolist() == [False, False]  # 1 cm off it
 
 
+def test_a_part_with_no_skin_in_front_of_it_stays_where_it_is():
+    """Teeth, tongue and mouth cavity are pushed behind the skin in front of them; where a ray from the front meets
+    no skin (beside the head, or through a hole of a coarse mesh) the point stays. It was sent to minus infinity: the
+    jaw's reach became infinite, the jaw did not open, and Blender refused the GLB (its JSON held -Infinity)."""
+    from portrait3d.rig.parts import Surface
+
+    # A square of skin at z = 0.1, 2 cm across.
+    skin = Surface(np.array([[-0.01, -0.01, 0.1], [0.01, -0.01, 0.1], [0.01, 0.01, 0.1], [-0.01, 0.01, 0.1]]),
+                   np.array([[0, 1, 2], [0, 2, 3]]))  # fmt: skip
+    points = np.array([[0.0, 0.0, 0.2], [0.0, 0.0, 0.05], [0.05, 0.0, 0.2]])  # in front, behind, beside the skin
+    moved = skin.behind(points, 0.004)
+    assert np.all(np.isfinite(moved))
+    assert moved[0, 2] == pytest.approx(0.096)  # pushed behind the skin
+    assert moved[1].tolist() == points[1].tolist()  # already behind it
+    assert moved[2].tolist() == points[2].tolist()  # nothing in front of it
+
+
 def test_make_asset_lists_the_rig_after_export_for_the_avatar_target(sample_photo):
     from portrait3d.errors import UserError
     from portrait3d.make_asset import MakeAssetOptions

@@ -369,8 +369,9 @@ def _in_frame(frame: _Frame, dirs: np.ndarray, skull: np.ndarray, thickness: np.
     soft = 0.01
     # softmin(r, L) = L - s log(1 + exp((L - r) / s)): r well inside the limit, L well beyond it. (The sign was once
     # the other way round: hair reaching past the limit came back inside it by as much, and the back of every head
-    # whose skull touched the limit had a 1 cm dish pressed into it.) At the limit it lies s log 2 inside, so it is
-    # held off the skull (or the pulled skull) by a plain maximum: where the skull itself meets the limit it stays.
+    # whose skull touched the limit had a dish pressed into it, about 5 mm on the bearded man.) At the limit it lies
+    # s log 2 inside, so it is held off the skull (or the pulled skull) by a plain maximum: where the skull itself
+    # meets the limit it stays.
     capped = np.where(np.isfinite(limit), limit - soft * np.logaddexp(0.0, (limit - radius) / soft), radius)
     return np.maximum(capped, np.minimum(radius, skull))
 
@@ -660,8 +661,8 @@ def _mesh(
     The shell's radius is ``skull + A t``: its thickness fades to nothing at the
     hairline, so it meets the skull tangentially (no shelf over the forehead);
     a negative ``t`` pulls the skull in along the rays from the cranium's centre
-    instead. Where ``drape`` (in [0, 1]) says so, the hair falls straight from the
-    head's widest point to the lower hairline (:func:`_drape`) instead of following
+    instead. Where ``drape`` (in [0, 1]) says so, the hair hangs from the head's
+    widest point and comes down onto the skull (:func:`_drape`) instead of following
     the hollow of the nape; with ``fall`` (each meridian's length and weight,
     :mod:`portrait3d.proxy.long_hair`) it goes on falling below the jaw.
     """
@@ -821,30 +822,34 @@ def _drape(radius: np.ndarray, skull: np.ndarray, allowed: np.ndarray, weight: n
             continue
         between = np.arange(end, widest)
         base = np.where(allowed[between, j] > 1e-3, radius[between, j], skull[between, j])
-        target = _hanging_outline(radius[widest, j], lat[widest], base, lat[between], skull[end - 1 : widest, j])
+        target = _hanging_outline(
+            radius[widest, j], lat[widest], base, lat[end - 1 : widest], skull[end - 1 : widest, j]
+        )
         lift = weight[between, j] * np.maximum(target - base, 0.0)
         out[between, j] = np.where(lift > 1e-5, base + lift, radius[between, j])
         lifted[between, j] = lift > 1e-5
     return out, lifted
 
 
-def _hanging_outline(top: float, top_lat: float, base: np.ndarray, lats: np.ndarray, skull: np.ndarray) -> np.ndarray:
-    """Radii (A,) of one meridian's hair outline at latitudes ``lats`` (A,), from the nape up to its widest point.
+def _hanging_outline(
+    top: float, top_lat: float, base: np.ndarray, skull_lats: np.ndarray, skull: np.ndarray
+) -> np.ndarray:
+    """Radii (A,) of one meridian's hair outline at latitudes ``skull_lats[1:]``, from the nape up to its widest point.
 
     ``base`` (A,): the radii below the widest point (at radius ``top``, latitude ``top_lat``), from the lowest up;
-    ``skull`` (A + 1,): the skull's radii one grid step below the lowest latitude and at each of ``lats``. The outline
-    falls from the lowest point that reaches further out than everything below it, along :func:`_nape_curve`, and
-    above that point it hangs straight down from whatever reaches furthest above it. The curve starts at the widest
-    point when it passes outside everything below it; a bulge lower down (hair carried round from the sides lies
-    thickest below the back of the skull) stood out of it as a ledge, and the curve then starts at that bulge. Below
-    the curve's foot the outline is ``base``.
+    ``skull`` (A + 1,): the skull's radii at ``skull_lats`` (A + 1,), one grid step below ``base``'s lowest
+    latitude and then at each of its latitudes. The outline falls from the lowest point that reaches further out
+    than everything below it, along :func:`_nape_curve`, and above that point it hangs straight down from whatever
+    reaches furthest above it. The curve starts at the widest point when it passes outside everything below it; a
+    bulge lower down (hair carried round from the sides lies thickest below the back of the skull) stood out of it
+    as a ledge, and the curve then starts at that bulge. Below the curve's foot the outline is ``base``.
     """
-    step = lats[1] - lats[0] if len(lats) > 1 else np.radians(180.0 / N_LAT)
+    lats = skull_lats[1:]
     radii = np.append(base, top)
     all_lats = np.append(lats, top_lat)
     reach = radii * np.cos(all_lats)
     running = np.maximum.accumulate(reach)  # furthest reach at or below each latitude
-    skull_points = _meridian_points(skull, np.append(lats[0] - step, lats))
+    skull_points = _meridian_points(skull, skull_lats)
     # Candidate starts, from the top down: the widest point, then every point that reaches beyond all below it.
     starts = [len(base)] + [k for k in range(len(base) - 1, 0, -1) if reach[k] >= running[k]]
     for start in starts:

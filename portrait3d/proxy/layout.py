@@ -54,6 +54,11 @@ def chart_uv(points: np.ndarray, chart: int, box: np.ndarray) -> np.ndarray:
     return np.stack([u, v], axis=-1)
 
 
+def pinna_faces(faces: np.ndarray, pinna: np.ndarray) -> np.ndarray:
+    """(F,) bool: the triangles (``faces`` (F, 3)) whose three corners are pinna (``pinna`` (V,) weights)."""
+    return np.all(np.asarray(pinna)[np.asarray(faces)] > PINNA_VERTEX, axis=1)
+
+
 def pinna_charts(vertices: np.ndarray, faces: np.ndarray, pinna: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Which chart each triangle goes to, and the side-on box the charts map.
 
@@ -64,7 +69,7 @@ def pinna_charts(vertices: np.ndarray, faces: np.ndarray, pinna: np.ndarray) -> 
         (2, 2) ``[[z_min, y_min], [z_max, y_max]]`` box of the pinna triangles (None without any).
     """
     chart = np.full(len(faces), -1)
-    on_pinna = np.all(np.asarray(pinna)[faces] > PINNA_VERTEX, axis=1)
+    on_pinna = pinna_faces(faces, pinna)
     if not on_pinna.any():
         return chart, None
     corner = vertices[faces[on_pinna]]

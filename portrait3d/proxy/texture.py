@@ -32,6 +32,7 @@ from portrait3d.proxy.layout import (
     band_rows,
     head_uv,
     mirror_coordinates,
+    pinna_faces,
     sphere_coordinates,
 )
 from portrait3d.proxy.photo_regions import lab_to_rgb, photo_regions, rgb_to_lab
@@ -414,7 +415,7 @@ def bake_texture(
 
     if surface.on_pinna.any():
         fill = _pinna_fill(fill, surface, width)
-        fill = _pinna_shading(fill, surface, mesh)
+        fill = _pinna_shading(fill, surface, mesh, pinna)
     texture = a[..., None] * photo + b[..., None] * mirrored[..., :3] + (1 - known)[..., None] * fill
     texture = grow_into_gaps(np.clip(texture, 0, 1), surface.covered)
     info = {
@@ -453,15 +454,20 @@ PINNA_SHADING = 1.0
 the share of the sky they leave (:func:`portrait3d.proxy.occlusion.open_share`)."""
 
 
-def _pinna_shading(fill: np.ndarray, surface: TexelSurface, mesh: trimesh.Trimesh) -> np.ndarray:
+def _pinna_shading(fill: np.ndarray, surface: TexelSurface, mesh: trimesh.Trimesh, pinna: np.ndarray) -> np.ndarray:
     """The fill (Ht, Wt, 3) on the pinnae's outer faces darkened in their folds (the concha, the scapha, the fossa):
     what the photo does not show of an ear would otherwise be one flat colour, and the proxy's renders add no
-    shading. The backs are left as they are: the head a centimetre behind them would darken them all."""
+    shading. The backs are left as they are: the head a centimetre behind them would darken them all.
+
+    Only the pinna's own triangles (``pinna`` (V,) per vertex) close its sky: the hair over an ear's top lies within
+    the reach too, and darkened the helix under it to a black scribble that views from behind showed."""
     from portrait3d.proxy.occlusion import open_share
 
     chart = (np.arange(fill.shape[1]) * PINNA_CHARTS) // fill.shape[1]  # charts 0 and 2 are the outer faces
     on = surface.on_pinna & (chart % 2 == 0)[None, :]
-    share = open_share(np.asarray(mesh.vertices), np.asarray(mesh.faces), surface.points[on], surface.normals[on])
+    faces = np.asarray(mesh.faces)
+    own = faces[pinna_faces(faces, pinna)]
+    share = open_share(np.asarray(mesh.vertices), own, surface.points[on], surface.normals[on])
     fill = fill.copy()
     fill[on] *= (1.0 - PINNA_SHADING * (1.0 - share))[:, None]
     return fill

@@ -113,8 +113,11 @@ def head_sdf(points: np.ndarray, ears: tuple[np.ndarray, np.ndarray] | None = No
         d = smooth_union(d, ellipsoid(p, (side * 0.058, -0.015, 0.075), (0.045, 0.038, 0.045)), 0.02)  # cheek
     d = smooth_subtract(d, ellipsoid(p, (-0.047, 0.036, 0.128), (0.03, 0.016, 0.022)), 0.012)
     d = smooth_subtract(d, ellipsoid(p, (0.047, 0.036, 0.128), (0.03, 0.016, 0.022)), 0.012)
-    d = smooth_union(d, capsule(p, (0.0, 0.04, 0.118), (0.0, -0.018, 0.163), 0.010, 0.013), 0.012)  # nose
-    d = smooth_union(d, ellipsoid(p, (0.0, -0.025, 0.140), (0.026, 0.014, 0.022)), 0.008)  # nostrils
+    # The nose: a bridge narrower across than deep, a tip a little wider than deep, and the wings beside its base.
+    nose = capsule(p * [1.35, 1.0, 1.0], (0.0, 0.04, 0.118), (0.0, -0.006, 0.152), 0.009, 0.011)
+    nose = smooth_union(nose, ellipsoid(p, (0.0, -0.015, 0.153), (0.0135, 0.012, 0.0125)), 0.012)  # tip
+    nose = smooth_union(nose, ellipsoid(p, (0.0, -0.022, 0.128), (0.029, 0.0135, 0.017)), 0.016)  # wings
+    d = smooth_union(d, nose, 0.012)
     d = smooth_union(d, ellipsoid(p, (0.0, -0.074, 0.106), (0.04, 0.022, 0.02)), 0.012)  # lips
     for ear in ear_distances(p) if ears is None else ears:
         d = smooth_union(d, ear, 0.008)

@@ -30,8 +30,8 @@ def lee(tmp_path_factory):
 
 
 def test_a_real_scan_meets_the_scan_targets(lee):
-    # Measured (as bench_scan.py prints them): face median 1.95 mm, mean 2.42 mm, head Chamfer 3.10 mm,
-    # scale +2.3 % (the scan is sized as an average man's head, 197 mm long; one photo has no absolute scale).
+    # Measured (as bench_scan.py prints them): face median 2.00 mm, mean 2.37 mm, head Chamfer 3.10 mm,
+    # scale +1.9 % (the scan is sized as an average man's head, 197 mm long; one photo has no absolute scale).
     f = lee[2].figures
     assert f["face_points"] > 1000, f
     assert f["face_median_mm"] <= 2.5 and f["face_mean_mm"] <= 3.5, f
@@ -41,7 +41,9 @@ def test_a_real_scan_meets_the_scan_targets(lee):
 
 
 def test_a_real_scans_ears_are_matched_by_the_heads(lee):
-    # Measured: 2.67 mm within 30 mm of the ears (the flat plate with a hollow that stood for a pinna before: 3.51).
+    # Measured: 2.99 mm within 30 mm of the ears (the flat plate with a hollow that stood for a pinna before: 3.51).
+    # It moves with the whole head's alignment to the scan: placements of the face that leave the ears as they are
+    # gave 2.85-3.28 mm (the scan's ears are not symmetric: one wants 3 mm forward, the other 3 mm back).
     f = lee[2].figures
     assert f["ear_chamfer_mm"] is not None and f["ear_chamfer_mm"] <= 3.0, f
 
@@ -54,7 +56,7 @@ def test_the_head_of_a_real_scan_is_the_person(lee):
     truth, made = frontal_views(scan, result.textured, centre)
     model = identity_eval.IdentityModel()
     distance = model.distance(truth, made)
-    # Measured: 0.265 (the photo itself against the scan's frontal view: 0.095).
+    # Measured: 0.224 (the photo itself against the scan's frontal view: 0.095).
     assert distance is not None and distance <= identity_eval.TARGETS[0.0], distance
     # The measure can tell: another person (the sample photo, Eileen Collins) scores 0.79, over the target.
     from PIL import Image

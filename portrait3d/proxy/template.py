@@ -219,17 +219,29 @@ def _narrow_band_sdf(axes: list[np.ndarray], step: float, block: int = 4, field=
     """A distance field on a grid (default the head's), exact only near the surface (where marching cubes looks).
 
     The field is first sampled every ``block`` cells; fine samples are taken
-    only in blocks whose coarse value is near zero, the rest keep the coarse
-    value (its sign is all marching cubes needs there).
+    only in blocks whose coarse value is near zero or whose coarse neighbours
+    differ in sign, the rest keep the coarse value (its sign is all marching
+    cubes needs there).
     """
+    from scipy.ndimage import maximum_filter, minimum_filter
+
     shape = tuple(len(a) for a in axes)
     coarse_axes = [a[::block] for a in axes]
     coarse_grid = np.stack(np.meshgrid(*coarse_axes, indexing="ij"), axis=-1).reshape(-1, 3)
     field = head_sdf if field is None else field
     coarse = field(coarse_grid).reshape(tuple(len(a) for a in coarse_axes))
-    sdf = coarse.repeat(block, 0).repeat(block, 1).repeat(block, 2)[: shape[0], : shape[1], : shape[2]]
+    # A field that is no distance can read far from zero right beside its surface: the hair's radial one where a
+    # long fall's front runs along the rays from the cranium's centre. Left coarse, such blocks put a staircase of
+    # 4-cell steps on the fall. Every block next to a sign change is sampled finely too.
+    outside = coarse > 0
+    crossing = maximum_filter(outside, size=3) != minimum_filter(outside, size=3)
+
+    def fine(coarse_map: np.ndarray) -> np.ndarray:
+        return coarse_map.repeat(block, 0).repeat(block, 1).repeat(block, 2)[: shape[0], : shape[1], : shape[2]]
+
+    sdf = fine(coarse)
     # The ellipsoid distances are approximate (off by up to their axis ratio): keep a wide band.
-    near = np.abs(sdf) < 3.0 * block * step
+    near = (np.abs(sdf) < 3.0 * block * step) | fine(crossing)
     index = np.nonzero(near)
     points = np.stack([axes[k][index[k]] for k in range(3)], axis=-1)
     sdf = sdf.copy()

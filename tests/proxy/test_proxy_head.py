@@ -33,6 +33,26 @@ def test_template_is_closed_and_panohead_sized(template):
     assert y0 < -0.5 * FRAME  # the neck runs out of the bottom of the frame
 
 
+def test_the_grid_is_fine_wherever_a_field_changes_sign_even_one_that_is_no_distance():
+    """A field that reads far from zero beside its surface (a sphere's distance times 50, as a radial field reads
+    along a surface that runs with the rays) is still sampled finely there: its mesh is the sphere, not a staircase
+    of the coarse blocks' steps."""
+    import mcubes
+
+    from portrait3d.proxy.template import _narrow_band_sdf
+
+    step, radius = 0.01, 0.2
+    axes = [np.arange(-0.3, 0.3 + step, step)] * 3
+
+    def steep(points: np.ndarray) -> np.ndarray:
+        return 50.0 * (np.linalg.norm(points - 0.003, axis=1) - radius)
+
+    sdf = _narrow_band_sdf(axes, step, field=steep)
+    vertices, _ = mcubes.marching_cubes(-sdf, 0.0)
+    off = np.abs(np.linalg.norm(axes[0][0] + vertices * step - 0.003, axis=1) - radius)
+    assert off.max() < 0.1 * step, off.max()
+
+
 def test_keypoints_lie_on_the_face(template):
     k = template.keypoints
     assert set(k) == set(MEDIAPIPE_INDEX)

@@ -90,6 +90,12 @@ NAPE_TAPER = 0.05
 """Height (model units) over which unseen hair at the back thins to nothing at the lower hairline."""
 NAPE_DROP = 15.0
 """Degrees (about the cranium's centre) below the lowest hair at the back where the nape meets the neck."""
+HAIR_FILLET = 0.01
+"""Size (model units) of the smooth union that joins the hair volume to the head (its fillet). Where the two
+surfaces coincide the union swells by a quarter of it."""
+FOOT_SINK = 24.0
+"""Degrees below the foot of the hair's curve onto the skull (:func:`_drape`) over which the hair sinks into the
+skull by :data:`HAIR_FILLET`, so the union's swell over the curve's last stretch fades instead of ending in a ledge."""
 LOWEST_HAIR = -0.10
 """Lowest hairline at the sides and back (model units; the jaw is at -0.09, the chin at -0.15)."""
 BARE_EAR = (0.2, 0.4)
@@ -714,7 +720,7 @@ def _mesh(
         # The ears are joined back after the pull: pulled in with the skull on a 3-degree map, their rims came out in
         # steps.
         trimmed = np.minimum(trimmed, np.minimum(*ears))
-        return smooth_union(trimmed, dist - sample_map(grow, unit), 0.01)
+        return smooth_union(trimmed, dist - sample_map(grow, unit), HAIR_FILLET)
 
     step = voxel / frame.k
     reach = up = float(grow.max())
@@ -799,7 +805,9 @@ def _drape(radius: np.ndarray, skull: np.ndarray, allowed: np.ndarray, weight: n
     over the hollow above the neck (:func:`_hanging_outline`). The curve (:func:`_nape_curve`) leaves the widest
     point straight down and meets the skull along its surface; a straight chord to a fixed latitude met both at an
     angle, and every lit view of a haired head showed a ridge round the back of the head and a crease from behind
-    the ear down to the nape.
+    the ear down to the nape. Below the curve's foot the hair goes on along the skull, sinking into it by
+    :data:`HAIR_FILLET` over :data:`FOOT_SINK` degrees: the union of hair and head swells where they coincide, and
+    where the hair dropped inside at once a ledge 2.5 mm high ran round the back of every short-haired head.
 
     Returns:
         ``(radius, lifted)``: the new (N_LAT, N_LON) radius map and where it was raised (bool).
@@ -808,6 +816,7 @@ def _drape(radius: np.ndarray, skull: np.ndarray, allowed: np.ndarray, weight: n
     out = radius.copy()
     lifted = np.zeros(radius.shape, bool)
     drop = int(round(NAPE_DROP * N_LAT / 180))
+    sink_rows = max(int(round(FOOT_SINK * N_LAT / 180)), 1)
     for j in range(radius.shape[1]):
         rows = np.nonzero(allowed[:, j] >= 0.5)[0]
         if len(rows) == 0 or weight[:, j].max() < 1e-3:
@@ -828,6 +837,15 @@ def _drape(radius: np.ndarray, skull: np.ndarray, allowed: np.ndarray, weight: n
         lift = weight[between, j] * np.maximum(target - base, 0.0)
         out[between, j] = np.where(lift > 1e-5, base + lift, radius[between, j])
         lifted[between, j] = lift > 1e-5
+        if not lifted[between, j].any():
+            continue
+        foot = between[np.argmax(lifted[between, j])]
+        # The curve touches the skull one row below its lowest lifted row: from there down, along the skull and into it.
+        sink = np.arange(foot - 1, max(foot - 2 - sink_rows, -1), -1)
+        along = skull[sink, j] - HAIR_FILLET * np.arange(len(sink)) / sink_rows
+        rise = weight[sink, j] * np.maximum(along - out[sink, j], 0.0)
+        out[sink, j] += rise
+        lifted[sink, j] |= rise > 1e-5
     return out, lifted
 
 

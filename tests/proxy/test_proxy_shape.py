@@ -463,7 +463,7 @@ def test_the_hair_falls_from_its_widest_point_onto_the_skull_along_it_and_takes_
     bulge stood out under it as a ledge round the back of the head, and the chord crossed the skull at an angle (a
     crease from behind the ear down to the nape in every lit view).
     """
-    from portrait3d.proxy.shape import N_LAT, N_LON, _drape
+    from portrait3d.proxy.shape import FOOT_SINK, HAIR_FILLET, N_LAT, N_LON, _drape
 
     lat = np.degrees(np.radians(-90 + (np.arange(N_LAT) + 0.5) * 180 / N_LAT))
     skull = np.full((N_LAT, N_LON), 0.15)
@@ -486,11 +486,19 @@ def test_the_hair_falls_from_its_widest_point_onto_the_skull_along_it_and_takes_
     below = (rows <= widest) & (lat > -60.0)
     # Going down from the widest point the outline never reaches further out again (the bulge is taken in).
     assert np.all(np.diff(surface_reach[below]) >= -1e-9)
-    # Where the drape lifts the outline it is on or outside the skull, and it leaves the skull tangentially: its height
-    # over the skull grows from nothing as the square of the distance from its foot, not in proportion to it.
-    lifted_rows = rows[lifted[:, 0]]
-    assert np.all(out[lifted_rows, 0] >= skull[lifted_rows, 0] - 1e-9)
-    lowest = lifted_rows.min()
+    # Where the drape lifts the outline it is on or outside the skull down to the curve's foot, and it leaves the skull
+    # tangentially: its height over the skull grows from nothing as the square of the distance from its foot, not in
+    # proportion to it.
+    lowest = rows[lifted[:, 0] & (out[:, 0] >= skull[:, 0] - 1e-9)].min()
+    assert np.all(out[lowest:widest, 0] >= skull[lowest:widest, 0] - 1e-9)
     over = surface - skull[:, 0]
     assert over[lowest - 1] < 1e-9  # the row below the lowest lift is on the skull
     assert over[lowest] < 0.35 * over[lowest + 1]  # measured 0.30 (a square: 0.25, in proportion: 0.5)
+    # Below the foot the hair sinks into the skull by the union's fillet a little at a time: dropped inside at once, the
+    # union's swell over the curve's last stretch ended in a ledge round the back of every short-haired head.
+    depth = skull[: lowest + 1, 0] - out[: lowest + 1, 0]  # upward, ending at the row the curve touches the skull at
+    assert abs(depth[-1]) < 1e-9
+    steps = int(round(FOOT_SINK * N_LAT / 180))
+    sinking = np.diff(depth[::-1])[:steps]  # downward
+    assert np.all(sinking <= HAIR_FILLET / steps + 1e-9), sinking
+    assert depth[-1 - steps] >= HAIR_FILLET - 1e-9

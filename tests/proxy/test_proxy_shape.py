@@ -297,6 +297,72 @@ def test_an_ears_folds_and_shadow_are_skin_but_hair_over_an_ear_is_hair(sample):
     assert seg.hair[hair].mean() > 0.85, seg.hair[hair].mean()
 
 
+def test_a_turned_faces_near_ear_in_shade_is_skin_down_to_its_lobe(sample, monkeypatch):
+    """Turned past 30 degrees, a face shows its near ear squarely: an ear there in shade and redder than the cheeks
+    (past the frontal test's 3 spreads from their colour, though nearer it than the crown hair's), reaching below the
+    nose's base (its lobe), is skin; dark brown hair drawn over the same place stays hair."""
+    import portrait3d.preprocess.hair as hair_split
+    from portrait3d.preprocess.hair import FACE_OVAL, MOUTH, NOSE_BOTTOM
+
+    monkeypatch.setattr(hair_split, "_forward_x", lambda points: -0.75)  # turned 49 degrees: the near ear is right
+    inputs = sample[0]
+    pts = inputs.landmarks[:, :2]
+    size = inputs.photo.shape[0]
+    oval = pts[list(FACE_OVAL)]
+    width = float(np.ptp(oval[:, 0]))
+    nose_base, mouth = pts[NOSE_BOTTOM, 1], pts[list(MOUTH), 1].mean()
+    top, bottom = 0.5 * (pts[[33, 263], 1].mean() + nose_base), nose_base + 0.4 * (mouth - nose_base)
+    half = (max(3, int(0.05 * width)), max(5, int(0.5 * (bottom - top))))
+    ear = _ear_patch(np.array([oval[:, 0].max() + 1.2 * half[0], 0.5 * (top + bottom)]), size, half)
+    cheek = np.median(inputs.photo[int(pts[205, 1]) - 3 : int(pts[205, 1]) + 4, int(pts[205, 0]) - 3
+                                   : int(pts[205, 0]) + 4].reshape(-1, 3), axis=0)  # fmt: skip
+    mask = np.zeros((size, size), np.uint8) if inputs.mask is None else inputs.mask.copy()
+    mask[ear] = 255
+    shaded, hairy = inputs.photo.copy(), inputs.photo.copy()
+    shaded[ear] = (cheek * [0.5, 0.4, 0.4]).astype(np.uint8)  # in shade, redder: 3.15 spreads from the cheeks
+    folds = (np.arange(size)[None, :] // 2 + np.arange(size)[:, None] // 3) % 3 == 0
+    hairy[ear] = (np.where(folds, 25, 70)[..., None] * np.array([1.0, 0.75, 0.55]))[ear].astype(np.uint8)
+    assert np.nonzero(ear)[0].max() > nose_base + 3  # the lobe reaches below the nose's base
+    assert split_head(shaded, mask, inputs.landmarks).skin[ear].mean() > 0.85
+    assert split_head(hairy, mask, inputs.landmarks).hair[ear].mean() > 0.85
+
+
+def test_the_neck_in_the_jaws_shadow_is_skin_beside_the_hair_that_hangs_there(sample, monkeypatch):
+    """Under a turned face's jaw, where it rises to the ear above the chin's row, the neck lies in the jaw's shadow
+    (darker than the lit cheeks: the skin test reads it as hair, and strands hanging behind the jaw joined it to the
+    hair): a shadow there that is nearer the skin's colour than the crown hair's is skin; the strands stay hair."""
+    import portrait3d.preprocess.hair as hair_split
+    from portrait3d.preprocess.hair import BROWS, FACE_OVAL, _under_jaw
+
+    monkeypatch.setattr(hair_split, "_forward_x", lambda points: -0.75)
+    inputs = sample[0]
+    pts = inputs.landmarks[:, :2]
+    size = inputs.photo.shape[0]
+    oval = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(oval, [np.round(pts[list(FACE_OVAL)]).astype(np.int32)], 1)
+    rows, cols = np.mgrid[:size, :size]
+    under = _under_jaw(oval.astype(bool))
+    lowest = np.where(oval.any(axis=0), size - 1 - np.argmax(oval[::-1], axis=0), size)
+    # The shadow: 24 rows under the jaw's right half, above the chin's row; strands from the temple (above the brows)
+    # down past it, which it touches.
+    right = pts[list(FACE_OVAL), 0].max()
+    shadow = under & (rows <= lowest[None, :] + 24) & (cols > pts[1, 0] + 0.4 * (right - pts[1, 0]))
+    shadow &= rows < pts[152, 1]
+    strands = (cols > right - 3) & (cols < right + 10) & (rows > pts[list(BROWS), 1].min() - 10) & (rows < pts[152, 1])
+    assert shadow.sum() > 100
+    cheek = np.median(inputs.photo[int(pts[205, 1]) - 3 : int(pts[205, 1]) + 4, int(pts[205, 0]) - 3
+                                   : int(pts[205, 0]) + 4].reshape(-1, 3), axis=0)  # fmt: skip
+    photo = inputs.photo.copy()
+    photo[shadow] = (cheek * [0.5, 0.4, 0.4]).astype(np.uint8)  # in shade, redder: 3.15 spreads from the cheeks
+    photo[strands] = [40, 30, 22]  # dark brown strands
+    mask = np.zeros((size, size), np.uint8) if inputs.mask is None else inputs.mask.copy()
+    mask[shadow | strands] = 255
+    seg = split_head(photo, mask, inputs.landmarks)
+    assert seg.skin[shadow].mean() > 0.85, (seg.skin[shadow].mean(), seg.hair[shadow].mean())  # before: all hair
+    assert seg.hair[strands].mean() > 0.85
+    assert not under[oval.astype(bool)].any() and under[int(pts[152, 1]) + 2, int(pts[152, 0])]
+
+
 def test_the_ears_sit_between_the_eyes_and_the_nose_base(sample):
     """The fitted head's ear centres project between the photo's eye row and the nose's base, a little above the
     middle: an average face's ear reaches from the brow to the nose's base (Farkas's norms), so its centre lies up to

@@ -280,7 +280,9 @@ def bake_texture(
     below_chin = _below_chin(surface, regions.face, pixels, strict)
     facing = skin_view_weight(facing, strict, below_chin)
     allow_hair = np.maximum(1.0 - below_chin, surface.hair)  # no hair-coloured collars painted on the neck
-    stacked = np.stack([regions.skin, regions.neck_skin, regions.hair, regions.hair_class], axis=-1)
+    # The split's skin (the head less its hair): an ear's folds and shade, which the skin's colour test rejects.
+    split_skin = regions.skin if photo_hair is None or head_mask is None else np.asarray(head_mask) * (1 - photo_hair)
+    stacked = np.stack([regions.skin, regions.neck_skin, regions.hair, regions.hair_class, split_skin], axis=-1)
     if mask is not None:
         stacked = stacked * mask[..., None]
     # Where the mesh's outline and the photo's disagree, the outline's texels would sample the background.
@@ -297,9 +299,12 @@ def bake_texture(
         if neck_mask is not None:
             person = np.maximum(np.asarray(head_mask, dtype=np.float32), np.asarray(neck_mask, dtype=np.float32))
             inside_person = cv2.erode(person, kernel)
-        stacked = stacked * np.stack([inside_person, inside_person, inside_head, inside_head], axis=-1)
+        stacked = stacked * np.stack([inside_person, inside_person, inside_head, inside_head, inside_head], axis=-1)
     at_texel = sample_photo(stacked, pixels)
     skin = (1 - below_chin) * at_texel[..., 0] + below_chin * at_texel[..., 1]
+    # A pinna takes what the split calls skin: the photo's ear, its bowl in shade and its redder rim (which the
+    # cheeks' colour test rejected: the three-quarter woman's ear, seen squarely, took 0.1 of the photo).
+    skin = np.maximum(skin, surface.on_pinna * at_texel[..., 4])
     # An ear takes the photo's skin only: the photo's hair beside a smaller ear is not painted on the pinna.
     ear = np.maximum(smoothstep((surface.ears - 0.5) / 0.4), surface.on_pinna)
     belongs = np.maximum(skin, at_texel[..., 2] * allow_hair * (1.0 - ear))
@@ -414,7 +419,7 @@ def bake_texture(
         )  # fmt: skip
 
     if surface.on_pinna.any():
-        fill = _pinna_fill(fill, surface, width)
+        fill = _pinna_fill(fill, surface, width, photo, a)
         fill = _pinna_shading(fill, surface, mesh, pinna)
     texture = a[..., None] * photo + b[..., None] * mirrored[..., :3] + (1 - known)[..., None] * fill
     texture = grow_into_gaps(np.clip(texture, 0, 1), surface.covered)
@@ -428,13 +433,24 @@ def bake_texture(
     return np.clip(np.round(texture * 255), 0, 255).astype(np.uint8), uv, uv_faces, source, info
 
 
-def _pinna_fill(fill: np.ndarray, surface: TexelSurface, width: int) -> np.ndarray:
+PINNA_SEEN = (0.02, 0.08)
+"""Share of the pinnae's texels the photo paints from which what it does not show of them takes the seen ear's
+colour (:func:`_pinna_fill`), and fully from: an ear the photo shows is one colour, redder than the cheeks, and the
+three-quarter woman's ear, its top under her hair in the photo, had a grey rim of the head's side around the
+photo's ear."""
+
+
+def _pinna_fill(
+    fill: np.ndarray, surface: TexelSurface, width: int, photo: np.ndarray, photo_weight: np.ndarray
+) -> np.ndarray:
     """The fill (Ht, Wt, 3) with the pinnae's and their roots' texels from the head's side around the ear.
 
     What the photo does not show of a pinna takes the fill of the head's side where the ear stands (the band's own
     neighbours in the texture are the neck's underside), spread smoothly over the hole the pinna's root leaves in
     the map. The skin around the root lies within a hair of the pinna's back, and views from behind see the two by
-    turns: it takes the same smooth colour.
+    turns: it takes the same smooth colour. Where the photo (``photo`` (Ht, Wt, 3) at the texels, taken with
+    ``photo_weight`` (Ht, Wt)) shows enough of the ears (:data:`PINNA_SEEN`), their unseen texels take the seen
+    ear's colour instead, spread from it.
     """
     import cv2
 
@@ -445,6 +461,10 @@ def _pinna_fill(fill: np.ndarray, surface: TexelSurface, width: int) -> np.ndarr
     band = band_rows(len(fill))  # look-ups for the band's rows alone (full 2048 maps: 100 MB more)
     at = sphere_coordinates(surface.points[band], width)
     behind = cv2.remap(around, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    seen = photo_weight * surface.on_pinna
+    share = smoothstep((seen.sum() / max(float(surface.on_pinna.sum()), 1.0) - PINNA_SEEN[0]) / np.ptp(PINNA_SEEN))
+    if share > 0:
+        behind += share * (low_frequency(photo, seen)[band] - behind)
     fill[band] = np.where(surface.on_pinna[band][..., None], behind, fill[band])
     return fill
 

@@ -449,22 +449,26 @@ def _pinna_fill(
     neighbours in the texture are the neck's underside), spread smoothly over the hole the pinna's root leaves in
     the map. The skin around the root lies within a hair of the pinna's back, and views from behind see the two by
     turns: it takes the same smooth colour. Where the photo (``photo`` (Ht, Wt, 3) at the texels, taken with
-    ``photo_weight`` (Ht, Wt)) shows enough of the ears (:data:`PINNA_SEEN`), their unseen texels take the seen
-    ear's colour instead, spread from it.
+    ``photo_weight`` (Ht, Wt)) shows enough of the ears (:data:`PINNA_SEEN`), their unseen texels and the skin at
+    their roots take the seen ear's colour instead, spread from it.
     """
     import cv2
 
     on_map = surface.covered & ~surface.on_pinna
     around = low_frequency(fill, on_map.astype(np.float32))
     root = surface.ear_root[..., None] * on_map[..., None]
+    seen = photo_weight * surface.on_pinna
+    share = smoothstep((seen.sum() / max(float(surface.on_pinna.sum()), 1.0) - PINNA_SEEN[0]) / np.ptp(PINNA_SEEN))
+    if share > 0:
+        # The skin at the root shows through the concha and behind the pinna: it takes the ear's colour too.
+        ear_colour = low_frequency(photo, seen)
+        around = around + share * root * (ear_colour - around)
     fill = fill + root * (around - fill)
     band = band_rows(len(fill))  # look-ups for the band's rows alone (full 2048 maps: 100 MB more)
     at = sphere_coordinates(surface.points[band], width)
     behind = cv2.remap(around, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-    seen = photo_weight * surface.on_pinna
-    share = smoothstep((seen.sum() / max(float(surface.on_pinna.sum()), 1.0) - PINNA_SEEN[0]) / np.ptp(PINNA_SEEN))
     if share > 0:
-        behind += share * (low_frequency(photo, seen)[band] - behind)
+        behind += share * (ear_colour[band] - behind)
     fill[band] = np.where(surface.on_pinna[band][..., None], behind, fill[band])
     return fill
 

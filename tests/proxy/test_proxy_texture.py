@@ -443,10 +443,7 @@ def test_an_uncovered_ear_is_skin_beside_the_photos_hair():
     hair, ears = template.hair, template.ears * (1.0 - template.hair)
     hair_rgb = np.array([0.30, 0.20, 0.12])
     rgb = SKIN * (1 - hair[:, None]) + hair_rgb * hair[:, None]
-    coloured = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
-    coloured.visual.vertex_colors = np.concatenate(
-        [np.round(rgb * 255).astype(np.uint8), np.full((len(rgb), 1), 255, np.uint8)], axis=1
-    )
+    coloured = _vertex_coloured(mesh, rgb)
     camera, photo, mask, depth = _photo_of(coloured, 60.0)  # the camera sees the hair above the left ear
     photo_hair = (np.abs(photo - hair_rgb).sum(-1) < 0.15).astype(np.float64) * mask
     assert photo_hair.sum() > 500
@@ -486,24 +483,33 @@ def test_the_band_past_a_turned_faces_midline_takes_no_photo():
     np.testing.assert_allclose(other, weight[::-1])
 
 
+def _template_with_ears():
+    """The template head's mesh, its (V, 3) points, and per vertex its uncovered ears' weight and its pinnae's."""
+    template = template_head()
+    points = np.asarray(template.mesh.vertices)
+    scale, offset = model_to_world()
+    return template.mesh, points, template.ears * (1.0 - template.hair), pinna_weight((points - offset) / scale)
+
+
+def _vertex_coloured(mesh: trimesh.Trimesh, rgb: np.ndarray) -> trimesh.Trimesh:
+    """``mesh`` with (V, 3) colours in [0, 1] on its vertices."""
+    coloured = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    coloured.visual.vertex_colors = np.concatenate(
+        [np.round(rgb * 255).astype(np.uint8), np.full((len(rgb), 1), 255, np.uint8)], axis=1
+    )
+    return coloured
+
+
 def test_a_bare_ear_takes_the_photos_colours():
     """An ear the photo shows bare carries the photo's ear (its folds and shadow), not the skin's plain fill; the
     far ear, which the camera does not see, takes the seen ear's mirror image."""
     from PIL import Image
 
-    template = template_head()
-    mesh = template.mesh
-    points = np.asarray(mesh.vertices)
-    ears = template.ears * (1.0 - template.hair)
-    scale, offset = model_to_world()
-    pinna = pinna_weight((points - offset) / scale)
+    mesh, points, ears, pinna = _template_with_ears()
     # Bands of skin and of skin in shadow (0.8 of its light) on the pinna, as an ear's folds are.
     folds = 0.9 + 0.1 * np.sign(np.sin(90.0 * points[:, 1] + 60.0 * points[:, 2]))
     rgb = SKIN * (1.0 - pinna[:, None] * (1.0 - folds[:, None]))
-    coloured = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
-    coloured.visual.vertex_colors = np.concatenate(
-        [np.round(rgb * 255).astype(np.uint8), np.full((len(rgb), 1), 255, np.uint8)], axis=1
-    )
+    coloured = _vertex_coloured(mesh, rgb)
     camera, photo, mask, depth = _photo_of(coloured, 50.0)  # the camera sees the left (+x) ear
     no_hair = np.zeros(len(points))
     texture, uv, uv_faces, source, _ = bake_texture(
@@ -529,19 +535,11 @@ def test_an_ear_in_shade_takes_the_photo_where_the_split_says_skin_and_its_own_c
     redder skin are far from the cheeks' colour (the colour test alone left the three-quarter woman's ear, seen
     squarely, to the plain fill); and what the photo does not show of it (the back of the seen ear) takes the seen
     ear's colour, not the head's side's."""
-    template = template_head()
-    mesh = template.mesh
-    points = np.asarray(mesh.vertices)
-    ears = template.ears * (1.0 - template.hair)
-    scale, offset = model_to_world()
-    pinna = pinna_weight((points - offset) / scale)
+    mesh, points, ears, pinna = _template_with_ears()
     ear_rgb = np.array([0.8, 0.46, 0.42])  # redder than the cheeks
     folds = np.where(np.sin(90.0 * points[:, 1] + 60.0 * points[:, 2]) > 0, 1.0, 0.42)  # the bowl in deep shade
     rgb = SKIN * (1.0 - pinna[:, None]) + pinna[:, None] * ear_rgb * folds[:, None]
-    coloured = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
-    coloured.visual.vertex_colors = np.concatenate(
-        [np.round(rgb * 255).astype(np.uint8), np.full((len(rgb), 1), 255, np.uint8)], axis=1
-    )
+    coloured = _vertex_coloured(mesh, rgb)
     camera, photo, mask, depth = _photo_of(coloured, 60.0)  # the camera sees the left (+x) ear squarely
     texture, uv, uv_faces, source, _ = bake_texture(
         mesh, np.zeros(len(points)), ears, photo, mask, camera, depth, WIDTH, landmarks=_landmarks(camera),
@@ -562,8 +560,17 @@ def test_an_ear_in_shade_takes_the_photo_where_the_split_says_skin_and_its_own_c
     behind = camera_from_angles(150.0)
     back = on_pinna.render_rgba(behind, SIZE)[..., 0] > 0.6 * 255
     assert back.sum() > 50
-    colour = baked.render_rgba(behind, SIZE)[..., :3][back].astype(float).mean(0)
+    seen_from_behind = baked.render_rgba(behind, SIZE)[..., :3].astype(float)
+    colour = seen_from_behind[back].mean(0)
     assert colour[0] / colour[1] > 1.55, colour
+    # The skin at the ear's root, which takes no photo, seen beside the pinna's back: the same colour, no seam (it kept
+    # the head side's fill, 1.29, when the pinna took the ear's).
+    root_weight = ears * (1.0 - pinna)
+    on_root = MeshRenderer(trimesh.Trimesh(points, mesh.faces, vertex_colors=np.repeat(root_weight[:, None], 3, 1)))
+    root = (on_root.render_rgba(behind, SIZE)[..., 0] > 0.6 * 255) & ~back
+    assert root.sum() > 50
+    root_colour = seen_from_behind[root].mean(0)
+    assert abs(root_colour[0] / root_colour[1] - colour[0] / colour[1]) < 0.15, (root_colour, colour)
 
 
 def test_a_pinnas_unseen_outer_face_is_shaded_in_its_folds(head, monkeypatch):

@@ -123,14 +123,18 @@ def split_head(
     if not_head is not None:
         above_chin &= ~not_head
     hair = _clean(above_chin & ~skin_like & ~inner_face, size, brow) & above_chin
-    # A turned face shows its near ear squarely, down to the lobe (below the nose's base), its bowl in shade.
+    # A bare ear's folds are rough and its bowl is in shadow, which the skin test's roughness and lightness cuts read
+    # as hair: beside the face at ear height, skin-coloured pixels nearer the skin's colour than the crown hair's are
+    # the ear's (a bare ear under black or grey hair, not brown hair of the skin's hue over an ear). A turned face
+    # shows its near ear squarely, down to the lobe (below the nose's base), its bowl in shade: skin in shade counts.
     turned = abs(forward) >= TURNED
     band = _ear_band(oval, eyes, nose_base + (EAR_LOBE_REACH * (mouth - nose_base) if turned else 0.0), forward)
-    hair &= ~_bare_ears(lab, d2, hair & (rows < brow), band, spread, turned)
+    nearer_skin = _nearer_skin(lab, d2, hair & (rows < brow), spread, shaded=turned)
+    hair &= ~(band & nearer_skin)
     # The neck in the jaw's shadow (darker than the lit cheeks, which the skin test reads as hair) is not hair: on a
     # turned face the jaw rises to the ear above the chin's row, and the shadow under it went to the hair.
     if turned:
-        hair &= ~(_under_jaw(oval_b) & _nearer_skin(lab, d2, hair & (rows < brow), spread, shaded=True))
+        hair &= ~(_under_jaw(oval_b) & nearer_skin)
     # Clothes above the chin row (a collar, a suit) are low beside the face, neither hair nor near it;
     # beside a turned face they were cut above, and its neck is in shadow (neither skin nor hair in colour).
     head = above_chin if not_head is not None else above_chin & (hair | face_zone | (rows < mouth))
@@ -271,19 +275,6 @@ def _attached(region: np.ndarray, face: np.ndarray) -> np.ndarray:
     if len(touching) == 0:
         touching = [1 + int(np.argmax(np.bincount(labels.ravel())[1:]))]
     return np.isin(labels, touching)
-
-
-def _bare_ears(
-    lab: np.ndarray, skin_d2: np.ndarray, crown_hair: np.ndarray, band: np.ndarray, skin_spread, turned: bool
-) -> np.ndarray:
-    """The skin of ears the hair leaves bare: (S, S) bool, in ``band`` (:func:`_ear_band`).
-
-    An ear's folds are rough and its bowl is in shadow, which the skin test's roughness and lightness cuts read as
-    hair. There, a pixel of the skin's colour is skin when it is nearer the skin's colour than the hair's
-    (:func:`_nearer_skin`): a bare ear under black or grey hair, not brown hair of the skin's hue over an ear. On a
-    ``turned`` face the near ear is seen squarely, in shade, and skin in shade counts too.
-    """
-    return band & _nearer_skin(lab, skin_d2, crown_hair, skin_spread, shaded=turned)
 
 
 def _nearer_skin(

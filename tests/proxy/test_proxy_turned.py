@@ -54,9 +54,12 @@ def test_turned_face_lands_its_midline_on_the_mirror_plane(profiles):
         landed, unposed = _landing(inputs)
         # The profile's lower lip lies on its outline: one of the 22 may miss the head by a pixel.
         assert np.isfinite(landed).sum() >= len(landed) - 1
-        # Measured (PanoHead units, 0.4 m each): 0.0019 on average, 0.0104 at worst (the yaw read 61.6 degrees);
-        # with the second reading's yaw (67.9) 0.0016 / 0.0037. The head as it is, mirrored across its left-right
-        # middle: 0.0113 on average. The frontal view looks cleaner now (no hair horn, symmetric hair).
+        # Measured (PanoHead units, 0.4 m each) when written: 0.0019 on average, 0.0104 at worst (the yaw read 61.6
+        # degrees); with the second reading's yaw (67.9) 0.0016 / 0.0037. The head as it is, mirrored across its
+        # left-right middle: 0.0113 on average. The frontal view looks cleaner now (no hair horn, symmetric hair).
+        # On main at 23ae292: 0.0024 on average and 0.0118 / 0.0117 at worst (camera() / its mirror), the worst
+        # being landmark 13, the upper lip's inner contour (the mouth's slit on the profile's outline): a change to
+        # the face's shape near the mouth can trip the bound (docs/BENCHMARKS.md, thirty-third session).
         assert np.nanmean(np.abs(landed)) < 0.004 and np.nanmax(np.abs(landed)) < 0.012
         assert np.nanmean(np.abs(unposed)) > 2 * np.nanmean(np.abs(landed))
 

@@ -39,10 +39,7 @@ def _pattern(points: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def head():
     mesh = template_head().mesh
-    coloured = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
-    rgb = np.round(_pattern(np.asarray(mesh.vertices)) * 255).astype(np.uint8)
-    coloured.visual.vertex_colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
-    return coloured
+    return _coloured(mesh, _pattern(np.asarray(mesh.vertices)))
 
 
 def _photo_of(head: trimesh.Trimesh, yaw: float):
@@ -443,7 +440,7 @@ def test_an_uncovered_ear_is_skin_beside_the_photos_hair():
     hair, ears = template.hair, template.ears * (1.0 - template.hair)
     hair_rgb = np.array([0.30, 0.20, 0.12])
     rgb = SKIN * (1 - hair[:, None]) + hair_rgb * hair[:, None]
-    coloured = _vertex_coloured(mesh, rgb)
+    coloured = _coloured(mesh, rgb)
     camera, photo, mask, depth = _photo_of(coloured, 60.0)  # the camera sees the hair above the left ear
     photo_hair = (np.abs(photo - hair_rgb).sum(-1) < 0.15).astype(np.float64) * mask
     assert photo_hair.sum() > 500
@@ -491,15 +488,6 @@ def _template_with_ears():
     return template.mesh, points, template.ears * (1.0 - template.hair), pinna_weight((points - offset) / scale)
 
 
-def _vertex_coloured(mesh: trimesh.Trimesh, rgb: np.ndarray) -> trimesh.Trimesh:
-    """``mesh`` with (V, 3) colours in [0, 1] on its vertices."""
-    coloured = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
-    coloured.visual.vertex_colors = np.concatenate(
-        [np.round(rgb * 255).astype(np.uint8), np.full((len(rgb), 1), 255, np.uint8)], axis=1
-    )
-    return coloured
-
-
 def test_a_bare_ear_takes_the_photos_colours():
     """An ear the photo shows bare carries the photo's ear (its folds and shadow), not the skin's plain fill; the
     far ear, which the camera does not see, takes the seen ear's mirror image."""
@@ -509,7 +497,7 @@ def test_a_bare_ear_takes_the_photos_colours():
     # Bands of skin and of skin in shadow (0.8 of its light) on the pinna, as an ear's folds are.
     folds = 0.9 + 0.1 * np.sign(np.sin(90.0 * points[:, 1] + 60.0 * points[:, 2]))
     rgb = SKIN * (1.0 - pinna[:, None] * (1.0 - folds[:, None]))
-    coloured = _vertex_coloured(mesh, rgb)
+    coloured = _coloured(mesh, rgb)
     camera, photo, mask, depth = _photo_of(coloured, 50.0)  # the camera sees the left (+x) ear
     no_hair = np.zeros(len(points))
     texture, uv, uv_faces, source, _ = bake_texture(
@@ -539,7 +527,7 @@ def test_an_ear_in_shade_takes_the_photo_where_the_split_says_skin_and_its_own_c
     ear_rgb = np.array([0.8, 0.46, 0.42])  # redder than the cheeks
     folds = np.where(np.sin(90.0 * points[:, 1] + 60.0 * points[:, 2]) > 0, 1.0, 0.42)  # the bowl in deep shade
     rgb = SKIN * (1.0 - pinna[:, None]) + pinna[:, None] * ear_rgb * folds[:, None]
-    coloured = _vertex_coloured(mesh, rgb)
+    coloured = _coloured(mesh, rgb)
     camera, photo, mask, depth = _photo_of(coloured, 60.0)  # the camera sees the left (+x) ear squarely
     texture, uv, uv_faces, source, _ = bake_texture(
         mesh, np.zeros(len(points)), ears, photo, mask, camera, depth, WIDTH, landmarks=_landmarks(camera),

@@ -24,6 +24,7 @@ import numpy as np
 from portrait3d.cameras import Camera
 from portrait3d.proxy.face_depth import (
     MIDLINE_WEIGHT,
+    TURNED_NOSE_RELIEF,
     face_cloud,
     face_depth_warp,
     photo_pose_field,
@@ -152,9 +153,12 @@ def fit_template(
     photo_pose = mid_x = None
     turn = 0.0
     if face_depth and _has_depth(points):
-        cloud = face_cloud(points[:468], camera, image_size)
         turn = turn_share(camera)
+        nose_gain = 1.0 - (1.0 - TURNED_NOSE_RELIEF) * turn
+        cloud = face_cloud(points[:468], camera, image_size, nose_gain=nose_gain)
         placement = place_cloud(vertices, np.asarray(template.mesh.faces), cloud, MIDLINE_WEIGHT * turn)
+        if nose_gain != 1.0:
+            placement = placement.with_midline_x_of(face_cloud(points[:468], camera, image_size))
         depth_warp = face_depth_warp(
             vertices, np.asarray(template.mesh.faces), cloud, placement=placement, camera_position=camera.position
         )

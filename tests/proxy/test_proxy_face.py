@@ -438,3 +438,47 @@ def test_the_clouds_placement_follows_the_face_not_a_nose_that_stands_out(monkey
     robust, least_squares = rest_off_surface(face_depth.PLACEMENT_SPREAD), rest_off_surface(1e9)
     assert robust < 0.001, robust  # 0.4 mm (measured 0.29 mm)
     assert least_squares > 1.5 * robust, (least_squares, robust)  # measured 0.66 mm
+
+
+def test_a_nose_relief_scales_along_the_cameras_rays_and_leaves_the_rest_of_the_face():
+    from portrait3d.proxy.face_depth import NOSE_BASE_RING, NOSE_REACH, nose_relief
+
+    landmarks = np.asarray(json.loads(LANDMARKS.read_text())["points"], dtype=np.float64)[:468]
+    flatter = nose_relief(landmarks, 0.7)
+    np.testing.assert_array_equal(flatter[:, :2], landmarks[:, :2])  # each landmark stays on its pixel's ray
+    np.testing.assert_allclose(nose_relief(landmarks, 1.0), landmarks, atol=1e-9)
+    width = np.linalg.norm(landmarks[234, :3] - landmarks[454, :3])
+    reach = np.linalg.norm(landmarks[:, :3] - landmarks[1, :3], axis=1) / width
+    ring = (reach > NOSE_BASE_RING[0]) & (reach < NOSE_BASE_RING[1])
+    base = np.median(landmarks[ring, 2])
+    assert landmarks[1, 2] - base < -10  # the tip stands out toward the camera (z: toward it is negative)
+    assert flatter[1, 2] - base == pytest.approx(0.7 * (landmarks[1, 2] - base))
+    far = reach >= NOSE_REACH  # the cheeks, the eyes, the mouth's corners, the chin
+    assert far.sum() > 340
+    np.testing.assert_allclose(flatter[far], landmarks[far], atol=1e-9)
+
+
+def test_a_flattened_nose_keeps_its_ridge_where_the_unflattened_one_was_placed():
+    """A turned face's nose relief scaled along the camera's rays moves its ridge sideways in the head's frame, off
+    the mid-plane the texture mirrors across; the placement puts the mid-line's x back."""
+    from portrait3d.proxy.face_depth import face_cloud, place_cloud
+    from portrait3d.proxy.symmetry import MIDLINE_LANDMARKS
+
+    template = template_head()
+    vertices, faces = np.asarray(template.mesh.vertices), np.asarray(template.mesh.faces)
+    camera = camera_from_angles(45.0)
+    points, hit = landmark_points(template.mesh, camera_from_angles(0), _sample_on_template(template)[:, :2], 512)
+    assert hit.mean() > 0.95
+    landmarks = _as_landmarks(points, camera, 512)
+    whole, flatter = face_cloud(landmarks, camera, 512), face_cloud(landmarks, camera, 512, nose_gain=0.7)
+    placement = place_cloud(vertices, faces, flatter)
+    kept = placement.with_midline_x_of(whole)
+    midline, ridge = list(MIDLINE_LANDMARKS), [168, 6, 197, 195, 5, 4, 1]
+    moved = placement.scale * whole @ placement.rotation.T + placement.shift
+    # Without it the ridge leaves the plane (the rays run partly sideways at 45 degrees); with it, it is back.
+    assert np.abs(placement.placed[ridge, 0] - moved[ridge, 0]).max() > 0.002  # 0.8 mm
+    np.testing.assert_allclose(kept.placed[midline, 0], moved[midline, 0])
+    np.testing.assert_array_equal(kept.placed[midline, 1:], placement.placed[midline, 1:])
+    rest = np.setdiff1d(np.arange(len(whole)), midline)
+    np.testing.assert_array_equal(kept.placed[rest], placement.placed[rest])
+    np.testing.assert_allclose(kept.unplace(kept.placed[rest]), flatter[rest], atol=1e-9)

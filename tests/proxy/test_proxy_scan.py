@@ -157,6 +157,19 @@ def test_a_profile_photo_keeps_the_height_of_the_face(tmp_path):
     assert f["face_mean_mm"] <= 2.8 and f["face_median_mm"] <= 2.0, f
 
 
+@pytest.mark.slow
+def test_a_three_quarter_photo_does_not_stand_the_nose_out_too_far(tmp_path):
+    from portrait3d.proxy.scan_eval import evaluate_scan, head_centre, turn
+
+    # The face mesh's landmarks of a face turned 45 degrees stand the nose out further than the truth; taken as they
+    # come, the face's mean error was 2.69 mm (median 1.84). With the nose's relief at 0.7 on turned photos
+    # (face_depth.TURNED_NOSE_RELIEF): 2.38 mm (median 1.88).
+    scan = trimesh.load(SCAN, force="mesh")
+    turned = turn(scan, 45.0)
+    f = evaluate_scan(turned, head_centre(turned), tmp_path).figures
+    assert f["face_mean_mm"] <= 2.5 and f["face_median_mm"] <= 2.0, f
+
+
 def test_only_a_profile_has_its_landmarks_stretched_to_the_face_height():
     from portrait3d.cameras import camera_from_angles
     from portrait3d.proxy.fit import HEIGHT_COMPRESSION, face_height_factor, with_face_height

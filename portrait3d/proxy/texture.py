@@ -22,6 +22,7 @@ import numpy as np
 import trimesh
 
 from portrait3d.cameras import Camera
+from portrait3d.proxy.beard import beard_pixels, beard_target
 from portrait3d.proxy.face_regions import FACE_FEATURES, feature_hulls, smoothstep
 from portrait3d.proxy.far_eye import far_eye_at_outline, far_eye_pixels, with_dark_edges, without_far_eye
 from portrait3d.proxy.gaps import GAP_HALF_WIDTH, fill_gaps, gap_sides, thin_gaps
@@ -255,6 +256,7 @@ def bake_texture(
         photo_rgb = without_far_eye(photo_rgb, far_eye, head_mask)
         # What the mirror image is taken from: the near eye's gaze kept where it paints the far eye.
         mirror_rgb = gaze_kept_for_mirror(photo_rgb, landmarks)
+    beard = beard_pixels(photo_rgb, landmarks)
     vertices = np.asarray(mesh.vertices)
     uv, uv_faces, source = head_uv(vertices, np.asarray(mesh.faces), pinna)
     bald = photo_hair is not None and not (np.asarray(photo_hair) > 0.5).any()
@@ -323,11 +325,12 @@ def bake_texture(
             at_outline = np.clip(sample_photo(far_eye_at_outline(landmarks, head_mask), pixels), 0.0, 1.0)
             direct = direct * (1.0 - at_outline * (far_side_of(surface.points, camera, mirror_x) > 0.0))
 
+    at_beard = sample_photo(beard, pixels)
     # 2. The mirror image across the face's mid-plane, where the texel itself is not seen.
     mid_x = symmetry.head_mid_x(vertices) if mirror_x is None else mirror_x
     coords = mirror_coordinates(surface.points, mid_x, width)
     mirrored = symmetry.mirror(
-        np.concatenate([mirror_source, direct[..., None], hair_class[..., None]], axis=-1), coords
+        np.concatenate([mirror_source, direct[..., None], hair_class[..., None], at_beard[..., None]], axis=-1), coords
     )
     mirror_weight = np.clip(mirrored[..., 3], 0, 1) * surface.covered * (1.0 - surface.ear_root)
     glimpse = view_weight(surface, cosine, grazing=0.0, square=GLIMPSE_FACING)
@@ -343,6 +346,7 @@ def bake_texture(
     known = a + b
     seen_rgb = (a[..., None] * photo + b[..., None] * mirrored[..., :3]) / np.maximum(known, 1e-6)[..., None]
     seen_hair = (a * hair_class + b * mirrored[..., 4]) / np.maximum(known, 1e-6)
+    seen_beard = (a * at_beard + b * mirrored[..., 5]) / np.maximum(known, 1e-6)
 
     # 3. The fill: the seen skin and hair spread out at low frequency, shaded, with strands in the hair.
     confident = np.clip((known - 0.3) / 0.4, 0.0, 1.0)
@@ -402,6 +406,14 @@ def bake_texture(
     unlit = np.maximum(far[..., 0], surface.ear_root)
     skin_relief = relief + unlit * (np.maximum(relief, SKIN_RELIEF_FLOOR) - relief)
     fill = target_hair * fill_hair * relief[..., None] + (1 - target_hair) * fill_skin * skin_relief[..., None]
+    if beard.any():
+        # A beard goes on round the unseen jaw in its own colour and strands (:mod:`portrait3d.proxy.beard`), not
+        # faded into the skin's; not onto the hair, the ears or the neck below the photo's chin.
+        beard_weight = confident * seen_beard
+        target_beard = beard_target(seen_beard, confident) * (1 - target_hair[..., 0]) * (1 - ear) * (1 - below_chin)
+        beard_detail = _detail_amplitude(lum, beard_weight, 0.04, 0.3)
+        fill_beard = low_frequency(seen_rgb, beard_weight) * (1.0 + beard_detail * strands)[..., None]
+        fill = fill + target_beard[..., None] * (fill_beard * relief[..., None] - fill)
     # Thin unseen gaps inside what was seen take the seen skin on their two sides, not the low-frequency class
     # fill, which pulls in the hair above and the dark eyes and brows around them (:mod:`portrait3d.proxy.gaps`).
     gaps = thin_gaps(confident, surface.covered, GAP_HALF_WIDTH * width)

@@ -40,15 +40,25 @@ def thin_gaps(confident: np.ndarray, covered: np.ndarray, max_half_width: float)
     return (closed > 0) & (seen == 0) & (covered > 0.5)
 
 
-def gap_sides(confident: np.ndarray, seen_hair: np.ndarray, skin_like: np.ndarray, lips: np.ndarray) -> np.ndarray:
+def gap_sides(
+    confident: np.ndarray,
+    seen_hair: np.ndarray,
+    skin_like: np.ndarray,
+    lips: np.ndarray,
+    beard: np.ndarray | None = None,
+) -> np.ndarray:
     """The seen texels whose colours a thin gap may take: (Ht, Wt) bool.
 
     Seen with full confidence, not hair, and either the photo's skin (``skin_like``, (Ht, Wt) bool: its colour
-    model accepts them) or its lips (``lips``, (Ht, Wt) in [0, 1], over 0.5). The skin's colour model rejects the
-    lips' red, and the gaps inside a turned face's mirrored lips took the pale skin beyond them: thin pale loops
-    over the three-quarter woman's upper lip in every frontal view.
+    model accepts them), its lips (``lips``, (Ht, Wt) in [0, 1], over 0.5) or its beard (``beard``, the same, or
+    None). The skin's colour model rejects the lips' red, and the gaps inside a turned face's mirrored lips took the
+    pale skin beyond them: thin pale loops over the three-quarter woman's upper lip in every frontal view. It
+    rejects a beard's dark strands too: a gap at the bearded man's jaw's angle was a pale spot in his beard.
     """
-    return (confident >= 1) & (seen_hair < 0.5) & (skin_like | (lips > 0.5))
+    sides = skin_like | (lips > 0.5)
+    if beard is not None:
+        sides = sides | (beard > 0.5)
+    return (confident >= 1) & (seen_hair < 0.5) & sides
 
 
 def across_gaps(rgb: np.ndarray, source: np.ndarray) -> np.ndarray:

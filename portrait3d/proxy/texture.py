@@ -422,7 +422,7 @@ def bake_texture(
         skin_like = np.ones(confident.shape, bool)
         if regions.skin_model is not None:
             skin_like = regions.skin_model.accept(rgb_to_lab(seen_rgb), brighter=1.6) > 0.5
-        seen_skin = gap_sides(confident, seen_hair, skin_like, lips)
+        seen_skin = gap_sides(confident, seen_hair, skin_like, lips, seen_beard)
         on_midline = None
         if turned and mirror_x is not None:
             on_midline = gaps & (np.abs(surface.points[..., 0] - mirror_x) < MIDLINE_BAND)

@@ -431,6 +431,36 @@ def test_a_gap_inside_the_lips_takes_the_lips_not_the_skin_beyond():
     assert np.abs(filled(np.zeros_like(lips)) - lips_rgb).max() > 0.2
 
 
+def test_a_gap_inside_a_beard_takes_the_beard_not_the_skin_beyond():
+    """The skin's colour model rejects a beard's dark strands; a thin gap at the bearded man's jaw's angle took the
+    pale skin beyond his beard (a pale spot in it at 60 and 90 degrees). The beard is a gap's side too."""
+    from portrait3d.proxy.gaps import fill_gaps, gap_sides
+
+    height, width = 64, 256
+    beard_rgb = np.array([0.3, 0.22, 0.16])
+    rgb = np.broadcast_to(SKIN, (height, width, 3)).astype(np.float32).copy()
+    beard = np.zeros((height, width), np.float32)
+    beard[16:48, 30:226] = 1.0
+    rgb[beard > 0] = beard_rgb
+    gaps = np.zeros((height, width), bool)
+    gaps[26:38, 120:130] = True  # a thin unseen patch inside the beard
+    confident = (~gaps).astype(np.float32)
+    rgb[gaps] = (0.0, 0.0, 1.0)  # what the gap held: must not show
+    no_hair = np.zeros((height, width), np.float32)
+    covered = np.ones((height, width), np.float32)
+    skin_like = beard == 0
+    pale = np.broadcast_to(SKIN, (height, width, 3)).astype(np.float32)
+    no_lips = np.zeros((height, width), np.float32)
+
+    def filled(beard_seen: np.ndarray | None) -> np.ndarray:
+        sides = gap_sides(confident, no_hair, skin_like, no_lips, beard_seen)
+        return fill_gaps(pale, gaps, rgb, no_hair, sides, confident, covered, no_hair)[gaps]
+
+    np.testing.assert_allclose(filled(beard), np.broadcast_to(beard_rgb, (gaps.sum(), 3)), atol=0.02)
+    # Without the beard as a side (a face without one), the skin's fill shows through.
+    assert np.abs(filled(None) - beard_rgb).max() > 0.2
+
+
 def test_an_uncovered_ear_is_skin_beside_the_photos_hair():
     """Short hair above the ears: the ears, which the photo does not paint, take the skin's colour, not the
     hair's spread from beside them."""

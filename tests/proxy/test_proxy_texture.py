@@ -402,63 +402,35 @@ def test_the_midline_gap_takes_each_rows_own_colours_lips_too():
     assert filled[10, 121, 0] > filled[10, 134, 0]
 
 
-def test_a_gap_inside_the_lips_takes_the_lips_not_the_skin_beyond():
-    """The skin's colour model rejects the lips' red; a thin gap inside a turned face's mirrored lips took the pale
-    skin beyond them (pale loops over the three-quarter woman's upper lip). The lips are a gap's side too."""
+@pytest.mark.parametrize(("feature", "colour"), [("lips", (0.7, 0.3, 0.3)), ("beard", (0.3, 0.22, 0.16))])
+def test_a_gap_inside_the_lips_or_a_beard_takes_them_not_the_skin_beyond(feature, colour):
+    """The skin's colour model rejects the lips' red and a beard's dark strands. A thin gap inside a turned face's
+    mirrored lips took the pale skin beyond them (pale loops over the three-quarter woman's upper lip), and one at the
+    bearded man's jaw's angle a pale spot in his beard. The lips and the beard are a gap's side too."""
     from portrait3d.proxy.gaps import fill_gaps, gap_sides
 
     height, width = 64, 256
-    lips_rgb = np.array([0.7, 0.3, 0.3])
     rgb = np.broadcast_to(SKIN, (height, width, 3)).astype(np.float32).copy()
-    lips = np.zeros((height, width), np.float32)
-    lips[20:40, 40:216] = 1.0
-    rgb[lips > 0] = lips_rgb
+    region = np.zeros((height, width), np.float32)
+    region[16:48, 30:226] = 1.0
+    rgb[region > 0] = colour
     gaps = np.zeros((height, width), bool)
-    gaps[24:36, 100:104] = True  # a thin unseen loop inside the lips
+    gaps[26:38, 100:104] = True  # a thin unseen loop inside the lips, a thin unseen patch inside the beard
     confident = (~gaps).astype(np.float32)
     rgb[gaps] = (0.0, 0.0, 1.0)  # what the gap held: must not show
     no_hair = np.zeros((height, width), np.float32)
     covered = np.ones((height, width), np.float32)
-    skin_like = lips == 0  # the skin's model accepts the skin, not the lips
+    skin_like = region == 0  # the skin's model accepts the skin, not the lips or the beard
     pale = np.broadcast_to(SKIN, (height, width, 3)).astype(np.float32)  # the class fill: skin
 
-    def filled(lips_seen: np.ndarray) -> np.ndarray:
-        sides = gap_sides(confident, no_hair, skin_like, lips_seen)
+    def filled(seen: np.ndarray) -> np.ndarray:
+        lips, beard = (seen, None) if feature == "lips" else (np.zeros_like(seen), seen)
+        sides = gap_sides(confident, no_hair, skin_like, lips, beard)
         return fill_gaps(pale, gaps, rgb, no_hair, sides, confident, covered, no_hair)[gaps]
 
-    np.testing.assert_allclose(filled(lips), np.broadcast_to(lips_rgb, (gaps.sum(), 3)), atol=0.02)
-    # Without the lips as a side, the skin's fill shows through.
-    assert np.abs(filled(np.zeros_like(lips)) - lips_rgb).max() > 0.2
-
-
-def test_a_gap_inside_a_beard_takes_the_beard_not_the_skin_beyond():
-    """The skin's colour model rejects a beard's dark strands; a thin gap at the bearded man's jaw's angle took the
-    pale skin beyond his beard (a pale spot in it at 60 and 90 degrees). The beard is a gap's side too."""
-    from portrait3d.proxy.gaps import fill_gaps, gap_sides
-
-    height, width = 64, 256
-    beard_rgb = np.array([0.3, 0.22, 0.16])
-    rgb = np.broadcast_to(SKIN, (height, width, 3)).astype(np.float32).copy()
-    beard = np.zeros((height, width), np.float32)
-    beard[16:48, 30:226] = 1.0
-    rgb[beard > 0] = beard_rgb
-    gaps = np.zeros((height, width), bool)
-    gaps[26:38, 120:130] = True  # a thin unseen patch inside the beard
-    confident = (~gaps).astype(np.float32)
-    rgb[gaps] = (0.0, 0.0, 1.0)  # what the gap held: must not show
-    no_hair = np.zeros((height, width), np.float32)
-    covered = np.ones((height, width), np.float32)
-    skin_like = beard == 0
-    pale = np.broadcast_to(SKIN, (height, width, 3)).astype(np.float32)
-    no_lips = np.zeros((height, width), np.float32)
-
-    def filled(beard_seen: np.ndarray | None) -> np.ndarray:
-        sides = gap_sides(confident, no_hair, skin_like, no_lips, beard_seen)
-        return fill_gaps(pale, gaps, rgb, no_hair, sides, confident, covered, no_hair)[gaps]
-
-    np.testing.assert_allclose(filled(beard), np.broadcast_to(beard_rgb, (gaps.sum(), 3)), atol=0.02)
-    # Without the beard as a side (a face without one), the skin's fill shows through.
-    assert np.abs(filled(None) - beard_rgb).max() > 0.2
+    np.testing.assert_allclose(filled(region), np.broadcast_to(colour, (gaps.sum(), 3)), atol=0.02)
+    # Without them as a side, the skin's fill shows through.
+    assert np.abs(filled(np.zeros_like(region)) - np.asarray(colour)).max() > 0.2
 
 
 def test_an_uncovered_ear_is_skin_beside_the_photos_hair():

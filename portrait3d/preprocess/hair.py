@@ -59,6 +59,14 @@ class HeadSegmentation:
         return self.person & (rows >= self.chin_row)
 
 
+def roughness(lightness: np.ndarray) -> np.ndarray:
+    """Local contrast: the standard deviation of ``lightness`` (S, S) over 7 x 7 pixels, (S, S) float32. Hair and
+    stubble have strands; skin, lit or in shade, is smooth."""
+    lightness = np.asarray(lightness, dtype=np.float32)
+    mean = cv2.blur(lightness, (7, 7))
+    return np.sqrt(np.maximum(cv2.blur(lightness * lightness, (7, 7)) - mean * mean, 0.0))
+
+
 def split_head(
     photo: np.ndarray, mask: np.ndarray | None, landmarks: np.ndarray | None, chin_row: float | None = None
 ) -> HeadSegmentation:
@@ -108,12 +116,11 @@ def split_head(
     # Hair is also rougher than skin (strands): local lightness contrast well above the cheeks'
     # says hair even where the colour does not (grey photos, blond highlights); a bald scalp is smooth.
     lightness = lab[..., 0]
-    mean = cv2.blur(lightness, (7, 7))
-    roughness = np.sqrt(np.maximum(cv2.blur(lightness * lightness, (7, 7)) - mean * mean, 0.0))
-    skin_roughness = float(np.median(roughness[inner & person])) if (inner & person).any() else 4.0
+    rough = roughness(lightness)
+    skin_roughness = float(np.median(rough[inner & person])) if (inner & person).any() else 4.0
     # And hair much darker than the lit cheeks is hair in a grey photo too.
     darker = lightness < median[0] - max(30.0, 2.0 * spread[0])
-    skin_like = (d2 < SKIN_DISTANCE**2) & (roughness < max(2.5 * skin_roughness, 6.0)) & ~darker
+    skin_like = (d2 < SKIN_DISTANCE**2) & (rough < max(2.5 * skin_roughness, 6.0)) & ~darker
     inner_face = oval_b & (rows > brow)
     not_head, forward = None, 0.0
     if landmarks is not None and len(landmarks) >= 468:
@@ -145,7 +152,7 @@ def split_head(
     if (
         landmarks is not None
         and len(landmarks) >= 468
-        and crown_hair_share(hair & ~_shaded_skin(lab, roughness, median, skin_roughness), head, oval_b) < BALD_SHARE
+        and crown_hair_share(hair & ~_shaded_skin(lab, rough, median, skin_roughness), head, oval_b) < BALD_SHARE
     ):
         # A bald or shaved head: what looked like hair (shadows, a fringe of thin hair, the background's
         # edge) is not enough to grow a hair volume or paint strands on.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from portrait3d.preprocess.hair import FACE_OVAL
+from portrait3d.preprocess.hair import FACE_OVAL, roughness
 from portrait3d.proxy.face_regions import FACE_FEATURES, feature_hulls, smoothstep
 from portrait3d.proxy.pull_push import distance_to_known, low_frequency
 
@@ -35,15 +35,6 @@ BEARD_LOCAL = 0.3
 
 NOSE = (98, 97, 2, 326, 327, 4, 5, 195, 197, 6, 168, 129, 358)
 """Face-mesh landmarks of the nose's bridge, tip and base: left out of the cheeks the beard is compared with."""
-
-
-def roughness(lightness: np.ndarray) -> np.ndarray:
-    """Standard deviation of ``lightness`` (S, S) over 7 x 7 pixels: (S, S)."""
-    import cv2
-
-    lightness = np.asarray(lightness, dtype=np.float32)
-    mean = cv2.blur(lightness, (7, 7))
-    return np.sqrt(np.maximum(cv2.blur(lightness * lightness, (7, 7)) - mean * mean, 0.0))
 
 
 def beard_pixels(photo_rgb: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:

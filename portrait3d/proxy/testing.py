@@ -1,9 +1,9 @@
-"""Run folders for tests and benchmarks of the proxy stage, made without the preprocess stage.
+"""Helpers for tests and benchmarks of the proxy stage.
 
-A photo with known face-mesh landmarks is aligned to the template head seen
-from a chosen camera (a similarity transform that puts the photo's landmarks
-on the template's projected keypoints), which is what the preprocess stage
-produces for a real photo.
+:func:`write_fixture_inputs` makes a run folder without the preprocess stage: a photo with known face-mesh
+landmarks is aligned to the template head seen from a chosen camera (a similarity transform that puts the photo's
+landmarks on the template's projected keypoints), which is what the preprocess stage produces for a real photo.
+:func:`vertex_coloured` paints a mesh for a synthetic photo of it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import trimesh
 
 from portrait3d.cameras import camera_from_angles
 from portrait3d.proxy.template import MEDIAPIPE_INDEX, template_head
@@ -67,3 +68,11 @@ def write_fixture_inputs(
         },
     )
     return run
+
+
+def vertex_coloured(mesh: trimesh.Trimesh, rgb: np.ndarray) -> trimesh.Trimesh:
+    """A copy of ``mesh`` (unprocessed, same vertices and faces) with (V, 3) vertex colours in [0, 1], opaque."""
+    out = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    rgba = np.concatenate([np.round(np.clip(rgb, 0.0, 1.0) * 255), np.full((len(rgb), 1), 255.0)], axis=1)
+    out.visual.vertex_colors = rgba.astype(np.uint8)
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import trimesh
 from scipy.spatial import cKDTree
 
 from portrait3d.cameras import camera_from_angles
@@ -11,6 +10,7 @@ from portrait3d.proxy.fit import fit_template
 from portrait3d.proxy.layout import head_uv
 from portrait3d.proxy.shape import fit_shape, hair_region
 from portrait3d.proxy.template import EAR_CENTRE, model_to_world, template_head
+from portrait3d.proxy.testing import vertex_coloured
 from portrait3d.proxy.texels import texel_surface
 from portrait3d.proxy.texture import bake_texture
 from portrait3d.render import MeshRenderer
@@ -42,11 +42,7 @@ def test_hair_comes_down_to_a_bare_ear():
     # Hair pulled back: hair-coloured behind the ears and on the crown only, so the photo shows skin beside the ears.
     painted = np.clip(shape.hair, 0, 1) * ((vertices[:, 2] < ear[2]) | (vertices[:, 1] > ear[1] + 0.15))
     rgb = SKIN + (HAIR - SKIN) * painted[:, None]
-    coloured = trimesh.Trimesh(vertices, shape.mesh.faces, process=False)
-    coloured.visual.vertex_colors = np.concatenate(
-        [np.round(rgb * 255).astype(np.uint8), np.full((len(rgb), 1), 255, np.uint8)], axis=1
-    )
-    renderer = MeshRenderer(coloured)
+    renderer = MeshRenderer(vertex_coloured(shape.mesh, rgb))
     rgba = renderer.render_rgba(camera, SIZE)
     photo, mask = rgba[..., :3] / 255.0, (rgba[..., 3] > 0).astype(np.float64)
     photo_hair = (np.abs(photo - HAIR).sum(-1) < 0.15).astype(np.float64) * mask

@@ -16,7 +16,7 @@ from portrait3d.proxy.face_regions import FACE_FEATURES
 from portrait3d.proxy.layout import head_uv, mirror_coordinates
 from portrait3d.proxy.stage import proxy_head, read_inputs
 from portrait3d.proxy.template import model_to_world, pinna_weight, template_head
-from portrait3d.proxy.testing import write_fixture_inputs
+from portrait3d.proxy.testing import vertex_coloured, write_fixture_inputs
 from portrait3d.proxy.texels import texel_surface
 from portrait3d.proxy.texture import bake_texture
 from portrait3d.render import MeshRenderer
@@ -39,7 +39,7 @@ def _pattern(points: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def head():
     mesh = template_head().mesh
-    return _coloured(mesh, _pattern(np.asarray(mesh.vertices)))
+    return vertex_coloured(mesh, _pattern(np.asarray(mesh.vertices)))
 
 
 def _photo_of(head: trimesh.Trimesh, yaw: float):
@@ -442,7 +442,7 @@ def test_an_uncovered_ear_is_skin_beside_the_photos_hair():
     hair, ears = template.hair, template.ears * (1.0 - template.hair)
     hair_rgb = np.array([0.30, 0.20, 0.12])
     rgb = SKIN * (1 - hair[:, None]) + hair_rgb * hair[:, None]
-    coloured = _coloured(mesh, rgb)
+    coloured = vertex_coloured(mesh, rgb)
     camera, photo, mask, depth = _photo_of(coloured, 60.0)  # the camera sees the hair above the left ear
     photo_hair = (np.abs(photo - hair_rgb).sum(-1) < 0.15).astype(np.float64) * mask
     assert photo_hair.sum() > 500
@@ -499,7 +499,7 @@ def test_a_bare_ear_takes_the_photos_colours():
     # Bands of skin and of skin in shadow (0.8 of its light) on the pinna, as an ear's folds are.
     folds = 0.9 + 0.1 * np.sign(np.sin(90.0 * points[:, 1] + 60.0 * points[:, 2]))
     rgb = SKIN * (1.0 - pinna[:, None] * (1.0 - folds[:, None]))
-    coloured = _coloured(mesh, rgb)
+    coloured = vertex_coloured(mesh, rgb)
     camera, photo, mask, depth = _photo_of(coloured, 50.0)  # the camera sees the left (+x) ear
     no_hair = np.zeros(len(points))
     texture, uv, uv_faces, source, _ = bake_texture(
@@ -529,7 +529,7 @@ def test_an_ear_in_shade_takes_the_photo_where_the_split_says_skin_and_its_own_c
     ear_rgb = np.array([0.8, 0.46, 0.42])  # redder than the cheeks
     folds = np.where(np.sin(90.0 * points[:, 1] + 60.0 * points[:, 2]) > 0, 1.0, 0.42)  # the bowl in deep shade
     rgb = SKIN * (1.0 - pinna[:, None]) + pinna[:, None] * ear_rgb * folds[:, None]
-    coloured = _coloured(mesh, rgb)
+    coloured = vertex_coloured(mesh, rgb)
     camera, photo, mask, depth = _photo_of(coloured, 60.0)  # the camera sees the left (+x) ear squarely
     texture, uv, uv_faces, source, _ = bake_texture(
         mesh, np.zeros(len(points)), ears, photo, mask, camera, depth, WIDTH, landmarks=_landmarks(camera),
@@ -703,15 +703,6 @@ def test_the_mirror_image_takes_the_light_of_the_side_it_fills():
     assert np.median(dark[:, :128] / mirrored[:, :128]) == pytest.approx(np.exp(-MIRROR_LIGHT_LIMIT), rel=0.03)
 
 
-def _coloured(mesh: trimesh.Trimesh, rgb: np.ndarray) -> trimesh.Trimesh:
-    """``mesh`` with (V, 3) vertex colours in [0, 1]."""
-    out = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
-    out.visual.vertex_colors = np.concatenate(
-        [np.round(rgb * 255).astype(np.uint8), np.full((len(rgb), 1), 255, np.uint8)], axis=1
-    )
-    return out
-
-
 def test_the_mirror_paints_no_skin_into_hair_the_photo_glimpses():
     import cv2
 
@@ -727,13 +718,13 @@ def test_the_mirror_paints_no_skin_into_hair_the_photo_glimpses():
     hair = ((v[:, 1] > 0.13) & (v[:, 0] < -0.02)).astype(float)
     rgb = _pattern(v)
     rgb[hair > 0] = 0.12
-    head = _coloured(mesh, rgb)
+    head = vertex_coloured(mesh, rgb)
     camera = camera_from_angles(30.0)
     renderer = MeshRenderer(head)
     rgba = renderer.render_rgba(camera, size)
     photo, mask = rgba[..., :3] / 255.0, (rgba[..., 3] > 0).astype(np.float64)
     depth = renderer.render_depth(camera, size)
-    photo_hair = MeshRenderer(_coloured(mesh, np.repeat(hair[:, None], 3, 1))).render_rgba(camera, size)[..., 0]
+    photo_hair = MeshRenderer(vertex_coloured(mesh, np.repeat(hair[:, None], 3, 1))).render_rgba(camera, size)[..., 0]
     texture, *_ = bake_texture(
         head, hair, np.zeros(len(v)), photo, mask, camera, depth, WIDTH,
         landmarks=_landmarks(camera, size), photo_hair=photo_hair / 255.0, head_mask=mask,

@@ -13,6 +13,10 @@ camera: a frontal photo's head scores about 0.2-0.3 there; a turned photo whose
 yaw-0 figure misses while this one is low lost its likeness in completing the
 unseen side, one whose figure here is high already in the seen side.
 
+With ``--spread`` it prints a second table: per target yaw, the least, median and largest distance over views
+within 3 degrees of yaw and 2 of pitch of it (:func:`portrait3d.proxy.identity_eval.nearby_distances`), how much
+of a miss or a pass is dlib's own noise.
+
 With ``--sheets DIR`` it also writes a contact sheet per photo (aligned photo,
 mask, hair split, texture, renders at yaw 0, ±30, ±60, ±90, 180) to look at;
 keep sheets of the eval photos out of the repository.
@@ -56,17 +60,18 @@ def _photos(paths: list[Path], folder: Path) -> list[Path]:
     return out
 
 
-def measure(photo: Path, folder: Path, model, sheets: Path | None) -> dict:
+def measure(photo: Path, folder: Path, model, sheets: Path | None, spread: bool = False) -> dict:
     """Preprocess ``photo``, build its proxy head, render it and measure identity distances.
 
-    ``model``: a :class:`~portrait3d.proxy.identity_eval.IdentityModel`, or None for the sheets alone.
+    ``model``: a :class:`~portrait3d.proxy.identity_eval.IdentityModel`, or None for the sheets alone. ``spread``:
+    also the distances of the views about each target yaw (``row["spread"]``: yaw -> list).
     """
     from PIL import Image
 
     from portrait3d.errors import UserError
     from portrait3d.preprocess.pipeline import preprocess
     from portrait3d.proxy.head import build_head
-    from portrait3d.proxy.identity_eval import head_views, identity_distances, over_grey
+    from portrait3d.proxy.identity_eval import head_views, identity_distances, nearby_distances, over_grey
     from portrait3d.proxy.sheet import contact_sheet
     from portrait3d.proxy.stage import hair_image, read_inputs
     from portrait3d.render import MeshRenderer
@@ -81,7 +86,8 @@ def measure(photo: Path, folder: Path, model, sheets: Path | None) -> dict:
     inputs = read_inputs(Run(run_dir, create=False))
     head = build_head(inputs.photo, inputs.camera, inputs.mask, inputs.landmarks)
     seconds = time.perf_counter() - start
-    renders = head_views(head.textured, inputs.camera.angles(target=(0.0, 0.0, 0.0)).pitch, SHEET_YAWS)
+    pitch = inputs.camera.angles(target=(0.0, 0.0, 0.0)).pitch
+    renders = head_views(head.textured, pitch, SHEET_YAWS)
     row: dict = {"photo": photo.name, "seconds": seconds, "distances": {}}
     if model is not None:
         views = {yaw: renders[yaw] for yaw in MEASURED_YAWS}
@@ -91,6 +97,8 @@ def measure(photo: Path, folder: Path, model, sheets: Path | None) -> dict:
         distances = identity_distances(model, inputs.photo, views)
         row["photo_face"] = distances is not None
         row["distances"] = distances or {}
+        if spread and distances is not None:
+            row["spread"] = {y: nearby_distances(model, head.textured, inputs.photo, pitch, y) for y in MEASURED_YAWS}
     if sheets is not None:
         sheets.mkdir(parents=True, exist_ok=True)
         mask = inputs.mask if inputs.mask is not None else np.zeros(inputs.photo.shape[:2], np.uint8)
@@ -107,6 +115,9 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, nargs="*", default=[], help="photos or folders")
     parser.add_argument("--sheets", type=Path, help="write a contact sheet per photo into this folder")
     parser.add_argument("--no-identity", action="store_true", help="only the sheets (no dlib)")
+    parser.add_argument(
+        "--spread", action="store_true", help="also each target yaw's distances over views within 3 degrees of it"
+    )
     args = parser.parse_args()
 
     from portrait3d import progress
@@ -118,9 +129,10 @@ def main() -> None:
     print("| photo | yaw 0 | yaw -30 | yaw +30 | photo's camera | preprocess + proxy head (s) | targets met |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     met = total = 0
+    spreads = []
     with tempfile.TemporaryDirectory() as tmp:
         for photo in _photos(args.photos, Path(tmp)):
-            row = measure(photo, Path(tmp), model, args.sheets)
+            row = measure(photo, Path(tmp), model, args.sheets, spread=args.spread)
             if "error" in row:
                 print(f"| {row['photo']} | refused: {row['error']} | | | | | |", flush=True)
                 continue
@@ -134,8 +146,19 @@ def main() -> None:
             total += model is not None
             verdict = "yes" if ok else "no"
             print(f"| {row['photo']} | {' | '.join(cells)} | {row['seconds']:.1f} | {verdict} |", flush=True)
+            if row.get("spread"):
+                spreads.append((row["photo"], row["spread"]))
     if model is not None:
         print(f"targets met on {met} of {total} photos whose face dlib finds")
+    if spreads:
+        print("\nviews within 3 degrees of yaw and 2 of pitch of each target: least / median / largest (views)")
+        print("| photo | yaw 0 | yaw -30 | yaw +30 |\n| --- | --- | --- | --- |")
+        for name, spread in spreads:
+            cells = [
+                f"{min(d):.3f} / {np.median(d):.3f} / {max(d):.3f} ({len(d)})" if d else "-"
+                for d in (spread[y] for y in MEASURED_YAWS)
+            ]
+            print(f"| {name} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

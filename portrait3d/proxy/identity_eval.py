@@ -95,3 +95,20 @@ def identity_distances(model: IdentityModel, photo: np.ndarray, views: dict[floa
 def meets_targets(distances: dict) -> bool:
     """Whether every yaw of :data:`TARGETS` was measured and is within its target."""
     return all(distances.get(yaw) is not None and distances[yaw] <= bound for yaw, bound in TARGETS.items())
+
+
+NEARBY_YAWS = (-3.0, -1.5, 0.0, 1.5, 3.0)
+NEARBY_PITCHES = (-2.0, 0.0, 2.0)
+"""Offsets (degrees) of the views :func:`nearby_distances` measures about a target's yaw and the photo's pitch."""
+
+
+def nearby_distances(model: IdentityModel, textured, photo: np.ndarray, pitch: float, yaw: float) -> list[float]:
+    """Identity distances photo <-> the head's views at :data:`NEARBY_YAWS` about ``yaw`` and
+    :data:`NEARBY_PITCHES` about ``pitch``: how far dlib's figure for one view moves with a turn too small to
+    change the likeness. Views without a face are left out; [] when the photo has none.
+    """
+    out = []
+    for offset in NEARBY_PITCHES:
+        views = head_views(textured, pitch + offset, tuple(yaw + step for step in NEARBY_YAWS))
+        out += [d for d in (identity_distances(model, photo, views) or {}).values() if d is not None]
+    return out

@@ -72,3 +72,17 @@ def test_a_head_with_another_face_is_not_the_person(made, model):
     distances = identity_eval.identity_distances(model, inputs.photo, views)
     assert distances is not None
     assert distances[0.0] is None or distances[0.0] > identity_eval.TARGETS[0.0], distances
+
+
+def test_nearby_views_measure_how_far_the_figure_moves_about_a_yaw(made, model):
+    # The spread that bench_identity.py --spread prints: the views about yaw 0 (3 degrees of yaw, 2 of pitch), the
+    # middle one the yaw's own view, and dlib's figure moves among them with so small a turn.
+    head, inputs = made
+    pitch = inputs.camera.angles(target=(0.0, 0.0, 0.0)).pitch
+    nearby = identity_eval.nearby_distances(model, head.textured, inputs.photo, pitch, 0.0)
+    yaws, pitches = identity_eval.NEARBY_YAWS, identity_eval.NEARBY_PITCHES
+    assert len(nearby) == len(yaws) * len(pitches)
+    views = identity_eval.head_views(head.textured, pitch, (0.0,))
+    own = identity_eval.identity_distances(model, inputs.photo, views)[0.0]
+    assert nearby[pitches.index(0.0) * len(yaws) + yaws.index(0.0)] == pytest.approx(own)
+    assert max(nearby) - min(nearby) > 0.005, nearby

@@ -105,10 +105,11 @@ NEARBY_PITCHES = (-2.0, 0.0, 2.0)
 def nearby_distances(model: IdentityModel, textured, photo: np.ndarray, pitch: float, yaw: float) -> list[float]:
     """Identity distances photo <-> the head's views at :data:`NEARBY_YAWS` about ``yaw`` and
     :data:`NEARBY_PITCHES` about ``pitch``: how far dlib's figure for one view moves with a turn too small to
-    change the likeness. Views without a face are left out; [] when the photo has none.
+    change the likeness, pitch by pitch. Views without a face are left out; [] when the photo has none.
     """
-    out = []
+    views = {}
     for offset in NEARBY_PITCHES:
-        views = head_views(textured, pitch + offset, tuple(yaw + step for step in NEARBY_YAWS))
-        out += [d for d in (identity_distances(model, photo, views) or {}).values() if d is not None]
-    return out
+        around = head_views(textured, pitch + offset, tuple(yaw + step for step in NEARBY_YAWS))
+        views.update({(offset, turned): view for turned, view in around.items()})
+    # One call: the photo is embedded once for all fifteen views.
+    return [d for d in (identity_distances(model, photo, views) or {}).values() if d is not None]

@@ -677,6 +677,27 @@ def test_the_far_brows_end_past_its_hull_is_painted_over_with_it():
     assert before[40, 41].mean() < 0.5  # the hull alone left it
 
 
+def test_a_crack_between_the_far_brows_hull_and_its_dark_end_is_painted_too():
+    """Where the far brow's hull meets the head's outline, the person's soft edge is under a half for a pixel's width,
+    so the dark pixel there did not join the hull while the dark end beyond it did: the three-quarter woman's far brow
+    kept a dark line a pixel wide between the two, which the bake put on the glabella."""
+    from portrait3d.proxy.far_eye import with_dark_edges
+
+    size = 128
+    photo = np.empty((size, size, 3))
+    photo[:] = SKIN
+    person = np.ones((size, size))
+    person[30:41, 41] = 0.4  # the soft edge of the outline, crossing the brow but for its lowest row
+    far = np.zeros((size, size))
+    far[36:44, 26:41] = 1.0  # the hull of the far brow
+    photo[37:43, 26:44] = 0.25  # the brow, its end past the hull and past the soft edge
+    grown = with_dark_edges(far, photo, person)
+    assert (grown[37:43, 42:44] == 1.0).all()  # the end beyond the edge joins
+    assert (grown[37:43, 41] == 1.0).all()  # and so does the crack between
+    assert grown[30:36, 41].max() == 0.0  # not the edge above the brow
+    assert grown[30:34].max() == 0.0 and grown[46:50].max() == 0.0  # the skin above and below does not
+
+
 def test_the_mirror_image_takes_the_light_of_the_side_it_fills():
     from portrait3d.proxy.texture import MIRROR_LIGHT_LIMIT, mirror_lit_as_seen
 

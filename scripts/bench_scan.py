@@ -26,7 +26,12 @@ profile portrait of the scan); the figures are measured the same way and the vie
 (yaw 0 is its frontal view), so the frontal face made from a turned photo is compared with the truth.
 
 ``--out`` keeps the photo, the run folder, the aligned head (``head_aligned.ply``, metres, the turned scan's
-frame), a contact sheet (scan above, head below) and the two frontal views side by side (``frontal.png``) there.
+frame), a contact sheet (scan above, head below) and the two frontal views side by side (``frontal.png``;
+``frontal_as_lit.png`` with the scan lit as the photo was) there.
+
+The last line compares the head's frontal view with the scan's lit from the photo's camera (PSNR over the head above
+the chin, and dlib's distance): the head's texture carries the photo's light, so this is how well a turned photo's
+unseen side is completed (for a frontal photo it is the frontal view's own figure).
 
 With dlib installed (the dev extra) it also prints two identity distances at yaw 0: the head's frontal view against
 the scan's (the truth; a head made from a frontal photo of Lee Perry-Smith scores about 0.26), and the photo against
@@ -113,7 +118,15 @@ def measure(scan_path: Path, turn_deg: float, out: Path, head_height: float = 0.
     """Run the benchmark on one scan; returns the figures (also written to ``out/figures.json``)."""
     from PIL import Image
 
-    from portrait3d.proxy.scan_eval import CHIN, evaluate_scan, frontal_views, head_centre, turn
+    from portrait3d.proxy.scan_eval import (
+        CHIN,
+        evaluate_scan,
+        frontal_psnr_as_lit,
+        frontal_views,
+        head_centre,
+        photo_light,
+        turn,
+    )
 
     scan = load_scan(scan_path, turn_deg + photo_turn)
     result = evaluate_scan(scan, head_centre(scan, head_height), out)
@@ -129,6 +142,12 @@ def measure(scan_path: Path, turn_deg: float, out: Path, head_height: float = 0.
     truth, made = frontal_views(facing, head, centre)
     Image.fromarray(np.concatenate([truth, made], axis=1)).save(out / "frontal.png")
     figures["identity_0"] = _identity(truth, made, result.photo)
+    # The frontal views again with the scan lit as the photo was: how the unseen side of a turned photo is completed.
+    psnr, truth, made = frontal_psnr_as_lit(
+        facing, head, centre, photo_light(photo_turn), result.scan_landmarks[CHIN, 1]
+    )
+    Image.fromarray(np.concatenate([truth, made], axis=1)).save(out / "frontal_as_lit.png")
+    figures["frontal_as_lit"] = {"psnr": round(psnr, 2), **_identity(truth, made, result.photo)}
     (out / "figures.json").write_text(json.dumps(figures, indent=1))
     return figures
 
@@ -172,6 +191,11 @@ def main() -> None:
         )
     else:
         print("identity: not measured (dlib is not installed: pip install 'portrait3d[dev]')")
+    lit = f["frontal_as_lit"]
+    line = f"frontal view against the scan lit as the photo was: PSNR {lit['psnr']:.2f} dB"
+    if lit.get("head_vs_scan") is not None:
+        line += f", identity {lit['head_vs_scan']:.3f}"
+    print(line)
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def build_head(
         landmarks=landmarks,
         photo_vertices=photo_vertices,
         mirror_x=mirror_x,
-        turned=fit.turn > 0,
+        turn=fit.turn,
         pinna=shape.pinna,
         **_segmentation_arguments(segmentation),
     )

@@ -40,11 +40,13 @@ class ScanPhoto:
         image: (S, S, 3) uint8 photo.
         camera: its camera (metres, the turned scan's frame).
         mesh: the turned scan (the frame every figure is measured in).
+        heights: (S, S) height (y, metres) of the surface each pixel shows, NaN off the mesh.
     """
 
     image: np.ndarray
     camera: Camera
     mesh: trimesh.Trimesh
+    heights: np.ndarray | None = None
 
 
 def _raycaster(mesh: trimesh.Trimesh):
@@ -122,6 +124,7 @@ def scan_photo(
     field: float = 0.42,
     background: float = 0.45,
     lit: bool = True,
+    light: np.ndarray | None = None,
 ) -> ScanPhoto:
     """Render ``mesh`` (metres, facing +z) as a frontal photo: textured, lit from the camera, plain background.
 
@@ -134,6 +137,8 @@ def scan_photo(
         background: grey level of the background.
         lit: shade the texture by the light from the camera (a scan's texture is its albedo); False renders the
             texture's own colours (a head made from a photo carries the photo's light in its texture).
+        light: (3,) unit direction toward a distant light instead (the scan's frame), or None: the light comes from
+            the camera (along each pixel's ray).
     """
     from portrait3d.render import MeshRenderer
 
@@ -142,10 +147,12 @@ def scan_photo(
     renderer = MeshRenderer(mesh)
     hits = renderer.cast(camera, size, size)
     albedo = renderer.colors(hits)
-    light = np.clip(np.sum(hits.normals * -hits.view_dirs, axis=-1), 0.0, 1.0)
-    rgb = albedo * (0.35 + 0.65 * light)[..., None] if lit else albedo
+    towards = -hits.view_dirs if light is None else np.asarray(light, dtype=np.float64)
+    shade = np.clip(np.sum(hits.normals * towards, axis=-1), 0.0, 1.0)
+    rgb = albedo * (0.35 + 0.65 * shade)[..., None] if lit else albedo
     rgb = np.where(hits.mask[..., None], rgb, background)
-    return ScanPhoto(np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8), camera, mesh)
+    heights = np.where(hits.mask, hits.points[..., 1], np.nan)
+    return ScanPhoto(np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8), camera, mesh, heights)
 
 
 def frontal_views(
@@ -156,6 +163,38 @@ def frontal_views(
     is the head's likeness to the truth: ``(truth, made)``, (size, size, 3) uint8 each."""
     truth = scan_photo(scan, target, size=size, field=field).image
     return truth, scan_photo(head, target, size=size, field=field, lit=False).image
+
+
+def photo_light(photo_turn: float) -> np.ndarray:
+    """(3,) direction toward the light of a photo taken with the head turned ``photo_turn`` degrees (:func:`turn`),
+    in the frame of the head turned back to face +z: the photo's camera, which its light comes from."""
+    a = np.radians(-photo_turn)
+    return np.array([np.sin(a), 0.0, np.cos(a)])
+
+
+def frontal_psnr_as_lit(
+    scan: trimesh.Trimesh,
+    head: trimesh.Trimesh,
+    target: np.ndarray,
+    light: np.ndarray,
+    chin_height: float,
+    size: int = 512,
+    field: float = 0.3,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """The head's frontal view against the scan's lit by ``light`` (the photo's light, :func:`photo_light`): PSNR (dB)
+    over the pixels either shows above 3 cm under the chin (the head has a plain neck, the scan shoulders), and the
+    two views (``truth``, ``made``; (size, size, 3) uint8).
+
+    The head's texture carries the photo's light: seen from the front, its far side should be lit as the photo's
+    light leaves the truth's, which the frontal views of :func:`frontal_views` (the truth lit from the front) do
+    not ask. This is the measure of how a turned photo's unseen side is completed."""
+    truth = scan_photo(scan, target, size=size, field=field, light=light)
+    made = scan_photo(head, target, size=size, field=field, lit=False)
+    above = chin_height - 0.03
+    mask = (np.nan_to_num(truth.heights, nan=-np.inf) > above) | (np.nan_to_num(made.heights, nan=-np.inf) > above)
+    error = (truth.image.astype(np.float64) - made.image.astype(np.float64))[mask] / 255.0
+    psnr = -10.0 * np.log10(max(float(np.mean(error**2)), 1e-10))
+    return psnr, truth.image, made.image
 
 
 def landmark_points(

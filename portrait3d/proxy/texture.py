@@ -36,6 +36,7 @@ from portrait3d.proxy.layout import (
     pinna_faces,
     sphere_coordinates,
 )
+from portrait3d.proxy.light import far_side_gain, fit_light, surface_shading
 from portrait3d.proxy.photo_regions import lab_to_rgb, photo_regions, rgb_to_lab
 from portrait3d.proxy.pull_push import distance_to_known, low_frequency
 from portrait3d.proxy.strands import strand_direction, strand_texture
@@ -173,28 +174,6 @@ def mirrored_skin_over_hair(
     return np.clip(1.5 * share, 0.0, 1.0)  # the blur lowers a narrow strip's middle: lift it back to whole
 
 
-def surface_shading(normals: np.ndarray, luminance: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The photo's lighting fitted to the surface normals (ambient + one direction), evaluated everywhere: (Ht, Wt).
-
-    Fitted by least squares on the texels ``weights`` marks (seen skin); the
-    result is relative (1 on average over those texels), and never darker
-    than 60 % of the ambient term so the unlit side keeps some colour.
-    """
-    w = weights.ravel() > 0.5
-    n = normals.reshape(-1, 3)
-    if w.sum() < 100:
-        coef = np.array([0.8, 0.0, 0.12, 0.16])
-    else:
-        a = np.concatenate([np.ones((int(w.sum()), 1)), n[w]], axis=1)
-        coef, *_ = np.linalg.lstsq(a, luminance.ravel()[w], rcond=None)
-        coef = coef / max(coef[0], 1e-3)
-        coef[0] = 1.0
-        # A photo lit mostly from the camera side keeps light on the unseen side too (ambient).
-        coef[1:] = np.clip(coef[1:], -0.35, 0.35)
-    shade = coef[0] + n @ coef[1:]
-    return np.maximum(shade, 0.6 * coef[0]).reshape(normals.shape[:-1]).astype(np.float32)
-
-
 def bake_texture(
     mesh: trimesh.Trimesh,
     hair: np.ndarray,
@@ -211,7 +190,7 @@ def bake_texture(
     neck_mask: np.ndarray | None = None,
     photo_vertices: np.ndarray | None = None,
     mirror_x: float | None = None,
-    turned: bool = False,
+    turn: float = 0.0,
     pinna: np.ndarray | None = None,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
@@ -235,8 +214,10 @@ def bake_texture(
             it), which the photo is projected onto; default the mesh's own vertices.
         mirror_x: x of the plane the photo is mirrored across (the face's mid-plane); default the middle
             of the head's left-right extent (:func:`portrait3d.proxy.symmetry.head_mid_x`).
-        turned: whether the photo's face is turned (:attr:`portrait3d.proxy.fit.FitResult.turn` > 0): then a band
-            just past the mid-line, and a far eye at the head's outline, take the mirror image (needs ``mirror_x``).
+        turn: how much the photo's face is turned (:attr:`portrait3d.proxy.fit.FitResult.turn`, in [0, 1]). Above 0,
+            a band just past the mid-line, and a far eye at the head's outline, take the mirror image (needs
+            ``mirror_x``), and what the photo does not paint takes the photo's light on the far side
+            (:func:`portrait3d.proxy.light.far_side_gain`, scaled by ``turn``).
         pinna: (V,) how much each vertex is a pinna (:attr:`portrait3d.proxy.shape.HeadShape.pinna`): those
             triangles have texels of their own (:func:`portrait3d.proxy.layout.head_uv`); default none.
         seed: seed of the procedural strands.
@@ -319,7 +300,7 @@ def bake_texture(
     # Feather the photo's edge inward only, so its border pixels never stretch onto unseen texels.
     sigma = 8.0 * width / 2048
     direct = np.minimum(direct, cv2.GaussianBlur(direct.astype(np.float32), (0, 0), sigma))
-    if turned and mirror_x is not None:
+    if turn > 0 and mirror_x is not None:
         direct = direct * midline_band_weight(surface.points, camera, mirror_x, sample_photo(regions.face, pixels))
         if landmarks is not None and head_mask is not None:
             at_outline = np.clip(sample_photo(far_eye_at_outline(landmarks, head_mask), pixels), 0.0, 1.0)
@@ -424,7 +405,7 @@ def bake_texture(
             skin_like = regions.skin_model.accept(rgb_to_lab(seen_rgb), brighter=1.6) > 0.5
         seen_skin = gap_sides(confident, seen_hair, skin_like, lips, seen_beard)
         on_midline = None
-        if turned and mirror_x is not None:
+        if turn > 0 and mirror_x is not None:
             on_midline = gaps & (np.abs(surface.points[..., 0] - mirror_x) < MIDLINE_BAND)
         fill = fill_gaps(
             fill, gaps, seen_rgb, seen_hair, seen_skin, confident, surface.covered, surface.hair, on_midline, lips,
@@ -433,7 +414,10 @@ def bake_texture(
     if surface.on_pinna.any():
         fill = _pinna_fill(fill, surface, width, photo, a)
         fill = _pinna_shading(fill, surface, mesh, pinna)
-    texture = a[..., None] * photo + b[..., None] * mirrored[..., :3] + (1 - known)[..., None] * fill
+    # A turned face's far side is lit as the photo's light leaves it, not as the near side it mirrors.
+    light = fit_light(surface.normals, photo.mean(-1), a * (1.0 - hair_class) * (surface.hair < 0.05) * (1.0 - ear))
+    far_light = far_side_gain(surface.normals, light, turn)[..., None]
+    texture = a[..., None] * photo + far_light * (b[..., None] * mirrored[..., :3] + (1 - known)[..., None] * fill)
     texture = grow_into_gaps(np.clip(texture, 0, 1), surface.covered)
     info = {
         "skin_rgb": [round(float(c), 4) for c in skin_rgb],

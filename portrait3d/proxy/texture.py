@@ -9,7 +9,8 @@ surface point, so each texel takes, in order of trust:
    weighted by how squarely it faces the camera;
 2. the photo at the texel's mirror image across the face's mid-plane, where
    that one is seen (a turned face is completed by symmetry), but not the
-   mirror's skin where the photo glimpses hair (:func:`mirrored_skin_over_hair`);
+   mirror's skin where the photo glimpses hair (:func:`mirrored_skin_over_hair`),
+   lit as the photo's light leaves the far side (:func:`portrait3d.proxy.light.far_side_gain`);
 3. a fill that continues the seen skin and hair: their low-frequency colour
    spread outward from where the photo shows them (so the fill meets the photo
    without a seam), the photo's shading carried on by the surface normals, and

@@ -60,7 +60,7 @@ def far_side_gain(normals: np.ndarray, coef: np.ndarray | None, share: float = 1
     mirror image comes from. A turned face lit from the camera's side shows its near side lit and the mid-line
     darker; its mirror image painted the far side lit again, and the frontal views had a dark stripe down the
     forehead, nose and chin between two lit halves (Lee Perry-Smith's scan photographed at 45 degrees: the frontal
-    view 14.0 dB PSNR against the scan lit as the photo was, 19.7 with the gain). Never brighter: where the light
+    view 13.8 dB PSNR against the scan lit as the photo was, 19.1 with the gain). Never brighter: where the light
     comes from the far side, a brightened copy of the shaded near side brings its noise and its colour cast along
     (the couple's photo: orange patches at 1.5 times). ``share`` (the face's turn, in [0, 1]) scales it down to 1.
     """

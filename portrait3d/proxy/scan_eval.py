@@ -412,6 +412,8 @@ class ScanResult:
         textured: its textured surface, aligned the same way.
         scan_landmarks: (468, 3) the photo's landmarks cast onto the scan (zeros where they missed it).
         photo: (S, S, 3) uint8, the aligned crop of the photo that the head was made from.
+        face_anchored: the textured surface aligned by the landmarks alone (the alignment's start): its face lies on
+            the scan's, where the whole-head alignment lets the face slide to fit the skull (Lee Perry-Smith's, 16 mm).
     """
 
     figures: dict
@@ -419,6 +421,7 @@ class ScanResult:
     textured: trimesh.Trimesh
     scan_landmarks: np.ndarray
     photo: np.ndarray
+    face_anchored: trimesh.Trimesh | None = None
 
 
 METRES_PER_UNIT = 0.4
@@ -474,6 +477,8 @@ def evaluate_scan(scan: trimesh.Trimesh, centre: np.ndarray, out) -> ScanResult:
     aligned = transformed(geometry, similarity)
     textured = head.textured.copy()
     textured.vertices = similarity(np.asarray(textured.vertices) * METRES_PER_UNIT)
+    face_anchored = head.textured.copy()
+    face_anchored.vertices = start(np.asarray(face_anchored.vertices) * METRES_PER_UNIT)
     # On a face turned far, the photo's nose tip can sit a pixel beyond the outline: take the point it grazes.
     nose_tip = scan_lm[NOSE_TIP]
     if not scan_hit[NOSE_TIP]:
@@ -486,4 +491,6 @@ def evaluate_scan(scan: trimesh.Trimesh, centre: np.ndarray, out) -> ScanResult:
         "ear_chamfer_mm": ear_chamfer(outer, aligned, centres) if centres else None,
         "seconds_preprocess_proxy": round(seconds, 1),
     }
-    return ScanResult(figures, aligned, textured, np.where(scan_hit[:, None], scan_lm, 0.0), inputs.photo)
+    return ScanResult(
+        figures, aligned, textured, np.where(scan_hit[:, None], scan_lm, 0.0), inputs.photo, face_anchored
+    )

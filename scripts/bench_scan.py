@@ -144,14 +144,12 @@ def measure(scan_path: Path, turn_deg: float, out: Path, head_height: float = 0.
     truth, made = frontal_views(facing, head, centre)
     Image.fromarray(np.concatenate([truth, made], axis=1)).save(out / "frontal.png")
     figures["identity_0"] = _identity(truth, made, result.photo)
-    # The frontal views again with the scan lit as the photo was: how the unseen side of a turned photo is completed.
-    psnr, truth, made = frontal_psnr_as_lit(
-        facing, head, centre, photo_light(photo_turn), result.scan_landmarks[CHIN, 1]
-    )
-    # And with the head aligned by the landmarks alone, its face on the scan's (the whole-head alignment lets it slide).
-    anchored_psnr, _, anchored = frontal_psnr_as_lit(
-        facing, turn(result.face_anchored, -photo_turn), centre, photo_light(photo_turn), result.scan_landmarks[CHIN, 1]
-    )
+    # The frontal views again with the scan lit as the photo was: how the unseen side of a turned photo is completed;
+    # and with the head aligned by the landmarks alone, its face on the scan's (the whole-head alignment lets it slide).
+    truth, ((psnr, made), (anchored_psnr, anchored)) = frontal_psnr_as_lit(
+        facing, [head, turn(result.face_anchored, -photo_turn)], centre, photo_light(photo_turn),
+        result.scan_landmarks[CHIN, 1],
+    )  # fmt: skip
     Image.fromarray(np.concatenate([truth, made, anchored], axis=1)).save(out / "frontal_as_lit.png")
     figures["frontal_as_lit"] = {
         "psnr": round(psnr, 2),

@@ -174,27 +174,30 @@ def photo_light(photo_turn: float) -> np.ndarray:
 
 def frontal_psnr_as_lit(
     scan: trimesh.Trimesh,
-    head: trimesh.Trimesh,
+    heads: list[trimesh.Trimesh],
     target: np.ndarray,
     light: np.ndarray,
     chin_height: float,
     size: int = 512,
     field: float = 0.3,
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """The head's frontal view against the scan's lit by ``light`` (the photo's light, :func:`photo_light`): PSNR (dB)
-    over the pixels either shows above 3 cm under the chin (the head has a plain neck, the scan shoulders), and the
-    two views (``truth``, ``made``; (size, size, 3) uint8).
+) -> tuple[np.ndarray, list[tuple[float, np.ndarray]]]:
+    """Heads' frontal views against the scan's lit by ``light`` (the photo's light, :func:`photo_light`): the truth's
+    view ((size, size, 3) uint8) and, per head, the PSNR (dB) over the pixels either shows above 3 cm under the chin
+    (the head has a plain neck, the scan shoulders) and the head's view.
 
     The head's texture carries the photo's light: seen from the front, its far side should be lit as the photo's
     light leaves the truth's, which the frontal views of :func:`frontal_views` (the truth lit from the front) do
-    not ask. This is the measure of how a turned photo's unseen side is completed."""
+    not ask. This is the measure of how a turned photo's unseen side is completed. The scan is rendered once for
+    all ``heads`` (one head aligned two ways, say)."""
     truth = scan_photo(scan, target, size=size, field=field, light=light)
-    made = scan_photo(head, target, size=size, field=field, lit=False)
     above = chin_height - 0.03
-    mask = (np.nan_to_num(truth.heights, nan=-np.inf) > above) | (np.nan_to_num(made.heights, nan=-np.inf) > above)
-    error = (truth.image.astype(np.float64) - made.image.astype(np.float64))[mask] / 255.0
-    psnr = -10.0 * np.log10(max(float(np.mean(error**2)), 1e-10))
-    return psnr, truth.image, made.image
+    out = []
+    for head in heads:
+        made = scan_photo(head, target, size=size, field=field, lit=False)
+        mask = (truth.heights > above) | (made.heights > above)  # NaN (off the mesh) compares False
+        error = (truth.image.astype(np.float64) - made.image.astype(np.float64))[mask] / 255.0
+        out.append((-10.0 * np.log10(max(float(np.mean(error**2)), 1e-10)), made.image))
+    return truth.image, out
 
 
 def landmark_points(

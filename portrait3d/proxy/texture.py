@@ -416,7 +416,9 @@ def bake_texture(
         fill = _pinna_fill(fill, surface, width, photo, a)
         fill = _pinna_shading(fill, surface, mesh, pinna)
     # A turned face's far side is lit as the photo's light leaves it, not as the near side it mirrors.
-    light = fit_light(surface.normals, photo.mean(-1), a * (1.0 - hair_class) * (surface.hair < 0.05) * (1.0 - ear))
+    light = None
+    if turn > 0:
+        light = fit_light(surface.normals, photo.mean(-1), a * (1.0 - hair_class) * (surface.hair < 0.05) * (1.0 - ear))
     far_light = far_side_gain(surface.normals, light, turn)[..., None]
     texture = a[..., None] * photo + far_light * (b[..., None] * mirrored[..., :3] + (1 - known)[..., None] * fill)
     texture = grow_into_gaps(np.clip(texture, 0, 1), surface.covered)

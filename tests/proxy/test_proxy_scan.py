@@ -188,16 +188,12 @@ def test_a_three_quarter_photos_far_side_is_lit_as_the_photo_was(three_quarter):
     # stripe down the forehead, nose and chin between two lit halves: 13.8 dB against the scan lit as the photo was.
     # With the far side's light carried on by the light fitted to the seen skin (light.far_side_gain): 19.1 dB.
     scan, result = three_quarter
-    psnr, truth, made = frontal_psnr_as_lit(
-        scan, turn(result.textured, -THREE_QUARTER), head_centre(scan), photo_light(THREE_QUARTER),
-        result.scan_landmarks[CHIN, 1],
-    )  # fmt: skip
+    heads = [turn(result.textured, -THREE_QUARTER), turn(result.face_anchored, -THREE_QUARTER)]
+    truth, ((psnr, made), (anchored, _)) = frontal_psnr_as_lit(
+        scan, heads, head_centre(scan), photo_light(THREE_QUARTER), result.scan_landmarks[CHIN, 1]
+    )
     assert psnr >= 17.0, psnr
     # With the head anchored at the face (aligned by the landmarks alone): 14.1 dB before, 20.3 with the gain.
-    anchored, _, _ = frontal_psnr_as_lit(
-        scan, turn(result.face_anchored, -THREE_QUARTER), head_centre(scan), photo_light(THREE_QUARTER),
-        result.scan_landmarks[CHIN, 1],
-    )  # fmt: skip
     assert anchored >= 18.0, anchored
     # The far half (the scan's left, +x, turned away from the camera) is the darker one, as on the truth.
     half = truth.shape[1] // 2

@@ -15,6 +15,7 @@ above the chin that pairs the surfaces both ways (see ``portrait3d.proxy.scan_ev
   distance to the head's surface (median, mean; mm);
 - head Chamfer above the chin (mm) and the scale error (head size / scan size - 1);
 - the ears' Chamfer (mm): both surfaces within 30 mm of the head's uncovered ears' centres (pinna shape and place);
+- the neck's girth 20 mm below the chin, the head's and the scan's (mm; the Chamfer stops at the chin);
 - renders of both at yaw 0, +-30, +-60, +-90, 180 about the head: masked PSNR,
   SSIM and silhouette IoU (above the chin);
 - seconds of preprocess + proxy head.
@@ -175,6 +176,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from portrait3d import progress
+    from portrait3d.proxy.scan_eval import NECK_BELOW_CHIN
 
     progress.set_verbosity(progress.QUIET)
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,6 +189,10 @@ def main() -> None:
     )
     ears = f.get("ear_chamfer_mm")
     print("ears: no uncovered ear" if ears is None else f"ears: Chamfer {ears:.2f} mm within 30 mm of their centres")
+    neck, scan_neck = f.get("neck_girth_mm"), f.get("scan_neck_girth_mm")
+    if neck is not None and scan_neck is not None:
+        below, change = 1000 * NECK_BELOW_CHIN, neck / scan_neck - 1
+        print(f"neck girth {below:.0f} mm below the chin: head {neck:.0f} mm, scan {scan_neck:.0f} mm ({change:+.1%})")
     print("| yaw | PSNR | SSIM | IoU |\n| --- | --- | --- | --- |")
     for yaw, s in f["views"].items():
         print(f"| {yaw} | {s['psnr']:.2f} | {s['ssim']:.3f} | {s['iou']:.3f} |")

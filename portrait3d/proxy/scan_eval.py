@@ -385,6 +385,19 @@ def ear_chamfer(scan: trimesh.Trimesh, head: trimesh.Trimesh, centres: list[np.n
     return _chamfer_where(scan, head, near, samples, (4, 5))
 
 
+NECK_BELOW_CHIN = 0.02
+"""Metres below the chin at which :func:`neck_girth` measures the neck (under the jaw, above the shoulders)."""
+
+
+def neck_girth(mesh: trimesh.Trimesh, height: float) -> float | None:
+    """Girth (mm) of ``mesh`` at ``height`` (world y): the longest closed loop the horizontal plane cuts, or None."""
+    section = mesh.section(plane_origin=[0.0, height, 0.0], plane_normal=[0.0, 1.0, 0.0])
+    if section is None:
+        return None
+    loops = [entity.length(section.vertices) for entity in section.entities if entity.closed]
+    return 1000.0 * max(loops) if loops else None
+
+
 def ear_centres(head: trimesh.Trimesh, ears: np.ndarray | None) -> list[np.ndarray]:
     """(3,) centre of each uncovered ear of ``head``: the mean of its vertices that are mostly ear (none without)."""
     if ears is None:
@@ -410,6 +423,8 @@ class ScanResult:
     Attributes:
         figures: ``face_median_mm``, ``face_mean_mm``, ``face_points``, ``head_chamfer_mm``,
             ``scale_error_pct`` (head size / scan size - 1), ``ear_chamfer_mm`` (None: no uncovered ear),
+            ``neck_girth_mm`` and ``scan_neck_girth_mm`` (:func:`neck_girth`, :data:`NECK_BELOW_CHIN` below the
+            scan's chin; None where the plane cuts no closed loop),
             ``seconds_preprocess_proxy``.
         head: the closed head, metres, aligned to the scan.
         textured: its textured surface, aligned the same way.
@@ -492,6 +507,8 @@ def evaluate_scan(scan: trimesh.Trimesh, centre: np.ndarray, out) -> ScanResult:
         "head_chamfer_mm": head_chamfer(outer, aligned, scan_lm[CHIN, 1]),
         "scale_error_pct": 100.0 * (1.0 / similarity.scale - 1.0),
         "ear_chamfer_mm": ear_chamfer(outer, aligned, centres) if centres else None,
+        "neck_girth_mm": neck_girth(aligned, scan_lm[CHIN, 1] - NECK_BELOW_CHIN),
+        "scan_neck_girth_mm": neck_girth(scan, scan_lm[CHIN, 1] - NECK_BELOW_CHIN),
         "seconds_preprocess_proxy": round(seconds, 1),
     }
     return ScanResult(

@@ -28,6 +28,18 @@ from portrait3d.proxy.sdf import capsule, ellipsoid, smooth_subtract, smooth_uni
 
 NECK_BOTTOM = -0.40
 """Height (model units) of the flat cut that closes the neck, below the frame of an orbit camera at pitch 0."""
+NECK_HALF_WIDTH = (0.076, 0.09)
+"""Half-width (model units) of the neck where it meets the head and at its foot (see :data:`NECK_DEPTH`)."""
+NECK_DEPTH = 1.18
+"""The neck's depth front to back over its width across. With :data:`NECK_HALF_WIDTH` and :data:`NECK_AXIS_Z`,
+measured 20 mm below the chin on Lee Perry-Smith's scan: his neck is 109 mm across and 132 mm deep, its back 178 mm
+behind his chin; the template's neck on his head was 88 x 98 mm there, its back 136 mm behind the chin (a stalk under
+the skull in every side view; the head's Chamfer above the chin 3.11 mm); it is 95 x 113 mm now, its back 151 mm
+behind the chin (2.81 mm). A neck deeper still, or wider under the jaw, moved the statue bust's whole-head alignment
+and its face error with it (mean 2.2 -> 3.2-3.9 mm; docs/BENCHMARKS.md, thirty-seventh session)."""
+NECK_AXIS_Z = -0.053
+"""Depth (model z) of the neck's axis, set so that its front (the throat) stays where it was (0.08 behind the
+chin's front) while it grows backward."""
 _EYE_DEPTH = 0.11
 """Depth (model z) of the eye corners on the template surface."""
 
@@ -121,7 +133,9 @@ def head_sdf(points: np.ndarray, ears: tuple[np.ndarray, np.ndarray] | None = No
     d = smooth_union(d, ellipsoid(p, (0.0, -0.074, 0.106), (0.04, 0.022, 0.02)), 0.012)  # lips
     for ear in ear_distances(p) if ears is None else ears:
         d = smooth_union(d, ear, 0.008)
-    neck = capsule(p * [1.0, 1.0, 0.92], (0.0, NECK_BOTTOM - 0.1, -0.035), (0.0, -0.05, -0.035), 0.08, 0.072)
+    top, foot = NECK_HALF_WIDTH
+    axis_z = NECK_AXIS_Z / NECK_DEPTH  # in the squeezed coordinates the capsule is round in
+    neck = capsule(p * [1.0, 1.0, 1.0 / NECK_DEPTH], (0.0, NECK_BOTTOM - 0.1, axis_z), (0.0, -0.05, axis_z), foot, top)
     neck = np.maximum(neck, NECK_BOTTOM - p[:, 1])  # flat bottom
     return smooth_union(d, neck, 0.045)
 

@@ -632,14 +632,14 @@ def fit_shape(
     rel = model_vertices - CRANIUM_CENTRE
     unit = rel / np.maximum(np.linalg.norm(rel, axis=1, keepdims=True), 1e-9)
     hair = sample_map(coloured, unit)
-    # Surface outside the skull is hair whatever the hairline says (a fringe, hair over the ears), but for a bare
-    # ear itself (its rim flares out of the skull behind the shell's hollow).
+    # Surface outside the skull is hair whatever the hairline says (:func:`outside_hair`), but for a bare ear itself
+    # (its rim flares out of the skull behind the shell's hollow).
     outside = np.linalg.norm(rel, axis=1) - sample_map(skull, unit)
     ear = ear_weight(model_vertices)
     bare_ear = ear * np.where(model_vertices[:, 0] < 0, uncovered[0], uncovered[1])
     if fall is not None:  # the fall's surface, outside the neck, is hair
         allowed = np.maximum(allowed, hanging_directions(dirs, *fall, reach=FALL_REACH))
-    hair = np.maximum(hair, np.clip(outside / 0.01, 0.0, 1.0) * (sample_map(allowed, unit) > 0.05) * (1 - bare_ear))
+    hair = np.maximum(hair, outside_hair(outside, sample_map(allowed, unit)) * (1 - bare_ear))
     # A photo that shows (almost) no hair is a bald or shaved head: skin all round; the shell is its skull.
     presence = hair_presence(segmentation)
     info["hair_presence"] = round(presence, 3)
@@ -650,6 +650,28 @@ def fit_shape(
     pinna = pinna_weight(model_vertices) * bare_side
     info.update(vertices=len(mesh.vertices), radius_max=round(float(radius.max()), 4))
     return HeadShape(mesh, np.clip(hair, 0.0, 1.0), ears, pinna, thickness, info)
+
+
+OUTSIDE_HAIR = (HAIR_FILLET / 4, 0.01)
+"""Height (model units) over the skull from which the surface is hair whatever the hairline says (above the smooth
+union's swell where the hair shell lies on the skull), and the height over which it becomes hair fully (see
+:func:`outside_hair`)."""
+OUTSIDE_HAIR_SHELL = (0.05, 0.3)
+"""The hair shell's weight (``allowed``) from which the surface outside the skull is hair, and fully from."""
+
+
+def outside_hair(outside: np.ndarray, shell: np.ndarray) -> np.ndarray:
+    """How much of a surface point standing ``outside`` (model units) over the skull, where the hair shell's weight is
+    ``shell``, is hair whatever the hairline says (a fringe, hair over the ears): (V,), (V,) -> (V,) in [0, 1].
+
+    Both ramps are soft, and the first starts above the smooth union's swell (:data:`OUTSIDE_HAIR`). Counted from the
+    skull and cut at a shell weight of 0.05, the lower edge of every haired head's hair was a band of 0.4 hair (the
+    swell, where the shell sinks into the skull at the nape) ending in a jagged line where the 3-degree map crossed
+    0.05: a grey collar under the hair in every back view.
+    """
+    height = np.clip((outside - OUTSIDE_HAIR[0]) / OUTSIDE_HAIR[1], 0.0, 1.0)
+    start, full = OUTSIDE_HAIR_SHELL
+    return height * smoothstep((shell - start) / (full - start))
 
 
 def _mesh(

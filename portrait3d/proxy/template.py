@@ -35,7 +35,7 @@ NECK_DEPTH = 1.18
 measured 20 mm below the chin on Lee Perry-Smith's scan: his neck is 109 mm across and 132 mm deep, its back 178 mm
 behind his chin; the template's neck on his head was 88 x 98 mm there, its back 136 mm behind the chin (a stalk under
 the skull in every side view; the head's Chamfer above the chin 3.11 mm); it is 95 x 113 mm now, its back 151 mm
-behind the chin (2.81 mm). A neck deeper still, or wider under the jaw, moved the statue bust's whole-head alignment
+behind the chin (2.80 mm). A neck deeper still, or wider under the jaw, moved the statue bust's whole-head alignment
 and its face error with it (mean 2.2 -> 3.2-3.9 mm; docs/BENCHMARKS.md, thirty-seventh session)."""
 NECK_AXIS_Z = -0.053
 """Depth (model z) of the neck's axis, set so that its front (the throat) stays where it was (0.08 behind the
